@@ -1,0 +1,91 @@
+/**
+ * Builds the HTTP app from injected dependencies. No process concerns here: listening,
+ * signals and the Lambda adapter live in app/entrypoints.
+ */
+import { randomBytes } from "node:crypto";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { AppDeps } from "./deps";
+import type { AppEnv } from "./http";
+import { ApiError, errorBody, sendError } from "./errors";
+import { presentedKey } from "./auth";
+import { ModelCatalog } from "./llm/models";
+import { registerHealthRoutes } from "./routes/health";
+import { registerMessageRoutes } from "./routes/messages";
+import { registerSessionRoutes } from "./routes/sessions";
+
+export interface BuildAppOptions {
+  catalog?: ModelCatalog;
+}
+
+export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const catalog = options.catalog ?? ModelCatalog.load();
+  const log = deps.logger;
+
+  app.use("*", async (c, next) => {
+    const requestId = `req_${randomBytes(12).toString("base64url")}`;
+    c.set("requestId", requestId);
+    c.set("logger", log);
+    c.header("request-id", requestId);
+    const started = performance.now();
+    await next();
+    const status = c.res.status;
+    // Probes answer many times a minute: log them only when they fail.
+    if ((c.req.path === "/health" || c.req.path === "/ready") && status < 400) return;
+    if (log.isLevelEnabled("info")) {
+      log.info(
+        {
+          requestId,
+          method: c.req.method,
+          path: c.req.routePath || c.req.path,
+          status,
+          ms: Math.round(performance.now() - started),
+          user: c.get("userId"),
+        },
+        "request",
+      );
+    }
+  });
+
+  registerHealthRoutes(app, deps);
+
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: deps.config.MAX_BODY_BYTES,
+      onError: (c) =>
+        c.json(
+          errorBody("request_too_large", `request body exceeds ${deps.config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`, c.get("requestId")),
+          413,
+        ),
+    }),
+  );
+
+  app.use("/v1/*", async (c, next) => {
+    const key = presentedKey({ get: (n) => c.req.header(n) });
+    if (!key) {
+      throw new ApiError(401, "authentication_error", "missing API key: send x-api-key: <key> or Authorization: Bearer <key>");
+    }
+    const user = await deps.auth.resolve(key).catch((err: unknown) => {
+      log.error({ err: (err as Error).message }, "API key lookup failed");
+      throw new ApiError(503, "service_unavailable", "cannot verify the API key right now; retry shortly", { "retry-after": "5" });
+    });
+    if (!user) throw new ApiError(401, "authentication_error", "invalid API key");
+    c.set("userId", user);
+    await next();
+  });
+
+  registerMessageRoutes(app, deps, catalog);
+  registerSessionRoutes(app, deps, catalog);
+
+  app.notFound((c) => c.json(errorBody("not_found_error", `no route for ${c.req.method} ${c.req.path}`, c.get("requestId")), 404));
+
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return sendError(c, err);
+    log.error({ err: err.message, stack: err.stack, requestId: c.get("requestId") }, "unhandled error");
+    return c.json(errorBody("api_error", "internal error", c.get("requestId")), 500);
+  });
+
+  return app;
+}

@@ -1,0 +1,50 @@
+/**
+ * Errors in the Anthropic API's shape, so the official SDK pointed at this service maps them to
+ * its own error classes: `{"type":"error","error":{"type","message"},"request_id"}`.
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+
+export type ApiErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "permission_error"
+  | "not_found_error"
+  | "request_too_large"
+  | "rate_limit_error"
+  | "budget_exceeded"
+  | "conflict_error"
+  | "api_error"
+  | "timeout_error"
+  | "overloaded_error"
+  | "service_unavailable";
+
+export class ApiError extends Error {
+  constructor(
+    public readonly status: ContentfulStatusCode,
+    public readonly type: ApiErrorType | string,
+    message: string,
+    public readonly headers: Record<string, string> = {},
+    /** Extra fields merged into `error` (e.g. which budget, its limit, when it resets). */
+    public readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+export function errorBody(type: string, message: string, requestId?: string, details = {}) {
+  return {
+    type: "error" as const,
+    error: { type, message, ...details },
+    request_id: requestId ?? null,
+  };
+}
+
+export function sendError(c: Context, err: ApiError): Response {
+  for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
+  return c.json(errorBody(err.type, err.message, c.get("requestId"), err.details), err.status);
+}
+
+export const badRequest = (message: string) => new ApiError(400, "invalid_request_error", message);
+export const notFound = (message: string) => new ApiError(404, "not_found_error", message);

@@ -1,0 +1,37 @@
+/** Types and helpers shared by every route module. */
+import type { Context } from "hono";
+import type { Logger } from "pino";
+import type { z } from "zod";
+import { ApiError, badRequest } from "./errors";
+
+export type AppEnv = {
+  Variables: {
+    requestId: string;
+    /** Set by the auth middleware on /v1 routes. */
+    userId: string;
+    logger: Logger;
+  };
+};
+
+export type AppContext = Context<AppEnv>;
+
+/** Parse the JSON body and validate it; 400s say exactly which field is wrong. */
+export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.infer<S>> {
+  let raw: unknown;
+  try {
+    raw = await c.req.json();
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw badRequest("request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
+  return parsed.data;
+}
+
+export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
+  return issues
+    .slice(0, 5)
+    .map((i) => (i.path.length ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))
+    .join("; ");
+}

@@ -1,0 +1,235 @@
+/**
+ * POST /v1/messages: the Anthropic Messages API, compatible with the official SDK for
+ * `messages.create` and `messages.stream`, with an exact-match response cache in front.
+ */
+import type { Hono } from "hono";
+import { stream } from "hono/streaming";
+import { z } from "zod";
+import type { AppDeps } from "../deps";
+import type { AppContext, AppEnv } from "../http";
+import { readJson } from "../http";
+import { ApiError, errorBody } from "../errors";
+import { responseCacheKey } from "../cache/key";
+import type { CachedResponse } from "../cache/types";
+import { StreamTracker, type FullUsage } from "../llm/stream-usage";
+import type { MessageRequest, StreamEvent } from "../llm/types";
+import { UpstreamError } from "../llm/types";
+import type { ModelCatalog } from "../llm/models";
+import type { UsageStatus } from "../store/types";
+
+const block = z.looseObject({ type: z.string().min(1) });
+const content = z.union([z.string(), z.array(block).min(1, "must hold at least one content block")]);
+
+export const messagesRequestSchema = z.looseObject({
+  model: z.string().min(1).max(256),
+  max_tokens: z.number().int().positive().max(200_000),
+  messages: z
+    .array(z.object({ role: z.enum(["user", "assistant"]), content }))
+    .min(1, "must hold at least one message"),
+  system: z.union([z.string(), z.array(block)]).optional(),
+  stream: z.boolean().optional(),
+  temperature: z.number().min(0).max(1).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  top_k: z.number().int().min(0).optional(),
+  stop_sequences: z.array(z.string()).max(8).optional(),
+  tools: z.array(z.looseObject({ name: z.string().min(1) })).optional(),
+  metadata: z.looseObject({}).optional(),
+});
+
+export type MessagesRequestBody = z.infer<typeof messagesRequestSchema>;
+
+export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+  app.post("/v1/messages", async (c) => {
+    const body = await readJson(c, messagesRequestSchema);
+    const { stream: wantsStream, ...rest } = body;
+    const request = rest as unknown as MessageRequest;
+    const userId = c.get("userId");
+    const cacheable = deps.config.CACHE_TTL_SECONDS > 0 && !bypassesCache(c);
+    const cacheKey = responseCacheKey(userId, request.model, { ...request, stream: wantsStream === true });
+
+    if (cacheable) {
+      const hit = await deps.cache.get(cacheKey);
+      if (hit) return replay(c, deps, hit, request.model);
+    }
+    c.header("x-cache", cacheable ? "MISS" : "BYPASS");
+    const meter = new Meter(deps, catalog, c.get("requestId"), userId);
+    return wantsStream
+      ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
+      : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
+  });
+}
+
+function bypassesCache(c: AppContext): boolean {
+  const cc = c.req.header("cache-control");
+  return cc !== undefined && /\b(no-cache|no-store)\b/i.test(cc);
+}
+
+/** Records one upstream call in the usage ledger, whatever way it ends. */
+class Meter {
+  private readonly started = performance.now();
+  constructor(
+    private readonly deps: AppDeps,
+    private readonly catalog: ModelCatalog,
+    private readonly requestId: string,
+    private readonly userId: string,
+  ) {}
+
+  settle(model: string, usage: FullUsage, status: UsageStatus) {
+    this.deps.usage.record({
+      requestId: this.requestId,
+      userId: this.userId,
+      sessionId: null,
+      model,
+      inputTokens: usage.input_tokens,
+      outputTokens: usage.output_tokens,
+      cacheCreationInputTokens: usage.cache_creation_input_tokens,
+      cacheReadInputTokens: usage.cache_read_input_tokens,
+      costUsd: status === "cached" ? 0 : this.catalog.costUsd(model, usage),
+      status,
+      kind: "messages",
+      latencyMs: Math.round(performance.now() - this.started),
+    });
+  }
+}
+
+async function jsonFromUpstream(
+  c: AppContext,
+  deps: AppDeps,
+  request: MessageRequest,
+  meter: Meter,
+  cacheKey: string | null,
+): Promise<Response> {
+  const message = await deps.llm
+    .createMessage(request, {
+      signal: c.req.raw.signal,
+      timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
+      requestId: c.get("requestId"),
+    })
+    .catch((err: unknown) => {
+      throw asApiError(err);
+    });
+  const usage = {
+    input_tokens: message.usage.input_tokens,
+    output_tokens: message.usage.output_tokens,
+    cache_creation_input_tokens: message.usage.cache_creation_input_tokens ?? 0,
+    cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
+  };
+  meter.settle(message.model, usage, "ok");
+  if (cacheKey) void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
+  c.header("x-agent-model", message.model);
+  if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+  return c.json(message);
+}
+
+async function streamFromUpstream(
+  c: AppContext,
+  deps: AppDeps,
+  request: MessageRequest,
+  meter: Meter,
+  cacheKey: string | null,
+): Promise<Response> {
+  const controller = new AbortController();
+  const iterator = deps.llm
+    .streamMessage(request, {
+      signal: controller.signal,
+      timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
+      requestId: c.get("requestId"),
+    })
+    [Symbol.asyncIterator]();
+  // Wait for the first event before committing to a 200: an upstream refusal (429, 529, 400)
+  // then reaches the client as a proper HTTP error, as it would from the real API.
+  let first: IteratorResult<StreamEvent>;
+  try {
+    first = await iterator.next();
+  } catch (err) {
+    throw asApiError(err);
+  }
+  const tracker = new StreamTracker();
+  const recorded: StreamEvent[] | null = cacheKey ? [] : null;
+  sseHeaders(c, deps);
+  return stream(c, async (out) => {
+    let status: UsageStatus = "ok";
+    out.onAbort(() => {
+      status = "aborted";
+      controller.abort();
+    });
+    try {
+      let next = first;
+      while (!next.done) {
+        tracker.observe(next.value);
+        recorded?.push(next.value);
+        await out.write(sse(next.value));
+        if (out.aborted) break;
+        next = await iterator.next();
+      }
+    } catch (err) {
+      if (!out.aborted) {
+        status = "error";
+        const e = asApiError(err);
+        await out.write(`event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`);
+      }
+    } finally {
+      if (out.aborted) {
+        status = "aborted";
+        await iterator.return?.();
+      }
+      meter.settle(tracker.model ?? request.model, tracker.finalUsage(), status);
+      // Only a stream that ran to message_stop is cached: never a cut or failed one.
+      if (recorded && status === "ok" && tracker.completed) {
+        void deps.cache.set(cacheKey!, { kind: "sse", events: recorded }, deps.config.CACHE_TTL_SECONDS);
+      }
+    }
+  });
+}
+
+function sseHeaders(c: AppContext, deps: AppDeps) {
+  c.header("content-type", "text/event-stream; charset=utf-8");
+  c.header("cache-control", "no-cache");
+  c.header("x-accel-buffering", "no");
+  if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+}
+
+function sse(event: StreamEvent): string {
+  return `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
+}
+
+async function replay(c: AppContext, deps: AppDeps, hit: CachedResponse, model: string): Promise<Response> {
+  c.header("x-cache", "HIT");
+  const empty = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+  deps.usage.record({
+    requestId: c.get("requestId"),
+    userId: c.get("userId"),
+    model,
+    ...toEntryTokens(empty),
+    costUsd: 0,
+    status: "cached",
+    kind: "messages",
+    latencyMs: 0,
+  });
+  if (hit.kind === "json") {
+    c.header("x-agent-model", hit.message.model);
+    return c.json(hit.message);
+  }
+  sseHeaders(c, deps);
+  // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
+  return c.body(hit.events.map(sse).join(""));
+}
+
+function toEntryTokens(u: FullUsage) {
+  return {
+    inputTokens: u.input_tokens,
+    outputTokens: u.output_tokens,
+    cacheCreationInputTokens: u.cache_creation_input_tokens,
+    cacheReadInputTokens: u.cache_read_input_tokens,
+  };
+}
+
+/** Upstream failures keep their status and type; anything else is a 502 in Anthropic's shape. */
+export function asApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof UpstreamError) {
+    const status = err.status === 499 ? 499 : err.status >= 400 && err.status <= 599 ? err.status : 502;
+    return new ApiError(status as ApiError["status"], err.type, err.message, err.headers);
+  }
+  return new ApiError(502, "api_error", "upstream model API call failed");
+}

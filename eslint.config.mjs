@@ -1,0 +1,18 @@
+// Flat config: typescript-eslint everywhere, Pulumi's rules on infrastructure code.
+import tseslint from "typescript-eslint";
+import pulumi from "@pulumi/eslint-plugin";
+
+export default tseslint.config(
+  { ignores: ["node_modules/**", "dist/**", ".data/**", "bench/results/**", "*.config.js"] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
+    },
+  },
+  {
+    files: ["infra/**/*.ts", "components/**/*.ts"],
+    plugins: { "@pulumi": pulumi },
+    rules: { "@pulumi/no-output-in-template-literal": "error", "@pulumi/no-output-instance-in-template-literal": "error" },
+  },
+);

@@ -1,0 +1,52 @@
+import pino from "pino";
+import { BatchedLedger } from "../../app/src/budget/ledger";
+import type { UsageEntry } from "../../app/src/store/types";
+
+const entry = (i: number): UsageEntry => ({
+  requestId: `req_${i}`,
+  userId: "u",
+  model: "m",
+  inputTokens: i,
+  outputTokens: 0,
+  cacheCreationInputTokens: 0,
+  cacheReadInputTokens: 0,
+  costUsd: 0,
+  status: "ok",
+});
+
+describe("BatchedLedger", () => {
+  const logger = pino({ level: "silent" });
+
+  it("writes entries in batches", async () => {
+    const batches: UsageEntry[][] = [];
+    const ledger = new BatchedLedger({ recordUsage: async (b) => void batches.push(b) }, logger, { batchSize: 3, intervalMs: 5 });
+    for (let i = 0; i < 7; i++) ledger.record(entry(i));
+    await ledger.close();
+    expect(batches.flat().map((e) => e.requestId)).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => `req_${i}`));
+    expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(3);
+  });
+
+  it("keeps entries while the database is down and writes them, in order, when it returns", async () => {
+    let down = true;
+    const written: UsageEntry[] = [];
+    const ledger = new BatchedLedger(
+      {
+        recordUsage: async (b) => {
+          if (down) throw new Error("connection refused");
+          written.push(...b);
+        },
+      },
+      logger,
+      { batchSize: 2, intervalMs: 1, maxBackoffMs: 5 },
+    );
+    for (let i = 0; i < 5; i++) ledger.record(entry(i));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(written).toHaveLength(0);
+    expect(ledger.pending).toBe(5);
+    await expect(ledger.flush()).rejects.toThrow(/could not be written/);
+    down = false;
+    await ledger.flush();
+    expect(written.map((e) => e.inputTokens)).toEqual([0, 1, 2, 3, 4]);
+    expect(ledger.pending).toBe(0);
+  });
+});
