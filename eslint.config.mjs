@@ -12,6 +12,8 @@ export default tseslint.config(
   },
   {
     files: ["infra/**/*.ts", "components/**/*.ts"],
+    // Pulumi's rules look at types (is this an Output?), so they need the TypeScript project.
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     plugins: { "@pulumi": pulumi },
     rules: { "@pulumi/no-output-in-template-literal": "error", "@pulumi/no-output-instance-in-template-literal": "error" },
   },

@@ -9,8 +9,15 @@ module.exports = {
       "@swc/jest",
       { jsc: { parser: { syntax: "typescript" }, target: "es2022" }, module: { type: "commonjs" } },
     ],
+    "/@electric-sql/pglite/dist/.+\\.cjs$": [
+      "@swc/jest",
+      { jsc: { parser: { syntax: "ecmascript" }, target: "es2022" }, module: { type: "commonjs" } },
+    ],
   },
-  moduleFileExtensions: ["ts", "js", "json"],
+  // PGlite loads its parts with dynamic import(), which jest's CommonJS sandbox refuses;
+  // compiling it with SWC turns those into require().
+  transformIgnorePatterns: ["/node_modules/(?!@electric-sql/pglite/)"],
+  moduleFileExtensions: ["ts", "js", "cjs", "json"],
   testTimeout: 30000,
   // Pulumi mock programs and embedded Postgres are heavy; two cores, two workers.
   maxWorkers: 2,

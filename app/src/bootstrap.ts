@@ -46,7 +46,7 @@ export function createRedis(url: string, logger: Logger, password?: string, ca?:
 
 export async function createDeps(config: AppConfig, options: CreateDepsOptions = {}): Promise<AppDeps> {
   const logger = options.logger ?? createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
-  const store = options.store ?? (await openStore(config));
+  const store = options.store ?? (await openStore(config, { logger }));
   const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, logger, config.REDIS_PASSWORD, config.REDIS_TLS_CA) : undefined;
   const llm =
     options.llm ??

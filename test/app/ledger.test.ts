@@ -50,3 +50,33 @@ describe("BatchedLedger", () => {
     expect(ledger.pending).toBe(0);
   });
 });
+
+describe("BatchedLedger with invalid entries", () => {
+  it("drops only the entry the store rejects as invalid and writes the rest", async () => {
+    const written: string[] = [];
+    const store = {
+      recordUsage: async (b: UsageEntry[]) => {
+        if (b.some((e) => e.inputTokens < 0)) throw new RangeError("inputTokens must be a non-negative integer");
+        written.push(...b.map((e) => e.requestId));
+      },
+    };
+    const ledger = new BatchedLedger(store, pino({ level: "silent" }), { batchSize: 10, intervalMs: 1 });
+    ledger.record(entry(1));
+    ledger.record({ ...entry(2), inputTokens: -5 });
+    ledger.record(entry(3));
+    await ledger.close();
+    expect(written).toEqual(["req_1", "req_3"]);
+    expect(ledger.pending).toBe(0);
+  });
+
+  it("stamps entries with the time they were recorded", async () => {
+    const batches: UsageEntry[][] = [];
+    const ledger = new BatchedLedger({ recordUsage: async (b) => void batches.push(b) }, pino({ level: "silent" }));
+    const before = Date.now();
+    ledger.record(entry(1));
+    await ledger.close();
+    const at = Date.parse(batches[0]![0]!.createdAt!);
+    expect(at).toBeGreaterThanOrEqual(before);
+    expect(at).toBeLessThanOrEqual(Date.now());
+  });
+});

@@ -48,7 +48,8 @@ export class BatchedLedger implements UsageRecorder {
   }
 
   record(entry: UsageEntry): void {
-    this.queue.push(entry);
+    // Stamp now: an entry written late (after an outage) still counts toward the right day.
+    this.queue.push(entry.createdAt ? entry : { ...entry, createdAt: new Date().toISOString() });
     if (this.queue.length >= this.batchSize && this.failures === 0) void this.writeBatch();
     else this.schedule(this.intervalMs);
   }
@@ -68,6 +69,21 @@ export class BatchedLedger implements UsageRecorder {
     await this.flush();
   }
 
+  /**
+   * The store rejects a batch holding an invalid entry (RangeError) as a whole. Retrying it would
+   * block the queue forever, so write entries one by one and drop only the invalid ones, loudly.
+   */
+  private async isolateInvalid(batch: UsageEntry[]): Promise<void> {
+    for (const entry of batch) {
+      try {
+        await this.store.recordUsage([entry]);
+      } catch (err) {
+        if (!(err instanceof RangeError)) throw err;
+        this.logger.error({ err: err.message, requestId: entry.requestId }, "usage ledger entry is invalid; dropped");
+      }
+    }
+  }
+
   private schedule(delay: number) {
     if (this.timer) return;
     this.timer = setTimeout(() => {
@@ -84,6 +100,7 @@ export class BatchedLedger implements UsageRecorder {
     const batch = this.queue.splice(0, this.batchSize);
     this.writing = this.store
       .recordUsage(batch)
+      .catch((err: unknown) => (err instanceof RangeError ? this.isolateInvalid(batch) : Promise.reject(err)))
       .then(() => {
         this.failures = 0;
       })

@@ -1,0 +1,50 @@
+/**
+ * Opens the store the configuration asks for: PostgreSQL when DATABASE_URL is set, otherwise the
+ * embedded PGlite database under DATA_DIR (`DATA_DIR=memory://` keeps it in memory).
+ */
+import path from "node:path";
+import type { AppConfig } from "../config";
+import { createPgliteClient, MEMORY_DATA_DIR } from "./pglite";
+import { createPostgresClient } from "./postgres";
+import { SqlStore } from "./sql-store";
+import type { SqlClient, Store, StoreLogger } from "./types";
+
+export type StoreConfig = Pick<AppConfig, "DATABASE_URL" | "DATABASE_POOL_MAX" | "DATA_DIR"> &
+  Partial<Pick<AppConfig, "DATABASE_PASSWORD">>;
+
+export interface OpenStoreOptions {
+  logger?: StoreLogger;
+}
+
+/** The PGlite files live in a subdirectory, leaving DATA_DIR free for other local state. */
+export function pgliteDirectory(dataDir: string): string {
+  return dataDir.startsWith(MEMORY_DATA_DIR) ? dataDir : path.join(dataDir, "pglite");
+}
+
+/** Open and migrate. The store is closed again if migrating fails, so nothing leaks. */
+export async function openStore(
+  config: StoreConfig,
+  options: OpenStoreOptions = {},
+): Promise<Store> {
+  const client: SqlClient = config.DATABASE_URL
+    ? createPostgresClient(config.DATABASE_URL, {
+        max: config.DATABASE_POOL_MAX,
+        logger: options.logger,
+        password: config.DATABASE_PASSWORD,
+      })
+    : await createPgliteClient(pgliteDirectory(config.DATA_DIR));
+  const store = new SqlStore(client, { logger: options.logger });
+  try {
+    await store.migrate();
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+  return store;
+}
+
+export { SqlStore, type SqlStoreOptions } from "./sql-store";
+export { createPostgresClient, poolConfig, type PostgresOptions } from "./postgres";
+export { createPgliteClient, MEMORY_DATA_DIR } from "./pglite";
+export { migrate, MIGRATIONS, type Migration } from "./migrations";
+export * from "./types";

@@ -1,0 +1,144 @@
+/**
+ * Versioned schema migrations, shared by PostgreSQL and PGlite.
+ *
+ * To change the schema, append a migration with the next version; never edit or reorder one
+ * that has shipped, since databases record only the version number. Each statement is a separate
+ * string because PGlite's extended-protocol `query` runs one statement at a time.
+ *
+ * Planned additions (not needed yet): `user_budgets (user_id -> users, daily/monthly limits)`,
+ * `idempotency_keys (user_id, key, request_hash, response, expires_at)` and
+ * `batches (id, user_id, status, counts, timestamps)`. The ledger already carries `request_id`
+ * and `kind`, so batch and idempotent requests fit it without change.
+ */
+import type { SqlClient } from "./types";
+
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "users, api keys, sessions, messages, usage ledger",
+    statements: [
+      `CREATE TABLE users (
+        id text PRIMARY KEY,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE TABLE api_keys (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        user_id text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        key_hash text NOT NULL UNIQUE CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+        prefix text NOT NULL,
+        name text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz,
+        last_used_at timestamptz
+      )`,
+      `CREATE INDEX api_keys_user_idx ON api_keys (user_id, created_at)`,
+      `CREATE TABLE sessions (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        user_id text NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        model text,
+        system text,
+        metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE INDEX sessions_user_idx ON sessions (user_id, created_at)`,
+      // The primary key is what makes two writers appending at the same position conflict.
+      `CREATE TABLE messages (
+        session_id uuid NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        seq integer NOT NULL CHECK (seq >= 0),
+        role text NOT NULL CHECK (role IN ('user', 'assistant')),
+        content jsonb NOT NULL,
+        model text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (session_id, seq)
+      )`,
+      // No foreign keys: the ledger is an append-only spend record that must accept writes for
+      // users known only from AGENT_API_KEYS and must outlive deleted sessions.
+      `CREATE TABLE usage_ledger (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        request_id text NOT NULL,
+        user_id text NOT NULL,
+        session_id uuid,
+        model text NOT NULL,
+        input_tokens bigint NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),
+        output_tokens bigint NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
+        cache_creation_input_tokens bigint NOT NULL DEFAULT 0 CHECK (cache_creation_input_tokens >= 0),
+        cache_read_input_tokens bigint NOT NULL DEFAULT 0 CHECK (cache_read_input_tokens >= 0),
+        cost_usd numeric(20, 10) NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
+        status text NOT NULL CHECK (status IN ('ok', 'error', 'aborted', 'cached', 'rejected')),
+        kind text NOT NULL DEFAULT 'messages',
+        latency_ms integer,
+        created_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      // INCLUDE lets per-user-per-day and per-session spend sums run as index-only scans.
+      `CREATE INDEX usage_ledger_user_time_idx ON usage_ledger (user_id, created_at) INCLUDE (cost_usd)`,
+      `CREATE INDEX usage_ledger_session_idx ON usage_ledger (session_id, created_at) INCLUDE (cost_usd)
+        WHERE session_id IS NOT NULL`,
+      `CREATE INDEX usage_ledger_request_idx ON usage_ledger (request_id)`,
+    ],
+  },
+];
+
+/** Arbitrary constant shared by every replica: the advisory lock that serialises migrations. */
+const MIGRATION_LOCK_KEY = 7_204_311_905;
+
+/**
+ * Apply pending migrations in one transaction under a transaction-scoped advisory lock, so
+ * replicas starting together queue behind the first and then find nothing left to do. A failing
+ * migration rolls back entirely. Returns the versions this call applied.
+ */
+export async function migrate(
+  client: Pick<SqlClient, "transaction">,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number[]> {
+  assertOrdered(migrations);
+  return client.transaction(async (tx) => {
+    // Schema changes can outlast the pool's statement timeout, and so can waiting for the lock.
+    await tx.query("SET LOCAL statement_timeout = '10min'");
+    await tx.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY]);
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    // Read under the lock: another replica may have finished migrating while we waited.
+    const { rows } = await tx.query<{ version: number }>("SELECT version FROM schema_migrations");
+    const applied = new Set(rows.map((r) => Number(r.version)));
+    const done: number[] = [];
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      for (const statement of m.statements) {
+        try {
+          await tx.query(statement);
+        } catch (err) {
+          throw new Error(`migration ${m.version} (${m.name}) failed: ${(err as Error).message}`, {
+            cause: err,
+          });
+        }
+      }
+      await tx.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [
+        m.version,
+        m.name,
+      ]);
+      done.push(m.version);
+    }
+    return done;
+  });
+}
+
+function assertOrdered(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    const prev = migrations[i - 1];
+    if (!Number.isInteger(m.version) || m.version < 1 || (prev && m.version <= prev.version)) {
+      throw new Error(
+        `migration versions must be positive integers in increasing order (at "${m.name}")`,
+      );
+    }
+  });
+}
