@@ -1,0 +1,352 @@
+/**
+ * Agent sessions: a conversation history kept on the server, and turns that run the tool loop.
+ *
+ *   POST /v1/sessions                  create a session
+ *   GET  /v1/sessions/{id}             the session with its full history
+ *   POST /v1/sessions/{id}/messages    run one agent turn (JSON, or SSE with "stream": true)
+ *
+ * A session belongs to the user who created it. An unknown id, another user's session and a
+ * malformed id all get the same 404, so ids cannot be probed. All messages of a turn are stored
+ * in one append at its end, conditional on the history being where it was when the turn began:
+ * a concurrent turn on the same session gets 409 conflict_error, and a failed or abandoned turn
+ * stores nothing.
+ */
+import type { Hono } from "hono";
+import { stream } from "hono/streaming";
+import { z } from "zod";
+import type { AppDeps } from "../deps";
+import type { AppContext, AppEnv } from "../http";
+import { describeIssues, readJson } from "../http";
+import { ApiError, badRequest, errorBody, notFound } from "../errors";
+import type { ModelCatalog } from "../llm/models";
+import { UpstreamError } from "../llm/types";
+import { ConcurrentAppendError, type ContentBlock, type Session } from "../store/types";
+import {
+  runAgentTurn,
+  type ModelCallRecord,
+  type ProducedMessage,
+  type TurnEvent,
+  type TurnResult,
+} from "../agent/loop";
+import { userContentBlocks } from "../agent/history";
+import { chooseSessionModel } from "../agent/model-choice";
+import { createBuiltinToolRegistry } from "../agent/tools";
+import { asApiError } from "./messages";
+
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_SYSTEM_CHARS = 100_000;
+const MAX_METADATA_BYTES = 16 * 1024;
+const MAX_CONTENT_BLOCKS = 100;
+/** Output budget of each model call in a turn when the request names none. */
+export const DEFAULT_TURN_MAX_TOKENS = 4096;
+/** Block types a client may send; tool_use and tool_result blocks come only from the agent itself. */
+const CLIENT_BLOCK_TYPES = ["text", "image", "document"];
+
+export const createSessionSchema = z.strictObject({
+  model: z
+    .string()
+    .min(1, "must not be empty")
+    .max(256, "must be at most 256 characters")
+    .nullish(),
+  system: z
+    .string()
+    .max(MAX_SYSTEM_CHARS, `must be at most ${MAX_SYSTEM_CHARS} characters`)
+    .nullish(),
+  metadata: z
+    .record(z.string(), z.unknown())
+    .refine(
+      (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,
+      `must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
+    )
+    .nullish(),
+});
+
+/**
+ * A user message: a non-empty string, or content blocks of the client-facing types. Checked by
+ * hand because a zod union reports only "Invalid input", and the 400 must name what is wrong.
+ */
+const userContent = z.unknown().transform((value, ctx): ContentBlock[] => {
+  const fail = (message: string, path: PropertyKey[] = []) => {
+    ctx.addIssue({ code: "custom", message, path });
+    return z.NEVER;
+  };
+  if (value === undefined) return fail("required: a string or an array of content blocks");
+  if (typeof value === "string") {
+    return value.trim() === ""
+      ? fail("must contain non-whitespace text")
+      : userContentBlocks(value);
+  }
+  if (!Array.isArray(value)) return fail("must be a string or an array of content blocks");
+  if (value.length === 0) return fail("must hold at least one content block");
+  if (value.length > MAX_CONTENT_BLOCKS)
+    return fail(`must hold at most ${MAX_CONTENT_BLOCKS} content blocks`);
+  for (const [i, block] of value.entries()) {
+    if (typeof block !== "object" || block === null || Array.isArray(block))
+      return fail("must be an object", [i]);
+    const b = block as Record<string, unknown>;
+    if (typeof b.type !== "string" || !CLIENT_BLOCK_TYPES.includes(b.type)) {
+      return fail(`must be one of ${CLIENT_BLOCK_TYPES.map((t) => `"${t}"`).join(", ")}`, [
+        i,
+        "type",
+      ]);
+    }
+    if (b.type === "text" && (typeof b.text !== "string" || b.text.trim() === "")) {
+      return fail("must be a string with non-whitespace text", [i, "text"]);
+    }
+    if (
+      b.type !== "text" &&
+      (typeof b.source !== "object" || b.source === null || Array.isArray(b.source))
+    ) {
+      return fail("must be an object", [i, "source"]);
+    }
+  }
+  return userContentBlocks(value as ContentBlock[]);
+});
+
+export const turnRequestSchema = z.strictObject({
+  content: userContent,
+  stream: z.boolean().optional(),
+  max_tokens: z.number().int().positive().max(200_000).optional(),
+});
+
+export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+  const tools = createBuiltinToolRegistry();
+  // Sessions with a turn running in this process. A second turn is refused at once instead of
+  // being paid for and then rejected at the append; across replicas the append still decides.
+  const busy = new Set<string>();
+
+  app.post("/v1/sessions", async (c) => {
+    const body = await readOptionalJson(c, createSessionSchema);
+    const session = await deps.store.createSession({
+      userId: c.get("userId"),
+      model: body.model ?? null,
+      system: body.system ?? null,
+      metadata: body.metadata ?? {},
+    });
+    return c.json(sessionJson(session), 201);
+  });
+
+  app.get("/v1/sessions/:id", async (c) => {
+    const session = await findSession(c, deps);
+    const messages = await deps.store.listMessages(session.id);
+    return c.json({
+      ...sessionJson(session),
+      updated_at: session.updatedAt,
+      messages: messages.map((m) => ({
+        role: m.role,
+        content: m.content,
+        model: m.model,
+        created_at: m.createdAt,
+      })),
+    });
+  });
+
+  app.post("/v1/sessions/:id/messages", async (c) => {
+    const body = await readJson(c, turnRequestSchema);
+    const session = await findSession(c, deps);
+    if (busy.has(session.id)) {
+      throw new ApiError(
+        409,
+        "conflict_error",
+        `session ${session.id} already has a turn in progress; send the next message when it completes`,
+      );
+    }
+    busy.add(session.id);
+    let releasedByStream = false;
+    try {
+      const history = await deps.store.listMessages(session.id);
+      const expectedNextSeq = history.length === 0 ? 0 : history[history.length - 1]!.seq + 1;
+      const userMessage: ProducedMessage = { role: "user", content: body.content, model: null };
+      const requestId = c.get("requestId");
+      const userId = c.get("userId");
+      const controller = new AbortController();
+      const meter = (call: ModelCallRecord) =>
+        deps.usage.record({
+          requestId,
+          userId,
+          sessionId: session.id,
+          model: call.model,
+          inputTokens: call.usage.input_tokens,
+          outputTokens: call.usage.output_tokens,
+          cacheCreationInputTokens: call.usage.cache_creation_input_tokens,
+          cacheReadInputTokens: call.usage.cache_read_input_tokens,
+          costUsd: call.costUsd,
+          status: call.status,
+          kind: "session",
+          latencyMs: call.latencyMs,
+        });
+      const turn = runAgentTurn({
+        llm: deps.llm,
+        tools,
+        model: chooseSessionModel(session, deps.config),
+        system: session.system,
+        conversation: [...history.map((m) => ({ role: m.role, content: m.content })), userMessage],
+        maxTokens: body.max_tokens ?? DEFAULT_TURN_MAX_TOKENS,
+        maxToolIterations: deps.config.AGENT_MAX_TOOL_ITERATIONS,
+        stream: body.stream === true,
+        // The request's own signal covers a client that leaves before the stream starts.
+        signal: AbortSignal.any([c.req.raw.signal, controller.signal]),
+        timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
+        requestId,
+        costUsd: (model, usage) => catalog.costUsd(model, usage),
+        onModelCall: meter,
+      });
+      const save = (result: TurnResult) =>
+        appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
+
+      if (!body.stream) {
+        let result: TurnResult;
+        try {
+          for (let next = await turn.next(); ; next = await turn.next()) {
+            if (next.done) {
+              result = next.value;
+              break;
+            }
+          }
+        } catch (err) {
+          throw turnError(c, err);
+        }
+        await save(result);
+        c.header("x-agent-model", result.message.model);
+        if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+        return c.json(turnSummary(session.id, result));
+      }
+
+      // As in /v1/messages: wait for the first event before committing to a 200, so a refused
+      // first call (429, 529, 400) reaches the client as a real HTTP error.
+      let first: IteratorResult<TurnEvent, TurnResult>;
+      try {
+        first = await turn.next();
+      } catch (err) {
+        throw turnError(c, err);
+      }
+      c.header("content-type", "text/event-stream; charset=utf-8");
+      c.header("cache-control", "no-cache");
+      c.header("x-accel-buffering", "no");
+      if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+      releasedByStream = true;
+      return stream(c, async (out) => {
+        out.onAbort(() => controller.abort());
+        let next = first;
+        try {
+          while (!next.done) {
+            await out.write(eventFrame(next.value));
+            if (out.aborted) return;
+            next = await turn.next();
+          }
+          await save(next.value);
+          await out.write(
+            frame("turn_complete", {
+              type: "turn_complete",
+              ...turnSummary(session.id, next.value),
+            }),
+          );
+        } catch (err) {
+          if (out.aborted) return;
+          const e = err instanceof ApiError ? err : turnError(c, err);
+          await out.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
+        } finally {
+          // Client gone mid-turn: returning the generator stops the model call in flight, which
+          // is metered as aborted; nothing of the turn is stored.
+          if (!next.done)
+            await turn.return(undefined as unknown as TurnResult).catch(() => undefined);
+          busy.delete(session.id);
+        }
+      });
+    } finally {
+      if (!releasedByStream) busy.delete(session.id);
+    }
+  });
+}
+
+/** The session, or the same 404 whether it is unknown, another user's, or the id is malformed. */
+async function findSession(c: AppContext, deps: AppDeps): Promise<Session> {
+  const id = c.req.param("id") ?? "";
+  const session = SESSION_ID.test(id) ? await deps.store.getSession(id, c.get("userId")) : null;
+  if (!session) throw notFound(`session ${JSON.stringify(id.slice(0, 100))} not found`);
+  return session;
+}
+
+async function appendTurn(
+  deps: AppDeps,
+  sessionId: string,
+  expectedNextSeq: number,
+  messages: ProducedMessage[],
+) {
+  try {
+    await deps.store.appendMessages(sessionId, expectedNextSeq, messages);
+  } catch (err) {
+    if (err instanceof ConcurrentAppendError) {
+      throw new ApiError(
+        409,
+        "conflict_error",
+        `session ${sessionId} changed while this turn ran (another turn finished first); nothing from this turn was stored: reload the session and retry`,
+      );
+    }
+    deps.logger.error({ err: (err as Error).message, sessionId }, "could not store a session turn");
+    throw new ApiError(500, "api_error", "internal error: the turn could not be stored");
+  }
+}
+
+/** Upstream failures keep their status and type; anything else is our bug, logged and a 500. */
+function turnError(c: AppContext, err: unknown): ApiError {
+  if (err instanceof ApiError || err instanceof UpstreamError) return asApiError(err);
+  c.get("logger").error(
+    { err: (err as Error)?.message, stack: (err as Error)?.stack, requestId: c.get("requestId") },
+    "agent turn failed",
+  );
+  return new ApiError(500, "api_error", "internal error");
+}
+
+function turnSummary(sessionId: string, result: TurnResult) {
+  return {
+    session_id: sessionId,
+    message: result.message,
+    iterations: result.iterations,
+    stop_reason: result.stopReason,
+    usage: result.usage,
+  };
+}
+
+function sessionJson(s: Session) {
+  return {
+    id: s.id,
+    model: s.model,
+    system: s.system,
+    metadata: s.metadata,
+    created_at: s.createdAt,
+  };
+}
+
+function eventFrame(e: TurnEvent): string {
+  return e.type === "upstream" ? frame(e.event.type, e.event) : frame("tool_result", e);
+}
+
+function frame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** Like readJson, but an empty body means `{}`: every field of a new session is optional. */
+async function readOptionalJson<S extends z.ZodType>(
+  c: AppContext,
+  schema: S,
+): Promise<z.infer<S>> {
+  let raw: unknown = {};
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    throw badRequest("request body could not be read");
+  }
+  if (text.trim() !== "") {
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw badRequest("request body is not valid JSON");
+    }
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
+  return parsed.data;
+}
