@@ -1,0 +1,308 @@
+/**
+ * Stack configuration -> a validated, typed StackConfig. The only module that reads
+ * `pulumi.Config`; everything downstream receives plain typed values.
+ *
+ * Every key lives in the `agent:` namespace (provider settings such as `aws:region`,
+ * `gcp:project` and `gcp:region` keep their own). Unknown keys, values of the wrong type and
+ * out-of-range numbers fail with a message that names the key and what is allowed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { z } from "zod";
+import type { Cloud, Environment, TargetKind } from "../components/contracts";
+
+const NS = "agent";
+
+// Stack YAML values reach the program as strings; numbers and booleans may have been written
+// either way, so string fields accept them and turn them back into text.
+const str = z.preprocess((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v), z.string().min(1));
+const email = z.email({ message: "must be an e-mail address" });
+const positiveInt = z.number().int().positive();
+
+const scalingSchema = z.strictObject({
+  min: z.number().int().min(0).optional(),
+  max: positiveInt.max(1000).optional(),
+  /** Target CPU utilisation in percent for autoscalers. */
+  cpuTargetPercent: z.number().int().min(10).max(95).optional(),
+});
+
+const appBudgetsSchema = z.strictObject({
+  requestUsd: z.number().positive().optional(),
+  sessionUsd: z.number().positive().optional(),
+  userDailyUsd: z.number().positive().optional(),
+  dailyUsd: z.number().positive().optional(),
+});
+
+const lambdaSchema = z.strictObject({
+  memoryMb: z.number().int().min(128).max(10240).optional(),
+  timeoutSeconds: z.number().int().min(1).max(900).optional(),
+  reservedConcurrency: z.number().int().min(1).max(10000).optional(),
+  provisionedConcurrency: z.number().int().min(0).max(10000).optional(),
+  exposure: z.enum(["function-url", "http-api"]).optional(),
+  /** HTTP API stage throttling. */
+  throttleRatePerSecond: positiveInt.optional(),
+  throttleBurst: positiveInt.optional(),
+});
+
+const cloudRunSchema = z.strictObject({
+  concurrency: z.number().int().min(1).max(1000).optional(),
+  cpu: z.enum(["1", "2", "4", "8"]).optional(),
+  memory: z.string().regex(/^\d+(Mi|Gi)$/, { message: 'must look like "512Mi" or "2Gi"' }).optional(),
+  ingress: z.enum(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"]).optional(),
+  /** Members allowed to invoke; `allUsers` makes it public (the app still requires its API keys). */
+  invokers: z.array(z.string().min(1)).optional(),
+});
+
+const eksSchema = z.strictObject({
+  /** Create a cluster, or deploy onto an existing one (then `agent:kubeconfig` is required). */
+  cluster: z.enum(["create", "existing"]).optional(),
+  kubernetesVersion: z.string().regex(/^1\.\d{2}$/, { message: 'must look like "1.31"' }).optional(),
+  nodeInstanceTypes: z.array(z.string().min(1)).min(1).optional(),
+  nodeMin: z.number().int().min(1).max(100).optional(),
+  nodeMax: z.number().int().min(1).max(100).optional(),
+  exposure: z.enum(["nlb", "alb"]).optional(),
+  internal: z.boolean().optional(),
+  publicEndpointCidrs: z.array(z.cidrv4({ message: "must be an IPv4 CIDR" })).optional(),
+  oidcProviderArn: z.string().startsWith("arn:").optional(),
+  oidcProviderUrl: z.string().min(1).optional(),
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63).optional(),
+});
+
+const vmGroupSchema = z.strictObject({
+  /** AWS instance type (e.g. t4g.small) or GCP machine type (e.g. e2-small). */
+  instanceType: z.string().min(1).optional(),
+  diskGb: z.number().int().min(10).max(1000).optional(),
+});
+
+const common = {
+  environment: z.enum(["dev", "staging", "prod"]),
+  owner: str,
+  costCenter: str,
+  /** Every stack, promoted ones included, has its own key (a secret in its own store). */
+  anthropicApiKey: str,
+  alertEmails: z.array(email).optional(),
+  monthlyBudgetUsd: z.number().positive().max(1_000_000).optional(),
+  domain: z
+    .string()
+    .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { message: "must be a lower-case DNS name" })
+    .optional(),
+  /** ACM certificate for `domain` (AWS targets). */
+  certificateArn: z.string().startsWith("arn:aws:acm:", { message: "must be an ACM certificate ARN" }).optional(),
+  /** Fully qualified stack (`org/project/stack`) whose artifact this stack deploys, building nothing. */
+  promoteFrom: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,2}$/, { message: "must be a stack name such as org/agent/lambda-staging" })
+    .optional(),
+  scaling: scalingSchema.optional(),
+  appBudgets: appBudgetsSchema.optional(),
+  logLevel: z.enum(["debug", "info", "warn", "error"]).optional(),
+  /** GCP: billing account for the budget. */
+  billingAccount: str.optional(),
+  /** EKS with an existing cluster. */
+  kubeconfig: str.optional(),
+};
+
+const lambdaStack = z.strictObject({ ...common, target: z.literal("lambda"), cloud: z.literal("aws").optional(), lambda: lambdaSchema.optional() });
+const cloudRunStack = z.strictObject({ ...common, target: z.literal("cloudrun"), cloud: z.literal("gcp").optional(), cloudrun: cloudRunSchema.optional() });
+const eksStack = z.strictObject({ ...common, target: z.literal("eks"), cloud: z.literal("aws").optional(), eks: eksSchema.optional() });
+const vmGroupStack = z.strictObject({ ...common, target: z.literal("vmgroup"), cloud: z.enum(["aws", "gcp"]), vmgroup: vmGroupSchema.optional() });
+
+const stackSchema = z.discriminatedUnion("target", [lambdaStack, cloudRunStack, eksStack, vmGroupStack]);
+
+type Raw = z.infer<typeof stackSchema>;
+
+interface Base {
+  stack: string;
+  environment: Environment;
+  cloud: Cloud;
+  /** aws:region or gcp:region. */
+  region: string;
+  /** gcp:project, for GCP stacks. */
+  gcpProject?: string;
+  owner: string;
+  costCenter: string;
+  anthropicApiKey: pulumi.Output<string>;
+  alertEmails: string[];
+  monthlyBudgetUsd?: number;
+  domain?: string;
+  certificateArn?: string;
+  promoteFrom?: string;
+  scaling: z.infer<typeof scalingSchema>;
+  appBudgets: z.infer<typeof appBudgetsSchema>;
+  logLevel: string;
+  billingAccount?: string;
+}
+
+export type StackConfig =
+  | (Base & { target: "lambda"; cloud: "aws"; lambda: z.infer<typeof lambdaSchema> })
+  | (Base & { target: "cloudrun"; cloud: "gcp"; cloudrun: z.infer<typeof cloudRunSchema> })
+  | (Base & { target: "eks"; cloud: "aws"; eks: z.infer<typeof eksSchema>; kubeconfig?: pulumi.Output<string> })
+  | (Base & { target: "vmgroup"; cloud: Cloud; vmgroup: z.infer<typeof vmGroupSchema> });
+
+export class StackConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "StackConfigError";
+  }
+}
+
+const TARGETS: readonly TargetKind[] = ["lambda", "cloudrun", "eks", "vmgroup"];
+const TARGET_SECTIONS = new Set<string>(TARGETS);
+const SECRET_KEYS = ["anthropicApiKey", "kubeconfig"] as const;
+
+/** Values arrive as strings; objects, arrays, numbers and booleans as their JSON text. */
+function decode(raw: string): unknown {
+  const t = raw.trim();
+  if (/^[[{]/.test(t) || /^-?\d+(\.\d+)?$/.test(t) || t === "true" || t === "false") {
+    try {
+      return JSON.parse(t);
+    } catch {
+      return raw;
+    }
+  }
+  return raw;
+}
+
+function describe(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
+  const [head, ...rest] = issue.path.map(String);
+  const key = `${NS}:${head ?? ""}${rest.length ? "." + rest.join(".") : ""}`;
+  if (issue.code === "unrecognized_keys") {
+    const where = head ? `${key}.` : `${NS}:`;
+    const names = issue.keys.map((k) => `${where}${k}`);
+    const misplaced = issue.keys.filter((k) => TARGET_SECTIONS.has(k));
+    const hint = misplaced.length
+      ? ` (a ${misplaced.join("/")} section is only valid when ${NS}:target is ${misplaced.join("/")})`
+      : "";
+    return `unknown key${names.length > 1 ? "s" : ""} ${names.join(", ")}${hint}: remove or rename ${names.length > 1 ? "them" : "it"}`;
+  }
+  if (issue.code === "invalid_union" && head === "target") {
+    return `${NS}:target must be one of ${TARGETS.join(", ")} (got ${JSON.stringify(input.target)})`;
+  }
+  if (issue.code === "invalid_value" && issue.values) {
+    if (pick(input, issue.path) === undefined) {
+      return `${key} is required here: one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    }
+    return `${key} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")} (got ${JSON.stringify(pick(input, issue.path))})`;
+  }
+  if (issue.code === "invalid_type" && pick(input, issue.path) === undefined) {
+    return `${key} is required: set it with \`pulumi config set ${key} <value>\``;
+  }
+  return `${key}: ${issue.message}${pick(input, issue.path) !== undefined ? ` (got ${JSON.stringify(pick(input, issue.path))})` : ""}`;
+}
+
+function pick(input: Record<string, unknown>, path: PropertyKey[]): unknown {
+  let cur: unknown = input;
+  for (const p of path) cur = cur && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[p] : undefined;
+  return cur;
+}
+
+export interface RawStackConfig {
+  stack: string;
+  /** Every config value, fully qualified (`agent:target`, `aws:region`, ...). */
+  values: Record<string, string>;
+  /** Fully qualified keys that were set as secrets. */
+  secretKeys: string[];
+}
+
+/** Pure: validate raw stack config. Tests call this directly. */
+export function parseStackConfig(raw: RawStackConfig): StackConfig {
+  const input: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(raw.values)) {
+    if (k.startsWith(`${NS}:`)) input[k.slice(NS.length + 1)] = decode(v);
+  }
+  const problems: string[] = [];
+  if (typeof input.target === "string" && !TARGETS.includes(input.target as TargetKind)) {
+    throw new StackConfigError([`${NS}:target must be one of ${TARGETS.join(", ")} (got "${input.target}")`]);
+  }
+  if (input.target === undefined) {
+    throw new StackConfigError([`${NS}:target is required: one of ${TARGETS.join(", ")}`]);
+  }
+  const parsed = stackSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new StackConfigError(parsed.error.issues.map((i) => describe(i, input)));
+  }
+  const c: Raw = parsed.data;
+  for (const key of SECRET_KEYS) {
+    const fq = `${NS}:${key}`;
+    if (raw.values[fq] !== undefined && !raw.secretKeys.includes(fq)) {
+      problems.push(`${fq} must be a secret: set it with \`pulumi config set --secret ${fq} <value>\``);
+    }
+  }
+  const cloud: Cloud = c.target === "vmgroup" ? c.cloud : c.target === "cloudrun" ? "gcp" : "aws";
+  const region = cloud === "aws" ? raw.values["aws:region"] : raw.values["gcp:region"];
+  if (!region) problems.push(`${cloud}:region is required: set it with \`pulumi config set ${cloud}:region <region>\``);
+  const gcpProject = raw.values["gcp:project"];
+  if (cloud === "gcp" && !gcpProject) problems.push("gcp:project is required for GCP stacks: `pulumi config set gcp:project <id>`");
+  if (cloud === "gcp" && !c.billingAccount) {
+    problems.push(`${NS}:billingAccount is required for GCP stacks (the budget with 50/80/100 % alerts is created on it)`);
+  }
+  const s = c.scaling ?? {};
+  if (s.min !== undefined && s.max !== undefined && s.min > s.max) {
+    problems.push(`${NS}:scaling.min (${s.min}) must not exceed ${NS}:scaling.max (${s.max})`);
+  }
+  if (c.environment === "prod" && s.min !== undefined && s.min < 2 && c.target !== "lambda") {
+    problems.push(`${NS}:scaling.min must be at least 2 in prod (got ${s.min}): one replica is a single point of failure`);
+  }
+  if (c.domain && cloud === "aws" && !c.certificateArn) {
+    problems.push(`${NS}:certificateArn is required with ${NS}:domain on AWS: the ACM certificate that covers ${c.domain}`);
+  }
+  if (c.certificateArn && !c.domain) problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
+  if (c.target === "eks") {
+    const e = c.eks ?? {};
+    if (e.cluster === "existing" && !c.kubeconfig) {
+      problems.push(`${NS}:kubeconfig is required when ${NS}:eks.cluster is "existing" (set it with --secret)`);
+    }
+    if (e.cluster === "existing" && (!e.oidcProviderArn || !e.oidcProviderUrl)) {
+      problems.push(`${NS}:eks.oidcProviderArn and ${NS}:eks.oidcProviderUrl are required when ${NS}:eks.cluster is "existing" (IAM roles for service accounts)`);
+    }
+    if (e.nodeMin !== undefined && e.nodeMax !== undefined && e.nodeMin > e.nodeMax) {
+      problems.push(`${NS}:eks.nodeMin (${e.nodeMin}) must not exceed ${NS}:eks.nodeMax (${e.nodeMax})`);
+    }
+  } else if (c.kubeconfig) {
+    problems.push(`${NS}:kubeconfig is only used when ${NS}:target is eks: remove it`);
+  }
+  if (c.target === "lambda" && c.lambda?.provisionedConcurrency && c.lambda.reservedConcurrency !== undefined && c.lambda.provisionedConcurrency > c.lambda.reservedConcurrency) {
+    problems.push(`${NS}:lambda.provisionedConcurrency must not exceed ${NS}:lambda.reservedConcurrency`);
+  }
+  if (problems.length) throw new StackConfigError(problems);
+
+  const base: Base = {
+    stack: raw.stack,
+    environment: c.environment,
+    cloud,
+    region: region!,
+    gcpProject: cloud === "gcp" ? gcpProject : undefined,
+    owner: c.owner,
+    costCenter: c.costCenter,
+    anthropicApiKey: pulumi.secret(c.anthropicApiKey),
+    alertEmails: c.alertEmails ?? [],
+    monthlyBudgetUsd: c.monthlyBudgetUsd,
+    domain: c.domain,
+    certificateArn: c.certificateArn,
+    promoteFrom: c.promoteFrom,
+    scaling: s,
+    appBudgets: c.appBudgets ?? {},
+    logLevel: c.logLevel ?? "info",
+    billingAccount: c.billingAccount,
+  };
+  switch (c.target) {
+    case "lambda":
+      return { ...base, target: "lambda", cloud: "aws", lambda: c.lambda ?? {} };
+    case "cloudrun":
+      return { ...base, target: "cloudrun", cloud: "gcp", cloudrun: c.cloudrun ?? {} };
+    case "eks":
+      return { ...base, target: "eks", cloud: "aws", eks: c.eks ?? {}, kubeconfig: c.kubeconfig ? pulumi.secret(c.kubeconfig) : undefined };
+    case "vmgroup":
+      return { ...base, target: "vmgroup", cloud: c.cloud, vmgroup: c.vmgroup ?? {} };
+  }
+}
+
+/** Read the running stack's configuration (pulumi up, preview, or the mock runtime). */
+export function loadStackConfig(): StackConfig {
+  let secretKeys: string[] = [];
+  try {
+    secretKeys = JSON.parse(process.env.PULUMI_CONFIG_SECRET_KEYS ?? "[]") as string[];
+  } catch {
+    secretKeys = [];
+  }
+  return parseStackConfig({ stack: pulumi.getStack(), values: pulumi.runtime.allConfig(), secretKeys });
+}
