@@ -245,6 +245,9 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   if (c.domain && cloud === "aws" && !c.certificateArn) {
     problems.push(`${NS}:certificateArn is required with ${NS}:domain on AWS: the ACM certificate that covers ${c.domain}`);
   }
+  if (c.target === "lambda" && c.domain) {
+    problems.push(`${NS}:domain is not supported for the lambda target: its Function URL has no custom domain (put CloudFront in front of it); remove ${NS}:domain`);
+  }
   if (c.certificateArn && !c.domain) problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
   if (c.target === "eks") {
     const e = c.eks ?? {};

@@ -71,6 +71,24 @@ export const envSchema = z.object({
   DEFAULT_MODEL: z.string().min(1).default("claude-sonnet-4-6"),
   /** Upper bound on tool-use iterations in one agent turn. */
   AGENT_MAX_TOOL_ITERATIONS: z.coerce.number().int().min(1).max(50).default(8),
+  // budgets
+  /** Most one request may cost, in USD; max_tokens is capped to fit. Unset: no per-request limit. */
+  BUDGET_REQUEST_USD: z.coerce.number().positive().optional(),
+  /** Most one session may cost over its whole life, in USD (never resets). Unset: no limit. */
+  BUDGET_SESSION_USD: z.coerce.number().positive().optional(),
+  /** Most one user may spend per UTC day, in USD; per-user overrides live in Postgres. Unset: no limit. */
+  BUDGET_USER_DAILY_USD: z.coerce.number().positive().optional(),
+  /** Most the whole deployment may spend per UTC day, in USD. Unset: no limit. */
+  BUDGET_DAILY_USD: z.coerce.number().positive().optional(),
+  /** A reservation never settled (crashed replica) is released after this long: keep it above the longest request. */
+  BUDGET_RESERVATION_TTL_SECONDS: z.coerce.number().int().min(30).max(86_400).default(900),
+  /**
+   * While Redis is unreachable each replica enforces budgets alone, allowed this share of what
+   * remained of each budget. 1 / (most replicas) keeps the limits strict; larger keeps more traffic.
+   */
+  BUDGET_DEGRADED_SHARE: z.coerce.number().gt(0).max(1).default(0.25),
+  /** Budget alerts (50 %, 80 %, 100 %) are POSTed here as JSON when set. */
+  ALERT_WEBHOOK_URL: url(["http", "https"]).optional(),
 });
 
 export type AppConfig = z.infer<typeof envSchema>;
