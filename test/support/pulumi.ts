@@ -572,8 +572,9 @@ function newResource(args: pulumi.runtime.MockResourceArgs): {
   };
   const computed: Record<string, unknown> = { ...generic, ...(specific ? specific(ctx) : {}) };
   const id =
-    (computed.id as string | undefined) ??
-    args.id ??
+    // The mock monitor passes an empty id for new custom resources: treat it as unset.
+    (computed.id as string | undefined) ||
+    args.id ||
     (args.custom === false ? "" : `${args.name}-${ctx.hash(8)}`);
   delete computed.id;
 

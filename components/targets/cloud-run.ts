@@ -1,0 +1,518 @@
+/**
+ * The agent service on Cloud Run v2: one service with its own runtime identity, secrets injected
+ * by Cloud Run from Secret Manager, direct VPC egress to the private stores, probes, alerts and
+ * an uptime check.
+ */
+import { createHash } from "node:crypto";
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import type { Artifact, DataPlaneOutputs, SecretRef, TargetOutputs } from "../contracts";
+import type { EnvironmentProfile } from "../environment";
+import { plainServiceEnv, secretBindings } from "../runtime-env";
+import { SecretAccessGrant } from "../gcp/secrets";
+import { ServiceAlerts, ServiceUptimeCheck, type ServiceAlertThresholds } from "../gcp/monitoring";
+import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import { targetScaling, type CloudRunScaling } from "./scaling";
+
+export type CloudRunIngress =
+  | "INGRESS_TRAFFIC_ALL"
+  | "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  | "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER";
+export const CLOUD_RUN_INGRESS: readonly CloudRunIngress[] = [
+  "INGRESS_TRAFFIC_ALL",
+  "INGRESS_TRAFFIC_INTERNAL_ONLY",
+  "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+];
+
+/** `"public"` (anyone may invoke; the app checks API keys) or IAM members such as `serviceAccount:x@p.iam.gserviceaccount.com`. */
+export type CloudRunInvoker = "public" | string[];
+
+export interface CloudRunTargetArgs {
+  /** GCP project the service, its service account and its alerts live in. */
+  project: string;
+  /** The GCP data plane's contract: stores, secrets, network, notification channels. */
+  dataPlane: DataPlaneOutputs;
+  /** The `image` artifact, pinned by digest. */
+  artifact: Artifact;
+  /** The environment profile: deletion protection and the environment whose defaults apply. */
+  profile: EnvironmentProfile;
+  /** @default targetScaling(env).cloudRun.minInstances (dev 0, staging 1, prod 2) */
+  minInstances?: number;
+  /** Always set: bounds cost. @default targetScaling(env).cloudRun.maxInstances (dev 5, staging 10, prod 20) */
+  maxInstances?: number;
+  /** Concurrent requests per instance. @default 80 */
+  concurrency?: number;
+  /** @default "1" */
+  cpu?: string;
+  /** @default "1Gi" */
+  memory?: string;
+  /** @default "INGRESS_TRAFFIC_ALL" */
+  ingress?: CloudRunIngress;
+  /** @default "public" */
+  invoker?: CloudRunInvoker;
+  /**
+   * Refuse to delete the service (the provider's own flag, enforced on destroy and replace).
+   * @default profile.protectData (prod true)
+   */
+  deletionProtection?: boolean;
+  /** Request timeout: the longest a streamed reply may run (1-3600). @default 3600 */
+  timeoutSeconds?: number;
+  /** @default "info" */
+  logLevel?: string;
+  /** Extra non-secret environment variables. @default {} */
+  extraEnv?: Record<string, pulumi.Input<string>>;
+  /** Labels on the service and its alerts (stack labels are added by the tagging transformation). @default {} */
+  labels?: Record<string, string>;
+  /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
+  alertThresholds?: ServiceAlertThresholds;
+}
+
+export interface CloudRunSettings {
+  scaling: CloudRunScaling;
+  ingress: CloudRunIngress;
+  /** IAM members granted `roles/run.invoker` (`allUsers` when public). */
+  invokerMembers: string[];
+  public: boolean;
+  deletionProtection: boolean;
+  timeoutSeconds: number;
+  /** An uptime check can reach `/health` only on a public URL that admits unauthenticated calls. */
+  uptimeCheck: boolean;
+}
+
+/** The port the container listens on. Cloud Run sets `PORT` itself (it is reserved). */
+export const CLOUD_RUN_PORT = 8080;
+/** Variables Cloud Run sets and refuses in a service's env. */
+export const CLOUD_RUN_RESERVED_ENV = [
+  "PORT",
+  "K_SERVICE",
+  "K_REVISION",
+  "K_CONFIGURATION",
+] as const;
+export const CLOUD_RUN_MAX_TIMEOUT_SECONDS = 3600;
+/** Cloud Run service names: at most 49 characters. */
+const SERVICE_NAME_MAX = 49;
+
+const MEMBER = /^(user|serviceAccount|group|domain|principal|principalSet):\S+$/;
+
+export function invokerProblems(invoker: CloudRunInvoker): string[] {
+  if (invoker === "public") return [];
+  if (!Array.isArray(invoker))
+    return [`invoker "${String(invoker)}" is unknown: use "public" or a list of IAM members.`];
+  if (invoker.length === 0)
+    return [
+      'invoker is an empty list, so nobody could call the service: use "public" or list IAM members.',
+    ];
+  const problems: string[] = [];
+  for (const m of invoker) {
+    if (m === "allUsers" || m === "allAuthenticatedUsers") {
+      problems.push(`invoker lists "${m}": use invoker "public" for an open service.`);
+    } else if (!MEMBER.test(m)) {
+      problems.push(
+        `invoker member "${m}" is not an IAM member: write it as serviceAccount:<email>, user:<email>, group:<email> or domain:<domain>.`,
+      );
+    }
+  }
+  if (new Set(invoker).size !== invoker.length)
+    problems.push("invoker lists a member twice: list each once.");
+  return problems;
+}
+
+/**
+ * Resolves settings and lists every problem with the args, each saying what to change. Returns
+ * `settings` only when there are no problems.
+ */
+export function resolveCloudRunSettings(
+  name: string,
+  args: CloudRunTargetArgs,
+): { settings?: CloudRunSettings; problems: string[] } {
+  const problems: string[] = [];
+  const dp = args.dataPlane;
+  if (dp.cloud !== "gcp" || dp.network.cloud !== "gcp") {
+    problems.push(
+      `dataPlane is for ${dp.cloud === "gcp" ? dp.network.cloud : dp.cloud}: CloudRunTarget runs on GCP; pass the GCP data plane's outputs (or use the lambda target on AWS).`,
+    );
+  }
+  if (args.artifact.kind !== "image") {
+    problems.push(
+      `artifact is of kind "${args.artifact.kind}": Cloud Run runs a container; pass the "image" artifact (pinned by digest).`,
+    );
+  }
+  const projectProblem = checkProjectId(args.project);
+  if (projectProblem) problems.push(projectProblem);
+  const nameProblem = checkAutonamedName(`${name}-service`, SERVICE_NAME_MAX);
+  if (nameProblem) problems.push(nameProblem);
+  if (dp.environment !== args.profile.environment) {
+    problems.push(
+      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
+    );
+  }
+  const ingress = args.ingress ?? "INGRESS_TRAFFIC_ALL";
+  if (!CLOUD_RUN_INGRESS.includes(ingress)) {
+    problems.push(
+      `ingress "${String(ingress)}" is unknown: use one of ${CLOUD_RUN_INGRESS.join(", ")}.`,
+    );
+  }
+  const invoker = args.invoker ?? "public";
+  problems.push(...invokerProblems(invoker));
+  if (dp.secrets.length === 0) {
+    problems.push(
+      "dataPlane.secrets is empty: the service account must be granted the secrets it reads.",
+    );
+  }
+  if (dp.secrets.some((s) => s.store !== "gcp-secretmanager")) {
+    problems.push(
+      "dataPlane.secrets holds secrets outside GCP Secret Manager: Cloud Run can only inject Secret Manager secrets.",
+    );
+  }
+  const timeoutSeconds = args.timeoutSeconds ?? CLOUD_RUN_MAX_TIMEOUT_SECONDS;
+  if (
+    !Number.isInteger(timeoutSeconds) ||
+    timeoutSeconds < 1 ||
+    timeoutSeconds > CLOUD_RUN_MAX_TIMEOUT_SECONDS
+  ) {
+    problems.push(
+      `timeoutSeconds is ${timeoutSeconds}: use a whole number of seconds from 1 to ${CLOUD_RUN_MAX_TIMEOUT_SECONDS}.`,
+    );
+  }
+  try {
+    // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
+    plainServiceEnv(dp, { extra: args.extraEnv });
+  } catch (e) {
+    problems.push(`extraEnv: ${(e as Error).message}.`);
+  }
+  const bound = new Set<string>([
+    ...CLOUD_RUN_RESERVED_ENV,
+    ...secretBindings(dp).map((b) => b.variable),
+  ]);
+  for (const key of Object.keys(args.extraEnv ?? {})) {
+    if (bound.has(key))
+      problems.push(`extraEnv sets ${key}, which Cloud Run or the target sets: remove it.`);
+  }
+
+  let scaling: CloudRunScaling | undefined;
+  try {
+    scaling = targetScaling(args.profile.environment, {
+      cloudRun: {
+        minInstances: args.minInstances,
+        maxInstances: args.maxInstances,
+        concurrency: args.concurrency,
+        cpu: args.cpu,
+        memory: args.memory,
+      },
+    }).cloudRun;
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (problems.length > 0 || !scaling) return { problems };
+  const isPublic = invoker === "public";
+  return {
+    problems,
+    settings: {
+      scaling,
+      ingress,
+      invokerMembers: isPublic ? ["allUsers"] : [...invoker],
+      public: isPublic,
+      deletionProtection: args.deletionProtection ?? args.profile.protectData,
+      timeoutSeconds,
+      uptimeCheck: isPublic && ingress === "INGRESS_TRAFFIC_ALL",
+    },
+  };
+}
+
+export type CloudRunEnv = gcp.types.input.cloudrunv2.ServiceTemplateContainerEnv;
+
+/**
+ * The container's env: plain variables as values (minus those Cloud Run reserves), and the three
+ * secrets as `valueSource.secretKeyRef`, which Cloud Run resolves with the service's own identity
+ * when an instance starts. No secret value ever appears in the service's configuration.
+ */
+export function cloudRunEnv(
+  dp: DataPlaneOutputs,
+  options: { logLevel?: string; extraEnv?: Record<string, pulumi.Input<string>> } = {},
+): CloudRunEnv[] {
+  const plain = plainServiceEnv(dp, {
+    port: CLOUD_RUN_PORT,
+    logLevel: options.logLevel,
+    extra: options.extraEnv,
+  });
+  const reserved: readonly string[] = CLOUD_RUN_RESERVED_ENV;
+  const envs: CloudRunEnv[] = Object.entries(plain)
+    .filter(([k]) => !reserved.includes(k))
+    .map(([k, v]) => ({ name: k, value: v }));
+  for (const b of secretBindings(dp)) {
+    envs.push({
+      name: b.variable,
+      valueSource: { secretKeyRef: { secret: b.secret.id, version: b.secret.version } },
+    });
+  }
+  return envs;
+}
+
+/**
+ * Probes. Cloud Run v2 has no GA readiness probe (it is in preview), so the startup probe targets
+ * `/ready`: an instance receives traffic only once Postgres and Redis answer it. Liveness targets
+ * `/health`, which touches no dependency, so a store outage never restarts healthy instances.
+ * Trade-off: while a store is down, new instances (scale-out, new revisions) do not start.
+ */
+export function cloudRunProbes(port = CLOUD_RUN_PORT) {
+  return {
+    // Up to 2 minutes (24 x 5 s) for migrations, secret resolution and first connections.
+    startupProbe: {
+      httpGet: { path: "/ready", port },
+      periodSeconds: 5,
+      timeoutSeconds: 3,
+      failureThreshold: 24,
+    },
+    livenessProbe: {
+      httpGet: { path: "/health", port },
+      periodSeconds: 30,
+      timeoutSeconds: 5,
+      failureThreshold: 3,
+    },
+  };
+}
+
+/**
+ * The service account id: 6-30 characters, lowercase, starting with a letter. A short hash of
+ * project, stack and component keeps two stacks sharing a project apart.
+ */
+export function serviceAccountId(componentName: string, project: string, stack: string): string {
+  const base = componentName
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, "-")
+    .replace(/-+/g, "-")
+    .replace(/^[^a-z]+/, "");
+  const hash = createHash("sha256")
+    .update(`${project}/${stack}/${componentName}`)
+    .digest("hex")
+    .slice(0, 6);
+  const head = (base || "agent").slice(0, 30 - 1 - hash.length).replace(/-+$/, "");
+  return `${head.length >= 1 ? head : "agent"}-${hash}`.padEnd(6, "0");
+}
+
+/**
+ * Binding keys for the data plane's secrets: the variable a secret feeds when it is one of the
+ * service's three, else its position. Stable keys mean reordering never re-creates (and briefly
+ * revokes) a binding.
+ */
+export function secretGrantKeys(dp: DataPlaneOutputs): Record<string, SecretRef> {
+  const named = new Map<SecretRef, string>(
+    secretBindings(dp).map((b) => [b.secret, b.variable.toLowerCase().replace(/_/g, "-")]),
+  );
+  const keys: Record<string, SecretRef> = {};
+  dp.secrets.forEach((ref, i) => {
+    const key = named.get(ref) ?? `secret-${i}`;
+    keys[keys[key] ? `${key}-${i}` : key] = ref;
+  });
+  return keys;
+}
+
+/** A logical-name-safe key for an IAM member. */
+export function memberKey(member: string): string {
+  return member
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-|-$/g, "");
+}
+
+/**
+ * The agent service on Cloud Run v2.
+ *
+ * Invoker: `public` grants `allUsers` the invoker role because the app authenticates every request
+ * by API key (app/src/auth.ts); IAM authentication would require Google-signed identity tokens
+ * from every client. Pass a member list to keep the service private to callers such as a gateway.
+ *
+ * Cost (us-central1, request-based billing, 1 vCPU / 1 GiB): about $0.000024 per vCPU-second and
+ * $0.0000025 per GiB-second while serving, plus $0.40 per million requests; dev scales to zero.
+ * Prod keeps 2 minimum instances, billed at the idle rate: about $30/month. maxInstances caps the
+ * worst case (prod 20 instances x 80 requests). Alerts and uptime checks are free at this volume.
+ */
+export class CloudRunTarget extends pulumi.ComponentResource implements TargetOutputs {
+  readonly target = "cloudrun" as const;
+  readonly url: pulumi.Output<string>;
+  readonly serviceName: pulumi.Output<string>;
+  readonly serviceAccountEmail: pulumi.Output<string>;
+
+  /** Escape hatches. */
+  readonly settings: CloudRunSettings;
+  readonly serviceAccount: gcp.serviceaccount.Account;
+  readonly secretAccess: SecretAccessGrant;
+  readonly service: gcp.cloudrunv2.Service;
+  readonly invokers: gcp.cloudrunv2.ServiceIamMember[];
+  readonly alerts: ServiceAlerts;
+  readonly uptimeCheck?: ServiceUptimeCheck;
+
+  private readonly name: string;
+
+  constructor(name: string, args: CloudRunTargetArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent:targets:CloudRun", name, {}, opts);
+    this.name = name;
+    this.settings = this.validate(args);
+
+    this.serviceAccount = this.createServiceAccount(args);
+    this.secretAccess = this.grantSecretAccess(args.dataPlane);
+    this.service = this.createService(args);
+    this.invokers = this.grantInvokers(args);
+    this.alerts = this.createAlerts(args);
+    this.uptimeCheck = this.createUptimeCheck(args);
+
+    this.url = this.service.uri;
+    this.serviceName = this.service.name;
+    this.serviceAccountEmail = this.serviceAccount.email;
+    this.registerOutputs({
+      url: this.url,
+      serviceName: this.serviceName,
+      serviceAccountEmail: this.serviceAccountEmail,
+    });
+  }
+
+  private validate(args: CloudRunTargetArgs): CloudRunSettings {
+    const { settings, problems } = resolveCloudRunSettings(this.name, args);
+    if (!settings)
+      throw new pulumi.ResourceError(`CloudRunTarget "${this.name}": ${problems.join(" ")}`, this);
+    return settings;
+  }
+
+  /** Its own identity, so what the service may read is exactly what is granted below. */
+  private createServiceAccount(args: CloudRunTargetArgs): gcp.serviceaccount.Account {
+    return new gcp.serviceaccount.Account(
+      `${this.name}-sa`,
+      {
+        project: args.project,
+        accountId: serviceAccountId(this.name, args.project, pulumi.getStack()),
+        displayName: `Agent service (${this.name}) on Cloud Run`,
+        description:
+          "Runtime identity of the agent Cloud Run service: reads its secrets, nothing else.",
+      },
+      { parent: this },
+    );
+  }
+
+  private grantSecretAccess(dp: DataPlaneOutputs): SecretAccessGrant {
+    return new SecretAccessGrant(
+      `${this.name}-secret-access`,
+      { serviceAccountEmail: this.serviceAccount.email, secrets: secretGrantKeys(dp) },
+      { parent: this },
+    );
+  }
+
+  private createService(args: CloudRunTargetArgs): gcp.cloudrunv2.Service {
+    const s = this.settings;
+    const dp = args.dataPlane;
+    const network = dp.network as Extract<DataPlaneOutputs["network"], { cloud: "gcp" }>;
+    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const labels = { ...args.labels, target: "cloudrun", environment: args.profile.environment };
+    return new gcp.cloudrunv2.Service(
+      `${this.name}-service`,
+      {
+        project: args.project,
+        location: network.region,
+        description: "Agent service",
+        ingress: s.ingress,
+        deletionProtection: s.deletionProtection,
+        labels,
+        template: {
+          serviceAccount: this.serviceAccount.email,
+          labels,
+          scaling: {
+            minInstanceCount: s.scaling.minInstances,
+            maxInstanceCount: s.scaling.maxInstances,
+          },
+          maxInstanceRequestConcurrency: s.scaling.concurrency,
+          // Streamed replies are one long request each.
+          timeout: `${s.timeoutSeconds}s`,
+          // Gen2 is required for direct VPC egress and gives full Linux compatibility.
+          executionEnvironment: "EXECUTION_ENVIRONMENT_GEN2",
+          vpcAccess: {
+            // Direct VPC egress: private ranges (Memorystore, Cloud SQL) through the VPC with the
+            // compute tag the store firewall admits; the LLM API goes straight out, without NAT.
+            networkInterfaces: [
+              {
+                network: network.networkId,
+                subnetwork: network.subnetworkId,
+                tags: [network.computeTag],
+              },
+            ],
+            egress: "PRIVATE_RANGES_ONLY",
+          },
+          containers: [
+            {
+              image: artifact.imageRef.apply(requireDigest),
+              ports: { containerPort: CLOUD_RUN_PORT },
+              resources: {
+                limits: { cpu: s.scaling.cpu, memory: s.scaling.memory },
+                // Request-based billing; the app does its work (ledger included) inside requests.
+                cpuIdle: true,
+                startupCpuBoost: true,
+              },
+              envs: cloudRunEnv(dp, { logLevel: args.logLevel, extraEnv: args.extraEnv }),
+              ...cloudRunProbes(),
+            },
+          ],
+        },
+      },
+      // A revision whose identity cannot read its secrets fails to deploy.
+      { parent: this, dependsOn: [this.secretAccess] },
+    );
+  }
+
+  private grantInvokers(args: CloudRunTargetArgs): gcp.cloudrunv2.ServiceIamMember[] {
+    return this.settings.invokerMembers.map(
+      (member) =>
+        new gcp.cloudrunv2.ServiceIamMember(
+          `${this.name}-invoker-${memberKey(member)}`,
+          {
+            project: args.project,
+            location: this.service.location,
+            name: this.service.name,
+            role: "roles/run.invoker",
+            member,
+          },
+          { parent: this },
+        ),
+    );
+  }
+
+  /** Alert policies always exist (incidents show in the console); they notify the data plane's channels. */
+  private createAlerts(args: CloudRunTargetArgs): ServiceAlerts {
+    return new ServiceAlerts(
+      `${this.name}-alerts`,
+      {
+        project: args.project,
+        kind: "cloud-run",
+        serviceName: this.service.name,
+        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
+        thresholds: args.alertThresholds,
+        userLabels: args.labels,
+      },
+      { parent: this },
+    );
+  }
+
+  private createUptimeCheck(args: CloudRunTargetArgs): ServiceUptimeCheck | undefined {
+    if (!this.settings.uptimeCheck) return undefined;
+    return new ServiceUptimeCheck(
+      `${this.name}-uptime`,
+      {
+        project: args.project,
+        url: this.service.uri,
+        path: "/health",
+        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
+        userLabels: args.labels,
+      },
+      { parent: this },
+    );
+  }
+}
+
+const DIGEST_REF = /^[^\s@]+@sha256:[a-f0-9]{64}$/;
+
+/** Cloud Run must run exactly the verified artifact: a tag could move between deploys. */
+export function requireDigest(imageRef: string): string {
+  if (!DIGEST_REF.test(imageRef)) {
+    throw new Error(
+      `image "${imageRef}" is not pinned by digest: pass <repository>@sha256:<digest> (the artifact's imageRef).`,
+    );
+  }
+  return imageRef;
+}

@@ -1,0 +1,641 @@
+/**
+ * The agent service on AWS Lambda: a Node 22 arm64 function in the data plane's private subnets,
+ * published as a version behind the `live` alias, exposed by a Function URL (response streaming)
+ * or an API Gateway HTTP API (buffered, throttled).
+ */
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+import type { Artifact, DataPlaneOutputs, TargetOutputs } from "../contracts";
+import type { EnvironmentProfile } from "../environment";
+import { serviceEnv } from "../runtime-env";
+import { secretReadPolicy, type PolicyDocument } from "../aws/secrets";
+import { ServiceAlarms, type ServiceAlarmThresholds } from "../aws/service-alarms";
+import { checkLogRetention } from "../aws/checks";
+import { targetScaling, type LambdaScaling } from "./scaling";
+
+/**
+ * How clients reach the function.
+ * - `function-url`: a Lambda Function URL in RESPONSE_STREAM mode, so SSE replies arrive token by
+ *   token, for up to 15 minutes. No per-request charge beyond Lambda's own.
+ * - `http-api`: an API Gateway HTTP API with stage throttling, for rate limits at the edge. It
+ *   buffers the whole reply (no streaming) and gives up after 30 seconds; $1 per million requests.
+ */
+export type LambdaExposure = "function-url" | "http-api";
+export type LambdaInvokeMode = "RESPONSE_STREAM" | "BUFFERED";
+
+export interface LambdaTargetArgs {
+  /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
+  dataPlane: DataPlaneOutputs;
+  /** The `lambda-zip` artifact: a local `dist/lambda.zip` or `s3://bucket/key`, with its SHA-256. */
+  artifact: Artifact;
+  /** The environment profile: log retention, and the environment whose scaling defaults apply. */
+  profile: EnvironmentProfile;
+  /** @default "function-url" */
+  exposure?: LambdaExposure;
+  /** Memory in MB (CPU scales with it). @default targetScaling(env).lambda.memoryMb (dev 512, prod 1024) */
+  memoryMb?: number;
+  /**
+   * Function timeout in seconds: the longest a streamed reply may run.
+   * @default targetScaling(env).lambda.timeoutSeconds (300); at most 30 with `http-api`
+   */
+  timeoutSeconds?: number;
+  /** Cap on concurrent sandboxes (cost and Postgres connections). @default dev 10, staging 50, prod 200 */
+  reservedConcurrency?: number;
+  /** Warm sandboxes on the `live` alias; 0 creates no config. @default dev 0, staging 0, prod 2 */
+  provisionedConcurrency?: number;
+  /**
+   * Remaining Lambda scaling fields (database pool size, HTTP API throttling).
+   * @default targetScaling(env).lambda
+   */
+  scaling?: Partial<
+    Pick<LambdaScaling, "databasePoolMax" | "httpApiBurstLimit" | "httpApiRateLimit">
+  >;
+  /** @default "info" */
+  logLevel?: string;
+  /** Extra non-secret environment variables (secret-looking names are rejected). @default {} */
+  extraEnv?: Record<string, pulumi.Input<string>>;
+  /**
+   * Service alarm thresholds.
+   * @default ServiceAlarms defaults, with p99LatencyMs at 80 % of the timeout
+   */
+  alarmThresholds?: ServiceAlarmThresholds;
+}
+
+/** Everything the constructor needs, resolved from args and defaults. Pure. */
+export interface LambdaSettings {
+  exposure: LambdaExposure;
+  invokeMode: LambdaInvokeMode;
+  scaling: LambdaScaling;
+  logRetentionDays: number;
+  /** Keep the log group when the stack is destroyed (prod). */
+  retainLogs: boolean;
+}
+
+/** API Gateway HTTP APIs wait at most 30 s for an integration. */
+export const HTTP_API_MAX_TIMEOUT_SECONDS = 30;
+
+export const LAMBDA_RUNTIME = "nodejs22.x";
+export const LAMBDA_HANDLER = "index.handler";
+export const LAMBDA_ALIAS = "live";
+
+/** The handler mode the app must run in for an exposure (app/entrypoints/lambda.ts reads it). */
+export function lambdaInvokeMode(exposure: LambdaExposure): LambdaInvokeMode {
+  return exposure === "function-url" ? "RESPONSE_STREAM" : "BUFFERED";
+}
+
+/**
+ * Resolves settings and lists every problem with the args, each saying what to change. Returns
+ * `settings` only when there are no problems.
+ */
+export function resolveLambdaSettings(args: LambdaTargetArgs): {
+  settings?: LambdaSettings;
+  problems: string[];
+} {
+  const problems: string[] = [];
+  const dp = args.dataPlane;
+  if (dp.cloud !== "aws" || dp.network.cloud !== "aws") {
+    problems.push(
+      `dataPlane is for ${dp.cloud === "aws" ? dp.network.cloud : dp.cloud}: LambdaTarget runs on AWS; pass the AWS data plane's outputs (or use the cloudrun target on GCP).`,
+    );
+  } else if (!dp.network.hasNat) {
+    problems.push(
+      "the data plane's private subnets have no NAT route: the function could not reach the LLM API or Secrets Manager; set the network's natGateways to single or per-az.",
+    );
+  }
+  if (args.artifact.kind !== "lambda-zip") {
+    problems.push(
+      `artifact is of kind "${args.artifact.kind}": LambdaTarget deploys a zip; pass the "lambda-zip" artifact (dist/lambda.zip).`,
+    );
+  }
+  const exposure = args.exposure ?? "function-url";
+  if (exposure !== "function-url" && exposure !== "http-api") {
+    problems.push(`exposure "${String(exposure)}" is unknown: use "function-url" or "http-api".`);
+  }
+  if (dp.environment !== args.profile.environment) {
+    problems.push(
+      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
+    );
+  }
+  if (dp.secrets.length === 0) {
+    problems.push(
+      "dataPlane.secrets is empty: the function must be granted the secrets it reads (Anthropic key, database and Redis passwords).",
+    );
+  }
+  const foreign = dp.secrets.filter((s) => s.store !== "aws-secretsmanager");
+  if (foreign.length > 0) {
+    problems.push(
+      `dataPlane.secrets holds ${foreign.length} secret(s) not in AWS Secrets Manager: the function's role can only be granted Secrets Manager ARNs.`,
+    );
+  }
+  const retention = checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays");
+  if (retention) problems.push(retention);
+
+  let scaling: LambdaScaling | undefined;
+  try {
+    const defaults = targetScaling(args.profile.environment).lambda;
+    const timeoutSeconds =
+      args.timeoutSeconds ??
+      (exposure === "http-api"
+        ? Math.min(defaults.timeoutSeconds, HTTP_API_MAX_TIMEOUT_SECONDS)
+        : undefined);
+    scaling = targetScaling(args.profile.environment, {
+      lambda: {
+        ...args.scaling,
+        memoryMb: args.memoryMb,
+        timeoutSeconds,
+        reservedConcurrency: args.reservedConcurrency,
+        provisionedConcurrency: args.provisionedConcurrency,
+      },
+    }).lambda;
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (scaling && exposure === "http-api" && scaling.timeoutSeconds > HTTP_API_MAX_TIMEOUT_SECONDS) {
+    problems.push(
+      `timeoutSeconds ${scaling.timeoutSeconds} exceeds the ${HTTP_API_MAX_TIMEOUT_SECONDS} s an HTTP API waits for Lambda: lower it to ${HTTP_API_MAX_TIMEOUT_SECONDS}, or use exposure "function-url" (streaming, up to 900 s).`,
+    );
+  }
+  const t = args.alarmThresholds ?? {};
+  for (const [field, value] of Object.entries(t)) {
+    const max = field === "errorRatePercent" ? 100 : Infinity;
+    if (value !== undefined && !(value > 0 && value < max)) {
+      problems.push(
+        `alarmThresholds.${field} is ${value}: use a positive number${max === 100 ? " below 100" : ""}.`,
+      );
+    }
+  }
+  try {
+    // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
+    serviceEnv(dp, { extra: args.extraEnv });
+  } catch (e) {
+    problems.push(`extraEnv: ${(e as Error).message}.`);
+  }
+  for (const name of Object.keys(args.extraEnv ?? {})) {
+    if (name === "LAMBDA_INVOKE_MODE" || name === "DATABASE_POOL_MAX") {
+      problems.push(
+        `extraEnv sets ${name}, which the target derives: use exposure / scaling.databasePoolMax instead.`,
+      );
+    }
+  }
+  if (problems.length > 0 || !scaling) return { problems };
+  return {
+    problems,
+    settings: {
+      exposure,
+      invokeMode: lambdaInvokeMode(exposure),
+      scaling,
+      logRetentionDays: args.profile.logRetentionDays,
+      retainLogs: args.profile.protectData,
+    },
+  };
+}
+
+/** Where the bundle comes from: a local zip (uploaded with the function) or an object in S3. */
+export type LambdaCode =
+  { kind: "file"; path: string } | { kind: "s3"; bucket: string; key: string };
+
+export function parseLambdaCodeLocation(location: string): LambdaCode {
+  if (location.startsWith("s3://")) {
+    const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+)$/.exec(location);
+    if (!m)
+      throw new Error(
+        `artifact location "${location}" is not s3://<bucket>/<key>: fix the bucket name or add the object key.`,
+      );
+    return { kind: "s3", bucket: m[1]!, key: m[2]! };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(location)) {
+    throw new Error(`artifact location "${location}" must be a local path or s3://bucket/key.`);
+  }
+  if (location.trim() === "")
+    throw new Error("artifact location is empty: pass the bundle path or s3://bucket/key.");
+  // A zip or a bundle directory (LambdaBundle passes either): Pulumi uploads archives as a zip.
+  return { kind: "file", path: location };
+}
+
+/**
+ * The function's environment: the shared service environment (`<NAME>_SECRET` references, never
+ * values) plus the Lambda handler's mode and a small pool, since every sandbox holds its own.
+ */
+export function lambdaEnvironment(
+  dp: DataPlaneOutputs,
+  options: {
+    invokeMode: LambdaInvokeMode;
+    databasePoolMax: number;
+    logLevel?: string;
+    extraEnv?: Record<string, pulumi.Input<string>>;
+  },
+): Record<string, pulumi.Output<string>> {
+  return serviceEnv(dp, {
+    logLevel: options.logLevel,
+    extra: {
+      ...options.extraEnv,
+      LAMBDA_INVOKE_MODE: options.invokeMode,
+      DATABASE_POOL_MAX: String(options.databasePoolMax),
+    },
+  });
+}
+
+const SECRET_NAME = /(KEY|TOKEN|PASSWORD|SECRET|CREDENTIAL)/i;
+const SECRET_REFERENCE = /^(aws-sm|gcp-sm):\/\/\S+$/;
+
+/**
+ * Why an environment would put a secret in plain sight (Lambda configuration is readable by
+ * anyone with `lambda:GetFunctionConfiguration`), or [] when it only holds references.
+ * `anySecret` is whether any value was a Pulumi secret: a secret has no business in plain env.
+ */
+export function plaintextSecretProblems(env: Record<string, string>, anySecret = false): string[] {
+  const problems: string[] = [];
+  if (anySecret) {
+    problems.push(
+      "an environment value is a Pulumi secret: pass secrets as <NAME>_SECRET references to the secret store, never as values.",
+    );
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (name.endsWith("_SECRET")) {
+      if (!SECRET_REFERENCE.test(value))
+        problems.push(`${name} must be an aws-sm:// or gcp-sm:// reference, not a value.`);
+    } else if (SECRET_NAME.test(name)) {
+      problems.push(
+        `${name} looks like a secret: pass it as ${name}_SECRET (a secret store reference) instead.`,
+      );
+    }
+    if (/:\/\/[^/@\s]*:[^/@\s]*@/.test(value))
+      problems.push(`${name} embeds credentials in a URL: keep the password in the secret store.`);
+    if (/sk-ant-[A-Za-z0-9_-]{8,}/.test(value))
+      problems.push(`${name} holds what looks like an Anthropic API key.`);
+  }
+  return problems;
+}
+
+/**
+ * The environment as one Output that fails the deployment rather than ship a plaintext secret:
+ * checked once values (and their secretness) are known.
+ */
+export function guardedEnvironment(
+  env: Record<string, pulumi.Output<string>>,
+): pulumi.Output<Record<string, string>> {
+  const all = pulumi.all(env);
+  return pulumi.all([all, pulumi.isSecret(all)]).apply(([vars, secret]) => {
+    const problems = plaintextSecretProblems(vars, secret);
+    if (problems.length > 0)
+      throw new Error(`Lambda environment would expose secrets: ${problems.join(" ")}`);
+    return vars;
+  });
+}
+
+/**
+ * What the function's role may do besides reading secrets: write to its own log group (the
+ * logs part of AWSLambdaBasicExecutionRole, scoped), manage its VPC network interfaces (the EC2
+ * part of AWSLambdaVPCAccessExecutionRole: those actions take no resource-level permissions, hence
+ * `*`), and send X-Ray segments (also unscoped by AWS design). The managed policies are not
+ * attached because both grant `logs:*` actions on every log group in the account.
+ */
+export function lambdaRuntimePolicyDocument(logGroupArn: string): PolicyDocument {
+  return {
+    Version: "2012-10-17",
+    Statement: [
+      {
+        Sid: "WriteOwnLogs",
+        Effect: "Allow",
+        // The log group is created by this component, so no logs:CreateLogGroup.
+        Action: ["logs:CreateLogStream", "logs:PutLogEvents"],
+        Resource: [`${logGroupArn}:*`],
+      },
+      {
+        Sid: "VpcNetworkInterfaces",
+        Effect: "Allow",
+        Action: [
+          "ec2:CreateNetworkInterface",
+          "ec2:DescribeNetworkInterfaces",
+          "ec2:DescribeSubnets",
+          "ec2:DeleteNetworkInterface",
+          "ec2:AssignPrivateIpAddresses",
+          "ec2:UnassignPrivateIpAddresses",
+        ],
+        Resource: ["*"],
+      },
+      {
+        Sid: "XRayWrite",
+        Effect: "Allow",
+        Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+        Resource: ["*"],
+      },
+    ],
+  };
+}
+
+/** p99 duration alarm threshold: this fraction of the timeout, where streams are about to be cut. */
+export const DURATION_ALARM_FRACTION = 0.8;
+
+/**
+ * The service alarms' thresholds for a function: the shared defaults, with p99 latency set near
+ * the timeout unless given.
+ */
+export function lambdaAlarmThresholds(
+  timeoutSeconds: number,
+  thresholds: ServiceAlarmThresholds = {},
+): ServiceAlarmThresholds {
+  return {
+    ...thresholds,
+    p99LatencyMs:
+      thresholds.p99LatencyMs ?? Math.round(timeoutSeconds * 1000 * DURATION_ALARM_FRACTION),
+  };
+}
+
+/**
+ * The agent service as a Lambda function.
+ *
+ * Exposure: a Function URL with `authorizationType: NONE` by default. The app authenticates every
+ * request itself by API key (app/src/auth.ts), and `AWS_IAM` would require every client to SigV4-
+ * sign requests, which API-key clients cannot. With NONE the provider adds the public
+ * `lambda:InvokeFunctionUrl` / `lambda:InvokeFunction` (via URL only) permissions on creation.
+ * CORS is off: callers are servers, not browsers.
+ *
+ * Cost (arm64, us-east-1): $0.0000133 per GB-second plus $0.20 per million requests; at 1 GB a
+ * 10 s streamed reply costs about $0.00013. Provisioned concurrency (prod default 2 x 1 GB) adds
+ * about $18/month. The HTTP API exposure adds $1 per million requests. Three alarms $0.30/month.
+ * Log ingestion $0.50/GB. Reserved concurrency is free but caps spend.
+ */
+export class LambdaTarget extends pulumi.ComponentResource implements TargetOutputs {
+  readonly target = "lambda" as const;
+  readonly url: pulumi.Output<string>;
+  readonly functionName: pulumi.Output<string>;
+  readonly functionArn: pulumi.Output<string>;
+  readonly aliasArn: pulumi.Output<string>;
+  readonly logGroupName: pulumi.Output<string>;
+  readonly roleArn: pulumi.Output<string>;
+
+  /** Escape hatches. */
+  readonly settings: LambdaSettings;
+  readonly logGroup: aws.cloudwatch.LogGroup;
+  readonly role: aws.iam.Role;
+  readonly rolePolicies: aws.iam.RolePolicy[];
+  readonly function: aws.lambda.Function;
+  readonly alias: aws.lambda.Alias;
+  readonly provisionedConcurrency?: aws.lambda.ProvisionedConcurrencyConfig;
+  readonly functionUrl?: aws.lambda.FunctionUrl;
+  readonly httpApi?: aws.apigatewayv2.Api;
+  /** Absent when the data plane has no alarm topic. */
+  readonly alarms?: ServiceAlarms;
+
+  private readonly name: string;
+
+  constructor(name: string, args: LambdaTargetArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent:targets:Lambda", name, {}, opts);
+    this.name = name;
+    this.settings = this.validate(args);
+
+    this.logGroup = this.createLogGroup();
+    this.role = this.createRole();
+    this.rolePolicies = this.grantRuntimeAccess(args.dataPlane);
+    this.function = this.createFunction(args);
+    this.alias = this.createAlias();
+    this.provisionedConcurrency = this.createProvisionedConcurrency();
+    if (this.settings.exposure === "function-url") {
+      this.functionUrl = this.exposeFunctionUrl();
+      this.url = this.functionUrl.functionUrl;
+    } else {
+      this.httpApi = this.exposeHttpApi();
+      this.url = this.httpApi.apiEndpoint;
+    }
+    this.alarms = this.createAlarms(args);
+
+    this.functionName = this.function.name;
+    this.functionArn = this.function.arn;
+    this.aliasArn = this.alias.arn;
+    this.logGroupName = this.logGroup.name;
+    this.roleArn = this.role.arn;
+    this.registerOutputs({
+      url: this.url,
+      functionName: this.functionName,
+      functionArn: this.functionArn,
+      aliasArn: this.aliasArn,
+      logGroupName: this.logGroupName,
+      roleArn: this.roleArn,
+    });
+  }
+
+  private validate(args: LambdaTargetArgs): LambdaSettings {
+    const { settings, problems } = resolveLambdaSettings(args);
+    if (!settings)
+      throw new pulumi.ResourceError(`LambdaTarget "${this.name}": ${problems.join(" ")}`, this);
+    return settings;
+  }
+
+  /** Created here, not by Lambda on first write, so retention is managed (Lambda's default is forever). */
+  private createLogGroup(): aws.cloudwatch.LogGroup {
+    return new aws.cloudwatch.LogGroup(
+      `${this.name}-logs`,
+      { namePrefix: `/aws/lambda/${this.name}-`, retentionInDays: this.settings.logRetentionDays },
+      { parent: this, retainOnDelete: this.settings.retainLogs },
+    );
+  }
+
+  private createRole(): aws.iam.Role {
+    return new aws.iam.Role(
+      `${this.name}-role`,
+      {
+        description: `Execution role of the ${this.name} agent function`,
+        assumeRolePolicy: JSON.stringify({
+          Version: "2012-10-17",
+          Statement: [
+            {
+              Effect: "Allow",
+              Principal: { Service: "lambda.amazonaws.com" },
+              Action: "sts:AssumeRole",
+            },
+          ],
+        }),
+      },
+      { parent: this },
+    );
+  }
+
+  private grantRuntimeAccess(dp: DataPlaneOutputs): aws.iam.RolePolicy[] {
+    const runtime = new aws.iam.RolePolicy(
+      `${this.name}-runtime`,
+      {
+        role: this.role.id,
+        policy: this.logGroup.arn.apply((arn) => JSON.stringify(lambdaRuntimePolicyDocument(arn))),
+      },
+      { parent: this },
+    );
+    // Exactly the data plane's secrets: GetSecretValue on their ARNs, no wildcard.
+    const secrets = new aws.iam.RolePolicy(
+      `${this.name}-secrets`,
+      { role: this.role.id, policy: secretReadPolicy(dp.secrets) },
+      { parent: this },
+    );
+    return [runtime, secrets];
+  }
+
+  private createFunction(args: LambdaTargetArgs): aws.lambda.Function {
+    const s = this.settings.scaling;
+    const dp = args.dataPlane;
+    const network = dp.network as Extract<DataPlaneOutputs["network"], { cloud: "aws" }>;
+    const artifact = args.artifact as Extract<Artifact, { kind: "lambda-zip" }>;
+    const code = artifact.location.apply(parseLambdaCodeLocation);
+    const env = lambdaEnvironment(dp, {
+      invokeMode: this.settings.invokeMode,
+      databasePoolMax: s.databasePoolMax,
+      logLevel: args.logLevel,
+      extraEnv: args.extraEnv,
+    });
+    return new aws.lambda.Function(
+      `${this.name}-function`,
+      {
+        description: `Agent service (${this.settings.exposure}, ${this.settings.invokeMode})`,
+        runtime: LAMBDA_RUNTIME,
+        architectures: ["arm64"],
+        handler: LAMBDA_HANDLER,
+        role: this.role.arn,
+        code: code.apply((c) =>
+          c.kind === "file" ? new pulumi.asset.FileArchive(c.path) : undefined,
+        ),
+        s3Bucket: code.apply((c) => (c.kind === "s3" ? c.bucket : undefined)),
+        s3Key: code.apply((c) => (c.kind === "s3" ? c.key : undefined)),
+        sourceCodeHash: artifact.sha256,
+        memorySize: s.memoryMb,
+        timeout: s.timeoutSeconds,
+        reservedConcurrentExecutions: s.reservedConcurrency,
+        // Every deployment is an immutable version; the alias is what clients and provisioned
+        // concurrency point at, and what promotion moves.
+        publish: true,
+        environment: { variables: guardedEnvironment(env) },
+        vpcConfig: {
+          subnetIds: network.privateSubnetIds,
+          securityGroupIds: [network.computeSecurityGroupId],
+        },
+        tracingConfig: { mode: "Active" },
+        loggingConfig: { logFormat: "JSON", logGroup: this.logGroup.name },
+      },
+      // Lambda checks the role's ENI permissions when the function is created in a VPC.
+      { parent: this, dependsOn: this.rolePolicies },
+    );
+  }
+
+  private createAlias(): aws.lambda.Alias {
+    return new aws.lambda.Alias(
+      `${this.name}-alias`,
+      {
+        name: LAMBDA_ALIAS,
+        description: "The version serving traffic",
+        functionName: this.function.name,
+        functionVersion: this.function.version,
+      },
+      { parent: this },
+    );
+  }
+
+  private createProvisionedConcurrency(): aws.lambda.ProvisionedConcurrencyConfig | undefined {
+    const count = this.settings.scaling.provisionedConcurrency;
+    if (count === 0) return undefined;
+    return new aws.lambda.ProvisionedConcurrencyConfig(
+      `${this.name}-provisioned`,
+      {
+        functionName: this.function.name,
+        qualifier: this.alias.name,
+        provisionedConcurrentExecutions: count,
+      },
+      { parent: this },
+    );
+  }
+
+  private exposeFunctionUrl(): aws.lambda.FunctionUrl {
+    return new aws.lambda.FunctionUrl(
+      `${this.name}-url`,
+      {
+        functionName: this.function.name,
+        qualifier: this.alias.name,
+        // The app authenticates by API key; see the class doc.
+        authorizationType: "NONE",
+        invokeMode: "RESPONSE_STREAM",
+      },
+      { parent: this },
+    );
+  }
+
+  private exposeHttpApi(): aws.apigatewayv2.Api {
+    const s = this.settings.scaling;
+    const api = new aws.apigatewayv2.Api(
+      `${this.name}-api`,
+      {
+        protocolType: "HTTP",
+        description: "Agent service (buffered; streaming needs the function-url exposure)",
+      },
+      { parent: this },
+    );
+    const integration = new aws.apigatewayv2.Integration(
+      `${this.name}-integration`,
+      {
+        apiId: api.id,
+        integrationType: "AWS_PROXY",
+        integrationMethod: "POST",
+        integrationUri: this.alias.arn,
+        payloadFormatVersion: "2.0",
+        timeoutMilliseconds: Math.min(s.timeoutSeconds, HTTP_API_MAX_TIMEOUT_SECONDS) * 1000,
+      },
+      { parent: this },
+    );
+    const route = new aws.apigatewayv2.Route(
+      `${this.name}-route`,
+      {
+        apiId: api.id,
+        routeKey: "$default",
+        target: pulumi.interpolate`integrations/${integration.id}`,
+      },
+      { parent: this },
+    );
+    new aws.apigatewayv2.Stage(
+      `${this.name}-stage`,
+      {
+        apiId: api.id,
+        name: "$default",
+        autoDeploy: true,
+        // Rate limits at the edge: excess requests get 429 before they cost a Lambda invocation.
+        defaultRouteSettings: {
+          throttlingBurstLimit: s.httpApiBurstLimit,
+          throttlingRateLimit: s.httpApiRateLimit,
+        },
+      },
+      { parent: this, dependsOn: [route] },
+    );
+    new aws.lambda.Permission(
+      `${this.name}-api-invoke`,
+      {
+        action: "lambda:InvokeFunction",
+        function: this.function.name,
+        qualifier: this.alias.name,
+        principal: "apigateway.amazonaws.com",
+        sourceArn: pulumi.interpolate`${api.executionArn}/*/*`,
+      },
+      { parent: this },
+    );
+    return api;
+  }
+
+  /**
+   * Errors (Function URL 5xx, or failed invocations behind the HTTP API), throttles and p99
+   * duration near the timeout, to the data plane's alarm topic. None without a topic.
+   */
+  private createAlarms(args: LambdaTargetArgs): ServiceAlarms | undefined {
+    const topic = args.dataPlane.monitoring.alarmTopicArn;
+    if (!topic) return undefined;
+    return new ServiceAlarms(
+      `${this.name}-alarms`,
+      {
+        source: {
+          kind: "lambda",
+          functionName: this.function.name,
+          via: this.settings.exposure === "function-url" ? "function-url" : "invoke",
+        },
+        alarmTopicArn: topic,
+        thresholds: lambdaAlarmThresholds(
+          this.settings.scaling.timeoutSeconds,
+          args.alarmThresholds,
+        ),
+      },
+      { parent: this },
+    );
+  }
+}
