@@ -1,0 +1,551 @@
+/**
+ * The agent service on Kubernetes (EKS): a hardened Deployment with an HorizontalPodAutoscaler, a
+ * PodDisruptionBudget where there are replicas to spare, a NetworkPolicy, and a load balancer
+ * (an NLB Service, or an ALB Ingress for the AWS Load Balancer Controller).
+ *
+ * Secrets never enter Kubernetes. The pods read `<NAME>_SECRET=aws-sm://<arn>` references at
+ * start-up with their own IAM role (IRSA), which may read exactly the data plane's secrets.
+ */
+import * as aws from "@pulumi/aws";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { checkAlarmSpec, createAlarms } from "../aws/alarms";
+import { secretReadPolicy } from "../aws/secrets";
+import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
+import { serviceEnv } from "../runtime-env";
+import type { EksClusterInfo } from "./eks-cluster";
+import { checkKubernetesName, irsaTrustPolicy } from "./eks/iam";
+import {
+  IRSA_TOKEN_FILE,
+  type LoadBalancerScheme,
+  type NlbController,
+  albIngressAnnotations,
+  albIngressSpec,
+  clusterServiceSpec,
+  deploymentSpec,
+  hpaSpec,
+  loadBalancerAnnotations,
+  loadBalancerServiceSpec,
+  namespaceMetadata,
+  networkPolicySpec,
+  pdbSpec,
+  podRestartAlarmSpec,
+  selectorLabels,
+} from "./eks/specs";
+import { type EksScaling, eksScalingProblems, targetScaling } from "./scaling";
+
+export interface EksTargetArgs {
+  /** The AWS data plane's contract: endpoints, secret references, network, alarm topic. */
+  dataPlane: DataPlaneOutputs;
+  /** The container image, pinned by digest. */
+  artifact: Artifact;
+  /** `EksCluster.info`: the Kubernetes provider and the OIDC issuer for IRSA. */
+  cluster: EksClusterInfo;
+  /** @default "agent" */
+  namespace?: string;
+  /** Name of the Deployment, Services, ServiceAccount and friends. @default "agent" */
+  appName?: string;
+  /** Replicas, HPA CPU target, requests and limits. @default targetScaling(dataPlane.environment).eks */
+  scaling?: EksScaling;
+  /** HPA average memory target, percent of the memory request. @default 80 */
+  targetMemoryPercent?: number;
+  /**
+   * `nlb`: a `LoadBalancer` Service (TCP/TLS). `alb`: an Ingress for the AWS Load Balancer
+   * Controller, which must be installed in the cluster (HTTP to HTTPS redirect, HTTP metrics).
+   * @default "nlb"
+   */
+  ingress?: "nlb" | "alb";
+  /** Which controller realises the NLB. @default "cloud-provider" (built into EKS) */
+  nlbController?: NlbController;
+  /** @default "internet-facing" */
+  scheme?: LoadBalancerScheme;
+  /** Public hostname such as `agent.example.com`; requires `certificateArn`. @default none: the load balancer's hostname over HTTP */
+  domain?: string;
+  /** ACM certificate covering `domain`, in the cluster's region. TLS terminates at the load balancer. */
+  certificateArn?: pulumi.Input<string>;
+  /** Route 53 zone for a CNAME from `domain` to the load balancer. @default none: point the name yourself */
+  hostedZoneId?: pulumi.Input<string>;
+  /** Customer-managed KMS keys of the data plane's secrets, decrypted via Secrets Manager only. @default [] */
+  secretKmsKeyArns?: pulumi.Input<string>[];
+  /** UID (and GID) the container runs as. @default 10001 */
+  runAsUser?: number;
+  /** How long the app drains after SIGTERM (`SHUTDOWN_GRACE_MS`). @default 25000 */
+  shutdownGraceMs?: number;
+  /** Seconds a terminating pod keeps serving while endpoints update. @default 10 */
+  preStopSeconds?: number;
+  /** @default "info" */
+  logLevel?: string;
+  /** Extra non-secret environment variables. @default {} */
+  extraEnv?: Record<string, pulumi.Input<string>>;
+  /** The CIDR the NetworkPolicy lets pods reach Postgres and Redis in. @default the data plane VPC's CIDR (looked up) */
+  vpcCidrBlock?: pulumi.Input<string>;
+}
+
+interface Settings {
+  namespace: string;
+  appName: string;
+  scaling: EksScaling;
+  targetMemoryPercent: number;
+  ingress: "nlb" | "alb";
+  nlbController: NlbController;
+  scheme: LoadBalancerScheme;
+  runAsUser: number;
+  shutdownGraceMs: number;
+  preStopSeconds: number;
+  podDisruptionBudget: boolean;
+}
+
+/** Defaults applied. Pure. */
+export function resolveEksTargetSettings(args: EksTargetArgs): Settings {
+  const scaling = args.scaling ?? targetScaling(args.dataPlane.environment).eks;
+  return {
+    namespace: args.namespace ?? "agent",
+    appName: args.appName ?? "agent",
+    scaling,
+    targetMemoryPercent: args.targetMemoryPercent ?? 80,
+    ingress: args.ingress ?? "nlb",
+    nlbController: args.nlbController ?? "cloud-provider",
+    scheme: args.scheme ?? "internet-facing",
+    runAsUser: args.runAsUser ?? 10001,
+    shutdownGraceMs: args.shutdownGraceMs ?? 25_000,
+    preStopSeconds: args.preStopSeconds ?? 10,
+    podDisruptionBudget: scaling.minReplicas >= 2,
+  };
+}
+
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+
+/** `<repo>@sha256:<64 hex>`: a tag could move under the Deployment. */
+export function checkImageRef(ref: string): string | undefined {
+  return /^[^\s@]+@sha256:[0-9a-f]{64}$/.test(ref)
+    ? undefined
+    : `image "${ref}" is not pinned by digest: pass the artifact's imageRef (<repository>@sha256:<digest>).`;
+}
+
+/** Every problem with the arguments, each saying what to change. Pure. */
+export function checkEksTargetArgs(args: EksTargetArgs, s: Settings): string[] {
+  const problems: string[] = [];
+  if (args.dataPlane.cloud !== "aws" || args.dataPlane.network.cloud !== "aws") {
+    problems.push(
+      `the data plane is ${args.dataPlane.cloud}: EKS runs on AWS; pass the AWS data plane's outputs.`,
+    );
+  } else if (!args.dataPlane.network.hasNat) {
+    problems.push(
+      "the data plane's private subnets have no NAT: pods could not reach the LLM API; use a network with NAT gateways.",
+    );
+  }
+  if (args.artifact.kind !== "image") {
+    problems.push(
+      `the artifact is a ${args.artifact.kind}: EKS runs a container image; pass the image artifact (kind "image").`,
+    );
+  }
+  if (args.dataPlane.secrets.some((ref) => ref.store !== "aws-secretsmanager")) {
+    problems.push(
+      "every data plane secret must live in AWS Secrets Manager: the pods' IAM role can read nothing else.",
+    );
+  }
+  for (const p of [
+    checkKubernetesName("namespace", s.namespace),
+    checkKubernetesName("appName", s.appName),
+  ]) {
+    if (p) problems.push(p);
+  }
+  problems.push(...eksScalingProblems(s.scaling));
+  if (args.dataPlane.environment === "prod" && s.scaling.minReplicas < 2) {
+    problems.push(
+      `prod needs eks.minReplicas of 2 or more (it is ${s.scaling.minReplicas}): with one replica the PodDisruptionBudget cannot let a node drain without downtime.`,
+    );
+  }
+  if (
+    !Number.isInteger(s.targetMemoryPercent) ||
+    s.targetMemoryPercent < 1 ||
+    s.targetMemoryPercent > 100
+  ) {
+    problems.push(
+      `targetMemoryPercent is ${s.targetMemoryPercent}: use a whole percentage from 1 to 100.`,
+    );
+  }
+  if (args.domain !== undefined && !DOMAIN.test(args.domain)) {
+    problems.push(
+      `domain "${args.domain}" is not a lowercase DNS name such as "agent.example.com".`,
+    );
+  }
+  if (args.domain !== undefined && args.certificateArn === undefined) {
+    problems.push(
+      `domain "${args.domain}" needs certificateArn: TLS terminates at the load balancer; issue an ACM certificate for it.`,
+    );
+  }
+  if (args.certificateArn !== undefined && args.domain === undefined) {
+    problems.push(
+      "certificateArn needs domain: the certificate cannot match the load balancer's generated hostname.",
+    );
+  }
+  if (args.hostedZoneId !== undefined && args.domain === undefined)
+    problems.push("hostedZoneId needs domain: set the name to create.");
+  if (args.nlbController !== undefined && s.ingress === "alb") {
+    problems.push('nlbController applies to ingress "nlb" only: drop it, or choose ingress "nlb".');
+  }
+  if (!Number.isInteger(s.runAsUser) || s.runAsUser < 1)
+    problems.push(`runAsUser is ${s.runAsUser}: use a non-root UID such as 10001.`);
+  if (
+    !Number.isInteger(s.shutdownGraceMs) ||
+    s.shutdownGraceMs < 0 ||
+    s.shutdownGraceMs > 600_000
+  ) {
+    problems.push(
+      `shutdownGraceMs is ${s.shutdownGraceMs}: use 0 to 600000 (what the app accepts).`,
+    );
+  }
+  if (!Number.isInteger(s.preStopSeconds) || s.preStopSeconds < 1 || s.preStopSeconds > 120) {
+    problems.push(`preStopSeconds is ${s.preStopSeconds}: use 1 to 120.`);
+  }
+  return problems;
+}
+
+/**
+ * The agent on EKS. Compute is the cluster's nodes (see EksCluster); this adds an NLB (about
+ * $16/month plus LCUs, or an ALB about $16/month plus LCUs), the CNAME, and one alarm (~$0.10).
+ */
+export class EksTarget extends pulumi.ComponentResource implements TargetOutputs {
+  readonly target = "eks" as const;
+  /** `https://<domain>` when a domain is set, else `http://<load balancer hostname>`. */
+  readonly url: pulumi.Output<string>;
+  readonly loadBalancerHostname: pulumi.Output<string>;
+  readonly namespace: pulumi.Output<string>;
+  readonly serviceAccountRoleArn: pulumi.Output<string>;
+  readonly deploymentName: pulumi.Output<string>;
+
+  readonly namespaceResource: k8s.core.v1.Namespace;
+  readonly role: aws.iam.Role;
+  readonly serviceAccount: k8s.core.v1.ServiceAccount;
+  readonly deployment: k8s.apps.v1.Deployment;
+  readonly service: k8s.core.v1.Service;
+  /** The NLB Service or the ALB Ingress. */
+  readonly exposure: k8s.core.v1.Service | k8s.networking.v1.Ingress;
+  readonly autoscaler: k8s.autoscaling.v2.HorizontalPodAutoscaler;
+  readonly disruptionBudget?: k8s.policy.v1.PodDisruptionBudget;
+  readonly networkPolicy: k8s.networking.v1.NetworkPolicy;
+  readonly dnsRecord?: aws.route53.Record;
+  readonly alarms: aws.cloudwatch.MetricAlarm[];
+
+  private readonly name: string;
+  private readonly k8sOpts: pulumi.CustomResourceOptions;
+
+  constructor(name: string, args: EksTargetArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent:targets:Eks", name, {}, opts);
+    this.name = name;
+    const s = resolveEksTargetSettings(args);
+    this.validate(args, s);
+    const network = args.dataPlane.network as Extract<NetworkAttachment, { cloud: "aws" }>;
+    this.k8sOpts = { parent: this, provider: args.cluster.provider };
+    const labels = selectorLabels(s.appName, name);
+
+    this.namespaceResource = this.createNamespace(s);
+    this.namespace = this.namespaceResource.metadata.name;
+    this.role = this.createServiceAccountRole(args, s);
+    this.serviceAccount = this.createServiceAccount(s);
+    this.deployment = this.createDeployment(args, s, labels);
+    this.deploymentName = this.deployment.metadata.name;
+    this.service = this.createService(s, labels);
+    this.exposure =
+      s.ingress === "alb"
+        ? this.createIngress(args, s, network)
+        : this.createLoadBalancer(args, s, network, labels);
+    this.autoscaler = this.createAutoscaler(s);
+    this.disruptionBudget = s.podDisruptionBudget
+      ? this.createDisruptionBudget(s, labels)
+      : undefined;
+    this.networkPolicy = this.createNetworkPolicy(args, s, network, labels);
+
+    this.loadBalancerHostname = (
+      this.exposure.status as pulumi.Output<LoadBalancerStatusHolder>
+    ).apply(
+      (status) =>
+        status?.loadBalancer?.ingress?.[0]?.hostname ??
+        status?.loadBalancer?.ingress?.[0]?.ip ??
+        "",
+    );
+    this.dnsRecord = this.createDnsRecord(args);
+    this.alarms = this.createAlarms(args);
+    this.url =
+      args.domain !== undefined
+        ? pulumi.output(`https://${args.domain}`)
+        : pulumi.interpolate`http://${this.loadBalancerHostname}`;
+    this.serviceAccountRoleArn = this.role.arn;
+
+    this.registerOutputs({
+      url: this.url,
+      loadBalancerHostname: this.loadBalancerHostname,
+      namespace: this.namespace,
+      serviceAccountRoleArn: this.serviceAccountRoleArn,
+      deploymentName: this.deploymentName,
+    });
+  }
+
+  private validate(args: EksTargetArgs, s: Settings): void {
+    const problems = checkEksTargetArgs(args, s);
+    if (problems.length > 0)
+      throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problems.join(" ")}`, this);
+  }
+
+  private createNamespace(s: Settings): k8s.core.v1.Namespace {
+    return new k8s.core.v1.Namespace(
+      `${this.name}-ns`,
+      { metadata: namespaceMetadata(s.namespace) },
+      this.k8sOpts,
+    );
+  }
+
+  /** IRSA: only this namespace's service account may assume it; it may read exactly the data plane's secrets. */
+  private createServiceAccountRole(args: EksTargetArgs, s: Settings): aws.iam.Role {
+    const { oidcProviderArn, oidcProviderUrl } = args.cluster;
+    const role = new aws.iam.Role(
+      `${this.name}-sa-role`,
+      {
+        description: `IRSA role of ${s.namespace}/${s.appName}: reads the agent's secrets`,
+        assumeRolePolicy: pulumi
+          .all([oidcProviderArn, oidcProviderUrl])
+          .apply(([arn, url]) => JSON.stringify(irsaTrustPolicy(arn, url, s.namespace, s.appName))),
+      },
+      { parent: this },
+    );
+    new aws.iam.RolePolicy(
+      `${this.name}-sa-secrets`,
+      {
+        role: role.name,
+        policy: secretReadPolicy(args.dataPlane.secrets, args.secretKmsKeyArns ?? []),
+      },
+      { parent: this },
+    );
+    return role;
+  }
+
+  private createServiceAccount(s: Settings): k8s.core.v1.ServiceAccount {
+    return new k8s.core.v1.ServiceAccount(
+      `${this.name}-sa`,
+      {
+        metadata: {
+          name: s.appName,
+          namespace: this.namespace,
+          // Read by the pod identity webhook; the Deployment also wires the token itself.
+          annotations: { "eks.amazonaws.com/role-arn": this.role.arn },
+        },
+        automountServiceAccountToken: false,
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createDeployment(
+    args: EksTargetArgs,
+    s: Settings,
+    labels: Record<string, string>,
+  ): k8s.apps.v1.Deployment {
+    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const image = artifact.imageRef.apply((ref) => {
+      const problem = checkImageRef(ref);
+      if (problem) throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problem}`, this);
+      return ref;
+    });
+    const env = {
+      ...serviceEnv(args.dataPlane, {
+        port: 8080,
+        logLevel: args.logLevel,
+        extra: {
+          SHUTDOWN_GRACE_MS: String(s.shutdownGraceMs),
+          AWS_REGION: args.dataPlane.region,
+          // The root filesystem is read-only; embedded state (unused with DATABASE_URL) would go here.
+          DATA_DIR: "/tmp/agent",
+          ...args.extraEnv,
+        },
+      }),
+      // AWS SDK configuration for the web-identity token (IRSA), not secrets: the token is a file.
+      AWS_ROLE_ARN: this.role.arn,
+      AWS_WEB_IDENTITY_TOKEN_FILE: pulumi.output(IRSA_TOKEN_FILE),
+    };
+    return new k8s.apps.v1.Deployment(
+      `${this.name}-deploy`,
+      {
+        metadata: { name: s.appName, namespace: this.namespace, labels },
+        spec: deploymentSpec({
+          selectorLabels: labels,
+          image,
+          serviceAccountName: this.serviceAccount.metadata.name,
+          env,
+          requests: s.scaling.requests,
+          limits: s.scaling.limits,
+          runAsUser: s.runAsUser,
+          runAsGroup: s.runAsUser,
+          shutdownGraceMs: s.shutdownGraceMs,
+          preStopSeconds: s.preStopSeconds,
+        }),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createService(s: Settings, labels: Record<string, string>): k8s.core.v1.Service {
+    return new k8s.core.v1.Service(
+      `${this.name}-svc`,
+      {
+        metadata: { name: s.appName, namespace: this.namespace, labels },
+        spec: clusterServiceSpec(labels),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private exposureInput(
+    args: EksTargetArgs,
+    s: Settings,
+    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+  ) {
+    const subnetIds =
+      s.scheme === "internet-facing" ? network.publicSubnetIds : network.privateSubnetIds;
+    return {
+      scheme: s.scheme,
+      subnets: subnetIds.apply((ids) => {
+        if (ids.length === 0) {
+          throw new pulumi.ResourceError(
+            `EksTarget "${this.name}": no ${s.scheme === "internet-facing" ? "public" : "private"} subnets for the load balancer.`,
+            this,
+          );
+        }
+        return ids.join(",");
+      }),
+      certificateArn: args.certificateArn,
+    };
+  }
+
+  private createLoadBalancer(
+    args: EksTargetArgs,
+    s: Settings,
+    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    labels: Record<string, string>,
+  ): k8s.core.v1.Service {
+    return new k8s.core.v1.Service(
+      `${this.name}-lb`,
+      {
+        metadata: {
+          name: `${s.appName}-public`,
+          namespace: this.namespace,
+          labels,
+          annotations: loadBalancerAnnotations(
+            s.nlbController,
+            this.exposureInput(args, s, network),
+          ),
+        },
+        spec: loadBalancerServiceSpec(labels, args.certificateArn !== undefined),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createIngress(
+    args: EksTargetArgs,
+    s: Settings,
+    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+  ): k8s.networking.v1.Ingress {
+    return new k8s.networking.v1.Ingress(
+      `${this.name}-ingress`,
+      {
+        metadata: {
+          name: s.appName,
+          namespace: this.namespace,
+          annotations: albIngressAnnotations(this.exposureInput(args, s, network)),
+        },
+        spec: albIngressSpec(this.service.metadata.name, args.domain),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createAutoscaler(s: Settings): k8s.autoscaling.v2.HorizontalPodAutoscaler {
+    return new k8s.autoscaling.v2.HorizontalPodAutoscaler(
+      `${this.name}-hpa`,
+      {
+        metadata: { name: s.appName, namespace: this.namespace },
+        spec: hpaSpec({
+          deploymentName: this.deploymentName,
+          minReplicas: s.scaling.minReplicas,
+          maxReplicas: s.scaling.maxReplicas,
+          targetCpuPercent: s.scaling.targetCpuPercent,
+          targetMemoryPercent: s.targetMemoryPercent,
+        }),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createDisruptionBudget(
+    s: Settings,
+    labels: Record<string, string>,
+  ): k8s.policy.v1.PodDisruptionBudget {
+    return new k8s.policy.v1.PodDisruptionBudget(
+      `${this.name}-pdb`,
+      { metadata: { name: s.appName, namespace: this.namespace }, spec: pdbSpec(labels) },
+      this.k8sOpts,
+    );
+  }
+
+  private createNetworkPolicy(
+    args: EksTargetArgs,
+    s: Settings,
+    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    labels: Record<string, string>,
+  ): k8s.networking.v1.NetworkPolicy {
+    const vpcCidr =
+      args.vpcCidrBlock ?? aws.ec2.getVpcOutput({ id: network.vpcId }, { parent: this }).cidrBlock;
+    return new k8s.networking.v1.NetworkPolicy(
+      `${this.name}-netpol`,
+      {
+        metadata: { name: s.appName, namespace: this.namespace },
+        spec: networkPolicySpec({
+          selectorLabels: labels,
+          vpcCidr,
+          storePorts: [args.dataPlane.postgres.port, args.dataPlane.redis.port],
+        }),
+      },
+      this.k8sOpts,
+    );
+  }
+
+  private createDnsRecord(args: EksTargetArgs): aws.route53.Record | undefined {
+    if (args.hostedZoneId === undefined || args.domain === undefined) return undefined;
+    // A CNAME, not an alias: the controller creates the load balancer, so its zone id is unknown here.
+    return new aws.route53.Record(
+      `${this.name}-dns`,
+      {
+        zoneId: args.hostedZoneId,
+        name: args.domain,
+        type: "CNAME",
+        ttl: 60,
+        records: [this.loadBalancerHostname],
+      },
+      { parent: this },
+    );
+  }
+
+  /** A restart alarm, when Container Insights feeds CloudWatch and there is a topic to notify. */
+  private createAlarms(args: EksTargetArgs): aws.cloudwatch.MetricAlarm[] {
+    const topic = args.dataPlane.monitoring.alarmTopicArn;
+    const clusterName = args.cluster.clusterName;
+    if (!topic || !clusterName || !args.cluster.containerInsights) {
+      pulumi.log.info(
+        `EksTarget "${this.name}": no restart alarm (needs the data plane's alarm topic, the cluster name and the amazon-cloudwatch-observability add-on).`,
+        this,
+      );
+      return [];
+    }
+    const spec = podRestartAlarmSpec(clusterName, this.namespace, this.deploymentName);
+    const problems = checkAlarmSpec(spec);
+    if (problems.length > 0)
+      throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problems.join(" ")}`, this);
+    return createAlarms(this.name, [spec], topic, this);
+  }
+}
+
+/** The part of `ServiceStatus` / `IngressStatus` that carries the load balancer's address. */
+interface LoadBalancerStatusHolder {
+  loadBalancer?: { ingress?: Array<{ hostname?: string; ip?: string }> };
+}
