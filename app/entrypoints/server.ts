@@ -11,7 +11,7 @@ import { ensureLocalApiKey } from "./local-key";
 import { resolveSecretReferences } from "../src/secrets";
 
 async function main() {
-  await resolveSecretReferences(process.env); // <NAME>_SECRET references -> <NAME>, before validation
+  await resolveSecretReferences(process.env); // <NAME>_SECRET refs -> <NAME>, before validation
   let config: AppConfig;
   try {
     config = loadConfig();

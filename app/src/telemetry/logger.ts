@@ -11,9 +11,18 @@ export interface LoggerOptions {
   destination?: pino.DestinationStream;
 }
 
+/** How long a buffered log line may wait before it is written, on a quiet service. */
+const FLUSH_INTERVAL_MS = 1000;
+
+function asyncStdout(): pino.DestinationStream {
+  const dest = pino.destination({ sync: false, minLength: 4096 });
+  // Without this, a quiet service would hold lines (even "listening") until 4 KB build up.
+  setInterval(() => dest.flush(), FLUSH_INTERVAL_MS).unref();
+  return dest;
+}
+
 export function createLogger(options: LoggerOptions): Logger {
-  const destination =
-    options.destination ?? (options.async ? pino.destination({ sync: false, minLength: 4096 }) : pino.destination(1));
+  const destination = options.destination ?? (options.async ? asyncStdout() : pino.destination(1));
   return pino(
     {
       level: options.level,
