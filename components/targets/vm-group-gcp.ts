@@ -1,0 +1,763 @@
+/**
+ * The agent service on Compute Engine: a regional Managed Instance Group of Container-Optimized
+ * OS VMs in the data plane's subnet, each running the container image under systemd (user data
+ * from `cloud-init.ts`), behind a global external Application Load Balancer.
+ *
+ * Secrets never reach the VM's metadata: user data carries `<NAME>_SECRET=gcp-sm://` references,
+ * which the app resolves at start-up with the VM's own service account, granted exactly the data
+ * plane's secrets.
+ */
+import * as gcp from "@pulumi/gcp";
+import * as pulumi from "@pulumi/pulumi";
+import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
+import type { EnvironmentProfile } from "../environment";
+import { ServiceAlerts, checkThresholds, type ServiceAlertThresholds } from "../gcp/monitoring";
+import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import { SecretAccessGrant } from "../gcp/secrets";
+import { serviceEnv } from "../runtime-env";
+import { CONTAINER_PORT, MIN_STOP_TIMEOUT_SECONDS, guardedCloudConfig } from "./cloud-init";
+import { secretGrantKeys, serviceAccountId } from "./cloud-run";
+import { targetScaling, type VmScaling } from "./scaling";
+
+type GcpNetwork = Extract<NetworkAttachment, { cloud: "gcp" }>;
+
+export interface GcpVmGroupTargetArgs {
+  /** GCP project of the VMs, the load balancer, the service account and the alerts. */
+  project: string;
+  /** The GCP data plane's contract: stores, secrets, network, notification channels. */
+  dataPlane: DataPlaneOutputs;
+  /** The `image` artifact, pinned by digest, in Artifact Registry (`<location>-docker.pkg.dev`). */
+  artifact: Artifact;
+  /** The environment profile: scaling defaults and the environment label. */
+  profile: EnvironmentProfile;
+  /** @default "e2-small" (2 shared vCPUs, 2 GB) */
+  machineType?: string;
+  /** @default targetScaling(env).vm.minInstances (dev 1, staging 1, prod 2) */
+  minInstances?: number;
+  /** Caps cost. @default targetScaling(env).vm.maxInstances (dev 3, staging 4, prod 10) */
+  maxInstances?: number;
+  /** Autoscaler target average CPU, percent. @default targetScaling(env).vm.targetCpuPercent (60) */
+  targetCpuPercent?: number;
+  /**
+   * Public hostname such as `agent.example.com`: a Google-managed certificate, HTTPS on 443 and
+   * HTTP redirected to HTTPS. Point the name's A record at `ipAddress`; the certificate is issued
+   * once it resolves.
+   * @default undefined: HTTP on port 80 only, for dev
+   */
+  domain?: string;
+  /**
+   * Zones of the region to spread VMs over. The rolling update surges by this many VMs (a
+   * regional group needs a fixed surge of at least its zone count).
+   * @default undefined: all of the region's zones, with a surge of 4 (the most zones a region has)
+   */
+  zones?: string[];
+  /** Boot disk size in GB (pd-balanced). @default 20 */
+  bootDiskGb?: number;
+  /** Seconds after boot before auto-healing may recreate a VM (boot, pull, start). @default 300 */
+  initialDelaySeconds?: number;
+  /**
+   * The load balancer's backend timeout: the longest a reply, streamed or not, may take.
+   * @default 3600
+   */
+  requestTimeoutSeconds?: number;
+  /** Fraction of requests the load balancer logs. @default 1 */
+  logSampleRate?: number;
+  /** @default "info" */
+  logLevel?: string;
+  /** Extra non-secret environment variables (secret-looking names are rejected). @default {} */
+  extraEnv?: Record<string, pulumi.Input<string>>;
+  /** Labels on the instance template and the address (stack labels come from the tagging transformation). @default {} */
+  labels?: Record<string, string>;
+  /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
+  alertThresholds?: ServiceAlertThresholds;
+}
+
+/** Everything the constructor needs, resolved from args and defaults. Pure. */
+export interface GcpVmGroupSettings {
+  scaling: VmScaling;
+  machineType: string;
+  domain?: string;
+  zones?: string[];
+  /** Fixed surge of the rolling update: the zone count, or 4 when GCP picks the zones. */
+  maxSurge: number;
+  bootDiskGb: number;
+  initialDelaySeconds: number;
+  requestTimeoutSeconds: number;
+  logSampleRate: number;
+  labels: Record<string, string>;
+}
+
+/** The Container-Optimized OS image family: the latest stable COS when a template is created. */
+export const COS_IMAGE = "projects/cos-cloud/global/images/family/cos-stable";
+/** Where Google's health checkers and load balancer proxies connect from. */
+export const GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"] as const;
+export const HEALTH_CHECK_PATH = "/ready";
+/** Longer than the app's 25 s drain: in-flight streams finish before a VM leaves the backend. */
+export const CONNECTION_DRAINING_SECONDS = 30;
+/** The most zones any region has today (us-central1): a safe surge when zones are not given. */
+const DEFAULT_SURGE = 4;
+const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const MACHINE_TYPE = /^[a-z][a-z0-9]*-[a-z0-9-]+$/;
+const AR_IMAGE =
+  /^([a-z0-9-]+)-docker\.pkg\.dev\/([a-z][-a-z0-9:.]*[a-z0-9])\/([a-z0-9][-a-z0-9_.]*)\/[^@\s]+@sha256:[a-f0-9]{64}$/;
+/** Instance names are `<base>-<4 chars>`: the base may have at most 58 characters. */
+const BASE_INSTANCE_NAME = /^[a-z][-a-z0-9]{0,57}$/;
+
+/** The Artifact Registry repository an image lives in: what the service account may read. */
+export interface ArtifactRepository {
+  location: string;
+  project: string;
+  repository: string;
+}
+
+export function artifactRepository(imageRef: string): ArtifactRepository | undefined {
+  const m = AR_IMAGE.exec(imageRef);
+  return m ? { location: m[1]!, project: m[2]!, repository: m[3]! } : undefined;
+}
+
+/** Like `artifactRepository`, but says what to change when the image is elsewhere. */
+export function requireArtifactRepository(imageRef: string): ArtifactRepository {
+  const repo = artifactRepository(imageRef);
+  if (!repo) {
+    throw new Error(
+      `image "${imageRef}" is not in Artifact Registry by digest: the VM group grants its service account read access to the image's repository; pass <location>-docker.pkg.dev/<project>/<repository>/<image>@sha256:<digest>.`,
+    );
+  }
+  return repo;
+}
+
+/**
+ * Resolves settings and lists every problem with the args, each saying what to change. Returns
+ * `settings` only when there are no problems.
+ */
+export function resolveGcpVmGroupSettings(
+  name: string,
+  args: GcpVmGroupTargetArgs,
+): { settings?: GcpVmGroupSettings; problems: string[] } {
+  const problems: string[] = [];
+  const dp = args.dataPlane;
+  if (dp.cloud !== "gcp" || dp.network.cloud !== "gcp") {
+    problems.push(
+      `dataPlane is for ${dp.cloud === "gcp" ? dp.network.cloud : dp.cloud}: GcpVmGroupTarget runs on GCP; pass the GCP data plane's outputs (or use AwsVmGroupTarget on AWS).`,
+    );
+  }
+  if (args.artifact.kind !== "image") {
+    problems.push(
+      `artifact is of kind "${args.artifact.kind}": a VM group runs a container; pass the "image" artifact (pinned by digest).`,
+    );
+  }
+  const projectProblem = checkProjectId(args.project);
+  if (projectProblem) problems.push(projectProblem);
+  if (dp.environment !== args.profile.environment) {
+    problems.push(
+      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
+    );
+  }
+  if (dp.secrets.length === 0) {
+    problems.push(
+      "dataPlane.secrets is empty: the service account must be granted the secrets it reads.",
+    );
+  }
+  if (dp.secrets.some((s) => s.store !== "gcp-secretmanager")) {
+    problems.push(
+      "dataPlane.secrets holds secrets outside GCP Secret Manager: the service account can only be granted Secret Manager secrets.",
+    );
+  }
+  // The longest logical names this component creates (GCP names: at most 63 characters).
+  for (const suffix of ["autoheal-hc", "https-proxy", "autoscaler"]) {
+    const p = checkAutonamedName(`${name}-${suffix}`, 63);
+    if (p) problems.push(p);
+  }
+  if (!BASE_INSTANCE_NAME.test(name)) {
+    problems.push(
+      `name "${name}" cannot prefix instance names: use at most 58 lowercase letters, digits and hyphens, starting with a letter.`,
+    );
+  }
+  if (args.domain !== undefined && !DOMAIN.test(args.domain)) {
+    problems.push(
+      `domain "${args.domain}" is not a lowercase host name such as "agent.example.com".`,
+    );
+  }
+  const machineType = args.machineType ?? "e2-small";
+  if (!MACHINE_TYPE.test(machineType))
+    problems.push(
+      `machineType "${machineType}" is not a Compute Engine machine type such as "e2-small".`,
+    );
+  const region = dp.network.cloud === "gcp" ? dp.network.region : dp.region;
+  if (args.zones !== undefined) {
+    if (args.zones.length === 0)
+      problems.push("zones is empty: list the region's zones to use, or leave it out.");
+    for (const z of args.zones) {
+      if (!new RegExp(`^${region}-[a-z]$`).test(z))
+        problems.push(`zone "${z}" is not a zone of ${region} (such as ${region}-a).`);
+    }
+    if (new Set(args.zones).size !== args.zones.length)
+      problems.push("zones lists a zone twice: list each once.");
+  }
+  const bootDiskGb = args.bootDiskGb ?? 20;
+  // COS images need 10 GB; Docker's layers need room beyond it.
+  if (!Number.isInteger(bootDiskGb) || bootDiskGb < 10 || bootDiskGb > 65536)
+    problems.push(`bootDiskGb ${bootDiskGb} must be a whole number from 10 to 65536.`);
+  const initialDelaySeconds = args.initialDelaySeconds ?? 300;
+  if (
+    !Number.isInteger(initialDelaySeconds) ||
+    initialDelaySeconds < 0 ||
+    initialDelaySeconds > 3600
+  ) {
+    problems.push(
+      `initialDelaySeconds ${initialDelaySeconds} must be a whole number from 0 to 3600.`,
+    );
+  }
+  const requestTimeoutSeconds = args.requestTimeoutSeconds ?? 3600;
+  if (
+    !Number.isInteger(requestTimeoutSeconds) ||
+    requestTimeoutSeconds < 1 ||
+    requestTimeoutSeconds > 86400
+  ) {
+    problems.push(
+      `requestTimeoutSeconds ${requestTimeoutSeconds} must be a whole number from 1 to 86400.`,
+    );
+  }
+  const logSampleRate = args.logSampleRate ?? 1;
+  if (!(logSampleRate >= 0 && logSampleRate <= 1))
+    problems.push(`logSampleRate ${logSampleRate} must be between 0 and 1.`);
+  const t = args.alertThresholds ?? {};
+  for (const p of checkThresholds({ errorRatio: t.errorRatio, latencyP99Ms: t.latencyP99Ms }, [
+    "errorRatio",
+  ])) {
+    if (p) problems.push(`alertThresholds.${p}`);
+  }
+
+  let scaling: VmScaling | undefined;
+  try {
+    scaling = targetScaling(args.profile.environment, {
+      vm: {
+        minInstances: args.minInstances,
+        maxInstances: args.maxInstances,
+        targetCpuPercent: args.targetCpuPercent,
+      },
+    }).vm;
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  if (problems.length > 0 || !scaling) return { problems };
+  return {
+    problems,
+    settings: {
+      scaling,
+      machineType,
+      domain: args.domain,
+      zones: args.zones ? [...args.zones] : undefined,
+      maxSurge: args.zones?.length ?? DEFAULT_SURGE,
+      bootDiskGb,
+      initialDelaySeconds,
+      requestTimeoutSeconds,
+      logSampleRate,
+      labels: { ...args.labels, target: "vmgroup", environment: args.profile.environment },
+    },
+  };
+}
+
+/**
+ * The agent service on a regional Managed Instance Group behind a global external Application
+ * Load Balancer.
+ *
+ * VMs have no external IP (outbound through the data plane's Cloud NAT), run Shielded VM with
+ * secure boot, vTPM and integrity monitoring, refuse project-wide SSH keys and use OS Login for
+ * any access. They carry the data plane's compute tag (which the stores admit); a firewall rule
+ * admits only Google's health checkers and load balancer proxies to port 8080 on that tag.
+ *
+ * Without `domain` the load balancer listens on plain HTTP (port 80): for dev only, since API keys
+ * would cross the internet unencrypted.
+ *
+ * Deploys: a new image digest changes the user data, hence the (immutable) instance template; the
+ * group rolls to the new template proactively, adding VMs before removing any (maxUnavailable 0).
+ * The COS image is the newest `cos-stable` when a template is created.
+ *
+ * Cost (us-central1): e2-small about $12/month per VM plus $2/month for a 20 GB pd-balanced disk;
+ * the load balancer's forwarding rules about $18/month (the first five rules), plus $0.008 per GB
+ * processed; the managed certificate, the in-use static IP and the alert policies are free. Dev
+ * (1 VM) is about $32/month, prod (2 VMs minimum, up to 10) about $46/month at rest. Request logs
+ * $0.50/GiB beyond the free tier (lower `logSampleRate` at volume).
+ */
+export class GcpVmGroupTarget extends pulumi.ComponentResource implements TargetOutputs {
+  readonly target = "vmgroup" as const;
+  readonly url: pulumi.Output<string>;
+  readonly ipAddress: pulumi.Output<string>;
+  /** Name of the regional instance group manager. */
+  readonly instanceGroupManager: pulumi.Output<string>;
+  readonly serviceAccountEmail: pulumi.Output<string>;
+
+  /** Escape hatches. */
+  readonly settings: GcpVmGroupSettings;
+  readonly serviceAccount: gcp.serviceaccount.Account;
+  readonly secretAccess: SecretAccessGrant;
+  readonly imageAccess: gcp.artifactregistry.RepositoryIamMember;
+  readonly projectRoles: gcp.projects.IAMMember[];
+  readonly instanceTemplate: gcp.compute.InstanceTemplate;
+  readonly autoHealingHealthCheck: gcp.compute.HealthCheck;
+  readonly loadBalancerHealthCheck: gcp.compute.HealthCheck;
+  readonly firewall: gcp.compute.Firewall;
+  readonly mig: gcp.compute.RegionInstanceGroupManager;
+  readonly autoscaler: gcp.compute.RegionAutoscaler;
+  readonly address: gcp.compute.GlobalAddress;
+  readonly backendService: gcp.compute.BackendService;
+  readonly urlMap: gcp.compute.URLMap;
+  readonly forwardingRules: gcp.compute.GlobalForwardingRule[];
+  readonly certificate?: gcp.compute.ManagedSslCertificate;
+  readonly alerts: ServiceAlerts;
+  /** The rendered `#cloud-config` document. */
+  readonly userData: pulumi.Output<string>;
+
+  private readonly name: string;
+
+  constructor(name: string, args: GcpVmGroupTargetArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("agent:targets:GcpVmGroup", name, {}, opts);
+    this.name = name;
+    this.settings = this.validate(args);
+    const network = args.dataPlane.network as GcpNetwork;
+    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+
+    this.serviceAccount = this.createServiceAccount(args);
+    this.secretAccess = this.grantSecretAccess(args.dataPlane);
+    this.imageAccess = this.grantImageAccess(artifact);
+    this.projectRoles = this.grantTelemetryRoles(args);
+    this.userData = this.renderUserData(args, artifact);
+    this.instanceTemplate = this.createInstanceTemplate(args, network);
+    this.autoHealingHealthCheck = this.createHealthCheck(args, "autoheal-hc", {
+      checkIntervalSec: 10,
+      timeoutSec: 5,
+      healthyThreshold: 2,
+      unhealthyThreshold: 6,
+    });
+    this.loadBalancerHealthCheck = this.createHealthCheck(args, "lb-hc", {
+      checkIntervalSec: 5,
+      timeoutSec: 3,
+      healthyThreshold: 2,
+      unhealthyThreshold: 2,
+    });
+    this.firewall = this.admitGoogleFrontEnds(args, network);
+    this.mig = this.createInstanceGroup(args, network);
+    this.autoscaler = this.createAutoscaler(args, network);
+    this.address = this.createAddress(args);
+    this.backendService = this.createBackendService(args);
+    this.urlMap = this.createUrlMap(args);
+    const frontend = this.settings.domain
+      ? this.exposeHttps(args, this.settings.domain)
+      : this.exposeHttp(args);
+    this.forwardingRules = frontend.rules;
+    this.certificate = frontend.certificate;
+    this.alerts = this.createAlerts(args);
+
+    this.ipAddress = this.address.address;
+    this.url = this.settings.domain
+      ? pulumi.output(`https://${this.settings.domain}`)
+      : pulumi.interpolate`http://${this.address.address}`;
+    this.instanceGroupManager = this.mig.name;
+    this.serviceAccountEmail = this.serviceAccount.email;
+    this.registerOutputs({
+      url: this.url,
+      ipAddress: this.ipAddress,
+      instanceGroupManager: this.instanceGroupManager,
+      serviceAccountEmail: this.serviceAccountEmail,
+    });
+  }
+
+  private validate(args: GcpVmGroupTargetArgs): GcpVmGroupSettings {
+    const { settings, problems } = resolveGcpVmGroupSettings(this.name, args);
+    if (!settings)
+      throw new pulumi.ResourceError(
+        `GcpVmGroupTarget "${this.name}": ${problems.join(" ")}`,
+        this,
+      );
+    return settings;
+  }
+
+  /** Its own identity, not the default compute account (which holds project Editor). */
+  private createServiceAccount(args: GcpVmGroupTargetArgs): gcp.serviceaccount.Account {
+    return new gcp.serviceaccount.Account(
+      `${this.name}-sa`,
+      {
+        project: args.project,
+        accountId: serviceAccountId(this.name, args.project, pulumi.getStack()),
+        displayName: `Agent service (${this.name}) on a VM group`,
+        description:
+          "Runtime identity of the agent VMs: reads its secrets and image, writes logs and metrics.",
+      },
+      { parent: this },
+    );
+  }
+
+  private grantSecretAccess(dp: DataPlaneOutputs): SecretAccessGrant {
+    return new SecretAccessGrant(
+      `${this.name}-secret-access`,
+      { serviceAccountEmail: this.serviceAccount.email, secrets: secretGrantKeys(dp) },
+      { parent: this },
+    );
+  }
+
+  /**
+   * Reader on the image's repository only, in whatever project holds it (a shared registry
+   * serves every environment when one artifact is promoted).
+   */
+  private grantImageAccess(
+    artifact: Extract<Artifact, { kind: "image" }>,
+  ): gcp.artifactregistry.RepositoryIamMember {
+    const repo = artifact.imageRef.apply(requireArtifactRepository);
+    return new gcp.artifactregistry.RepositoryIamMember(
+      `${this.name}-image-reader`,
+      {
+        project: repo.project,
+        location: repo.location,
+        repository: repo.repository,
+        role: "roles/artifactregistry.reader",
+        member: this.serviceAccount.member,
+      },
+      { parent: this },
+    );
+  }
+
+  /** The gcplogs driver and the COS agents write logs and metrics (these roles take no narrower resource). */
+  private grantTelemetryRoles(args: GcpVmGroupTargetArgs): gcp.projects.IAMMember[] {
+    return (
+      [
+        ["log-writer", "roles/logging.logWriter"],
+        ["metric-writer", "roles/monitoring.metricWriter"],
+      ] as const
+    ).map(
+      ([key, role]) =>
+        new gcp.projects.IAMMember(
+          `${this.name}-${key}`,
+          { project: args.project, role, member: this.serviceAccount.member },
+          { parent: this },
+        ),
+    );
+  }
+
+  private renderUserData(
+    args: GcpVmGroupTargetArgs,
+    artifact: Extract<Artifact, { kind: "image" }>,
+  ): pulumi.Output<string> {
+    return guardedCloudConfig({
+      host: { cloud: "gcp" },
+      imageRef: artifact.imageRef,
+      env: serviceEnv(args.dataPlane, {
+        port: CONTAINER_PORT,
+        logLevel: args.logLevel,
+        extra: args.extraEnv,
+      }),
+      stopTimeoutSeconds: MIN_STOP_TIMEOUT_SECONDS,
+    });
+  }
+
+  private createInstanceTemplate(
+    args: GcpVmGroupTargetArgs,
+    network: GcpNetwork,
+  ): gcp.compute.InstanceTemplate {
+    const s = this.settings;
+    return new gcp.compute.InstanceTemplate(
+      `${this.name}-template`,
+      {
+        project: args.project,
+        description: `Agent service VMs (${this.name})`,
+        machineType: s.machineType,
+        labels: s.labels,
+        tags: [network.computeTag],
+        disks: [
+          {
+            boot: true,
+            autoDelete: true,
+            sourceImage: COS_IMAGE,
+            diskType: "pd-balanced",
+            diskSizeGb: s.bootDiskGb,
+          },
+        ],
+        // No accessConfigs: no external IP.
+        networkInterfaces: [{ network: network.networkId, subnetwork: network.subnetworkId }],
+        serviceAccount: {
+          email: this.serviceAccount.email,
+          scopes: ["https://www.googleapis.com/auth/cloud-platform"],
+        },
+        shieldedInstanceConfig: {
+          enableSecureBoot: true,
+          enableVtpm: true,
+          enableIntegrityMonitoring: true,
+        },
+        scheduling: { automaticRestart: true, onHostMaintenance: "MIGRATE" },
+        canIpForward: false,
+        metadata: {
+          "user-data": this.userData,
+          "block-project-ssh-keys": "true",
+          "enable-oslogin": "TRUE",
+          "google-logging-enabled": "true",
+          "google-monitoring-enabled": "true",
+        },
+      },
+      // A VM that starts before its grants exist fails to read its secrets and restarts.
+      { parent: this, dependsOn: [this.secretAccess, this.imageAccess, ...this.projectRoles] },
+    );
+  }
+
+  private createHealthCheck(
+    args: GcpVmGroupTargetArgs,
+    suffix: string,
+    timing: {
+      checkIntervalSec: number;
+      timeoutSec: number;
+      healthyThreshold: number;
+      unhealthyThreshold: number;
+    },
+  ): gcp.compute.HealthCheck {
+    return new gcp.compute.HealthCheck(
+      `${this.name}-${suffix}`,
+      {
+        project: args.project,
+        ...timing,
+        httpHealthCheck: { port: CONTAINER_PORT, requestPath: HEALTH_CHECK_PATH },
+      },
+      { parent: this },
+    );
+  }
+
+  private admitGoogleFrontEnds(
+    args: GcpVmGroupTargetArgs,
+    network: GcpNetwork,
+  ): gcp.compute.Firewall {
+    return new gcp.compute.Firewall(
+      `${this.name}-allow-lb`,
+      {
+        project: args.project,
+        network: network.networkId,
+        description: "Google health checkers and load balancer proxies to the agent service port",
+        direction: "INGRESS",
+        priority: 1000,
+        sourceRanges: [...GOOGLE_LB_RANGES],
+        targetTags: [network.computeTag],
+        allows: [{ protocol: "tcp", ports: [String(CONTAINER_PORT)] }],
+      },
+      { parent: this },
+    );
+  }
+
+  private createInstanceGroup(
+    args: GcpVmGroupTargetArgs,
+    network: GcpNetwork,
+  ): gcp.compute.RegionInstanceGroupManager {
+    const s = this.settings;
+    return new gcp.compute.RegionInstanceGroupManager(
+      `${this.name}-mig`,
+      {
+        project: args.project,
+        region: network.region,
+        baseInstanceName: this.name,
+        // `selfLinkUnique` names this template version, so a replaced template rolls the group.
+        versions: [{ name: "primary", instanceTemplate: this.instanceTemplate.selfLinkUnique }],
+        namedPorts: [{ name: "http", port: CONTAINER_PORT }],
+        distributionPolicyZones: s.zones,
+        // Recreate VMs that fail /ready for a minute, after the boot delay. Lenient on purpose:
+        // replacing a VM takes minutes, while the load balancer's own check stops traffic in 10 s.
+        autoHealingPolicies: {
+          healthCheck: this.autoHealingHealthCheck.id,
+          initialDelaySec: s.initialDelaySeconds,
+        },
+        updatePolicy: {
+          type: "PROACTIVE",
+          minimalAction: "REPLACE",
+          replacementMethod: "SUBSTITUTE",
+          instanceRedistributionType: "PROACTIVE",
+          // Never fewer serving VMs than the target: new ones come up before old ones go.
+          maxUnavailableFixed: 0,
+          maxSurgeFixed: s.maxSurge,
+          minReadySec: 60,
+        },
+        instanceLifecyclePolicy: { forceUpdateOnRepair: "YES", defaultActionOnFailure: "REPAIR" },
+        // The autoscaler owns the size.
+        waitForInstances: false,
+      },
+      { parent: this },
+    );
+  }
+
+  private createAutoscaler(
+    args: GcpVmGroupTargetArgs,
+    network: GcpNetwork,
+  ): gcp.compute.RegionAutoscaler {
+    const v = this.settings.scaling;
+    return new gcp.compute.RegionAutoscaler(
+      `${this.name}-autoscaler`,
+      {
+        project: args.project,
+        region: network.region,
+        target: this.mig.id,
+        autoscalingPolicy: {
+          minReplicas: v.minInstances,
+          maxReplicas: v.maxInstances,
+          // Boot, image pull and start-up before a new VM's CPU counts.
+          cooldownPeriod: 180,
+          mode: "ON",
+          cpuUtilization: { target: v.targetCpuPercent / 100 },
+          // Shed at most one VM per 5 minutes: long streams end on their own, not mid-reply.
+          scaleInControl: { maxScaledInReplicas: { fixed: 1 }, timeWindowSec: 300 },
+        },
+      },
+      { parent: this },
+    );
+  }
+
+  private createAddress(args: GcpVmGroupTargetArgs): gcp.compute.GlobalAddress {
+    return new gcp.compute.GlobalAddress(
+      `${this.name}-ip`,
+      {
+        project: args.project,
+        addressType: "EXTERNAL",
+        ipVersion: "IPV4",
+        labels: this.settings.labels,
+        description: `Agent service (${this.name})`,
+      },
+      { parent: this },
+    );
+  }
+
+  private createBackendService(args: GcpVmGroupTargetArgs): gcp.compute.BackendService {
+    return new gcp.compute.BackendService(
+      `${this.name}-backend`,
+      {
+        project: args.project,
+        description: `Agent service VMs (${this.name})`,
+        loadBalancingScheme: "EXTERNAL_MANAGED",
+        protocol: "HTTP",
+        portName: "http",
+        // The whole reply must arrive within it: streams are one long response.
+        timeoutSec: this.settings.requestTimeoutSeconds,
+        connectionDrainingTimeoutSec: CONNECTION_DRAINING_SECONDS,
+        // Replies take seconds to minutes: prefer the VM with the fewest requests in flight.
+        localityLbPolicy: "LEAST_REQUEST",
+        healthChecks: this.loadBalancerHealthCheck.id,
+        backends: [
+          {
+            group: this.mig.instanceGroup,
+            balancingMode: "UTILIZATION",
+            maxUtilization: 0.8,
+            capacityScaler: 1,
+          },
+        ],
+        logConfig: { enable: true, sampleRate: this.settings.logSampleRate },
+      },
+      { parent: this },
+    );
+  }
+
+  private createUrlMap(args: GcpVmGroupTargetArgs): gcp.compute.URLMap {
+    return new gcp.compute.URLMap(
+      `${this.name}-urlmap`,
+      {
+        project: args.project,
+        description: `Agent service (${this.name})`,
+        defaultService: this.backendService.id,
+      },
+      { parent: this },
+    );
+  }
+
+  private forwardingRule(
+    args: GcpVmGroupTargetArgs,
+    suffix: string,
+    port: 80 | 443,
+    target: pulumi.Input<string>,
+  ): gcp.compute.GlobalForwardingRule {
+    return new gcp.compute.GlobalForwardingRule(
+      `${this.name}-${suffix}`,
+      {
+        project: args.project,
+        loadBalancingScheme: "EXTERNAL_MANAGED",
+        ipProtocol: "TCP",
+        ipAddress: this.address.address,
+        portRange: String(port),
+        target,
+        labels: this.settings.labels,
+      },
+      { parent: this },
+    );
+  }
+
+  /** Dev only: see the class doc. */
+  private exposeHttp(args: GcpVmGroupTargetArgs): {
+    rules: gcp.compute.GlobalForwardingRule[];
+    certificate?: undefined;
+  } {
+    const proxy = new gcp.compute.TargetHttpProxy(
+      `${this.name}-http-proxy`,
+      { project: args.project, urlMap: this.urlMap.id },
+      { parent: this },
+    );
+    return { rules: [this.forwardingRule(args, "http", 80, proxy.id)] };
+  }
+
+  private exposeHttps(
+    args: GcpVmGroupTargetArgs,
+    domain: string,
+  ): { rules: gcp.compute.GlobalForwardingRule[]; certificate: gcp.compute.ManagedSslCertificate } {
+    const certificate = new gcp.compute.ManagedSslCertificate(
+      `${this.name}-cert`,
+      { project: args.project, type: "MANAGED", managed: { domains: [domain] } },
+      { parent: this },
+    );
+    // TLS 1.2+ with forward-secret ciphers only (the ALB's TLS13-1-2 policy on AWS).
+    const tls = new gcp.compute.SSLPolicy(
+      `${this.name}-tls`,
+      { project: args.project, profile: "MODERN", minTlsVersion: "TLS_1_2" },
+      { parent: this },
+    );
+    const httpsProxy = new gcp.compute.TargetHttpsProxy(
+      `${this.name}-https-proxy`,
+      {
+        project: args.project,
+        urlMap: this.urlMap.id,
+        sslCertificates: [certificate.id],
+        sslPolicy: tls.id,
+      },
+      { parent: this },
+    );
+    const redirect = new gcp.compute.URLMap(
+      `${this.name}-redirect`,
+      {
+        project: args.project,
+        description: `HTTP to HTTPS for ${domain}`,
+        defaultUrlRedirect: {
+          httpsRedirect: true,
+          redirectResponseCode: "MOVED_PERMANENTLY_DEFAULT",
+          stripQuery: false,
+        },
+      },
+      { parent: this },
+    );
+    const httpProxy = new gcp.compute.TargetHttpProxy(
+      `${this.name}-http-proxy`,
+      { project: args.project, urlMap: redirect.id },
+      { parent: this },
+    );
+    return {
+      certificate,
+      rules: [
+        this.forwardingRule(args, "https", 443, httpsProxy.id),
+        this.forwardingRule(args, "http", 80, httpProxy.id),
+      ],
+    };
+  }
+
+  /** Alert policies always exist (incidents show in the console); they notify the data plane's channels. */
+  private createAlerts(args: GcpVmGroupTargetArgs): ServiceAlerts {
+    return new ServiceAlerts(
+      `${this.name}-alerts`,
+      {
+        project: args.project,
+        kind: "https-lb",
+        serviceName: this.urlMap.name,
+        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
+        thresholds: args.alertThresholds,
+        userLabels: this.settings.labels,
+      },
+      { parent: this },
+    );
+  }
+}
