@@ -99,6 +99,10 @@ const common = {
   billingAccount: str.optional(),
   /** EKS with an existing cluster. */
   kubeconfig: str.optional(),
+  /** Image tag to push (e.g. the commit SHA). Default: a hash of the app's sources. */
+  imageTag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { message: "must be a valid image tag" }).refine((t) => t !== "latest", { message: '"latest" is refused: tags are immutable' }).optional(),
+  /** Lambda bundle to deploy (built by `npm run build`). */
+  lambdaBundlePath: str.optional(),
 };
 
 const lambdaStack = z.strictObject({ ...common, target: z.literal("lambda"), cloud: z.literal("aws").optional(), lambda: lambdaSchema.optional() });
@@ -130,6 +134,8 @@ interface Base {
   appBudgets: z.infer<typeof appBudgetsSchema>;
   logLevel: string;
   billingAccount?: string;
+  imageTag?: string;
+  lambdaBundlePath?: string;
 }
 
 export type StackConfig =
@@ -248,6 +254,9 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   if (c.target === "lambda" && c.domain) {
     problems.push(`${NS}:domain is not supported for the lambda target: its Function URL has no custom domain (put CloudFront in front of it); remove ${NS}:domain`);
   }
+  if (c.promoteFrom && (c.imageTag || c.lambdaBundlePath)) {
+    problems.push(`${NS}:promoteFrom builds nothing: remove ${NS}:imageTag / ${NS}:lambdaBundlePath (the artifact comes from ${c.promoteFrom})`);
+  }
   if (c.certificateArn && !c.domain) problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
   if (c.target === "eks") {
     const e = c.eks ?? {};
@@ -286,6 +295,8 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     appBudgets: c.appBudgets ?? {},
     logLevel: c.logLevel ?? "info",
     billingAccount: c.billingAccount,
+    imageTag: c.imageTag,
+    lambdaBundlePath: c.lambdaBundlePath,
   };
   switch (c.target) {
     case "lambda":
