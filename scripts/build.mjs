@@ -37,7 +37,17 @@ export const RUNTIME_PACKAGES = ["@electric-sql/pglite"];
 export const OPTIONAL_EXTERNAL = ["pg-native"];
 export const SERVER_EXTERNAL = [...RUNTIME_PACKAGES, ...OPTIONAL_EXTERNAL];
 /** The nodejs22.x runtime provides AWS SDK v3; bundling it would only add size and init time. */
-export const LAMBDA_EXTERNAL = [...SERVER_EXTERNAL, "@aws-sdk/*"];
+export const LAMBDA_EXTERNAL = [
+  ...SERVER_EXTERNAL,
+  "@aws-sdk/*",
+  // The OpenTelemetry SDK loads only through import() when OTEL_* is set; on Lambda, the ADOT
+  // layer provides it. Keeping it out saves ~400 KiB of every cold start.
+  "@opentelemetry/sdk-*",
+  "@opentelemetry/exporter-*",
+  "@opentelemetry/resources",
+  "@opentelemetry/core",
+  "@opentelemetry/context-async-hooks",
+];
 
 /** Every zip entry gets this time (the DOS epoch): the same input then gives the same bytes. */
 const ZIP_DOS_DATE = (0 << 9) | (1 << 5) | 1; // 1980-01-01

@@ -93,6 +93,10 @@ export function applyLambdaEnvironment(env: NodeJS.ProcessEnv): void {
   // A pool sized for a long-lived server, times hundreds of concurrent sandboxes, exhausts max_connections.
   if (env.AWS_LAMBDA_FUNCTION_NAME && !env.DATABASE_POOL_MAX)
     env.DATABASE_POOL_MAX = LAMBDA_DEFAULT_POOL_MAX;
+  // No scrape target and no background work in a sandbox that freezes between invocations: a
+  // status read of a due batch polls it on the spot instead.
+  env.METRICS_ENABLED ??= "false";
+  env.BATCH_POLLER_ENABLED ??= "false";
 }
 
 interface Ready {
@@ -222,6 +226,7 @@ async function settle(r: Ready): Promise<void> {
   if (r.deps.usage.pending === 0) return;
   try {
     await r.deps.usage.flush();
+    await r.deps.telemetry?.flush();
   } catch (err) {
     r.deps.logger.error(
       { err: (err as Error).message, pending: r.deps.usage.pending },

@@ -13,6 +13,12 @@ import { ModelCatalog } from "./llm/models";
 import { registerHealthRoutes } from "./routes/health";
 import { registerMessageRoutes } from "./routes/messages";
 import { registerSessionRoutes } from "./routes/sessions";
+import { registerBatchRoutes } from "./routes/batches";
+import { registerMetricsRoute } from "./routes/metrics";
+import { telemetryMiddleware } from "./telemetry/otel";
+import { rateLimitMiddleware } from "./ratelimit/middleware";
+import { idempotencyMiddleware } from "./idempotency";
+import { registerUsageRoutes } from "./routes/usage";
 
 export interface BuildAppOptions {
   catalog?: ModelCatalog;
@@ -22,6 +28,12 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   const app = new Hono<AppEnv>();
   const catalog = options.catalog ?? ModelCatalog.load();
   const log = deps.logger;
+
+  // routing, batches, telemetry: /metrics first, so scrapes are never logged, traced or counted;
+  // then the server span and request metrics, outside the logger so its lines carry trace ids.
+  registerMetricsRoute(app, deps);
+  const telemetry = deps.telemetry && telemetryMiddleware(deps.telemetry);
+  if (telemetry) app.use("*", telemetry);
 
   app.use("*", async (c, next) => {
     const requestId = `req_${randomBytes(12).toString("base64url")}`;
@@ -76,8 +88,17 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     await next();
   });
 
+  // --- rate limits and idempotency (after auth: both key on the user) ---
+  if (deps.rateLimiter) app.use("/v1/*", rateLimitMiddleware(deps.rateLimiter));
+  const idempotent = idempotencyMiddleware({ store: deps.store, ttlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS, logger: log });
+  app.use("/v1/messages", idempotent);
+  app.use("/v1/sessions/:id/messages", idempotent);
+  // --- end rate limits and idempotency ---
+
   registerMessageRoutes(app, deps, catalog);
   registerSessionRoutes(app, deps, catalog);
+  registerBatchRoutes(app, deps); // routing, batches, telemetry
+  registerUsageRoutes(app, deps);
 
   app.notFound((c) => c.json(errorBody("not_found_error", `no route for ${c.req.method} ${c.req.path}`, c.get("requestId")), 404));
 

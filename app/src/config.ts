@@ -2,7 +2,7 @@
  * The service's whole configuration: environment variables, validated once at boot.
  * A bad value stops start-up with a message naming the variable and what to change.
  */
-import { z } from "zod";
+import * as z from "zod";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -71,6 +71,35 @@ export const envSchema = z.object({
   DEFAULT_MODEL: z.string().min(1).default("claude-sonnet-4-6"),
   /** Upper bound on tool-use iterations in one agent turn. */
   AGENT_MAX_TOOL_ITERATIONS: z.coerce.number().int().min(1).max(50).default(8),
+  // rate limits and resilience
+  /** Requests per minute per user, shared by all replicas through Redis. 0 turns the limit off. */
+  RATE_LIMIT_RPM: z.coerce.number().int().min(0).max(10_000_000).default(600),
+  /**
+   * Tokens per minute per user (input + cache writes + output). A request reserves its estimated
+   * input plus max_tokens up front; the difference is refunded or charged when it ends. 0: off.
+   */
+  RATE_LIMIT_TPM: z.coerce.number().int().min(0).max(1_000_000_000).default(1_000_000),
+  /**
+   * While Redis is unreachable each replica enforces the limits in memory with this share of
+   * them: 1 / (replicas) keeps the total strict, 1 lets each replica allow the full limit.
+   */
+  RATE_LIMIT_DEGRADED_SHARE: z.coerce.number().gt(0).max(1).default(1),
+  /** Overall time budget of one model call across retries, waits and fallbacks (streams: to the first event). */
+  UPSTREAM_DEADLINE_MS: z.coerce.number().int().min(100).max(900_000).default(180_000),
+  /** Upstream attempts per request, retries and fallback models included. 1 disables retries. */
+  UPSTREAM_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(4),
+  /** Serve from the next model of the tier's chain (models.json `fallbacks`) while a model fails or cools down. */
+  MODEL_FALLBACK: bool.default(true),
+  /** Circuit breaker: failure percentage over the window that opens a model's breaker. */
+  BREAKER_ERROR_PERCENT: z.coerce.number().int().min(1).max(100).default(50),
+  /** Circuit breaker: calls within the window before the failure percentage counts. */
+  BREAKER_MIN_CALLS: z.coerce.number().int().min(1).max(10_000).default(10),
+  /** Circuit breaker: length of the rolling window. */
+  BREAKER_WINDOW_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /** Circuit breaker: time open before one half-open probe is let through. */
+  BREAKER_OPEN_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** How long a response is replayed for a repeated Idempotency-Key. */
+  IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(86_400),
   // budgets
   /** Most one request may cost, in USD; max_tokens is capped to fit. Unset: no per-request limit. */
   BUDGET_REQUEST_USD: z.coerce.number().positive().optional(),
@@ -89,6 +118,34 @@ export const envSchema = z.object({
   BUDGET_DEGRADED_SHARE: z.coerce.number().gt(0).max(1).default(0.25),
   /** Budget alerts (50 %, 80 %, 100 %) are POSTed here as JSON when set. */
   ALERT_WEBHOOK_URL: url(["http", "https"]).optional(),
+  // routing, batches, telemetry
+  /**
+   * Most estimated tokens of a session's history sent with a turn; older turns are dropped beyond
+   * it (whole turns, in steps of a quarter of the budget so the prompt cache stays warm). 0: never trim.
+   */
+  SESSION_HISTORY_TOKEN_BUDGET: z.coerce.number().int().min(0).max(10_000_000).default(100_000),
+  /** Place prompt-cache breakpoints automatically (tools, system prompt, conversation prefix). */
+  PROMPT_CACHING: bool.default(true),
+  /** Run the batch poller in this process (submitted batches are fetched when they end; resumes after restarts). */
+  BATCH_POLLER_ENABLED: bool.default(true),
+  /** How often the poller looks for batches that are due (upstream status checks, local work). */
+  BATCH_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(30_000),
+  /** Most requests in one batch (the Message Batches API allows 100,000; MAX_BODY_BYTES also applies). */
+  BATCH_MAX_REQUESTS: z.coerce.number().int().min(1).max(100_000).default(10_000),
+  /** Serve Prometheus metrics on GET /metrics (no API key: keep the port private, or turn it off). */
+  METRICS_ENABLED: bool.default(true),
+  /** Standard OpenTelemetry variables; OTLP export is on when an endpoint is set (telemetry/otel.ts). */
+  OTEL_SDK_DISABLED: bool.default(false),
+  OTEL_SERVICE_NAME: z.string().min(1).default("agent-service"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: url(["http", "https"]).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: url(["http", "https"]).optional(),
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: url(["http", "https"]).optional(),
+  /** "none" turns trace export off; anything else (default "otlp") keeps it. */
+  OTEL_TRACES_EXPORTER: z.string().min(1).optional(),
+  /** "none" turns OTLP metric export off (/metrics is METRICS_ENABLED). */
+  OTEL_METRICS_EXPORTER: z.string().min(1).optional(),
+  /** Milliseconds between OTLP metric exports. */
+  OTEL_METRIC_EXPORT_INTERVAL: z.coerce.number().int().min(1000).max(3_600_000).default(60_000),
 });
 
 export type AppConfig = z.infer<typeof envSchema>;

@@ -10,6 +10,11 @@ import type { LlmProvider } from "./llm/types";
 import type { ResponseCache } from "./cache/types";
 import type { UsageRecorder } from "./budget/ledger";
 import type { ApiKeyResolver } from "./auth";
+import type { Telemetry } from "./telemetry/otel";
+import type { BatchService } from "./batch/service";
+import type { RequestRateLimiter } from "./ratelimit/limiter";
+import type { ResilientProvider } from "./llm/resilient";
+import type { BudgetService } from "./budget/budgets";
 
 export interface AppDeps {
   config: AppConfig;
@@ -19,6 +24,17 @@ export interface AppDeps {
   cache: ResponseCache;
   usage: UsageRecorder;
   auth: ApiKeyResolver;
+  /** Spend budgets (reserve before an upstream call, settle after). Optional so tests can leave it out. */
+  budgets?: BudgetService;
+  /** RATE_LIMIT_RPM / RATE_LIMIT_TPM per user; absent when both are off (and in tests that leave it out). */
+  rateLimiter?: RequestRateLimiter;
+  /** The retry/breaker/fallback layer around the real upstream: `breakerStates()`, `onEvent()` for metrics. */
+  resilience?: ResilientProvider;
+  // routing, batches, telemetry
+  /** Metrics and tracing (telemetry/otel.ts); absent in tests that build deps by hand (everything off). */
+  telemetry?: Telemetry;
+  /** Message batches and their poller; absent: the batch routes are not registered. */
+  batches?: BatchService;
   /** Present when REDIS_URL is configured. */
   redis?: Redis;
   /** Set by the entrypoint on SIGTERM: /ready turns 503 while in-flight work finishes. */

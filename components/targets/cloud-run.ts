@@ -3,16 +3,36 @@
  * by Cloud Run from Secret Manager, direct VPC egress to the private stores, probes, alerts and
  * an uptime check.
  */
-import { createHash } from "node:crypto";
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs, SecretRef, TargetOutputs } from "../contracts";
+import type { Artifact, DataPlaneOutputs, TargetOutputs } from "../contracts";
 import type { EnvironmentProfile } from "../environment";
 import { plainServiceEnv, secretBindings } from "../runtime-env";
-import { SecretAccessGrant } from "../gcp/secrets";
-import { ServiceAlerts, ServiceUptimeCheck, type ServiceAlertThresholds } from "../gcp/monitoring";
+import type { SecretAccessGrant } from "../gcp/secrets";
+import {
+  ServiceUptimeCheck,
+  type ServiceAlerts,
+  type ServiceAlertThresholds,
+} from "../gcp/monitoring";
 import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import {
+  type ServiceEnvArgs,
+  artifactKindProblem,
+  attempt,
+  createGcpServiceAccount,
+  createGcpServiceAlerts,
+  dataPlaneProblems,
+  environmentProblem,
+  grantGcpSecretAccess,
+  isPinnedByDigest,
+  problemsOf,
+  secretStoreProblems,
+  settingsOrFail,
+} from "./common";
 import { targetScaling, type CloudRunScaling } from "./scaling";
+
+// Moved to ./common (the GCP VM group shares them); still exported here.
+export { secretGrantKeys, serviceAccountId } from "./common";
 
 export type CloudRunIngress =
   | "INGRESS_TRAFFIC_ALL"
@@ -27,7 +47,7 @@ export const CLOUD_RUN_INGRESS: readonly CloudRunIngress[] = [
 /** `"public"` (anyone may invoke; the app checks API keys) or IAM members such as `serviceAccount:x@p.iam.gserviceaccount.com`. */
 export type CloudRunInvoker = "public" | string[];
 
-export interface CloudRunTargetArgs {
+export interface CloudRunTargetArgs extends ServiceEnvArgs {
   /** GCP project the service, its service account and its alerts live in. */
   project: string;
   /** The GCP data plane's contract: stores, secrets, network, notification channels. */
@@ -57,10 +77,6 @@ export interface CloudRunTargetArgs {
   deletionProtection?: boolean;
   /** Request timeout: the longest a streamed reply may run (1-3600). @default 3600 */
   timeoutSeconds?: number;
-  /** @default "info" */
-  logLevel?: string;
-  /** Extra non-secret environment variables. @default {} */
-  extraEnv?: Record<string, pulumi.Input<string>>;
   /** Labels on the service and its alerts (stack labels are added by the tagging transformation). @default {} */
   labels?: Record<string, string>;
   /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
@@ -125,61 +141,40 @@ export function resolveCloudRunSettings(
   name: string,
   args: CloudRunTargetArgs,
 ): { settings?: CloudRunSettings; problems: string[] } {
-  const problems: string[] = [];
   const dp = args.dataPlane;
-  if (dp.cloud !== "gcp" || dp.network.cloud !== "gcp") {
-    problems.push(
-      `dataPlane is for ${dp.cloud === "gcp" ? dp.network.cloud : dp.cloud}: CloudRunTarget runs on GCP; pass the GCP data plane's outputs (or use the lambda target on AWS).`,
-    );
-  }
-  if (args.artifact.kind !== "image") {
-    problems.push(
-      `artifact is of kind "${args.artifact.kind}": Cloud Run runs a container; pass the "image" artifact (pinned by digest).`,
-    );
-  }
-  const projectProblem = checkProjectId(args.project);
-  if (projectProblem) problems.push(projectProblem);
-  const nameProblem = checkAutonamedName(`${name}-service`, SERVICE_NAME_MAX);
-  if (nameProblem) problems.push(nameProblem);
-  if (dp.environment !== args.profile.environment) {
-    problems.push(
-      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
-    );
-  }
   const ingress = args.ingress ?? "INGRESS_TRAFFIC_ALL";
-  if (!CLOUD_RUN_INGRESS.includes(ingress)) {
-    problems.push(
-      `ingress "${String(ingress)}" is unknown: use one of ${CLOUD_RUN_INGRESS.join(", ")}.`,
-    );
-  }
   const invoker = args.invoker ?? "public";
-  problems.push(...invokerProblems(invoker));
-  if (dp.secrets.length === 0) {
-    problems.push(
-      "dataPlane.secrets is empty: the service account must be granted the secrets it reads.",
-    );
-  }
-  if (dp.secrets.some((s) => s.store !== "gcp-secretmanager")) {
-    problems.push(
-      "dataPlane.secrets holds secrets outside GCP Secret Manager: Cloud Run can only inject Secret Manager secrets.",
-    );
-  }
   const timeoutSeconds = args.timeoutSeconds ?? CLOUD_RUN_MAX_TIMEOUT_SECONDS;
-  if (
-    !Number.isInteger(timeoutSeconds) ||
-    timeoutSeconds < 1 ||
-    timeoutSeconds > CLOUD_RUN_MAX_TIMEOUT_SECONDS
-  ) {
-    problems.push(
-      `timeoutSeconds is ${timeoutSeconds}: use a whole number of seconds from 1 to ${CLOUD_RUN_MAX_TIMEOUT_SECONDS}.`,
-    );
-  }
-  try {
-    // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
-    plainServiceEnv(dp, { extra: args.extraEnv });
-  } catch (e) {
-    problems.push(`extraEnv: ${(e as Error).message}.`);
-  }
+  const problems = problemsOf(
+    dataPlaneProblems(dp, {
+      cloud: "gcp",
+      name: "CloudRunTarget",
+      alternative: "the lambda target on AWS",
+    }),
+    artifactKindProblem(args.artifact, "image", "Cloud Run runs a container"),
+    checkProjectId(args.project),
+    checkAutonamedName(`${name}-service`, SERVICE_NAME_MAX),
+    environmentProblem(dp, args.profile),
+    CLOUD_RUN_INGRESS.includes(ingress)
+      ? undefined
+      : `ingress "${String(ingress)}" is unknown: use one of ${CLOUD_RUN_INGRESS.join(", ")}.`,
+    invokerProblems(invoker),
+    secretStoreProblems(dp, "gcp-secretmanager", {
+      empty: "the service account must be granted the secrets it reads",
+      foreign: "Cloud Run can only inject Secret Manager secrets",
+    }),
+    Number.isInteger(timeoutSeconds) &&
+      timeoutSeconds >= 1 &&
+      timeoutSeconds <= CLOUD_RUN_MAX_TIMEOUT_SECONDS
+      ? undefined
+      : `timeoutSeconds is ${timeoutSeconds}: use a whole number of seconds from 1 to ${CLOUD_RUN_MAX_TIMEOUT_SECONDS}.`,
+  );
+  // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
+  attempt(
+    problems,
+    () => plainServiceEnv(dp, { extra: args.extraEnv }),
+    (m) => `extraEnv: ${m}.`,
+  );
   const bound = new Set<string>([
     ...CLOUD_RUN_RESERVED_ENV,
     ...secretBindings(dp).map((b) => b.variable),
@@ -189,20 +184,19 @@ export function resolveCloudRunSettings(
       problems.push(`extraEnv sets ${key}, which Cloud Run or the target sets: remove it.`);
   }
 
-  let scaling: CloudRunScaling | undefined;
-  try {
-    scaling = targetScaling(args.profile.environment, {
-      cloudRun: {
-        minInstances: args.minInstances,
-        maxInstances: args.maxInstances,
-        concurrency: args.concurrency,
-        cpu: args.cpu,
-        memory: args.memory,
-      },
-    }).cloudRun;
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
+  const scaling: CloudRunScaling | undefined = attempt(
+    problems,
+    () =>
+      targetScaling(args.profile.environment, {
+        cloudRun: {
+          minInstances: args.minInstances,
+          maxInstances: args.maxInstances,
+          concurrency: args.concurrency,
+          cpu: args.cpu,
+          memory: args.memory,
+        },
+      }).cloudRun,
+  );
   if (problems.length > 0 || !scaling) return { problems };
   const isPublic = invoker === "public";
   return {
@@ -272,41 +266,6 @@ export function cloudRunProbes(port = CLOUD_RUN_PORT) {
   };
 }
 
-/**
- * The service account id: 6-30 characters, lowercase, starting with a letter. A short hash of
- * project, stack and component keeps two stacks sharing a project apart.
- */
-export function serviceAccountId(componentName: string, project: string, stack: string): string {
-  const base = componentName
-    .toLowerCase()
-    .replace(/[^a-z0-9-]/g, "-")
-    .replace(/-+/g, "-")
-    .replace(/^[^a-z]+/, "");
-  const hash = createHash("sha256")
-    .update(`${project}/${stack}/${componentName}`)
-    .digest("hex")
-    .slice(0, 6);
-  const head = (base || "agent").slice(0, 30 - 1 - hash.length).replace(/-+$/, "");
-  return `${head.length >= 1 ? head : "agent"}-${hash}`.padEnd(6, "0");
-}
-
-/**
- * Binding keys for the data plane's secrets: the variable a secret feeds when it is one of the
- * service's three, else its position. Stable keys mean reordering never re-creates (and briefly
- * revokes) a binding.
- */
-export function secretGrantKeys(dp: DataPlaneOutputs): Record<string, SecretRef> {
-  const named = new Map<SecretRef, string>(
-    secretBindings(dp).map((b) => [b.secret, b.variable.toLowerCase().replace(/_/g, "-")]),
-  );
-  const keys: Record<string, SecretRef> = {};
-  dp.secrets.forEach((ref, i) => {
-    const key = named.get(ref) ?? `secret-${i}`;
-    keys[keys[key] ? `${key}-${i}` : key] = ref;
-  });
-  return keys;
-}
-
 /** A logical-name-safe key for an IAM member. */
 export function memberKey(member: string): string {
   return member
@@ -347,13 +306,27 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   constructor(name: string, args: CloudRunTargetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:targets:CloudRun", name, {}, opts);
     this.name = name;
-    this.settings = this.validate(args);
+    this.settings = settingsOrFail(
+      resolveCloudRunSettings(name, args),
+      `CloudRunTarget "${name}"`,
+      this,
+    );
 
-    this.serviceAccount = this.createServiceAccount(args);
-    this.secretAccess = this.grantSecretAccess(args.dataPlane);
+    this.serviceAccount = createGcpServiceAccount(this, name, args.project, {
+      displayName: `Agent service (${name}) on Cloud Run`,
+      description:
+        "Runtime identity of the agent Cloud Run service: reads its secrets, nothing else.",
+    });
+    this.secretAccess = grantGcpSecretAccess(this, name, this.serviceAccount, args.dataPlane);
     this.service = this.createService(args);
     this.invokers = this.grantInvokers(args);
-    this.alerts = this.createAlerts(args);
+    this.alerts = createGcpServiceAlerts(this, name, args.dataPlane, {
+      project: args.project,
+      kind: "cloud-run",
+      serviceName: this.service.name,
+      thresholds: args.alertThresholds,
+      userLabels: args.labels,
+    });
     this.uptimeCheck = this.createUptimeCheck(args);
 
     this.url = this.service.uri;
@@ -364,36 +337,6 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
       serviceName: this.serviceName,
       serviceAccountEmail: this.serviceAccountEmail,
     });
-  }
-
-  private validate(args: CloudRunTargetArgs): CloudRunSettings {
-    const { settings, problems } = resolveCloudRunSettings(this.name, args);
-    if (!settings)
-      throw new pulumi.ResourceError(`CloudRunTarget "${this.name}": ${problems.join(" ")}`, this);
-    return settings;
-  }
-
-  /** Its own identity, so what the service may read is exactly what is granted below. */
-  private createServiceAccount(args: CloudRunTargetArgs): gcp.serviceaccount.Account {
-    return new gcp.serviceaccount.Account(
-      `${this.name}-sa`,
-      {
-        project: args.project,
-        accountId: serviceAccountId(this.name, args.project, pulumi.getStack()),
-        displayName: `Agent service (${this.name}) on Cloud Run`,
-        description:
-          "Runtime identity of the agent Cloud Run service: reads its secrets, nothing else.",
-      },
-      { parent: this },
-    );
-  }
-
-  private grantSecretAccess(dp: DataPlaneOutputs): SecretAccessGrant {
-    return new SecretAccessGrant(
-      `${this.name}-secret-access`,
-      { serviceAccountEmail: this.serviceAccount.email, secrets: secretGrantKeys(dp) },
-      { parent: this },
-    );
   }
 
   private createService(args: CloudRunTargetArgs): gcp.cloudrunv2.Service {
@@ -473,22 +416,6 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
     );
   }
 
-  /** Alert policies always exist (incidents show in the console); they notify the data plane's channels. */
-  private createAlerts(args: CloudRunTargetArgs): ServiceAlerts {
-    return new ServiceAlerts(
-      `${this.name}-alerts`,
-      {
-        project: args.project,
-        kind: "cloud-run",
-        serviceName: this.service.name,
-        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
-        thresholds: args.alertThresholds,
-        userLabels: args.labels,
-      },
-      { parent: this },
-    );
-  }
-
   private createUptimeCheck(args: CloudRunTargetArgs): ServiceUptimeCheck | undefined {
     if (!this.settings.uptimeCheck) return undefined;
     return new ServiceUptimeCheck(
@@ -505,11 +432,9 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   }
 }
 
-const DIGEST_REF = /^[^\s@]+@sha256:[a-f0-9]{64}$/;
-
 /** Cloud Run must run exactly the verified artifact: a tag could move between deploys. */
 export function requireDigest(imageRef: string): string {
-  if (!DIGEST_REF.test(imageRef)) {
+  if (!isPinnedByDigest(imageRef)) {
     throw new Error(
       `image "${imageRef}" is not pinned by digest: pass <repository>@sha256:<digest> (the artifact's imageRef).`,
     );

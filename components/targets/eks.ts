@@ -13,6 +13,13 @@ import { checkAlarmSpec, createAlarms } from "../aws/alarms";
 import { secretReadPolicy } from "../aws/secrets";
 import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
 import { serviceEnv } from "../runtime-env";
+import {
+  DOMAIN,
+  type ServiceEnvArgs,
+  failOnProblems,
+  isPinnedByDigest,
+  serviceUrl,
+} from "./common";
 import type { EksClusterInfo } from "./eks-cluster";
 import { checkKubernetesName, irsaTrustPolicy } from "./eks/iam";
 import {
@@ -34,7 +41,7 @@ import {
 } from "./eks/specs";
 import { type EksScaling, eksScalingProblems, targetScaling } from "./scaling";
 
-export interface EksTargetArgs {
+export interface EksTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: endpoints, secret references, network, alarm topic. */
   dataPlane: DataPlaneOutputs;
   /** The container image, pinned by digest. */
@@ -73,10 +80,6 @@ export interface EksTargetArgs {
   shutdownGraceMs?: number;
   /** Seconds a terminating pod keeps serving while endpoints update. @default 10 */
   preStopSeconds?: number;
-  /** @default "info" */
-  logLevel?: string;
-  /** Extra non-secret environment variables. @default {} */
-  extraEnv?: Record<string, pulumi.Input<string>>;
   /** The CIDR the NetworkPolicy lets pods reach Postgres and Redis in. @default the data plane VPC's CIDR (looked up) */
   vpcCidrBlock?: pulumi.Input<string>;
 }
@@ -113,11 +116,9 @@ export function resolveEksTargetSettings(args: EksTargetArgs): Settings {
   };
 }
 
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
-
 /** `<repo>@sha256:<64 hex>`: a tag could move under the Deployment. */
 export function checkImageRef(ref: string): string | undefined {
-  return /^[^\s@]+@sha256:[0-9a-f]{64}$/.test(ref)
+  return isPinnedByDigest(ref)
     ? undefined
     : `image "${ref}" is not pinned by digest: pass the artifact's imageRef (<repository>@sha256:<digest>).`;
 }
@@ -267,10 +268,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     );
     this.dnsRecord = this.createDnsRecord(args);
     this.alarms = this.createAlarms(args);
-    this.url =
-      args.domain !== undefined
-        ? pulumi.output(`https://${args.domain}`)
-        : pulumi.interpolate`http://${this.loadBalancerHostname}`;
+    this.url = serviceUrl(args.domain, this.loadBalancerHostname);
     this.serviceAccountRoleArn = this.role.arn;
 
     this.registerOutputs({
@@ -283,9 +281,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
   }
 
   private validate(args: EksTargetArgs, s: Settings): void {
-    const problems = checkEksTargetArgs(args, s);
-    if (problems.length > 0)
-      throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problems.join(" ")}`, this);
+    failOnProblems(checkEksTargetArgs(args, s), `EksTarget "${this.name}"`, this);
   }
 
   private createNamespace(s: Settings): k8s.core.v1.Namespace {
@@ -538,9 +534,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
       return [];
     }
     const spec = podRestartAlarmSpec(clusterName, this.namespace, this.deploymentName);
-    const problems = checkAlarmSpec(spec);
-    if (problems.length > 0)
-      throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problems.join(" ")}`, this);
+    failOnProblems(checkAlarmSpec(spec), `EksTarget "${this.name}"`, this);
     return createAlarms(this.name, [spec], topic, this);
   }
 }

@@ -8,9 +8,22 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Artifact, DataPlaneOutputs, TargetOutputs } from "../contracts";
 import type { EnvironmentProfile } from "../environment";
 import { serviceEnv } from "../runtime-env";
-import { secretReadPolicy, type PolicyDocument } from "../aws/secrets";
+import type { PolicyDocument } from "../aws/secrets";
 import { ServiceAlarms, type ServiceAlarmThresholds } from "../aws/service-alarms";
 import { checkLogRetention } from "../aws/checks";
+import {
+  type ServiceEnvArgs,
+  artifactKindProblem,
+  attempt,
+  createLogGroup,
+  createServiceRole,
+  dataPlaneProblems,
+  environmentProblem,
+  grantRuntimeAndSecrets,
+  problemsOf,
+  secretStoreProblems,
+  settingsOrFail,
+} from "./common";
 import { targetScaling, type LambdaScaling } from "./scaling";
 
 /**
@@ -23,7 +36,7 @@ import { targetScaling, type LambdaScaling } from "./scaling";
 export type LambdaExposure = "function-url" | "http-api";
 export type LambdaInvokeMode = "RESPONSE_STREAM" | "BUFFERED";
 
-export interface LambdaTargetArgs {
+export interface LambdaTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
   dataPlane: DataPlaneOutputs;
   /** The `lambda-zip` artifact: a local `dist/lambda.zip` or `s3://bucket/key`, with its SHA-256. */
@@ -50,10 +63,6 @@ export interface LambdaTargetArgs {
   scaling?: Partial<
     Pick<LambdaScaling, "databasePoolMax" | "httpApiBurstLimit" | "httpApiRateLimit">
   >;
-  /** @default "info" */
-  logLevel?: string;
-  /** Extra non-secret environment variables (secret-looking names are rejected). @default {} */
-  extraEnv?: Record<string, pulumi.Input<string>>;
   /**
    * Service alarm thresholds.
    * @default ServiceAlarms defaults, with p99LatencyMs at 80 % of the timeout
@@ -91,54 +100,39 @@ export function resolveLambdaSettings(args: LambdaTargetArgs): {
   settings?: LambdaSettings;
   problems: string[];
 } {
-  const problems: string[] = [];
   const dp = args.dataPlane;
-  if (dp.cloud !== "aws" || dp.network.cloud !== "aws") {
-    problems.push(
-      `dataPlane is for ${dp.cloud === "aws" ? dp.network.cloud : dp.cloud}: LambdaTarget runs on AWS; pass the AWS data plane's outputs (or use the cloudrun target on GCP).`,
-    );
-  } else if (!dp.network.hasNat) {
-    problems.push(
-      "the data plane's private subnets have no NAT route: the function could not reach the LLM API or Secrets Manager; set the network's natGateways to single or per-az.",
-    );
-  }
-  if (args.artifact.kind !== "lambda-zip") {
-    problems.push(
-      `artifact is of kind "${args.artifact.kind}": LambdaTarget deploys a zip; pass the "lambda-zip" artifact (dist/lambda.zip).`,
-    );
-  }
   const exposure = args.exposure ?? "function-url";
-  if (exposure !== "function-url" && exposure !== "http-api") {
-    problems.push(`exposure "${String(exposure)}" is unknown: use "function-url" or "http-api".`);
-  }
-  if (dp.environment !== args.profile.environment) {
-    problems.push(
-      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
-    );
-  }
-  if (dp.secrets.length === 0) {
-    problems.push(
-      "dataPlane.secrets is empty: the function must be granted the secrets it reads (Anthropic key, database and Redis passwords).",
-    );
-  }
   const foreign = dp.secrets.filter((s) => s.store !== "aws-secretsmanager");
-  if (foreign.length > 0) {
-    problems.push(
-      `dataPlane.secrets holds ${foreign.length} secret(s) not in AWS Secrets Manager: the function's role can only be granted Secrets Manager ARNs.`,
-    );
-  }
-  const retention = checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays");
-  if (retention) problems.push(retention);
+  const problems = problemsOf(
+    dataPlaneProblems(dp, {
+      cloud: "aws",
+      name: "LambdaTarget",
+      alternative: "the cloudrun target on GCP",
+      natConsequence: "the function could not reach the LLM API or Secrets Manager",
+    }),
+    artifactKindProblem(args.artifact, "lambda-zip", "LambdaTarget deploys a zip"),
+    exposure === "function-url" || exposure === "http-api"
+      ? undefined
+      : `exposure "${String(exposure)}" is unknown: use "function-url" or "http-api".`,
+    environmentProblem(dp, args.profile),
+    secretStoreProblems(dp, "aws-secretsmanager", {
+      empty:
+        "the function must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
+    }),
+    foreign.length > 0
+      ? `dataPlane.secrets holds ${foreign.length} secret(s) not in AWS Secrets Manager: the function's role can only be granted Secrets Manager ARNs.`
+      : undefined,
+    checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays"),
+  );
 
-  let scaling: LambdaScaling | undefined;
-  try {
+  const scaling: LambdaScaling | undefined = attempt(problems, () => {
     const defaults = targetScaling(args.profile.environment).lambda;
     const timeoutSeconds =
       args.timeoutSeconds ??
       (exposure === "http-api"
         ? Math.min(defaults.timeoutSeconds, HTTP_API_MAX_TIMEOUT_SECONDS)
         : undefined);
-    scaling = targetScaling(args.profile.environment, {
+    return targetScaling(args.profile.environment, {
       lambda: {
         ...args.scaling,
         memoryMb: args.memoryMb,
@@ -147,9 +141,7 @@ export function resolveLambdaSettings(args: LambdaTargetArgs): {
         provisionedConcurrency: args.provisionedConcurrency,
       },
     }).lambda;
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
+  });
   if (scaling && exposure === "http-api" && scaling.timeoutSeconds > HTTP_API_MAX_TIMEOUT_SECONDS) {
     problems.push(
       `timeoutSeconds ${scaling.timeoutSeconds} exceeds the ${HTTP_API_MAX_TIMEOUT_SECONDS} s an HTTP API waits for Lambda: lower it to ${HTTP_API_MAX_TIMEOUT_SECONDS}, or use exposure "function-url" (streaming, up to 900 s).`,
@@ -164,12 +156,12 @@ export function resolveLambdaSettings(args: LambdaTargetArgs): {
       );
     }
   }
-  try {
-    // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
-    serviceEnv(dp, { extra: args.extraEnv });
-  } catch (e) {
-    problems.push(`extraEnv: ${(e as Error).message}.`);
-  }
+  // The shared builder refuses secret-looking extra names; ask it now, before creating anything.
+  attempt(
+    problems,
+    () => serviceEnv(dp, { extra: args.extraEnv }),
+    (m) => `extraEnv: ${m}.`,
+  );
   for (const name of Object.keys(args.extraEnv ?? {})) {
     if (name === "LAMBDA_INVOKE_MODE" || name === "DATABASE_POOL_MAX") {
       problems.push(
@@ -383,11 +375,29 @@ export class LambdaTarget extends pulumi.ComponentResource implements TargetOutp
   constructor(name: string, args: LambdaTargetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:targets:Lambda", name, {}, opts);
     this.name = name;
-    this.settings = this.validate(args);
+    this.settings = settingsOrFail(resolveLambdaSettings(args), `LambdaTarget "${name}"`, this);
 
-    this.logGroup = this.createLogGroup();
-    this.role = this.createRole();
-    this.rolePolicies = this.grantRuntimeAccess(args.dataPlane);
+    // Lambda's own default log group keeps logs forever.
+    this.logGroup = createLogGroup(
+      this,
+      name,
+      `/aws/lambda/${name}-`,
+      this.settings.logRetentionDays,
+      this.settings.retainLogs,
+    );
+    this.role = createServiceRole(
+      this,
+      name,
+      "lambda.amazonaws.com",
+      `Execution role of the ${name} agent function`,
+    );
+    this.rolePolicies = grantRuntimeAndSecrets(
+      this,
+      name,
+      this.role,
+      this.logGroup.arn.apply((arn) => JSON.stringify(lambdaRuntimePolicyDocument(arn))),
+      { refs: args.dataPlane.secrets },
+    );
     this.function = this.createFunction(args);
     this.alias = this.createAlias();
     this.provisionedConcurrency = this.createProvisionedConcurrency();
@@ -413,60 +423,6 @@ export class LambdaTarget extends pulumi.ComponentResource implements TargetOutp
       logGroupName: this.logGroupName,
       roleArn: this.roleArn,
     });
-  }
-
-  private validate(args: LambdaTargetArgs): LambdaSettings {
-    const { settings, problems } = resolveLambdaSettings(args);
-    if (!settings)
-      throw new pulumi.ResourceError(`LambdaTarget "${this.name}": ${problems.join(" ")}`, this);
-    return settings;
-  }
-
-  /** Created here, not by Lambda on first write, so retention is managed (Lambda's default is forever). */
-  private createLogGroup(): aws.cloudwatch.LogGroup {
-    return new aws.cloudwatch.LogGroup(
-      `${this.name}-logs`,
-      { namePrefix: `/aws/lambda/${this.name}-`, retentionInDays: this.settings.logRetentionDays },
-      { parent: this, retainOnDelete: this.settings.retainLogs },
-    );
-  }
-
-  private createRole(): aws.iam.Role {
-    return new aws.iam.Role(
-      `${this.name}-role`,
-      {
-        description: `Execution role of the ${this.name} agent function`,
-        assumeRolePolicy: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              Effect: "Allow",
-              Principal: { Service: "lambda.amazonaws.com" },
-              Action: "sts:AssumeRole",
-            },
-          ],
-        }),
-      },
-      { parent: this },
-    );
-  }
-
-  private grantRuntimeAccess(dp: DataPlaneOutputs): aws.iam.RolePolicy[] {
-    const runtime = new aws.iam.RolePolicy(
-      `${this.name}-runtime`,
-      {
-        role: this.role.id,
-        policy: this.logGroup.arn.apply((arn) => JSON.stringify(lambdaRuntimePolicyDocument(arn))),
-      },
-      { parent: this },
-    );
-    // Exactly the data plane's secrets: GetSecretValue on their ARNs, no wildcard.
-    const secrets = new aws.iam.RolePolicy(
-      `${this.name}-secrets`,
-      { role: this.role.id, policy: secretReadPolicy(dp.secrets) },
-      { parent: this },
-    );
-    return [runtime, secrets];
   }
 
   private createFunction(args: LambdaTargetArgs): aws.lambda.Function {

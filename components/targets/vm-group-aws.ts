@@ -11,22 +11,34 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { type AlarmSpec, checkAlarmSpec, createAlarms } from "../aws/alarms";
 import { checkAutonamedIdentifier, checkLogRetention } from "../aws/checks";
-import { secretReadPolicy, type PolicyDocument } from "../aws/secrets";
+import type { PolicyDocument } from "../aws/secrets";
 import { ServiceAlarms, type ServiceAlarmThresholds } from "../aws/service-alarms";
 import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
 import type { EnvironmentProfile } from "../environment";
-import { serviceEnv } from "../runtime-env";
+import { CONTAINER_PORT, ecrImage } from "./cloud-init";
 import {
-  CONTAINER_PORT,
-  MIN_STOP_TIMEOUT_SECONDS,
-  ecrImage,
-  guardedCloudConfig,
-} from "./cloud-init";
-import { targetScaling, type VmScaling } from "./scaling";
+  type ServiceEnvArgs,
+  artifactKindProblem,
+  createLogGroup,
+  createServiceRole,
+  dataPlaneProblems,
+  environmentProblem,
+  failOnProblems,
+  grantRuntimeAndSecrets,
+  hostNameProblem,
+  problemsOf,
+  resolveVmScaling,
+  secretStoreProblems,
+  serviceCloudConfig,
+  serviceUrl,
+  settingsOrFail,
+  wholeNumberProblem,
+} from "./common";
+import type { VmScaling } from "./scaling";
 
 type AwsNetwork = Extract<NetworkAttachment, { cloud: "aws" }>;
 
-export interface AwsVmGroupTargetArgs {
+export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
   dataPlane: DataPlaneOutputs;
   /** The `image` artifact, pinned by digest (an ECR repository, or any registry the NAT reaches). */
@@ -69,10 +81,6 @@ export interface AwsVmGroupTargetArgs {
   healthCheckGracePeriodSeconds?: number;
   /** Customer-managed KMS keys of the data plane's secrets, decrypted via Secrets Manager only. @default [] */
   secretKmsKeyArns?: pulumi.Input<string>[];
-  /** @default "info" */
-  logLevel?: string;
-  /** Extra non-secret environment variables (secret-looking names are rejected). @default {} */
-  extraEnv?: Record<string, pulumi.Input<string>>;
   /** Tags for instances, volumes and network interfaces (the ASG launches them, not Pulumi). @default {} */
   tags?: Record<string, string>;
   /** @default see ServiceAlarmThresholds (5 % 5xx, p99 60 s) */
@@ -105,7 +113,6 @@ export const DEREGISTRATION_DELAY_SECONDS = 30;
 export const HEALTH_CHECK_PATH = "/ready";
 /** ALB and target group names: at most 32 characters. */
 const LB_NAME_MAX = 32;
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;
 const CIDR = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
 
@@ -127,53 +134,26 @@ export function resolveAwsVmGroupSettings(
   name: string,
   args: AwsVmGroupTargetArgs,
 ): { settings?: AwsVmGroupSettings; problems: string[] } {
-  const problems: string[] = [];
   const dp = args.dataPlane;
-  if (dp.cloud !== "aws" || dp.network.cloud !== "aws") {
-    problems.push(
-      `dataPlane is for ${dp.cloud === "aws" ? dp.network.cloud : dp.cloud}: AwsVmGroupTarget runs on AWS; pass the AWS data plane's outputs (or use GcpVmGroupTarget on GCP).`,
-    );
-  } else if (!dp.network.hasNat) {
-    problems.push(
-      "the data plane's private subnets have no NAT route: instances could not pull the image or reach the LLM API; set the network's natGateways to single or per-az.",
-    );
-  }
-  if (args.artifact.kind !== "image") {
-    problems.push(
-      `artifact is of kind "${args.artifact.kind}": a VM group runs a container; pass the "image" artifact (pinned by digest).`,
-    );
-  }
-  if (dp.environment !== args.profile.environment) {
-    problems.push(
-      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
-    );
-  }
-  if (dp.secrets.length === 0) {
-    problems.push(
-      "dataPlane.secrets is empty: the instance role must be granted the secrets it reads (Anthropic key, database and Redis passwords).",
-    );
-  }
-  if (dp.secrets.some((s) => s.store !== "aws-secretsmanager")) {
-    problems.push(
-      "dataPlane.secrets holds secrets outside AWS Secrets Manager: the instance role can only be granted Secrets Manager ARNs.",
-    );
-  }
-  const retention = checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays");
-  if (retention) problems.push(retention);
-  for (const suffix of ["alb", "tg"]) {
-    const p = checkAutonamedIdentifier(
-      `${name}-${suffix}`,
-      LB_NAME_MAX,
-      suffix === "alb" ? "load balancer" : "target group",
-    );
-    if (p) problems.push(p);
-  }
-
-  if (args.domain !== undefined && !DOMAIN.test(args.domain)) {
-    problems.push(
-      `domain "${args.domain}" is not a lowercase host name such as "agent.example.com".`,
-    );
-  }
+  const problems = problemsOf(
+    dataPlaneProblems(dp, {
+      cloud: "aws",
+      name: "AwsVmGroupTarget",
+      alternative: "GcpVmGroupTarget on GCP",
+      natConsequence: "instances could not pull the image or reach the LLM API",
+    }),
+    artifactKindProblem(args.artifact, "image", "a VM group runs a container"),
+    environmentProblem(dp, args.profile),
+    secretStoreProblems(dp, "aws-secretsmanager", {
+      empty:
+        "the instance role must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
+      foreign: "the instance role can only be granted Secrets Manager ARNs",
+    }),
+    checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays"),
+    checkAutonamedIdentifier(`${name}-alb`, LB_NAME_MAX, "load balancer"),
+    checkAutonamedIdentifier(`${name}-tg`, LB_NAME_MAX, "target group"),
+    hostNameProblem(args.domain),
+  );
   if (args.domain !== undefined && args.certificateArn === undefined) {
     problems.push(
       `domain "${args.domain}" needs certificateArn: pass an ACM certificate covering it (same region), or drop domain for HTTP-only dev.`,
@@ -186,19 +166,18 @@ export function resolveAwsVmGroupSettings(
   }
 
   const instanceType = args.instanceType ?? "t4g.small";
-  if (!INSTANCE_TYPE.test(instanceType))
-    problems.push(
-      `instanceType "${instanceType}" is not an EC2 instance type such as "t4g.small".`,
-    );
   const rootVolumeGiB = args.rootVolumeGiB ?? 20;
-  // The AL2023 AMI's snapshot is 8 GiB; images and Docker layers need room beyond it.
-  if (!Number.isInteger(rootVolumeGiB) || rootVolumeGiB < 10 || rootVolumeGiB > 16384) {
-    problems.push(`rootVolumeGiB ${rootVolumeGiB} must be a whole number from 10 to 16384.`);
-  }
   const grace = args.healthCheckGracePeriodSeconds ?? 300;
-  if (!Number.isInteger(grace) || grace < 0 || grace > 7200) {
-    problems.push(`healthCheckGracePeriodSeconds ${grace} must be a whole number from 0 to 7200.`);
-  }
+  problems.push(
+    ...problemsOf(
+      INSTANCE_TYPE.test(instanceType)
+        ? undefined
+        : `instanceType "${instanceType}" is not an EC2 instance type such as "t4g.small".`,
+      // The AL2023 AMI's snapshot is 8 GiB; images and Docker layers need room beyond it.
+      wholeNumberProblem("rootVolumeGiB", rootVolumeGiB, 10, 16384),
+      wholeNumberProblem("healthCheckGracePeriodSeconds", grace, 0, 7200),
+    ),
+  );
   if (
     args.requestsPerTarget !== undefined &&
     (!Number.isInteger(args.requestsPerTarget) || args.requestsPerTarget < 1)
@@ -219,18 +198,7 @@ export function resolveAwsVmGroupSettings(
 
   problems.push(...alarmThresholdProblems(args.alarmThresholds));
 
-  let scaling: VmScaling | undefined;
-  try {
-    scaling = targetScaling(args.profile.environment, {
-      vm: {
-        minInstances: args.minInstances,
-        maxInstances: args.maxInstances,
-        targetCpuPercent: args.targetCpuPercent,
-      },
-    }).vm;
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
+  const scaling: VmScaling | undefined = resolveVmScaling(problems, args.profile.environment, args);
   if (problems.length > 0 || !scaling) return { problems };
   return {
     problems,
@@ -406,14 +374,37 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
   constructor(name: string, args: AwsVmGroupTargetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:targets:AwsVmGroup", name, {}, opts);
     this.name = name;
-    this.settings = this.validate(args);
+    this.settings = settingsOrFail(
+      resolveAwsVmGroupSettings(name, args),
+      `AwsVmGroupTarget "${name}"`,
+      this,
+    );
     const network = args.dataPlane.network as AwsNetwork;
     const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
 
-    this.logGroup = this.createLogGroup();
-    this.role = this.createRole();
+    this.logGroup = createLogGroup(
+      this,
+      name,
+      `/agent/vm/${name}-`,
+      this.settings.logRetentionDays,
+      this.settings.protect,
+    );
+    this.role = createServiceRole(
+      this,
+      name,
+      "ec2.amazonaws.com",
+      `Instance role of the ${name} agent VM group`,
+    );
     this.ssmPolicy = this.attachSsm();
-    this.rolePolicies = this.grantRuntimeAccess(args, artifact);
+    this.rolePolicies = grantRuntimeAndSecrets(
+      this,
+      name,
+      this.role,
+      pulumi
+        .all([this.logGroup.arn, artifact.imageRef])
+        .apply(([arn, image]) => JSON.stringify(vmRuntimePolicyDocument(arn, image))),
+      { refs: args.dataPlane.secrets, kmsKeyArns: args.secretKmsKeyArns },
+    );
     this.instanceProfile = this.createInstanceProfile();
     this.albSecurityGroup = this.createAlbSecurityGroup(network);
     this.instanceSecurityGroup = this.createInstanceSecurityGroup(network);
@@ -429,9 +420,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     this.healthAlarms = alarms.health;
 
     this.albDnsName = this.loadBalancer.dnsName;
-    this.url = this.settings.domain
-      ? pulumi.output(`https://${this.settings.domain}`)
-      : pulumi.interpolate`http://${this.loadBalancer.dnsName}`;
+    this.url = serviceUrl(this.settings.domain, this.loadBalancer.dnsName);
     this.asgName = this.autoScalingGroup.name;
     this.logGroupName = this.logGroup.name;
     this.registerOutputs({
@@ -442,44 +431,6 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     });
   }
 
-  private validate(args: AwsVmGroupTargetArgs): AwsVmGroupSettings {
-    const { settings, problems } = resolveAwsVmGroupSettings(this.name, args);
-    if (!settings)
-      throw new pulumi.ResourceError(
-        `AwsVmGroupTarget "${this.name}": ${problems.join(" ")}`,
-        this,
-      );
-    return settings;
-  }
-
-  private createLogGroup(): aws.cloudwatch.LogGroup {
-    return new aws.cloudwatch.LogGroup(
-      `${this.name}-logs`,
-      { namePrefix: `/agent/vm/${this.name}-`, retentionInDays: this.settings.logRetentionDays },
-      { parent: this, retainOnDelete: this.settings.protect },
-    );
-  }
-
-  private createRole(): aws.iam.Role {
-    return new aws.iam.Role(
-      `${this.name}-role`,
-      {
-        description: `Instance role of the ${this.name} agent VM group`,
-        assumeRolePolicy: JSON.stringify({
-          Version: "2012-10-17",
-          Statement: [
-            {
-              Effect: "Allow",
-              Principal: { Service: "ec2.amazonaws.com" },
-              Action: "sts:AssumeRole",
-            },
-          ],
-        }),
-      },
-      { parent: this },
-    );
-  }
-
   /** Session Manager instead of SSH: no key pairs, no port 22, every session in CloudTrail. */
   private attachSsm(): aws.iam.RolePolicyAttachment {
     return new aws.iam.RolePolicyAttachment(
@@ -487,32 +438,6 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       { role: this.role.name, policyArn: "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore" },
       { parent: this },
     );
-  }
-
-  private grantRuntimeAccess(
-    args: AwsVmGroupTargetArgs,
-    artifact: Extract<Artifact, { kind: "image" }>,
-  ): aws.iam.RolePolicy[] {
-    const runtime = new aws.iam.RolePolicy(
-      `${this.name}-runtime`,
-      {
-        role: this.role.id,
-        policy: pulumi
-          .all([this.logGroup.arn, artifact.imageRef])
-          .apply(([arn, image]) => JSON.stringify(vmRuntimePolicyDocument(arn, image))),
-      },
-      { parent: this },
-    );
-    // Exactly the data plane's secrets: GetSecretValue on their ARNs, no wildcard.
-    const secrets = new aws.iam.RolePolicy(
-      `${this.name}-secrets`,
-      {
-        role: this.role.id,
-        policy: secretReadPolicy(args.dataPlane.secrets, args.secretKmsKeyArns ?? []),
-      },
-      { parent: this },
-    );
-    return [runtime, secrets];
   }
 
   private createInstanceProfile(): aws.iam.InstanceProfile {
@@ -647,50 +572,35 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
   }
 
   private createListeners(args: AwsVmGroupTargetArgs): aws.lb.Listener[] {
+    const listener = (
+      suffix: string,
+      port: 80 | 443,
+      defaultActions: aws.types.input.lb.ListenerDefaultAction[],
+      tls: { sslPolicy?: string; certificateArn?: pulumi.Input<string> } = {},
+    ) =>
+      new aws.lb.Listener(
+        `${this.name}-${suffix}`,
+        {
+          loadBalancerArn: this.loadBalancer.arn,
+          port,
+          protocol: port === 443 ? "HTTPS" : "HTTP",
+          ...tls,
+          defaultActions,
+        },
+        { parent: this },
+      );
     const forward = [{ type: "forward", targetGroupArn: this.targetGroup.arn }];
-    if (!this.settings.domain) {
-      // Dev only: see the class doc.
-      return [
-        new aws.lb.Listener(
-          `${this.name}-http`,
-          {
-            loadBalancerArn: this.loadBalancer.arn,
-            port: 80,
-            protocol: "HTTP",
-            defaultActions: forward,
-          },
-          { parent: this },
-        ),
-      ];
-    }
-    const https = new aws.lb.Listener(
-      `${this.name}-https`,
-      {
-        loadBalancerArn: this.loadBalancer.arn,
-        port: 443,
-        protocol: "HTTPS",
+    // Dev only: see the class doc.
+    if (!this.settings.domain) return [listener("http", 80, forward)];
+    return [
+      listener("https", 443, forward, {
         sslPolicy: ALB_TLS_POLICY,
         certificateArn: args.certificateArn,
-        defaultActions: forward,
-      },
-      { parent: this },
-    );
-    const redirect = new aws.lb.Listener(
-      `${this.name}-http`,
-      {
-        loadBalancerArn: this.loadBalancer.arn,
-        port: 80,
-        protocol: "HTTP",
-        defaultActions: [
-          {
-            type: "redirect",
-            redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" },
-          },
-        ],
-      },
-      { parent: this },
-    );
-    return [https, redirect];
+      }),
+      listener("http", 80, [
+        { type: "redirect", redirect: { protocol: "HTTPS", port: "443", statusCode: "HTTP_301" } },
+      ]),
+    ];
   }
 
   private renderUserData(
@@ -698,19 +608,10 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     artifact: Extract<Artifact, { kind: "image" }>,
   ): pulumi.Output<string> {
     const dp = args.dataPlane;
-    const env = serviceEnv(dp, {
-      port: CONTAINER_PORT,
-      logLevel: args.logLevel,
-      extra: { AWS_REGION: dp.region, ...args.extraEnv },
-    });
-    return guardedCloudConfig({
-      host: pulumi
-        .output(this.logGroup.name)
-        .apply((logGroupName) => ({ cloud: "aws" as const, region: dp.region, logGroupName })),
-      imageRef: artifact.imageRef,
-      env,
-      stopTimeoutSeconds: MIN_STOP_TIMEOUT_SECONDS,
-    });
+    const host = pulumi
+      .output(this.logGroup.name)
+      .apply((logGroupName) => ({ cloud: "aws" as const, region: dp.region, logGroupName }));
+    return serviceCloudConfig(host, artifact.imageRef, dp, args, { AWS_REGION: dp.region });
   }
 
   private createLaunchTemplate(
@@ -868,12 +769,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       return { health: [] };
     }
     const specs = targetHealthAlarmSpecs(this.loadBalancer.arnSuffix, this.targetGroup.arnSuffix);
-    const problems = specs.flatMap(checkAlarmSpec);
-    if (problems.length > 0)
-      throw new pulumi.ResourceError(
-        `AwsVmGroupTarget "${this.name}": ${problems.join(" ")}`,
-        this,
-      );
+    failOnProblems(specs.flatMap(checkAlarmSpec), `AwsVmGroupTarget "${this.name}"`, this);
     const service = new ServiceAlarms(
       `${this.name}-alarms`,
       {

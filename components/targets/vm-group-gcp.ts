@@ -11,17 +11,36 @@ import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
 import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
 import type { EnvironmentProfile } from "../environment";
-import { ServiceAlerts, checkThresholds, type ServiceAlertThresholds } from "../gcp/monitoring";
+import {
+  checkThresholds,
+  type ServiceAlerts,
+  type ServiceAlertThresholds,
+} from "../gcp/monitoring";
 import { checkAutonamedName, checkProjectId } from "../gcp/naming";
-import { SecretAccessGrant } from "../gcp/secrets";
-import { serviceEnv } from "../runtime-env";
-import { CONTAINER_PORT, MIN_STOP_TIMEOUT_SECONDS, guardedCloudConfig } from "./cloud-init";
-import { secretGrantKeys, serviceAccountId } from "./cloud-run";
-import { targetScaling, type VmScaling } from "./scaling";
+import type { SecretAccessGrant } from "../gcp/secrets";
+import { CONTAINER_PORT } from "./cloud-init";
+import {
+  type ServiceEnvArgs,
+  artifactKindProblem,
+  createGcpServiceAccount,
+  createGcpServiceAlerts,
+  dataPlaneProblems,
+  environmentProblem,
+  grantGcpSecretAccess,
+  hostNameProblem,
+  problemsOf,
+  resolveVmScaling,
+  secretStoreProblems,
+  serviceCloudConfig,
+  serviceUrl,
+  settingsOrFail,
+  wholeNumberProblem,
+} from "./common";
+import type { VmScaling } from "./scaling";
 
 type GcpNetwork = Extract<NetworkAttachment, { cloud: "gcp" }>;
 
-export interface GcpVmGroupTargetArgs {
+export interface GcpVmGroupTargetArgs extends ServiceEnvArgs {
   /** GCP project of the VMs, the load balancer, the service account and the alerts. */
   project: string;
   /** The GCP data plane's contract: stores, secrets, network, notification channels. */
@@ -62,10 +81,6 @@ export interface GcpVmGroupTargetArgs {
   requestTimeoutSeconds?: number;
   /** Fraction of requests the load balancer logs. @default 1 */
   logSampleRate?: number;
-  /** @default "info" */
-  logLevel?: string;
-  /** Extra non-secret environment variables (secret-looking names are rejected). @default {} */
-  extraEnv?: Record<string, pulumi.Input<string>>;
   /** Labels on the instance template and the address (stack labels come from the tagging transformation). @default {} */
   labels?: Record<string, string>;
   /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
@@ -96,7 +111,6 @@ export const HEALTH_CHECK_PATH = "/ready";
 export const CONNECTION_DRAINING_SECONDS = 30;
 /** The most zones any region has today (us-central1): a safe surge when zones are not given. */
 const DEFAULT_SURGE = 4;
-const DOMAIN = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const MACHINE_TYPE = /^[a-z][a-z0-9]*-[a-z0-9-]+$/;
 const AR_IMAGE =
   /^([a-z0-9-]+)-docker\.pkg\.dev\/([a-z][-a-z0-9:.]*[a-z0-9])\/([a-z0-9][-a-z0-9_.]*)\/[^@\s]+@sha256:[a-f0-9]{64}$/;
@@ -134,55 +148,33 @@ export function resolveGcpVmGroupSettings(
   name: string,
   args: GcpVmGroupTargetArgs,
 ): { settings?: GcpVmGroupSettings; problems: string[] } {
-  const problems: string[] = [];
   const dp = args.dataPlane;
-  if (dp.cloud !== "gcp" || dp.network.cloud !== "gcp") {
-    problems.push(
-      `dataPlane is for ${dp.cloud === "gcp" ? dp.network.cloud : dp.cloud}: GcpVmGroupTarget runs on GCP; pass the GCP data plane's outputs (or use AwsVmGroupTarget on AWS).`,
-    );
-  }
-  if (args.artifact.kind !== "image") {
-    problems.push(
-      `artifact is of kind "${args.artifact.kind}": a VM group runs a container; pass the "image" artifact (pinned by digest).`,
-    );
-  }
-  const projectProblem = checkProjectId(args.project);
-  if (projectProblem) problems.push(projectProblem);
-  if (dp.environment !== args.profile.environment) {
-    problems.push(
-      `dataPlane is for ${dp.environment} but profile is for ${args.profile.environment}: pass the same environment's profile.`,
-    );
-  }
-  if (dp.secrets.length === 0) {
-    problems.push(
-      "dataPlane.secrets is empty: the service account must be granted the secrets it reads.",
-    );
-  }
-  if (dp.secrets.some((s) => s.store !== "gcp-secretmanager")) {
-    problems.push(
-      "dataPlane.secrets holds secrets outside GCP Secret Manager: the service account can only be granted Secret Manager secrets.",
-    );
-  }
-  // The longest logical names this component creates (GCP names: at most 63 characters).
-  for (const suffix of ["autoheal-hc", "https-proxy", "autoscaler"]) {
-    const p = checkAutonamedName(`${name}-${suffix}`, 63);
-    if (p) problems.push(p);
-  }
-  if (!BASE_INSTANCE_NAME.test(name)) {
-    problems.push(
-      `name "${name}" cannot prefix instance names: use at most 58 lowercase letters, digits and hyphens, starting with a letter.`,
-    );
-  }
-  if (args.domain !== undefined && !DOMAIN.test(args.domain)) {
-    problems.push(
-      `domain "${args.domain}" is not a lowercase host name such as "agent.example.com".`,
-    );
-  }
   const machineType = args.machineType ?? "e2-small";
-  if (!MACHINE_TYPE.test(machineType))
-    problems.push(
-      `machineType "${machineType}" is not a Compute Engine machine type such as "e2-small".`,
-    );
+  const problems = problemsOf(
+    dataPlaneProblems(dp, {
+      cloud: "gcp",
+      name: "GcpVmGroupTarget",
+      alternative: "AwsVmGroupTarget on AWS",
+    }),
+    artifactKindProblem(args.artifact, "image", "a VM group runs a container"),
+    checkProjectId(args.project),
+    environmentProblem(dp, args.profile),
+    secretStoreProblems(dp, "gcp-secretmanager", {
+      empty: "the service account must be granted the secrets it reads",
+      foreign: "the service account can only be granted Secret Manager secrets",
+    }),
+    // The longest logical names this component creates (GCP names: at most 63 characters).
+    ...["autoheal-hc", "https-proxy", "autoscaler"].map((suffix) =>
+      checkAutonamedName(`${name}-${suffix}`, 63),
+    ),
+    BASE_INSTANCE_NAME.test(name)
+      ? undefined
+      : `name "${name}" cannot prefix instance names: use at most 58 lowercase letters, digits and hyphens, starting with a letter.`,
+    hostNameProblem(args.domain),
+    MACHINE_TYPE.test(machineType)
+      ? undefined
+      : `machineType "${machineType}" is not a Compute Engine machine type such as "e2-small".`,
+  );
   const region = dp.network.cloud === "gcp" ? dp.network.region : dp.region;
   if (args.zones !== undefined) {
     if (args.zones.length === 0)
@@ -195,51 +187,28 @@ export function resolveGcpVmGroupSettings(
       problems.push("zones lists a zone twice: list each once.");
   }
   const bootDiskGb = args.bootDiskGb ?? 20;
-  // COS images need 10 GB; Docker's layers need room beyond it.
-  if (!Number.isInteger(bootDiskGb) || bootDiskGb < 10 || bootDiskGb > 65536)
-    problems.push(`bootDiskGb ${bootDiskGb} must be a whole number from 10 to 65536.`);
   const initialDelaySeconds = args.initialDelaySeconds ?? 300;
-  if (
-    !Number.isInteger(initialDelaySeconds) ||
-    initialDelaySeconds < 0 ||
-    initialDelaySeconds > 3600
-  ) {
-    problems.push(
-      `initialDelaySeconds ${initialDelaySeconds} must be a whole number from 0 to 3600.`,
-    );
-  }
   const requestTimeoutSeconds = args.requestTimeoutSeconds ?? 3600;
-  if (
-    !Number.isInteger(requestTimeoutSeconds) ||
-    requestTimeoutSeconds < 1 ||
-    requestTimeoutSeconds > 86400
-  ) {
-    problems.push(
-      `requestTimeoutSeconds ${requestTimeoutSeconds} must be a whole number from 1 to 86400.`,
-    );
-  }
   const logSampleRate = args.logSampleRate ?? 1;
-  if (!(logSampleRate >= 0 && logSampleRate <= 1))
-    problems.push(`logSampleRate ${logSampleRate} must be between 0 and 1.`);
   const t = args.alertThresholds ?? {};
+  problems.push(
+    ...problemsOf(
+      // COS images need 10 GB; Docker's layers need room beyond it.
+      wholeNumberProblem("bootDiskGb", bootDiskGb, 10, 65536),
+      wholeNumberProblem("initialDelaySeconds", initialDelaySeconds, 0, 3600),
+      wholeNumberProblem("requestTimeoutSeconds", requestTimeoutSeconds, 1, 86400),
+      logSampleRate >= 0 && logSampleRate <= 1
+        ? undefined
+        : `logSampleRate ${logSampleRate} must be between 0 and 1.`,
+    ),
+  );
   for (const p of checkThresholds({ errorRatio: t.errorRatio, latencyP99Ms: t.latencyP99Ms }, [
     "errorRatio",
   ])) {
     if (p) problems.push(`alertThresholds.${p}`);
   }
 
-  let scaling: VmScaling | undefined;
-  try {
-    scaling = targetScaling(args.profile.environment, {
-      vm: {
-        minInstances: args.minInstances,
-        maxInstances: args.maxInstances,
-        targetCpuPercent: args.targetCpuPercent,
-      },
-    }).vm;
-  } catch (e) {
-    problems.push((e as Error).message);
-  }
+  const scaling: VmScaling | undefined = resolveVmScaling(problems, args.profile.environment, args);
   if (problems.length > 0 || !scaling) return { problems };
   return {
     problems,
@@ -314,15 +283,23 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
   constructor(name: string, args: GcpVmGroupTargetArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:targets:GcpVmGroup", name, {}, opts);
     this.name = name;
-    this.settings = this.validate(args);
+    this.settings = settingsOrFail(
+      resolveGcpVmGroupSettings(name, args),
+      `GcpVmGroupTarget "${name}"`,
+      this,
+    );
     const network = args.dataPlane.network as GcpNetwork;
     const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
 
-    this.serviceAccount = this.createServiceAccount(args);
-    this.secretAccess = this.grantSecretAccess(args.dataPlane);
+    this.serviceAccount = createGcpServiceAccount(this, name, args.project, {
+      displayName: `Agent service (${name}) on a VM group`,
+      description:
+        "Runtime identity of the agent VMs: reads its secrets and image, writes logs and metrics.",
+    });
+    this.secretAccess = grantGcpSecretAccess(this, name, this.serviceAccount, args.dataPlane);
     this.imageAccess = this.grantImageAccess(artifact);
     this.projectRoles = this.grantTelemetryRoles(args);
-    this.userData = this.renderUserData(args, artifact);
+    this.userData = serviceCloudConfig({ cloud: "gcp" }, artifact.imageRef, args.dataPlane, args);
     this.instanceTemplate = this.createInstanceTemplate(args, network);
     this.autoHealingHealthCheck = this.createHealthCheck(args, "autoheal-hc", {
       checkIntervalSec: 10,
@@ -347,12 +324,16 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       : this.exposeHttp(args);
     this.forwardingRules = frontend.rules;
     this.certificate = frontend.certificate;
-    this.alerts = this.createAlerts(args);
+    this.alerts = createGcpServiceAlerts(this, name, args.dataPlane, {
+      project: args.project,
+      kind: "https-lb",
+      serviceName: this.urlMap.name,
+      thresholds: args.alertThresholds,
+      userLabels: this.settings.labels,
+    });
 
     this.ipAddress = this.address.address;
-    this.url = this.settings.domain
-      ? pulumi.output(`https://${this.settings.domain}`)
-      : pulumi.interpolate`http://${this.address.address}`;
+    this.url = serviceUrl(this.settings.domain, this.address.address);
     this.instanceGroupManager = this.mig.name;
     this.serviceAccountEmail = this.serviceAccount.email;
     this.registerOutputs({
@@ -361,39 +342,6 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       instanceGroupManager: this.instanceGroupManager,
       serviceAccountEmail: this.serviceAccountEmail,
     });
-  }
-
-  private validate(args: GcpVmGroupTargetArgs): GcpVmGroupSettings {
-    const { settings, problems } = resolveGcpVmGroupSettings(this.name, args);
-    if (!settings)
-      throw new pulumi.ResourceError(
-        `GcpVmGroupTarget "${this.name}": ${problems.join(" ")}`,
-        this,
-      );
-    return settings;
-  }
-
-  /** Its own identity, not the default compute account (which holds project Editor). */
-  private createServiceAccount(args: GcpVmGroupTargetArgs): gcp.serviceaccount.Account {
-    return new gcp.serviceaccount.Account(
-      `${this.name}-sa`,
-      {
-        project: args.project,
-        accountId: serviceAccountId(this.name, args.project, pulumi.getStack()),
-        displayName: `Agent service (${this.name}) on a VM group`,
-        description:
-          "Runtime identity of the agent VMs: reads its secrets and image, writes logs and metrics.",
-      },
-      { parent: this },
-    );
-  }
-
-  private grantSecretAccess(dp: DataPlaneOutputs): SecretAccessGrant {
-    return new SecretAccessGrant(
-      `${this.name}-secret-access`,
-      { serviceAccountEmail: this.serviceAccount.email, secrets: secretGrantKeys(dp) },
-      { parent: this },
-    );
   }
 
   /**
@@ -432,22 +380,6 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
           { parent: this },
         ),
     );
-  }
-
-  private renderUserData(
-    args: GcpVmGroupTargetArgs,
-    artifact: Extract<Artifact, { kind: "image" }>,
-  ): pulumi.Output<string> {
-    return guardedCloudConfig({
-      host: { cloud: "gcp" },
-      imageRef: artifact.imageRef,
-      env: serviceEnv(args.dataPlane, {
-        port: CONTAINER_PORT,
-        logLevel: args.logLevel,
-        extra: args.extraEnv,
-      }),
-      stopTimeoutSeconds: MIN_STOP_TIMEOUT_SECONDS,
-    });
   }
 
   private createInstanceTemplate(
@@ -743,21 +675,5 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
         this.forwardingRule(args, "http", 80, httpProxy.id),
       ],
     };
-  }
-
-  /** Alert policies always exist (incidents show in the console); they notify the data plane's channels. */
-  private createAlerts(args: GcpVmGroupTargetArgs): ServiceAlerts {
-    return new ServiceAlerts(
-      `${this.name}-alerts`,
-      {
-        project: args.project,
-        kind: "https-lb",
-        serviceName: this.urlMap.name,
-        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
-        thresholds: args.alertThresholds,
-        userLabels: this.settings.labels,
-      },
-      { parent: this },
-    );
   }
 }

@@ -83,6 +83,16 @@ export interface AgentTurnOptions {
   costUsd(model: string, usage: FullUsage): number;
   /** Called exactly once per model call, however it ended. */
   onModelCall?(call: ModelCallRecord): void;
+  /**
+   * Admission before each model call (budgets): may cap `max_tokens`, or throw to refuse the call.
+   * `settle` receives the call's real cost once it ends, however it ends.
+   */
+  admit?(request: MessageRequest): Promise<Admission>;
+}
+
+export interface Admission {
+  request: MessageRequest;
+  settle(costUsd: number): void;
 }
 
 interface CallResult {
@@ -111,9 +121,15 @@ export async function* runAgentTurn(
       tools: o.tools.definitions(),
       ...(o.system ? { system: o.system } : {}),
     };
+    const admission = o.admit ? await o.admit(request) : undefined;
+    const report = (record: ModelCallRecord) => {
+      admission?.settle(record.costUsd);
+      o.onModelCall?.(record);
+    };
+    const admitted = admission?.request ?? request;
     const call = o.stream
-      ? yield* streamedCall(o, request, iteration)
-      : await jsonCall(o, request, iteration);
+      ? yield* streamedCall(o, admitted, iteration, report)
+      : await jsonCall(o, admitted, iteration, report);
     addUsage(total, call);
     const { message } = call;
     const assistant: ProducedMessage = {
@@ -187,6 +203,7 @@ async function jsonCall(
   o: AgentTurnOptions,
   request: MessageRequest,
   iteration: number,
+  report: (call: ModelCallRecord) => void,
 ): Promise<CallResult> {
   const started = performance.now();
   let message: MessageResponse;
@@ -194,7 +211,7 @@ async function jsonCall(
     message = await o.llm.createMessage(request, callOptions(o));
   } catch (err) {
     // A failed JSON call reports no usage; it is metered at zero so the attempt is still on record.
-    o.onModelCall?.({
+    report({
       iteration,
       model: request.model,
       usage: zeroUsage(),
@@ -211,7 +228,7 @@ async function jsonCall(
     cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
   };
   const costUsd = o.costUsd(message.model, usage);
-  o.onModelCall?.({
+  report({
     iteration,
     model: message.model,
     usage,
@@ -226,6 +243,7 @@ async function* streamedCall(
   o: AgentTurnOptions,
   request: MessageRequest,
   iteration: number,
+  report: (call: ModelCallRecord) => void,
 ): AsyncGenerator<TurnEvent, CallResult, void> {
   const started = performance.now();
   const tracker = new StreamTracker();
@@ -256,7 +274,7 @@ async function* streamedCall(
     if (!result && !failed) await upstream.return?.().catch(() => undefined);
     const model = tracker.model ?? request.model;
     const usage = result?.usage ?? tracker.finalUsage();
-    o.onModelCall?.({
+    report({
       iteration,
       model,
       usage,

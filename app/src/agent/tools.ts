@@ -5,7 +5,7 @@
  * result with `isError`, phrased so the model can correct itself and call again.
  */
 import type Anthropic from "@anthropic-ai/sdk";
-import { z } from "zod";
+import * as z from "zod";
 import {
   CalculatorError,
   evaluateExpression,

@@ -59,10 +59,11 @@ export class AnthropicProvider implements LlmProvider {
 }
 
 function requestOptions(options: CallOptions) {
+  // Keys left out rather than set to undefined: the SDK rejects `timeout: undefined`.
   return {
     signal: options.signal,
-    timeout: options.timeoutMs,
-    headers: options.requestId ? { "x-agent-request-id": options.requestId } : undefined,
+    ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
+    ...(options.requestId ? { headers: { "x-agent-request-id": options.requestId } } : {}),
   };
 }
 

@@ -2,7 +2,7 @@
  * The model table (app/config/models.json) and the cost arithmetic every budget and ledger
  * entry depends on. Prices live in configuration because the line-up changes several times a year.
  */
-import { z } from "zod";
+import * as z from "zod";
 import defaultTable from "../../config/models.json";
 
 const modelSchema = z.object({
@@ -72,6 +72,14 @@ export class ModelCatalog {
   prices(id: string): ModelInfo {
     if (id === SYNTHETIC_MODEL) return { ...this.ceiling, id, inputPerMTok: 0, outputPerMTok: 0, cacheWritePerMTok: 0, cacheReadPerMTok: 0 };
     return this.get(id) ?? this.ceiling;
+  }
+
+  /** The model followed by the rest of its tier's fallback chain (what a call may end up using). */
+  chainFor(model: string): string[] {
+    const info = this.get(model);
+    const chain = info ? this.table.fallbacks[info.tier] : undefined;
+    if (!info || !chain) return [model];
+    return [model, ...chain.filter((id) => id !== model && id !== info.id)];
   }
 
   costUsd(model: string, usage: TokenUsage, opts: { batch?: boolean } = {}): number {

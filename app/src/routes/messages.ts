@@ -4,7 +4,7 @@
  */
 import type { Hono } from "hono";
 import { stream } from "hono/streaming";
-import { z } from "zod";
+import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
 import { readJson } from "../http";
@@ -16,6 +16,10 @@ import type { MessageRequest, StreamEvent } from "../llm/types";
 import { UpstreamError } from "../llm/types";
 import type { ModelCatalog } from "../llm/models";
 import type { UsageStatus } from "../store/types";
+import { routeModel } from "../llm/router";
+import { applyPromptCaching } from "../llm/prompt-cache";
+import { estimateInput } from "../budget/budgets";
+import type { Reservation } from "../budget/budgets";
 
 const block = z.looseObject({ type: z.string().min(1) });
 const content = z.union([z.string(), z.array(block).min(1, "must hold at least one content block")]);
@@ -42,8 +46,14 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
   app.post("/v1/messages", async (c) => {
     const body = await readJson(c, messagesRequestSchema);
     const { stream: wantsStream, ...rest } = body;
-    const request = rest as unknown as MessageRequest;
+    // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
+    const route = routeModel(rest as unknown as MessageRequest, catalog);
+    let request = applyPromptCaching({ ...(rest as unknown as MessageRequest), model: route.model }, catalog, {
+      enabled: deps.config.PROMPT_CACHING,
+    });
+    c.header("x-agent-route-reason", route.reason);
     const userId = c.get("userId");
+    const requestId = c.get("requestId");
     const cacheable = deps.config.CACHE_TTL_SECONDS > 0 && !bypassesCache(c);
     const cacheKey = responseCacheKey(userId, request.model, { ...request, stream: wantsStream === true });
 
@@ -52,7 +62,26 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       if (hit) return replay(c, deps, hit, request.model);
     }
     c.header("x-cache", cacheable ? "MISS" : "BYPASS");
-    const meter = new Meter(deps, catalog, c.get("requestId"), userId);
+
+    // Hold the worst case against every budget before spending anything (settled to the real cost).
+    let reservation: Reservation | undefined;
+    if (deps.budgets) {
+      const estimate = estimateInput(request);
+      const held = await deps.budgets.reserve({
+        requestId,
+        userId,
+        sessionId: null,
+        model: request.model,
+        inputTokensEstimate: estimate.tokens,
+        maxTokens: request.max_tokens,
+        promptCaching: estimate.promptCaching,
+        fallbackModels: catalog.chainFor(request.model),
+      });
+      if (!held.ok) throw held.error;
+      reservation = held.reservation;
+      if (held.maxTokens !== request.max_tokens) request = { ...request, max_tokens: held.maxTokens };
+    }
+    const meter = new Meter(deps, catalog, requestId, userId, reservation);
     return wantsStream
       ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
       : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
@@ -64,17 +93,25 @@ function bypassesCache(c: AppContext): boolean {
   return cc !== undefined && /\b(no-cache|no-store)\b/i.test(cc);
 }
 
-/** Records one upstream call in the usage ledger, whatever way it ends. */
+const NO_USAGE: FullUsage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+
+/** Records one upstream call in the usage ledger and settles its budget hold, whatever way it ends. */
 class Meter {
   private readonly started = performance.now();
+  private settled = false;
   constructor(
     private readonly deps: AppDeps,
     private readonly catalog: ModelCatalog,
     private readonly requestId: string,
     private readonly userId: string,
+    private readonly reservation?: Reservation,
   ) {}
 
   settle(model: string, usage: FullUsage, status: UsageStatus) {
+    if (this.settled) return;
+    this.settled = true;
+    const costUsd = status === "cached" ? 0 : this.catalog.costUsd(model, usage);
+    if (this.reservation) void this.deps.budgets?.settle(this.reservation, costUsd);
     this.deps.usage.record({
       requestId: this.requestId,
       userId: this.userId,
@@ -84,7 +121,7 @@ class Meter {
       outputTokens: usage.output_tokens,
       cacheCreationInputTokens: usage.cache_creation_input_tokens,
       cacheReadInputTokens: usage.cache_read_input_tokens,
-      costUsd: status === "cached" ? 0 : this.catalog.costUsd(model, usage),
+      costUsd,
       status,
       kind: "messages",
       latencyMs: Math.round(performance.now() - this.started),
@@ -106,6 +143,8 @@ async function jsonFromUpstream(
       requestId: c.get("requestId"),
     })
     .catch((err: unknown) => {
+      // Nothing was generated: release the hold and keep a ledger line of the failure.
+      meter.settle(request.model, NO_USAGE, c.req.raw.signal.aborted ? "aborted" : "error");
       throw asApiError(err);
     });
   const usage = {
@@ -142,11 +181,14 @@ async function streamFromUpstream(
   try {
     first = await iterator.next();
   } catch (err) {
+    meter.settle(request.model, NO_USAGE, "error");
     throw asApiError(err);
   }
   const tracker = new StreamTracker();
   const recorded: StreamEvent[] | null = cacheKey ? [] : null;
   sseHeaders(c, deps);
+  // Fallback can change the model: say which one serves, from the stream's own first event.
+  if (!first.done && first.value.type === "message_start") c.header("x-agent-model", first.value.message.model);
   return stream(c, async (out) => {
     let status: UsageStatus = "ok";
     out.onAbort(() => {
@@ -195,12 +237,11 @@ function sse(event: StreamEvent): string {
 
 async function replay(c: AppContext, deps: AppDeps, hit: CachedResponse, model: string): Promise<Response> {
   c.header("x-cache", "HIT");
-  const empty = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
   deps.usage.record({
     requestId: c.get("requestId"),
     userId: c.get("userId"),
     model,
-    ...toEntryTokens(empty),
+    ...toEntryTokens(NO_USAGE),
     costUsd: 0,
     status: "cached",
     kind: "messages",
@@ -211,6 +252,8 @@ async function replay(c: AppContext, deps: AppDeps, hit: CachedResponse, model: 
     return c.json(hit.message);
   }
   sseHeaders(c, deps);
+  const start = hit.events[0];
+  if (start?.type === "message_start") c.header("x-agent-model", start.message.model);
   // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
   return c.body(hit.events.map(sse).join(""));
 }

@@ -13,23 +13,25 @@
  */
 import type { Hono } from "hono";
 import { stream } from "hono/streaming";
-import { z } from "zod";
+import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
 import { describeIssues, readJson } from "../http";
 import { ApiError, badRequest, errorBody, notFound } from "../errors";
 import type { ModelCatalog } from "../llm/models";
-import { UpstreamError } from "../llm/types";
+import { UpstreamError, type MessageRequest } from "../llm/types";
+import { estimateInput } from "../budget/budgets";
 import { ConcurrentAppendError, type ContentBlock, type Session } from "../store/types";
 import {
   runAgentTurn,
+  type Admission,
   type ModelCallRecord,
   type ProducedMessage,
   type TurnEvent,
   type TurnResult,
 } from "../agent/loop";
 import { userContentBlocks } from "../agent/history";
-import { chooseSessionModel } from "../agent/model-choice";
+import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError } from "./messages";
 
@@ -175,12 +177,20 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
           kind: "session",
           latencyMs: call.latencyMs,
         });
+      // Sticky routing (the first turn pins "auto"/tier sessions) and history trimming.
+      const plan = await prepareSessionTurn(
+        session,
+        [...history.map((m) => ({ role: m.role, content: m.content })), userMessage],
+        { config: deps.config, catalog, store: deps.store },
+        { maxTokens: body.max_tokens ?? DEFAULT_TURN_MAX_TOKENS, tools: tools.definitions() },
+      );
+      c.header("x-agent-route-reason", plan.reason);
       const turn = runAgentTurn({
         llm: deps.llm,
         tools,
-        model: chooseSessionModel(session, deps.config),
+        model: plan.model,
         system: session.system,
-        conversation: [...history.map((m) => ({ role: m.role, content: m.content })), userMessage],
+        conversation: plan.conversation,
         maxTokens: body.max_tokens ?? DEFAULT_TURN_MAX_TOKENS,
         maxToolIterations: deps.config.AGENT_MAX_TOOL_ITERATIONS,
         stream: body.stream === true,
@@ -190,6 +200,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         requestId,
         costUsd: (model, usage) => catalog.costUsd(model, usage),
         onModelCall: meter,
+        admit: budgetAdmission(deps, catalog, c.get("requestId"), c.get("userId"), session.id),
       });
       const save = (result: TurnResult) =>
         appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
@@ -349,4 +360,33 @@ async function readOptionalJson<S extends z.ZodType>(
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
   return parsed.data;
+}
+
+/** Each model call of a turn holds its worst case against the budgets, like /v1/messages. */
+function budgetAdmission(
+  deps: AppDeps,
+  catalog: ModelCatalog,
+  requestId: string,
+  userId: string,
+  sessionId: string,
+): ((request: MessageRequest) => Promise<Admission>) | undefined {
+  const budgets = deps.budgets;
+  if (!budgets) return undefined;
+  let call = 0;
+  return async (request) => {
+    const estimate = estimateInput(request);
+    const held = await budgets.reserve({
+      requestId: `${requestId}:${++call}`,
+      userId,
+      sessionId,
+      model: request.model,
+      inputTokensEstimate: estimate.tokens,
+      maxTokens: request.max_tokens,
+      promptCaching: estimate.promptCaching,
+      fallbackModels: catalog.chainFor(request.model),
+    });
+    if (!held.ok) throw held.error;
+    const admitted = held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
+    return { request: admitted, settle: (costUsd) => void budgets.settle(held.reservation, costUsd) };
+  };
 }

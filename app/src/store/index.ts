@@ -4,10 +4,9 @@
  */
 import path from "node:path";
 import type { AppConfig } from "../config";
-import { createPgliteClient, MEMORY_DATA_DIR } from "./pglite";
 import { createPostgresClient } from "./postgres";
 import { SqlStore } from "./sql-store";
-import type { SqlClient, Store, StoreLogger } from "./types";
+import { MEMORY_DATA_DIR, type SqlClient, type Store, type StoreLogger } from "./types";
 
 export type StoreConfig = Pick<AppConfig, "DATABASE_URL" | "DATABASE_POOL_MAX" | "DATA_DIR"> &
   Partial<Pick<AppConfig, "DATABASE_PASSWORD">>;
@@ -21,6 +20,15 @@ export function pgliteDirectory(dataDir: string): string {
   return dataDir.startsWith(MEMORY_DATA_DIR) ? dataDir : path.join(dataDir, "pglite");
 }
 
+/**
+ * Loaded on demand: deployed targets always have DATABASE_URL, and the Lambda bundle omits
+ * PGlite (a CommonJS require keeps it lazy in tsx, jest and the esbuild bundles alike).
+ */
+function loadPglite(): typeof import("./pglite") {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require("./pglite") as typeof import("./pglite");
+}
+
 /** Open and migrate. The store is closed again if migrating fails, so nothing leaks. */
 export async function openStore(
   config: StoreConfig,
@@ -32,7 +40,7 @@ export async function openStore(
         logger: options.logger,
         password: config.DATABASE_PASSWORD,
       })
-    : await createPgliteClient(pgliteDirectory(config.DATA_DIR));
+    : await loadPglite().createPgliteClient(pgliteDirectory(config.DATA_DIR));
   const store = new SqlStore(client, { logger: options.logger });
   try {
     await store.migrate();
@@ -45,6 +53,5 @@ export async function openStore(
 
 export { SqlStore, type SqlStoreOptions } from "./sql-store";
 export { createPostgresClient, poolConfig, type PostgresOptions } from "./postgres";
-export { createPgliteClient, MEMORY_DATA_DIR } from "./pglite";
 export { migrate, MIGRATIONS, type Migration } from "./migrations";
 export * from "./types";

@@ -83,6 +83,102 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX usage_ledger_request_idx ON usage_ledger (request_id)`,
     ],
   },
+  {
+    version: 100,
+    name: "per-user budget overrides, ledger index for deployment-wide daily spend",
+    statements: [
+      // No foreign key to users, like the ledger: users known only from AGENT_API_KEYS have no row.
+      // A NULL limit means "no limit of this kind for this user", overriding a configured default.
+      `CREATE TABLE budget_overrides (
+        user_id text NOT NULL,
+        budget text NOT NULL CHECK (budget IN ('request', 'session', 'user_daily')),
+        limit_usd numeric(20, 10) CHECK (limit_usd IS NULL OR limit_usd >= 0),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (user_id, budget)
+      )`,
+      // The deployment's daily budget is re-seeded from the sum over all users for a UTC day.
+      `CREATE INDEX usage_ledger_time_idx ON usage_ledger (created_at) INCLUDE (cost_usd)`,
+    ],
+  },
+  {
+    version: 200,
+    name: "idempotency keys",
+    statements: [
+      // Scoped per user; no foreign key, as users known only from AGENT_API_KEYS have no row.
+      // A row is in_progress while its request runs (locked_until bounds a crashed replica's
+      // hold) and completed once a 2xx response is stored; failed requests delete their row.
+      `CREATE TABLE idempotency_keys (
+        user_id text NOT NULL,
+        key text NOT NULL,
+        request_hash text NOT NULL,
+        state text NOT NULL CHECK (state IN ('in_progress', 'completed')),
+        status integer,
+        headers jsonb,
+        body text,
+        locked_until timestamptz NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (user_id, key)
+      )`,
+      `CREATE INDEX idempotency_keys_expires_idx ON idempotency_keys (expires_at)`,
+    ],
+  },
+  {
+    version: 300,
+    name: "message batches and their results",
+    statements: [
+      // No foreign key to users, like the ledger: users known only from AGENT_API_KEYS have no row.
+      // The lease (lease_owner, lease_until) is what lets exactly one replica work on a batch at a
+      // time without holding a transaction open across upstream calls; a replica that dies simply
+      // lets its lease run out and another resumes the batch.
+      `CREATE TABLE batches (
+        id uuid PRIMARY KEY,
+        user_id text NOT NULL,
+        status text NOT NULL CHECK (status IN ('submitting', 'in_progress', 'ended')),
+        mode text NOT NULL CHECK (mode IN ('upstream', 'local')),
+        synthetic boolean NOT NULL DEFAULT false,
+        upstream_id text UNIQUE,
+        request_count integer NOT NULL CHECK (request_count > 0),
+        processing integer NOT NULL DEFAULT 0 CHECK (processing >= 0),
+        succeeded integer NOT NULL DEFAULT 0 CHECK (succeeded >= 0),
+        errored integer NOT NULL DEFAULT 0 CHECK (errored >= 0),
+        canceled integer NOT NULL DEFAULT 0 CHECK (canceled >= 0),
+        expired integer NOT NULL DEFAULT 0 CHECK (expired >= 0),
+        reserved_usd numeric(20, 10) NOT NULL DEFAULT 0 CHECK (reserved_usd >= 0),
+        cost_usd numeric(20, 10) NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
+        error text,
+        poll_attempts integer NOT NULL DEFAULT 0,
+        next_poll_at timestamptz NOT NULL DEFAULT now(),
+        lease_owner text,
+        lease_until timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        ended_at timestamptz
+      )`,
+      `CREATE INDEX batches_user_idx ON batches (user_id, created_at)`,
+      // The poller's scan: only unfinished batches, by when they are due.
+      `CREATE INDEX batches_due_idx ON batches (next_poll_at) WHERE status <> 'ended'`,
+      // One row per request: params until the result is in (then dropped: prompts can hold
+      // personal data), the result as the Message Batches API shapes it, and its usage.
+      `CREATE TABLE batch_results (
+        batch_id uuid NOT NULL REFERENCES batches (id) ON DELETE CASCADE,
+        seq integer NOT NULL CHECK (seq >= 0),
+        custom_id text NOT NULL,
+        params jsonb,
+        result_type text CHECK (result_type IN ('succeeded', 'errored', 'canceled', 'expired')),
+        result jsonb,
+        model text,
+        input_tokens bigint NOT NULL DEFAULT 0,
+        output_tokens bigint NOT NULL DEFAULT 0,
+        cache_creation_input_tokens bigint NOT NULL DEFAULT 0,
+        cache_read_input_tokens bigint NOT NULL DEFAULT 0,
+        cost_usd numeric(20, 10) NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
+        completed_at timestamptz,
+        PRIMARY KEY (batch_id, seq),
+        UNIQUE (batch_id, custom_id)
+      )`,
+    ],
+  },
 ];
 
 /** Arbitrary constant shared by every replica: the advisory lock that serialises migrations. */

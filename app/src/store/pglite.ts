@@ -8,7 +8,9 @@ import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import type { SqlClient } from "./types";
 
-export const MEMORY_DATA_DIR = "memory://";
+import { MEMORY_DATA_DIR } from "./types";
+
+export { MEMORY_DATA_DIR };
 
 export async function createPgliteClient(dataDir: string): Promise<SqlClient> {
   let releaseLock = () => {};

@@ -3,6 +3,9 @@
  * PGlite (embedded default, when DATABASE_URL is unset).
  */
 
+/** DATA_DIR value that keeps the embedded database in memory. */
+export const MEMORY_DATA_DIR = "memory://";
+
 /** Minimal SQL client both drivers satisfy. Parameters use $1, $2, ... placeholders. */
 export interface SqlClient {
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<{ rows: T[] }>;
@@ -71,6 +74,20 @@ export interface UsageEntry {
   createdAt?: string;
 }
 
+/** Budgets a user can have their own limit for (the deployment-wide daily budget cannot). */
+export type UserBudgetName = "request" | "session" | "user_daily";
+
+/** A user's own limits in USD; `null` means no limit of that kind, absent means the configured default. */
+export type BudgetOverrides = Partial<Record<UserBudgetName, number | null>>;
+
+/** Which ledger rows a spend sum covers; `untilIso` is exclusive. */
+export interface SpendFilter {
+  userId?: string;
+  sessionId?: string;
+  sinceIso?: string;
+  untilIso?: string;
+}
+
 export interface ApiKeyRecord {
   id: string;
   userId: string;
@@ -107,6 +124,14 @@ export interface Store {
 
   recordUsage(entries: UsageEntry[]): Promise<void>;
   listUsage(filter: { userId?: string; sessionId?: string; sinceIso?: string }): Promise<UsageEntry[]>;
+  /** Sum of cost_usd over the ledger rows the filter selects (budgets seed their counters from it). */
+  sumUsageCost(filter: SpendFilter): Promise<number>;
+
+  getBudgetOverrides(userId: string): Promise<BudgetOverrides>;
+  /** Set a user's own limit for one budget; `null` lifts that kind of limit for the user. */
+  setBudgetOverride(userId: string, budget: UserBudgetName, limitUsd: number | null): Promise<void>;
+  /** Drop a user's override, returning them to the configured default. */
+  deleteBudgetOverride(userId: string, budget: UserBudgetName): Promise<boolean>;
 
   /** Resolve a presented API key to its user, or null. Keys are stored as SHA-256 hashes. */
   findUserByApiKey(key: string): Promise<string | null>;
@@ -114,6 +139,46 @@ export interface Store {
   createApiKey(userId: string, name?: string): Promise<{ key: string; record: ApiKeyRecord }>;
   listApiKeys(userId?: string): Promise<ApiKeyRecord[]>;
   revokeApiKey(id: string): Promise<boolean>;
+
+  // idempotency keys (see IdempotencyRecord)
+  /**
+   * Take `key` for a request, or learn what already holds it. Claims when the key is unused,
+   * expired, or held by a stale attempt of the same request (its lock ran out: a crashed replica).
+   */
+  claimIdempotencyKey(claim: IdempotencyClaim): Promise<IdempotencyClaimResult>;
+  /** Store the response of a claimed key; false when the claim was lost meanwhile. */
+  completeIdempotencyKey(userId: string, key: string, response: IdempotentResponse): Promise<boolean>;
+  /** Give up a claim without a response (a failed request), so the client may retry with the same key. */
+  releaseIdempotencyKey(userId: string, key: string): Promise<void>;
+  /** Delete up to `limit` expired records; returns how many went. */
+  purgeIdempotencyKeys(limit?: number): Promise<number>;
+
+  // batches (see BatchRecord; migration 300)
+  /** Insert a batch and its requests in one transaction. */
+  createBatch(input: NewBatch): Promise<BatchRecord>;
+  /** Null when the batch does not exist or (with `userId`) belongs to another user. */
+  getBatch(id: string, userId?: string): Promise<BatchRecord | null>;
+  /**
+   * Change a batch. With `leaseOwner`, only while that owner holds the batch's lease; `releaseLease`
+   * gives the lease up. Returns false when nothing was updated.
+   */
+  updateBatch(id: string, patch: BatchPatch, leaseOwner?: string): Promise<boolean>;
+  /** Delete a batch and its requests (a submission the upstream refused). */
+  deleteBatch(id: string): Promise<void>;
+  /**
+   * Lease up to `limit` batches that are due (not ended, next_poll_at passed, no live lease) to
+   * `owner` for `leaseMs`, skipping rows other replicas are claiming (FOR UPDATE SKIP LOCKED).
+   * With `id`, only that batch is considered.
+   */
+  claimBatches(owner: string, options: { leaseMs: number; limit: number; id?: string }): Promise<BatchRecord[]>;
+  /** Requests of a batch in order; `pendingOnly` leaves out those that have a result. */
+  listBatchItems(batchId: string, options: { pendingOnly?: boolean; afterSeq?: number; limit: number }): Promise<BatchItem[]>;
+  /** Store results for requests that have none yet; returns the custom_ids actually stored. */
+  saveBatchResults(batchId: string, results: BatchResultInput[]): Promise<string[]>;
+  /** Results by type, requests still without one, and the summed cost. */
+  summarizeBatchResults(batchId: string): Promise<BatchSummary>;
+  /** Stored results in request order, after `afterSeq`. */
+  listBatchResults(batchId: string, options: { afterSeq?: number; limit: number }): Promise<BatchResultRow[]>;
 }
 
 /** Thrown by appendMessages when the history moved underneath the writer. */
@@ -122,4 +187,134 @@ export class ConcurrentAppendError extends Error {
     super(`session ${sessionId} was modified concurrently`);
     this.name = "ConcurrentAppendError";
   }
+}
+
+/** The response replayed for a repeated Idempotency-Key: status, a subset of headers, and the whole body. */
+export interface IdempotentResponse {
+  status: number;
+  headers: Record<string, string>;
+  /** JSON text, or the full SSE event stream text. */
+  body: string;
+}
+
+export interface IdempotencyClaim {
+  userId: string;
+  key: string;
+  /** Fingerprint of method, path and body: the same key with another request is a conflict. */
+  requestHash: string;
+  /** How long a completed response is replayed. */
+  ttlSeconds: number;
+  /** How long an unfinished claim blocks the key before another attempt may take it over. */
+  lockSeconds: number;
+}
+
+export interface IdempotencyRecord {
+  state: "in_progress" | "completed";
+  requestHash: string;
+  response: IdempotentResponse | null;
+  createdAt: string;
+  expiresAt: string;
+}
+
+export type IdempotencyClaimResult = { claimed: true } | { claimed: false; record: IdempotencyRecord };
+
+// ---- batches ---------------------------------------------------------------------------------
+
+/**
+ * `submitting`: stored, not yet accepted upstream; `in_progress`: upstream (or the local worker)
+ * is processing it; `ended`: every request has a result.
+ */
+export type BatchStatus = "submitting" | "in_progress" | "ended";
+/** `upstream`: the Message Batches API; `local`: requests run one by one through the service's model provider. */
+export type BatchMode = "upstream" | "local";
+export type BatchResultType = "succeeded" | "errored" | "canceled" | "expired";
+
+export interface BatchCounts {
+  processing: number;
+  succeeded: number;
+  errored: number;
+  canceled: number;
+  expired: number;
+}
+
+export interface BatchRecord {
+  id: string;
+  userId: string;
+  status: BatchStatus;
+  mode: BatchMode;
+  /** Answered by the offline synthetic model. */
+  synthetic: boolean;
+  upstreamId: string | null;
+  requestCount: number;
+  counts: BatchCounts;
+  /** Worst-case cost held when the batch was accepted. */
+  reservedUsd: number;
+  /** Cost of the results stored so far. */
+  costUsd: number;
+  error: string | null;
+  pollAttempts: number;
+  nextPollAt: string;
+  createdAt: string;
+  updatedAt: string;
+  endedAt: string | null;
+}
+
+export interface NewBatch {
+  /** Chosen by the caller, so a budget hold can name it before the row exists. */
+  id: string;
+  userId: string;
+  status: "submitting" | "in_progress";
+  mode: BatchMode;
+  synthetic: boolean;
+  reservedUsd: number;
+  /** When the poller first looks at it. @default now */
+  nextPollInMs?: number;
+  requests: Array<{ customId: string; params: Record<string, unknown> }>;
+}
+
+export interface BatchPatch {
+  status?: BatchStatus;
+  upstreamId?: string;
+  counts?: BatchCounts;
+  costUsd?: number;
+  error?: string | null;
+  /** Due again this many ms from now. */
+  nextPollInMs?: number;
+  /** Reset the poll attempt counter (the batch made progress). */
+  resetAttempts?: boolean;
+  /** Keep the lease this many ms from now (long work: a results download, local requests). */
+  renewLeaseMs?: number;
+  releaseLease?: boolean;
+}
+
+export interface BatchItem {
+  seq: number;
+  customId: string;
+  /** Null once the request has its result (kept only as long as it is needed). */
+  params: Record<string, unknown> | null;
+}
+
+export interface BatchResultInput {
+  customId: string;
+  type: BatchResultType;
+  /** The whole result object as the Message Batches API shapes it: `{type, message}` or `{type, error}`. */
+  result: Record<string, unknown>;
+  model: string | null;
+  inputTokens: number;
+  outputTokens: number;
+  cacheCreationInputTokens: number;
+  cacheReadInputTokens: number;
+  costUsd: number;
+}
+
+export interface BatchResultRow {
+  seq: number;
+  customId: string;
+  type: BatchResultType;
+  result: Record<string, unknown>;
+}
+
+export interface BatchSummary {
+  counts: BatchCounts;
+  costUsd: number;
 }

@@ -3,6 +3,7 @@
  * fields are redacted, and prompts are logged only with LOG_PROMPTS=true.
  */
 import pino, { type Logger } from "pino";
+import { isSpanContextValid, trace } from "@opentelemetry/api";
 
 export interface LoggerOptions {
   level: string;
@@ -21,6 +22,18 @@ function asyncStdout(): pino.DestinationStream {
   return dest;
 }
 
+/**
+ * pino mixin: `trace_id` and `span_id` of the active span, so a log line and its trace find each
+ * other. With tracing off this is one no-op context lookup per line. A fresh object each time:
+ * pino merges the line's fields into it.
+ */
+export function traceContextMixin(): Record<string, string> {
+  const span = trace.getActiveSpan();
+  if (!span) return {};
+  const sc = span.spanContext();
+  return isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : {};
+}
+
 export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? (options.async ? asyncStdout() : pino.destination(1));
   return pino(
@@ -29,6 +42,7 @@ export function createLogger(options: LoggerOptions): Logger {
       base: { service: "agent" },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
+      mixin: traceContextMixin,
       redact: {
         paths: [
           "headers.authorization",

@@ -16,6 +16,11 @@ export interface TrustPolicyDocument {
   }>;
 }
 
+/** A trust policy of one statement. */
+function trustPolicy(statement: TrustPolicyDocument["Statement"][number]): TrustPolicyDocument {
+  return { Version: "2012-10-17", Statement: [statement] };
+}
+
 /** The audience the pod identity webhook (and our own projected token) requests. */
 export const IRSA_AUDIENCE = "sts.amazonaws.com";
 
@@ -66,36 +71,26 @@ export function irsaTrustPolicy(
     if (problem) throw new Error(problem);
   }
   const issuer = oidcIssuerHostPath(oidcIssuer);
-  return {
-    Version: "2012-10-17",
-    Statement: [
-      {
-        Sid: "ServiceAccountWebIdentity",
-        Effect: "Allow",
-        Principal: { Federated: oidcProviderArn },
-        Action: "sts:AssumeRoleWithWebIdentity",
-        Condition: {
-          StringEquals: {
-            [`${issuer}:sub`]: `system:serviceaccount:${namespace}:${serviceAccount}`,
-            [`${issuer}:aud`]: IRSA_AUDIENCE,
-          },
-        },
+  return trustPolicy({
+    Sid: "ServiceAccountWebIdentity",
+    Effect: "Allow",
+    Principal: { Federated: oidcProviderArn },
+    Action: "sts:AssumeRoleWithWebIdentity",
+    Condition: {
+      StringEquals: {
+        [`${issuer}:sub`]: `system:serviceaccount:${namespace}:${serviceAccount}`,
+        [`${issuer}:aud`]: IRSA_AUDIENCE,
       },
-    ],
-  };
+    },
+  });
 }
 
 /** Trust for an AWS service principal (`eks.amazonaws.com`, `ec2.amazonaws.com`). */
 export function serviceTrustPolicy(service: string): TrustPolicyDocument {
-  return {
-    Version: "2012-10-17",
-    Statement: [
-      {
-        Sid: "ServiceAssumeRole",
-        Effect: "Allow",
-        Principal: { Service: service },
-        Action: "sts:AssumeRole",
-      },
-    ],
-  };
+  return trustPolicy({
+    Sid: "ServiceAssumeRole",
+    Effect: "Allow",
+    Principal: { Service: service },
+    Action: "sts:AssumeRole",
+  });
 }

@@ -1,7 +1,4 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import {
@@ -25,33 +22,17 @@ import {
   type ContainerUserDataSpec,
 } from "../../../components/targets/cloud-init";
 import { isSecretOutput, outputOf, setupPulumiMocks } from "../../support/pulumi";
+import {
+  HAVE_CLOUD_INIT,
+  IN_CI,
+  cloudInitSchema,
+  expectValidCloudConfig,
+  validatorTest,
+} from "./helpers";
 
 setupPulumiMocks({ stack: "dev" });
 
-// ---------------------------------------------------------------------------------------------
-// The real validator. Locally it may be missing (skip); CI installs it, and there it must run.
-
-const HAVE_CLOUD_INIT = spawnSync("cloud-init", ["--version"], { encoding: "utf8" }).status === 0;
-const IN_CI = process.env.CI === "true";
-const validatorTest = HAVE_CLOUD_INIT || IN_CI ? test : test.skip;
-
-function cloudInitSchema(document: string): { valid: boolean; output: string } {
-  if (!HAVE_CLOUD_INIT) {
-    throw new Error(
-      "cloud-init is not installed: CI must install it (apt-get install cloud-init) to validate VM user data.",
-    );
-  }
-  const dir = mkdtempSync(join(tmpdir(), "cloud-init-"));
-  try {
-    const file = join(dir, "user-data.yaml");
-    writeFileSync(file, document);
-    const r = spawnSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
-    return { valid: r.status === 0, output: `${r.stdout}${r.stderr}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
+// The real validator (./helpers): locally it may be missing (skip); CI installs it, and there it must run.
 if (!HAVE_CLOUD_INIT && IN_CI) {
   test("cloud-init is installed (CI validates user data with it)", () => {
     throw new Error(
@@ -129,15 +110,11 @@ describe("the real validator (cloud-init schema)", () => {
   validatorTest("accepts the AWS document", () => {
     const doc = renderCloudConfig(awsSpec);
     expect(doc.startsWith("#cloud-config\n")).toBe(true);
-    const r = cloudInitSchema(doc);
-    expect(r.output).toMatch(/Valid cloud-config/);
-    expect(r.valid).toBe(true);
+    expectValidCloudConfig(doc);
   });
 
   validatorTest("accepts the GCP document, with a multi-line CA", () => {
-    const r = cloudInitSchema(renderCloudConfig(gcpSpec));
-    expect(r.output).toMatch(/Valid cloud-config/);
-    expect(r.valid).toBe(true);
+    expectValidCloudConfig(renderCloudConfig(gcpSpec));
   });
 
   validatorTest("rejects a deliberately broken document (so the check can fail)", () => {

@@ -1,7 +1,5 @@
 import * as gcp from "@pulumi/gcp";
-import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs } from "../../../components/contracts";
-import { environmentProfile } from "../../../components/environment";
+import type { Artifact } from "../../../components/contracts";
 import {
   CloudRunTarget,
   cloudRunProbes,
@@ -21,67 +19,35 @@ import {
   fakeImageArtifact,
   fakeLambdaZipArtifact,
 } from "../../support/fake-data-plane";
-import {
-  isSecretOutput,
-  outputOf,
-  recordOf,
-  registerComputedOutputs,
-  setupPulumiMocks,
-  within,
-  type ResourceQuery,
-} from "../../support/pulumi";
+import { isSecretOutput, outputOf, setupPulumiMocks } from "../../support/pulumi";
 import "../../support/pulumi-gcp-outputs";
+import "../../support/pulumi-target-outputs";
+import {
+  expectOwnedAndNamed,
+  extraSecret,
+  renderAll,
+  targetArgs,
+  testRejections,
+  type RenderArgs as TargetRenderArgs,
+  type Rendered as TargetRendered,
+} from "./helpers";
 
 setupPulumiMocks({ stack: "dev" });
 
 const PROJECT = FAKE_GCP.project;
 
-registerComputedOutputs("gcp:cloudrunv2/service:Service", (ctx) => {
-  const name =
-    typeof ctx.plainInputs.name === "string" ? ctx.plainInputs.name : `${ctx.name}-${ctx.hash(7)}`;
-  const location = String(ctx.plainInputs.location);
-  return {
-    id: `projects/${String(ctx.plainInputs.project)}/locations/${location}/services/${name}`,
+type Rendered = TargetRendered<CloudRunTarget>;
+type RenderArgs = TargetRenderArgs<CloudRunTargetArgs>;
+
+const render = (name: string, overrides: RenderArgs = {}) =>
+  new CloudRunTarget(
     name,
-    uri: `https://${name}-${ctx.hash(10)}-uc.a.run.app`,
-    uid: ctx.hash(32),
-  };
-});
-
-registerComputedOutputs("gcp:serviceaccount/account:Account", (ctx) => {
-  const email = `${String(ctx.plainInputs.accountId)}@${String(ctx.plainInputs.project)}.iam.gserviceaccount.com`;
-  return {
-    id: `projects/${String(ctx.plainInputs.project)}/serviceAccounts/${email}`,
-    email,
-    name: `projects/${String(ctx.plainInputs.project)}/serviceAccounts/${email}`,
-    member: `serviceAccount:${email}`,
-    uniqueId: BigInt(`0x${ctx.hash(12)}`).toString(),
-  };
-});
-
-registerComputedOutputs("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", (ctx) => ({
-  id: `${String(ctx.plainInputs.name)}/${String(ctx.plainInputs.role)}/${String(ctx.plainInputs.member)}`,
-  etag: `BwY${ctx.hash(8)}`,
-}));
-
-interface Rendered {
-  target: CloudRunTarget;
-  q: ResourceQuery;
-}
-
-type RenderArgs = Partial<CloudRunTargetArgs> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs };
-
-function render(name: string, overrides: RenderArgs = {}): CloudRunTarget {
-  const env = overrides.env ?? "dev";
-  const { env: _env, dp, ...rest } = overrides;
-  return new CloudRunTarget(name, {
-    project: PROJECT,
-    dataPlane: dp ?? fakeGcpDataPlane({ environment: env }),
-    artifact: fakeImageArtifact(),
-    profile: environmentProfile(env),
-    ...rest,
-  });
-}
+    targetArgs<CloudRunTargetArgs>(
+      "gcp",
+      { project: PROJECT, artifact: fakeImageArtifact() },
+      overrides,
+    ),
+  );
 
 let dev: Rendered;
 let prod: Rendered;
@@ -90,30 +56,22 @@ const GATEWAY = "serviceAccount:gateway@agent-test-project.iam.gserviceaccount.c
 const EXTRA_SECRET = "projects/agent-test-project/secrets/agent-otel-headers";
 
 beforeAll(async () => {
-  const devTarget = render("agent-dev");
-  const prodTarget = render("agent-prod", { env: "prod" });
-  const internalTarget = render("agent-int", {
-    ingress: "INGRESS_TRAFFIC_INTERNAL_ONLY",
-    invoker: [GATEWAY, "group:agent-admins@example.com"],
-    minInstances: 1,
-    maxInstances: 3,
-    concurrency: 20,
-    cpu: "2",
-    memory: "2Gi",
-    dp: fakeGcpDataPlane({
-      extraSecrets: [
-        {
-          store: "gcp-secretmanager",
-          id: pulumi.output(EXTRA_SECRET),
-          name: pulumi.output("agent-otel-headers"),
-          version: "3",
-        },
-      ],
+  ({ dev, prod, internal } = await renderAll({
+    dev: render("agent-dev"),
+    prod: render("agent-prod", { env: "prod" }),
+    internal: render("agent-int", {
+      ingress: "INGRESS_TRAFFIC_INTERNAL_ONLY",
+      invoker: [GATEWAY, "group:agent-admins@example.com"],
+      minInstances: 1,
+      maxInstances: 3,
+      concurrency: 20,
+      cpu: "2",
+      memory: "2Gi",
+      dp: fakeGcpDataPlane({
+        extraSecrets: [extraSecret("gcp-secretmanager", EXTRA_SECRET, "agent-otel-headers", "3")],
+      }),
     }),
-  });
-  dev = { target: devTarget, q: await within(devTarget) };
-  prod = { target: prodTarget, q: await within(prodTarget) };
-  internal = { target: internalTarget, q: await within(internalTarget) };
+  }));
 });
 
 type Container = {
@@ -167,11 +125,7 @@ describe("resources", () => {
   });
 
   test("every resource is beneath the component and named after it", async () => {
-    for (const r of [dev, prod, internal]) {
-      const self = await recordOf(r.target);
-      for (const c of r.q.all()) expect(c.name.startsWith(`${self.name}-`)).toBe(true);
-      for (const c of r.q.childrenOf(self)) expect(c.parentUrn).toBe(self.urn);
-    }
+    for (const r of [dev, prod, internal]) await expectOwnedAndNamed(r);
   });
 });
 
@@ -435,20 +389,7 @@ describe("validation", () => {
     ],
   ];
 
-  test.each(cases)(
-    "rejects %s with a ResourceError saying what to change",
-    (_label, make, message) => {
-      let error: unknown;
-      try {
-        render("bad", make());
-      } catch (e) {
-        error = e;
-      }
-      expect(error).toBeInstanceOf(pulumi.ResourceError);
-      expect((error as Error).message).toMatch(/^CloudRunTarget "bad": /);
-      expect((error as Error).message).toMatch(message);
-    },
-  );
+  testRejections(cases, (o) => render("bad", o), /^CloudRunTarget "bad": /);
 
   test("a name too long for a Cloud Run service", () => {
     expect(() => render("a".repeat(40))).toThrow(/shorten the component name/);
@@ -484,12 +425,7 @@ describe("pure helpers", () => {
       "database-password",
       "redis-password",
     ]);
-    const extra = {
-      store: "gcp-secretmanager" as const,
-      id: pulumi.output("projects/p/secrets/x"),
-      name: pulumi.output("x"),
-      version: "1",
-    };
+    const extra = extraSecret("gcp-secretmanager", "projects/p/secrets/x", "x", "1");
     expect(Object.keys(secretGrantKeys(fakeGcpDataPlane({ extraSecrets: [extra] })))).toContain(
       "secret-3",
     );

@@ -27,37 +27,25 @@ import {
 import {
   invocationsOf,
   outputOf,
-  registerComputedOutputs,
-  registerInvoke,
   type RecordedResource,
   resources,
   type ResourceQuery,
   setupPulumiMocks,
   within,
 } from "../../support/pulumi";
+// The VPC's CIDR, and the hostnames the load balancer controllers write back into `status`.
+import { MOCK_VPC_CIDR as VPC_CIDR } from "../../support/pulumi-target-outputs";
 
 setupPulumiMocks({ stack: "dev" });
 
-const VPC_CIDR = "10.20.0.0/16";
-registerInvoke("aws:ec2/getVpc:getVpc", (ctx) => ({
-  id: ctx.inputs.id,
-  cidrBlock: VPC_CIDR,
-  arn: "arn:aws:ec2:vpc",
-}));
-/** What the load balancer controllers write back into `status` once the load balancer exists. */
-const lbHostname = (name: string) => `k8s-${name}-0123456789.elb.us-east-1.amazonaws.com`;
-registerComputedOutputs("kubernetes:core/v1:Service", (ctx) => {
-  const spec = ctx.plainInputs.spec as { type?: string };
-  return {
-    status: {
-      loadBalancer:
-        spec.type === "LoadBalancer" ? { ingress: [{ hostname: lbHostname(ctx.name) }] } : {},
-    },
-  };
-});
-registerComputedOutputs("kubernetes:networking.k8s.io/v1:Ingress", (ctx) => ({
-  status: { loadBalancer: { ingress: [{ hostname: lbHostname(ctx.name) }] } },
-}));
+/** The hostname the mocked controller reported for a load balancer Service or Ingress. */
+const lbHostname = (r: RecordedResource) => {
+  const status = r.state.status as { loadBalancer: { ingress: Array<{ hostname: string }> } };
+  const hostname = status.loadBalancer.ingress[0]!.hostname;
+  expect(hostname).toContain(r.name);
+  expect(hostname).toMatch(/\.elb\.us-east-1\.amazonaws\.com$/);
+  return hostname;
+};
 
 const ECR_IMAGE = `123456789012.dkr.ecr.us-east-1.amazonaws.com/agent@${FAKE_IMAGE_DIGEST}`;
 const CERT = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555";
@@ -583,8 +571,8 @@ describe("exposure", () => {
     expect((lb.inputs.spec as { ports: unknown }).ports).toEqual([
       { name: "http", port: 80, targetPort: "http", protocol: "TCP" },
     ]);
-    expect(await outputOf(targets.dev.url)).toBe(`http://${lbHostname(lb.name)}`);
-    expect(await outputOf(targets.dev.loadBalancerHostname)).toBe(lbHostname(lb.name));
+    expect(await outputOf(targets.dev.url)).toBe(`http://${lbHostname(lb)}`);
+    expect(await outputOf(targets.dev.loadBalancerHostname)).toBe(lbHostname(lb));
   });
 
   test("prod with a domain: TLS terminates at the NLB on 443 and port 80 is not exposed", async () => {
@@ -603,7 +591,7 @@ describe("exposure", () => {
       name: "agent.example.com",
       type: "CNAME",
       ttl: 60,
-      records: [lbHostname(lb.name)],
+      records: [lbHostname(lb)],
     });
   });
 
@@ -648,7 +636,7 @@ describe("exposure", () => {
         },
       ],
     });
-    expect(await outputOf(targets.alb.loadBalancerHostname)).toBe(lbHostname(ingress.name));
+    expect(await outputOf(targets.alb.loadBalancerHostname)).toBe(lbHostname(ingress));
     expect(await outputOf(targets.alb.url)).toBe("https://alb.example.com");
   });
 });

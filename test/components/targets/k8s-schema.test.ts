@@ -53,22 +53,15 @@ import {
   fakeImageArtifact,
 } from "../../support/fake-data-plane";
 import {
-  registerComputedOutputs,
-  registerInvoke,
   type RecordedResource,
   type ResourceQuery,
   setupPulumiMocks,
   within,
 } from "../../support/pulumi";
+// The VPC lookup and the load balancers' `status`.
+import "../../support/pulumi-target-outputs";
 
 setupPulumiMocks({ stack: "dev" });
-registerInvoke("aws:ec2/getVpc:getVpc", (ctx) => ({ id: ctx.inputs.id, cidrBlock: "10.0.0.0/16" }));
-registerComputedOutputs("kubernetes:core/v1:Service", (ctx) => ({
-  status: { loadBalancer: { ingress: [{ hostname: `${ctx.name}.elb.us-east-1.amazonaws.com` }] } },
-}));
-registerComputedOutputs("kubernetes:networking.k8s.io/v1:Ingress", (ctx) => ({
-  status: { loadBalancer: { ingress: [{ hostname: `${ctx.name}.elb.us-east-1.amazonaws.com` }] } },
-}));
 
 const IMAGE = `123456789012.dkr.ecr.us-east-1.amazonaws.com/agent@${FAKE_IMAGE_DIGEST}`;
 const CERT = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555";

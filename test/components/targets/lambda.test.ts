@@ -1,6 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs } from "../../../components/contracts";
+import type { Artifact } from "../../../components/contracts";
 import { environmentProfile } from "../../../components/environment";
 import {
   LambdaTarget,
@@ -23,47 +23,31 @@ import {
 import {
   isSecretOutput,
   outputOf,
-  recordOf,
-  registerComputedOutputs,
   setupPulumiMocks,
-  within,
   type RecordedResource,
-  type ResourceQuery,
 } from "../../support/pulumi";
+// Aliases with qualified function ARNs, integrations with ids (routes address them by id).
+import "../../support/pulumi-target-outputs";
+import {
+  expectOwnedAndNamed,
+  extraSecret,
+  renderAll,
+  targetArgs,
+  testRejections,
+  type RenderArgs as TargetRenderArgs,
+  type Rendered as TargetRendered,
+} from "./helpers";
 
 setupPulumiMocks({ stack: "dev" });
 
-// Aliases are addressed by a qualified function ARN; the harness's generic ARN is not one.
-registerComputedOutputs("aws:lambda/alias:Alias", (ctx) => {
-  const fn = String(ctx.plainInputs.functionName);
-  const arn = `arn:aws:lambda:${ctx.region}:${ctx.accountId}:function:${fn}:${String(ctx.plainInputs.name)}`;
-  return {
-    id: arn,
-    arn,
-    invokeArn: `arn:aws:apigateway:${ctx.region}:lambda:path/2015-03-31/functions/${arn}/invocations`,
-  };
-});
-// The harness leaves ids of unregistered types empty (unknown); routes address integrations by id.
-registerComputedOutputs("aws:apigatewayv2/integration:Integration", (ctx) => ({ id: ctx.hash(7) }));
+type Rendered = TargetRendered<LambdaTarget>;
+type RenderArgs = TargetRenderArgs<LambdaTargetArgs>;
 
-interface Rendered {
-  target: LambdaTarget;
-  q: ResourceQuery;
-}
-
-function render(
-  name: string,
-  overrides: Partial<LambdaTargetArgs> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs } = {},
-): LambdaTarget {
-  const env = overrides.env ?? "dev";
-  const { env: _env, dp, ...rest } = overrides;
-  return new LambdaTarget(name, {
-    dataPlane: dp ?? fakeAwsDataPlane({ environment: env }),
-    artifact: fakeLambdaZipArtifact(),
-    profile: environmentProfile(env),
-    ...rest,
-  });
-}
+const render = (name: string, overrides: RenderArgs = {}) =>
+  new LambdaTarget(
+    name,
+    targetArgs<LambdaTargetArgs>("aws", { artifact: fakeLambdaZipArtifact() }, overrides),
+  );
 
 let dev: Rendered;
 let prod: Rendered;
@@ -73,30 +57,23 @@ const EXTRA_SECRET =
   "arn:aws:secretsmanager:us-east-1:123456789012:secret:agent/otel-headers-StUvWx";
 
 beforeAll(async () => {
-  const devTarget = render("agent-dev");
-  const prodTarget = render("agent-prod", {
-    env: "prod",
-    artifact: fakeLambdaZipArtifact("s3://agent-artifacts/builds/abc123/lambda.zip"),
-  });
-  const apiTarget = render("agent-api", {
-    exposure: "http-api",
-    provisionedConcurrency: 1,
-    dp: fakeAwsDataPlane({
-      extraSecrets: [
-        {
-          store: "aws-secretsmanager",
-          id: pulumi.output(EXTRA_SECRET),
-          name: pulumi.output("agent/otel-headers"),
-          version: "AWSCURRENT",
-        },
-      ],
+  ({ dev, prod, api, quiet } = await renderAll({
+    dev: render("agent-dev"),
+    prod: render("agent-prod", {
+      env: "prod",
+      artifact: fakeLambdaZipArtifact("s3://agent-artifacts/builds/abc123/lambda.zip"),
     }),
-  });
-  const quietTarget = render("agent-quiet", { dp: fakeAwsDataPlane({ withoutAlerting: true }) });
-  dev = { target: devTarget, q: await within(devTarget) };
-  prod = { target: prodTarget, q: await within(prodTarget) };
-  api = { target: apiTarget, q: await within(apiTarget) };
-  quiet = { target: quietTarget, q: await within(quietTarget) };
+    api: render("agent-api", {
+      exposure: "http-api",
+      provisionedConcurrency: 1,
+      dp: fakeAwsDataPlane({
+        extraSecrets: [
+          extraSecret("aws-secretsmanager", EXTRA_SECRET, "agent/otel-headers", "AWSCURRENT"),
+        ],
+      }),
+    }),
+    quiet: render("agent-quiet", { dp: fakeAwsDataPlane({ withoutAlerting: true }) }),
+  }));
 });
 
 const fnOf = (r: Rendered) => r.q.findOne(aws.lambda.Function);
@@ -142,11 +119,8 @@ describe("resources", () => {
 
   test("every child is parented to the component and named after it", async () => {
     for (const r of [dev, prod, api]) {
-      const self = await recordOf(r.target);
-      const children = r.q.all();
-      expect(children.length).toBeGreaterThan(0);
-      for (const c of children) expect(c.name.startsWith(`${self.name}-`)).toBe(true);
-      for (const c of r.q.childrenOf(self)) expect(c.parentUrn).toBe(self.urn);
+      expect(r.q.all().length).toBeGreaterThan(0);
+      const self = await expectOwnedAndNamed(r);
       expect(r.q.childrenOf(self).length).toBeGreaterThan(5);
     }
   });
@@ -429,13 +403,7 @@ describe("alarms", () => {
 });
 
 describe("validation", () => {
-  const cases: Array<
-    [
-      string,
-      () => Partial<LambdaTargetArgs> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs },
-      RegExp,
-    ]
-  > = [
+  const cases: Array<[string, () => RenderArgs, RegExp]> = [
     [
       "a GCP data plane",
       () => ({ dp: fakeGcpDataPlane() }),
@@ -496,34 +464,14 @@ describe("validation", () => {
       "a GCP secret in the AWS data plane",
       () => ({
         dp: fakeAwsDataPlane({
-          extraSecrets: [
-            {
-              store: "gcp-secretmanager",
-              id: pulumi.output("projects/p/secrets/s"),
-              name: pulumi.output("s"),
-              version: "latest",
-            },
-          ],
+          extraSecrets: [extraSecret("gcp-secretmanager", "projects/p/secrets/s", "s", "latest")],
         }),
       }),
       /not in AWS Secrets Manager/,
     ],
   ];
 
-  test.each(cases)(
-    "rejects %s with a ResourceError saying what to change",
-    (_label, make, message) => {
-      let error: unknown;
-      try {
-        render("bad", make());
-      } catch (e) {
-        error = e;
-      }
-      expect(error).toBeInstanceOf(pulumi.ResourceError);
-      expect((error as Error).message).toMatch(/^LambdaTarget "bad": /);
-      expect((error as Error).message).toMatch(message);
-    },
-  );
+  testRejections(cases, (o) => render("bad", o), /^LambdaTarget "bad": /);
 });
 
 describe("pure helpers", () => {

@@ -1,11 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as aws from "@pulumi/aws";
-import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import type { DataPlaneOutputs } from "../../../components/contracts";
 import { environmentProfile } from "../../../components/environment";
 import {
   ALB_TLS_POLICY,
@@ -28,59 +22,23 @@ import {
 import {
   invocationsOf,
   outputOf,
-  recordOf,
-  registerInvoke,
   setupPulumiMocks,
-  within,
   type RecordedResource,
-  type ResourceQuery,
 } from "../../support/pulumi";
+import { MOCK_AMIS as AMI } from "../../support/pulumi-target-outputs";
+import {
+  expectOwnedAndNamed,
+  expectValidCloudConfig,
+  extraSecret,
+  renderAll,
+  targetArgs,
+  testRejections,
+  validatorTest,
+  type RenderArgs as TargetRenderArgs,
+  type Rendered as TargetRendered,
+} from "./helpers";
 
 setupPulumiMocks({ stack: "dev" });
-
-const AMI = { arm64: "ami-0arm64000000000001", x86_64: "ami-0x86640000000000001" };
-registerInvoke("aws:ssm/getParameter:getParameter", (ctx) => {
-  const name = String(ctx.inputs.name);
-  const m =
-    /^\/aws\/service\/ami-amazon-linux-latest\/al2023-ami-kernel-default-(arm64|x86_64)$/.exec(
-      name,
-    );
-  if (!m) throw new Error(`unexpected SSM parameter ${name}`);
-  const value = AMI[m[1] as "arm64" | "x86_64"];
-  return {
-    id: name,
-    name,
-    arn: `arn:aws:ssm:${ctx.region}::parameter${name}`,
-    type: "String",
-    value,
-    insecureValue: value,
-    version: 42,
-    withDecryption: true,
-  };
-});
-
-// ---------------------------------------------------------------------------------------------
-// The real validator for the decoded user data (skipped locally without cloud-init, never in CI).
-
-const HAVE_CLOUD_INIT = spawnSync("cloud-init", ["--version"], { encoding: "utf8" }).status === 0;
-const IN_CI = process.env.CI === "true";
-const validatorTest = HAVE_CLOUD_INIT || IN_CI ? test : test.skip;
-
-function cloudInitSchema(document: string): { valid: boolean; output: string } {
-  if (!HAVE_CLOUD_INIT)
-    throw new Error("cloud-init is not installed: CI must install it to validate VM user data.");
-  const dir = mkdtempSync(join(tmpdir(), "cloud-init-"));
-  try {
-    const file = join(dir, "user-data.yaml");
-    writeFileSync(file, document);
-    const r = spawnSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
-    return { valid: r.status === 0, output: `${r.stdout}${r.stderr}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const ECR_IMAGE = `${FAKE_AWS.account}.dkr.ecr.${FAKE_AWS.region}.amazonaws.com/agent@${FAKE_IMAGE_DIGEST}`;
 const DOMAIN = "agent.example.com";
@@ -89,23 +47,11 @@ const EXTRA_SECRET =
   "arn:aws:secretsmanager:us-east-1:123456789012:secret:agent/otel-headers-StUvWx";
 const KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-1111-2222-333344445555";
 
-interface Rendered {
-  target: AwsVmGroupTarget;
-  q: ResourceQuery;
-}
+type Rendered = TargetRendered<AwsVmGroupTarget>;
+type RenderArgs = TargetRenderArgs<AwsVmGroupTargetArgs>;
 
-type RenderArgs = Partial<AwsVmGroupTargetArgs> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs };
-
-function args(overrides: RenderArgs = {}): AwsVmGroupTargetArgs {
-  const env = overrides.env ?? "dev";
-  const { env: _env, dp, ...rest } = overrides;
-  return {
-    dataPlane: dp ?? fakeAwsDataPlane({ environment: env }),
-    artifact: fakeImageArtifact(ECR_IMAGE),
-    profile: environmentProfile(env),
-    ...rest,
-  };
-}
+const args = (overrides: RenderArgs = {}) =>
+  targetArgs<AwsVmGroupTargetArgs>("aws", { artifact: fakeImageArtifact(ECR_IMAGE) }, overrides);
 
 const render = (name: string, overrides: RenderArgs = {}) =>
   new AwsVmGroupTarget(name, args(overrides));
@@ -116,38 +62,31 @@ let custom: Rendered;
 let quiet: Rendered;
 
 beforeAll(async () => {
-  const devTarget = render("agent-dev");
-  const prodTarget = render("agent-prod", {
-    env: "prod",
-    domain: DOMAIN,
-    certificateArn: CERT,
-    accessLogs: { bucket: "agent-alb-logs", prefix: "prod" },
-  });
-  const customTarget = render("agent-x86", {
-    instanceType: "m7i.large",
-    minInstances: 2,
-    maxInstances: 4,
-    requestsPerTarget: 120,
-    rootVolumeGiB: 40,
-    allowedCidrs: ["203.0.113.0/24", "198.51.100.0/24"],
-    secretKmsKeyArns: [KMS_KEY],
-    tags: { team: "agents" },
-    dp: fakeAwsDataPlane({
-      extraSecrets: [
-        {
-          store: "aws-secretsmanager",
-          id: pulumi.output(EXTRA_SECRET),
-          name: pulumi.output("agent/otel-headers"),
-          version: "AWSCURRENT",
-        },
-      ],
+  ({ dev, prod, custom, quiet } = await renderAll({
+    dev: render("agent-dev"),
+    prod: render("agent-prod", {
+      env: "prod",
+      domain: DOMAIN,
+      certificateArn: CERT,
+      accessLogs: { bucket: "agent-alb-logs", prefix: "prod" },
     }),
-  });
-  const quietTarget = render("agent-quiet", { dp: fakeAwsDataPlane({ withoutAlerting: true }) });
-  dev = { target: devTarget, q: await within(devTarget) };
-  prod = { target: prodTarget, q: await within(prodTarget) };
-  custom = { target: customTarget, q: await within(customTarget) };
-  quiet = { target: quietTarget, q: await within(quietTarget) };
+    custom: render("agent-x86", {
+      instanceType: "m7i.large",
+      minInstances: 2,
+      maxInstances: 4,
+      requestsPerTarget: 120,
+      rootVolumeGiB: 40,
+      allowedCidrs: ["203.0.113.0/24", "198.51.100.0/24"],
+      secretKmsKeyArns: [KMS_KEY],
+      tags: { team: "agents" },
+      dp: fakeAwsDataPlane({
+        extraSecrets: [
+          extraSecret("aws-secretsmanager", EXTRA_SECRET, "agent/otel-headers", "AWSCURRENT"),
+        ],
+      }),
+    }),
+    quiet: render("agent-quiet", { dp: fakeAwsDataPlane({ withoutAlerting: true }) }),
+  }));
 });
 
 type Inputs = Record<string, unknown>;
@@ -223,12 +162,8 @@ describe("resources", () => {
   });
 
   test("every resource is beneath the component and named after it", async () => {
-    for (const r of [dev, prod, custom, quiet]) {
-      const self = await recordOf(r.target);
-      expect(self.type).toBe("agent:targets:AwsVmGroup");
-      for (const c of r.q.all()) expect(c.name.startsWith(`${self.name}-`)).toBe(true);
-      for (const c of r.q.childrenOf(self)) expect(c.parentUrn).toBe(self.urn);
-    }
+    for (const r of [dev, prod, custom, quiet])
+      await expectOwnedAndNamed(r, "agent:targets:AwsVmGroup");
   });
 
   test("outputs", async () => {
@@ -310,11 +245,7 @@ describe("launch template", () => {
 
 describe("user data", () => {
   validatorTest("decodes to a document the real validator accepts (dev and prod)", () => {
-    for (const r of [dev, prod]) {
-      const result = cloudInitSchema(userDataOf(r));
-      expect(result.output).toMatch(/Valid cloud-config/);
-      expect(result.valid).toBe(true);
-    }
+    for (const r of [dev, prod]) expectValidCloudConfig(userDataOf(r));
   });
 
   test("runs the image by digest, logs to the component's group, ECR login", () => {
@@ -691,20 +622,7 @@ describe("bad args", () => {
     ],
   ];
 
-  test.each(cases)(
-    "rejects %s with a ResourceError saying what to change",
-    (_label, make, message) => {
-      let error: unknown;
-      try {
-        render("bad", make());
-      } catch (e) {
-        error = e;
-      }
-      expect(error).toBeInstanceOf(pulumi.ResourceError);
-      expect((error as Error).message).toMatch(/^AwsVmGroupTarget "bad": /);
-      expect((error as Error).message).toMatch(message);
-    },
-  );
+  testRejections(cases, (o) => render("bad", o), /^AwsVmGroupTarget "bad": /);
 
   test("a name too long for the ALB", () => {
     expect(() => render("agent-production-vm-group")).toThrow(

@@ -1,11 +1,5 @@
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as gcp from "@pulumi/gcp";
-import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
-import type { DataPlaneOutputs } from "../../../components/contracts";
 import { environmentProfile } from "../../../components/environment";
 import {
   COS_IMAGE,
@@ -25,148 +19,38 @@ import {
   fakeImageArtifact,
   fakeLambdaZipArtifact,
 } from "../../support/fake-data-plane";
-import {
-  outputOf,
-  recordOf,
-  registerComputedOutputs,
-  setupPulumiMocks,
-  within,
-  type MockResourceContext,
-  type ResourceQuery,
-} from "../../support/pulumi";
+import { outputOf, setupPulumiMocks } from "../../support/pulumi";
 import "../../support/pulumi-gcp-outputs";
+import { MOCK_LB_IP as IP } from "../../support/pulumi-target-outputs";
+import {
+  expectOwnedAndNamed,
+  expectValidCloudConfig,
+  extraSecret,
+  renderAll,
+  targetArgs,
+  testRejections,
+  validatorTest,
+  type RenderArgs as TargetRenderArgs,
+  type Rendered as TargetRendered,
+} from "./helpers";
 
 setupPulumiMocks({ stack: "dev" });
 
 const PROJECT = FAKE_GCP.project;
-const IP = "203.0.113.50";
-
-const str = (v: unknown, fallback: string) => (typeof v === "string" && v ? v : fallback);
-const nameOf = (ctx: MockResourceContext) =>
-  str(ctx.plainInputs.name, `${ctx.name}-${ctx.hash(7)}`);
-const projectOf = (ctx: MockResourceContext) =>
-  str(ctx.plainInputs.project, "mock-provider-project");
-const link = (id: string) => `https://www.googleapis.com/compute/v1/${id}`;
-
-for (const [type, collection] of [
-  ["gcp:compute/healthCheck:HealthCheck", "healthChecks"],
-  ["gcp:compute/backendService:BackendService", "backendServices"],
-  ["gcp:compute/uRLMap:URLMap", "urlMaps"],
-  ["gcp:compute/managedSslCertificate:ManagedSslCertificate", "sslCertificates"],
-  ["gcp:compute/sSLPolicy:SSLPolicy", "sslPolicies"],
-  ["gcp:compute/targetHttpProxy:TargetHttpProxy", "targetHttpProxies"],
-  ["gcp:compute/targetHttpsProxy:TargetHttpsProxy", "targetHttpsProxies"],
-  ["gcp:compute/globalForwardingRule:GlobalForwardingRule", "forwardingRules"],
-] as const) {
-  registerComputedOutputs(type, (ctx) => {
-    const name = nameOf(ctx);
-    const id = `projects/${projectOf(ctx)}/global/${collection}/${name}`;
-    return { id, name, selfLink: link(id) };
-  });
-}
-
-registerComputedOutputs("gcp:compute/globalAddress:GlobalAddress", (ctx) => {
-  const name = nameOf(ctx);
-  const id = `projects/${projectOf(ctx)}/global/addresses/${name}`;
-  return { id, name, selfLink: link(id), address: IP };
-});
-
-registerComputedOutputs("gcp:compute/instanceTemplate:InstanceTemplate", (ctx) => {
-  const name = nameOf(ctx);
-  const id = `projects/${projectOf(ctx)}/global/instanceTemplates/${name}`;
-  return {
-    id,
-    name,
-    selfLink: link(id),
-    selfLinkUnique: `${link(id)}?uniqueId=${BigInt(`0x${ctx.hash(12)}`).toString()}`,
-  };
-});
-
-registerComputedOutputs(
-  "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager",
-  (ctx) => {
-    const name = nameOf(ctx);
-    const scope = `projects/${projectOf(ctx)}/regions/${str(ctx.plainInputs.region, "us-central1")}`;
-    return {
-      id: `${scope}/instanceGroupManagers/${name}`,
-      name,
-      selfLink: link(`${scope}/instanceGroupManagers/${name}`),
-      instanceGroup: link(`${scope}/instanceGroups/${name}`),
-    };
-  },
-);
-
-registerComputedOutputs("gcp:compute/regionAutoscaler:RegionAutoscaler", (ctx) => {
-  const name = nameOf(ctx);
-  const id = `projects/${projectOf(ctx)}/regions/${str(ctx.plainInputs.region, "us-central1")}/autoscalers/${name}`;
-  return { id, name, selfLink: link(id) };
-});
-
-registerComputedOutputs("gcp:serviceaccount/account:Account", (ctx) => {
-  const email = `${String(ctx.plainInputs.accountId)}@${String(ctx.plainInputs.project)}.iam.gserviceaccount.com`;
-  return {
-    id: `projects/${String(ctx.plainInputs.project)}/serviceAccounts/${email}`,
-    email,
-    name: `projects/${String(ctx.plainInputs.project)}/serviceAccounts/${email}`,
-    member: `serviceAccount:${email}`,
-  };
-});
-
-for (const type of [
-  "gcp:projects/iAMMember:IAMMember",
-  "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
-]) {
-  registerComputedOutputs(type, (ctx) => ({
-    id: `${String(ctx.plainInputs.role)}/${String(ctx.plainInputs.member)}`,
-    etag: `BwY${ctx.hash(8)}`,
-  }));
-}
-
-// ---------------------------------------------------------------------------------------------
-// The real validator for the user data (skipped locally without cloud-init, never in CI).
-
-const HAVE_CLOUD_INIT = spawnSync("cloud-init", ["--version"], { encoding: "utf8" }).status === 0;
-const IN_CI = process.env.CI === "true";
-const validatorTest = HAVE_CLOUD_INIT || IN_CI ? test : test.skip;
-
-function cloudInitSchema(document: string): { valid: boolean; output: string } {
-  if (!HAVE_CLOUD_INIT)
-    throw new Error("cloud-init is not installed: CI must install it to validate VM user data.");
-  const dir = mkdtempSync(join(tmpdir(), "cloud-init-"));
-  try {
-    const file = join(dir, "user-data.yaml");
-    writeFileSync(file, document);
-    const r = spawnSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
-    return { valid: r.status === 0, output: `${r.stdout}${r.stderr}` };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 const DOMAIN = "agent.example.com";
 const EXTRA_SECRET = "projects/agent-test-project/secrets/agent-otel-headers";
 const SHARED_IMAGE = `europe-west4-docker.pkg.dev/agent-artifacts/releases/agent@${FAKE_IMAGE_DIGEST}`;
 
-interface Rendered {
-  target: GcpVmGroupTarget;
-  q: ResourceQuery;
-}
+type Rendered = TargetRendered<GcpVmGroupTarget>;
+type RenderArgs = TargetRenderArgs<GcpVmGroupTargetArgs>;
 
-type RenderArgs = Partial<GcpVmGroupTargetArgs> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs };
-
-function args(overrides: RenderArgs = {}): GcpVmGroupTargetArgs {
-  const env = overrides.env ?? "dev";
-  const { env: _env, dp, ...rest } = overrides;
-  return {
-    project: PROJECT,
-    dataPlane: dp ?? fakeGcpDataPlane({ environment: env }),
-    artifact: fakeImageArtifact(),
-    profile: environmentProfile(env),
-    ...rest,
-  };
-}
+const args = (overrides: RenderArgs = {}) =>
+  targetArgs<GcpVmGroupTargetArgs>(
+    "gcp",
+    { project: PROJECT, artifact: fakeImageArtifact() },
+    overrides,
+  );
 
 const render = (name: string, overrides: RenderArgs = {}) =>
   new GcpVmGroupTarget(name, args(overrides));
@@ -176,30 +60,22 @@ let prod: Rendered;
 let custom: Rendered;
 
 beforeAll(async () => {
-  const devTarget = render("agent-dev");
-  const prodTarget = render("agent-prod", { env: "prod", domain: DOMAIN });
-  const customTarget = render("agent-custom", {
-    machineType: "e2-standard-2",
-    zones: ["us-central1-a", "us-central1-b", "us-central1-c"],
-    minInstances: 2,
-    maxInstances: 6,
-    targetCpuPercent: 70,
-    artifact: fakeImageArtifact(SHARED_IMAGE),
-    labels: { team: "agents" },
-    dp: fakeGcpDataPlane({
-      extraSecrets: [
-        {
-          store: "gcp-secretmanager",
-          id: pulumi.output(EXTRA_SECRET),
-          name: pulumi.output("agent-otel-headers"),
-          version: "3",
-        },
-      ],
+  ({ dev, prod, custom } = await renderAll({
+    dev: render("agent-dev"),
+    prod: render("agent-prod", { env: "prod", domain: DOMAIN }),
+    custom: render("agent-custom", {
+      machineType: "e2-standard-2",
+      zones: ["us-central1-a", "us-central1-b", "us-central1-c"],
+      minInstances: 2,
+      maxInstances: 6,
+      targetCpuPercent: 70,
+      artifact: fakeImageArtifact(SHARED_IMAGE),
+      labels: { team: "agents" },
+      dp: fakeGcpDataPlane({
+        extraSecrets: [extraSecret("gcp-secretmanager", EXTRA_SECRET, "agent-otel-headers", "3")],
+      }),
     }),
-  });
-  dev = { target: devTarget, q: await within(devTarget) };
-  prod = { target: prodTarget, q: await within(prodTarget) };
-  custom = { target: customTarget, q: await within(customTarget) };
+  }));
 });
 
 type Inputs = Record<string, unknown>;
@@ -268,12 +144,7 @@ describe("resources", () => {
   });
 
   test("every resource is beneath the component and named after it", async () => {
-    for (const r of [dev, prod, custom]) {
-      const self = await recordOf(r.target);
-      expect(self.type).toBe("agent:targets:GcpVmGroup");
-      for (const c of r.q.all()) expect(c.name.startsWith(`${self.name}-`)).toBe(true);
-      for (const c of r.q.childrenOf(self)) expect(c.parentUrn).toBe(self.urn);
-    }
+    for (const r of [dev, prod, custom]) await expectOwnedAndNamed(r, "agent:targets:GcpVmGroup");
   });
 
   test("outputs", async () => {
@@ -344,11 +215,7 @@ describe("instance template", () => {
 
 describe("user data", () => {
   validatorTest("the metadata's user-data passes the real validator (dev and prod)", () => {
-    for (const r of [dev, prod]) {
-      const result = cloudInitSchema(userDataOf(r));
-      expect(result.output).toMatch(/Valid cloud-config/);
-      expect(result.valid).toBe(true);
-    }
+    for (const r of [dev, prod]) expectValidCloudConfig(userDataOf(r));
   });
 
   test("runs the image by digest with Artifact Registry credentials and gcplogs", async () => {
@@ -665,20 +532,7 @@ describe("bad args", () => {
     ["a bad sample rate", () => ({ logSampleRate: 2 }), /logSampleRate 2 must be between 0 and 1/],
   ];
 
-  test.each(cases)(
-    "rejects %s with a ResourceError saying what to change",
-    (_label, make, message) => {
-      let error: unknown;
-      try {
-        render("bad-vm", make());
-      } catch (e) {
-        error = e;
-      }
-      expect(error).toBeInstanceOf(pulumi.ResourceError);
-      expect((error as Error).message).toMatch(/^GcpVmGroupTarget "bad-vm": /);
-      expect((error as Error).message).toMatch(message);
-    },
-  );
+  testRejections(cases, (o) => render("bad-vm", o), /^GcpVmGroupTarget "bad-vm": /);
 
   test("a name that cannot prefix GCP names", () => {
     expect(() => render("Agent_VM")).toThrow(

@@ -1,0 +1,931 @@
+/**
+ * Spend budgets in USD: per request, per session, per user per UTC day and for the whole
+ * deployment per UTC day. Unset means no limit of that kind; users can have their own limits
+ * (Postgres `budget_overrides`).
+ *
+ * Enforcement reserves before spending. Before the upstream call, `reserve` holds the request's
+ * worst case (estimated input plus max_tokens of output, max_tokens first capped to what the
+ * request budget allows) on every applicable budget at once, or refuses with a 429
+ * `budget_exceeded`; afterwards `settle` replaces the hold with the real cost. Checking and
+ * holding are one atomic step (a Lua script in Redis shared by the replicas; in process on the
+ * embedded default), so any number of concurrent requests cannot together pass a limit.
+ *
+ * Where the truth lives, and what happens when a part is missing:
+ *
+ *  - Postgres' usage ledger is the record of spend. A Redis window counter that is missing
+ *    (first use in a window, expiry, eviction, FLUSHALL, a new Redis) is seeded from the
+ *    ledger's sum for that window before anything is reserved against it, so losing Redis
+ *    never resets a budget. Limits: ledger writes are batched (about 100 ms), so spend settled
+ *    just before a flush can be missed, and holds in flight at a flush are forgotten (their
+ *    later settlements still count).
+ *  - Redis unreachable (or slower than `redisTimeoutMs`): requests keep being served. Each
+ *    replica switches to an in-process engine seeded from the larger of the last counters it
+ *    saw in Redis and the ledger's sums, and may spend only `degradedShare` of what remained of
+ *    each budget; with a share of 1/replicas the limits still hold, larger trades strictness
+ *    for availability. Spend settled meanwhile is replayed into Redis when it returns (a
+ *    bounded queue; the replayed settlements are idempotent). Failing closed was rejected: a
+ *    Redis outage would become a full outage of a paid API. While degraded, a replica alerts
+ *    on its own view, so two replicas may each send the same alert.
+ *  - A replica that dies mid-request leaves a hold behind: every hold has a deadline
+ *    (`reservationTtlMs`) and the next reservation after it releases the hold.
+ *  - Alerts fire once per threshold per budget window: the marker is set in the same atomic
+ *    step as the spend that crosses it. A counter re-seeded from the ledger marks thresholds
+ *    already passed as alerted. The 100 % alert fires when settled spend reaches the limit,
+ *    or when the budget first refuses a request it cannot cover even with one output token
+ *    (holds take worst cases, so settled spend usually stops a little short of the limit).
+ *
+ * The input side of a hold is an estimate (estimate.ts); a request whose real input is larger
+ * than estimated can settle above its hold, the one way spend can pass a limit.
+ */
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { AppConfig } from "../config";
+import { ApiError } from "../errors";
+import type { ModelCatalog } from "../llm/models";
+import type { BudgetOverrides, SpendFilter, Store, UserBudgetName } from "../store/types";
+import { AlertDispatcher, type AlertListener, type BudgetName, type BudgetWindow } from "./alerts";
+import {
+  MemoryBudgetEngine,
+  microsCeil,
+  microsFloor,
+  usd,
+  type BudgetEngine,
+  type Crossing,
+  type EngineLine,
+  type EngineReserveResult,
+  type LineState,
+} from "./engine";
+import { RedisBudgetEngine } from "./redis-engine";
+
+export { estimateInput, estimateInputTokens } from "./estimate";
+export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
+
+export interface BudgetLimits {
+  requestUsd?: number;
+  sessionUsd?: number;
+  userDailyUsd?: number;
+  dailyUsd?: number;
+}
+
+export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides">;
+
+export interface BudgetServiceOptions {
+  limits: BudgetLimits;
+  catalog: ModelCatalog;
+  store: BudgetStore;
+  logger: Logger;
+  /** Shared counters across replicas; without it budgets are counted in this process. */
+  redis?: Redis;
+  /** Where alerts go. @default a dispatcher logging alerts, posting to `webhookUrl` when given */
+  alerts?: AlertDispatcher;
+  webhookUrl?: string;
+  /** @default 900000 (BUDGET_RESERVATION_TTL_SECONDS) */
+  reservationTtlMs?: number;
+  /** @default 0.25 (BUDGET_DEGRADED_SHARE) */
+  degradedShare?: number;
+  /** How long a user's overrides are cached; bounds how long a changed override takes. @default 30000 */
+  overrideCacheMs?: number;
+  /** Redis key hash tag; tests use their own. @default "budget" */
+  keyTag?: string;
+  /** A Redis or ledger call slower than this counts as failed (degraded mode). @default 1000 */
+  redisTimeoutMs?: number;
+  /** A session's counter is dropped after this long unused (and re-seeded when used). @default 7 days */
+  sessionIdleMs?: number;
+  now?: () => number;
+}
+
+export interface ReserveRequest {
+  /** Used in the hold's id, for correlation. */
+  requestId: string;
+  userId: string;
+  sessionId?: string | null;
+  model: string;
+  /** estimateInputTokens(body) */
+  inputTokensEstimate: number;
+  maxTokens: number;
+  /** The request uses cache_control: input is reserved at the cache-write price. */
+  promptCaching?: boolean;
+  /**
+   * Models the call may fall back to: the hold is priced at the dearest of them, so a fallback
+   * to a pricier model cannot settle above its hold.
+   */
+  fallbackModels?: readonly string[];
+}
+
+export type ReserveResult =
+  { ok: true; reservation: Reservation; maxTokens: number } | { ok: false; error: ApiError };
+
+export interface RefusalEvent {
+  budget: BudgetName;
+  scopeId: string;
+  userId: string;
+  /** The budget would cover the request once requests in flight settle. */
+  retryable: boolean;
+}
+
+/** What `usageFor` reports per budget (the JSON of GET /v1/usage). */
+export interface BudgetUsage {
+  budget: BudgetName;
+  scope_id: string;
+  limit_usd: number;
+  /** Null for the request budget, which has no running total. */
+  spent_usd: number | null;
+  reserved_usd: number | null;
+  remaining_usd: number;
+  window: BudgetWindow | null;
+  resets_at: string | null;
+  source: "default" | "override";
+}
+
+export interface UsageReport {
+  object: "usage";
+  user_id: string;
+  session_id: string | null;
+  at: string;
+  /** Where the counters came from: shared Redis, this process (embedded), or this process while Redis is down. */
+  mode: "redis" | "embedded" | "degraded";
+  budgets: BudgetUsage[];
+}
+
+interface Limit {
+  usd: number;
+  source: "default" | "override";
+}
+
+interface Limits {
+  request?: Limit;
+  session?: Limit;
+  user_daily?: Limit;
+  daily?: Limit;
+}
+
+/** One budget window a hold counts against, with what alerts and errors say about it. */
+interface Line extends EngineLine {
+  budget: Exclude<BudgetName, "request">;
+  scopeId: string;
+  limitUsd: number;
+  source: Limit["source"];
+  window: BudgetWindow | null;
+  seedFilter: SpendFilter;
+}
+
+/** A hold on the budgets, returned by `reserve` and handed back to `settle`. */
+export class Reservation {
+  /** @internal */ settled = false;
+  constructor(
+    readonly id: string,
+    readonly userId: string,
+    readonly sessionId: string | null,
+    readonly model: string,
+    /** max_tokens to send upstream: the request's, or less when the request budget capped it. */
+    readonly maxTokens: number,
+    /** The worst-case cost held. */
+    readonly reservedUsd: number,
+    /** @internal */ readonly lines: readonly Line[],
+    /** @internal */ readonly engine: BudgetEngine | null,
+    /** @internal */ readonly amount: number,
+  ) {}
+}
+
+interface PendingSettle {
+  id: string;
+  lines: readonly Line[];
+  actual: number;
+  quiet: boolean;
+}
+
+const DAY_MS = 86_400_000;
+const MAX_PENDING_SETTLES = 10_000;
+const MAX_CACHED = 10_000;
+
+export function utcDay(ms: number): { id: string; start: number; end: number } {
+  const d = new Date(ms);
+  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
+  return { id: new Date(start).toISOString().slice(0, 10), start, end: start + DAY_MS };
+}
+
+class TimeoutError extends Error {}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`${what}: no answer within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+export class BudgetService {
+  readonly alerts: AlertDispatcher;
+  private readonly ownsAlerts: boolean;
+  private readonly limits: BudgetLimits;
+  private readonly catalog: ModelCatalog;
+  private readonly store: BudgetStore;
+  private readonly logger: Logger;
+  private readonly redis?: Redis;
+  private readonly redisEngine?: RedisBudgetEngine;
+  /** The only engine without Redis. */
+  private readonly embedded?: MemoryBudgetEngine;
+  /** Stands in for Redis while it is unreachable; a fresh one per outage. */
+  private degraded: MemoryBudgetEngine | null = null;
+  private readonly now: () => number;
+  private readonly ttlMs: number;
+  private readonly share: number;
+  private readonly overrideCacheMs: number;
+  private readonly timeoutMs: number;
+  private readonly sessionIdleMs: number;
+  private readonly keyTag: string;
+  private readonly overrides = new Map<string, { value: BudgetOverrides; until: number }>();
+  private readonly overrideLookups = new Map<string, Promise<BudgetOverrides>>();
+  private readonly seeding = new WeakMap<BudgetEngine, Map<string, Promise<void>>>();
+  /** Last spent + reserved seen in Redis per window: the floor a degraded engine starts from. */
+  private readonly lastSeen = new Map<string, number>();
+  private readonly pending: PendingSettle[] = [];
+  private flushing = false;
+  private closed = false;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private lastRedisWarn = 0;
+  private readonly refusalListeners = new Set<(e: RefusalEvent) => void>();
+  /** Counters for metrics and tests. */
+  readonly stats = {
+    reserved: 0,
+    refused: 0,
+    settled: 0,
+    reclaimed: 0,
+    degradedReservations: 0,
+    replayed: 0,
+    replayDropped: 0,
+  };
+
+  constructor(options: BudgetServiceOptions) {
+    this.limits = options.limits;
+    this.catalog = options.catalog;
+    this.store = options.store;
+    this.logger = options.logger;
+    this.redis = options.redis;
+    this.now = options.now ?? Date.now;
+    this.ttlMs = options.reservationTtlMs ?? 900_000;
+    this.share = options.degradedShare ?? 0.25;
+    this.overrideCacheMs = options.overrideCacheMs ?? 30_000;
+    this.timeoutMs = options.redisTimeoutMs ?? 1000;
+    this.sessionIdleMs = options.sessionIdleMs ?? 7 * DAY_MS;
+    this.keyTag = options.keyTag ?? "budget";
+    if (!(this.share > 0 && this.share <= 1))
+      throw new Error(`degradedShare must be in (0, 1], got ${this.share}`);
+    if (options.redis)
+      this.redisEngine = new RedisBudgetEngine(options.redis, { tag: this.keyTag });
+    else this.embedded = new MemoryBudgetEngine({ now: this.now });
+    this.ownsAlerts = !options.alerts;
+    this.alerts =
+      options.alerts ??
+      new AlertDispatcher({ logger: options.logger, webhookUrl: options.webhookUrl });
+  }
+
+  static fromConfig(
+    config: AppConfig,
+    deps: {
+      catalog: ModelCatalog;
+      store: BudgetStore;
+      logger: Logger;
+      redis?: Redis;
+      alerts?: AlertDispatcher;
+    },
+  ): BudgetService {
+    return new BudgetService({
+      ...deps,
+      limits: {
+        requestUsd: config.BUDGET_REQUEST_USD,
+        sessionUsd: config.BUDGET_SESSION_USD,
+        userDailyUsd: config.BUDGET_USER_DAILY_USD,
+        dailyUsd: config.BUDGET_DAILY_USD,
+      },
+      webhookUrl: config.ALERT_WEBHOOK_URL,
+      reservationTtlMs: config.BUDGET_RESERVATION_TTL_SECONDS * 1000,
+      degradedShare: config.BUDGET_DEGRADED_SHARE,
+    });
+  }
+
+  /** Where counters live right now. */
+  get mode(): UsageReport["mode"] {
+    if (!this.redis) return "embedded";
+    return this.redisUsable() ? "redis" : "degraded";
+  }
+
+  /** Settlements waiting for Redis to come back. */
+  get pendingSettles(): number {
+    return this.pending.length;
+  }
+
+  /** Metrics hook: called for every alert (after it is logged, before the webhook). */
+  onAlert(listener: AlertListener): () => void {
+    return this.alerts.onAlert(listener);
+  }
+
+  /** Metrics hook: called for every refused request. */
+  onRefused(listener: (e: RefusalEvent) => void): () => void {
+    this.refusalListeners.add(listener);
+    return () => this.refusalListeners.delete(listener);
+  }
+
+  /**
+   * Hold the request's worst-case cost on every budget that applies, or refuse it. Never
+   * throws: store and Redis failures degrade (see the module comment).
+   */
+  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+    const now = this.now();
+    const limits = await this.limitsFor(req.userId);
+    const priced = [req.model, ...(req.fallbackModels ?? [])].map((m) => this.catalog.prices(m));
+    // $/MTok is µ$/token. Input that may be written to the prompt cache costs the write price.
+    const inPrice = Math.max(
+      ...priced.map((p) =>
+        req.promptCaching ? Math.max(p.inputPerMTok, p.cacheWritePerMTok) : p.inputPerMTok,
+      ),
+    );
+    const outPrice = Math.max(...priced.map((p) => p.outputPerMTok));
+    const inputCost = Math.max(0, Math.ceil(req.inputTokensEstimate)) * inPrice;
+    let maxTokens = Math.max(1, Math.floor(req.maxTokens));
+
+    if (limits.request) {
+      const limit = microsFloor(limits.request.usd);
+      const cheapest = Math.ceil(inputCost + outPrice);
+      if (cheapest > limit) {
+        return this.refuse(req.userId, {
+          budget: "request",
+          scopeId: req.requestId,
+          limitUsd: limits.request.usd,
+          window: null,
+          state: null,
+          requested: cheapest,
+          retryable: false,
+        });
+      }
+      if (outPrice > 0) {
+        let cap = Math.floor((limit - inputCost) / outPrice);
+        while (cap > 1 && Math.ceil(inputCost + cap * outPrice) > limit) cap--;
+        maxTokens = Math.min(maxTokens, Math.max(1, cap));
+      }
+    }
+
+    const amount = Math.ceil(inputCost + maxTokens * outPrice);
+    const minCost = Math.ceil(inputCost + outPrice);
+    const lines = this.linesFor(req.userId, req.sessionId ?? null, limits, now);
+    const id = `${req.requestId}.${randomUUID()}`;
+    const hold = (engine: BudgetEngine | null) =>
+      new Reservation(
+        id,
+        req.userId,
+        req.sessionId ?? null,
+        req.model,
+        maxTokens,
+        usd(amount),
+        lines,
+        engine,
+        amount,
+      );
+    if (lines.length === 0) return { ok: true, reservation: hold(null), maxTokens };
+
+    const { engine, result } = await this.runReserve(id, lines, amount, minCost, now);
+    this.stats.reclaimed += result.reclaimed;
+    if (result.kind === "refused") {
+      const line = lines[result.index]!;
+      if (result.exhausted)
+        this.alert(
+          line,
+          100,
+          result.state.spent,
+          engine !== this.redisEngine && engine !== this.embedded,
+        );
+      return this.refuse(req.userId, {
+        budget: line.budget,
+        scopeId: line.scopeId,
+        limitUsd: line.limitUsd,
+        window: line.window,
+        state: result.state,
+        requested: amount,
+        retryable: result.state.spent + amount <= line.limit,
+      });
+    }
+    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
+    this.stats.reserved++;
+    return { ok: true, reservation: hold(engine), maxTokens };
+  }
+
+  /**
+   * Replace the hold with the real cost (0 releases it). Idempotent; never throws. Call it in a
+   * `finally`, with the cost of whatever was used, including a stream the client abandoned.
+   */
+  async settle(reservation: Reservation, actualCostUsd: number): Promise<void> {
+    if (reservation.settled) return;
+    reservation.settled = true;
+    this.stats.settled++;
+    let actual: number;
+    if (Number.isFinite(actualCostUsd) && actualCostUsd >= 0) actual = microsCeil(actualCostUsd);
+    else {
+      this.logger.error(
+        { reservation: reservation.id, actualCostUsd },
+        "budget settle: invalid cost; charging the reserved worst case",
+      );
+      actual = reservation.amount;
+    }
+    const { engine, lines, id } = reservation;
+    if (!engine || lines.length === 0) return;
+    if (engine === this.redisEngine) {
+      try {
+        if (!this.redisUsable()) throw new Error("redis is not connected");
+        const r = await withTimeout(
+          engine.settle(id, lines as Line[], actual),
+          this.timeoutMs,
+          "budget settle",
+        );
+        lines.forEach((l, i) => {
+          const spent = r.spent?.[i];
+          // Spend only grows within a window; holds in flight may make the last reading higher.
+          if (spent != null) this.see(l.key, Math.max(spent, this.lastSeen.get(l.key) ?? 0));
+        });
+        this.redisOk();
+        this.alertCrossings(lines, r.crossings, false);
+      } catch (err) {
+        this.redisFailed(err);
+        this.queueSettle({ id, lines, actual, quiet: false });
+      }
+      return;
+    }
+    const r = await engine.settle(id, lines as Line[], actual);
+    const degraded = engine !== this.embedded;
+    this.alertCrossings(lines, r.crossings, degraded);
+    // Redis never saw this spend: replay it there, without alerting again.
+    if (degraded) this.queueSettle({ id: `local.${id}`, lines, actual, quiet: true });
+  }
+
+  /** The caller's limits, spend and holds in flight for each budget that applies. */
+  async usageFor(userId: string, sessionId?: string | null): Promise<UsageReport> {
+    const now = this.now();
+    const limits = await this.limitsFor(userId);
+    const lines = this.linesFor(userId, sessionId ?? null, limits, now);
+    let states: LineState[] | undefined;
+    let mode: UsageReport["mode"] = this.redisEngine ? "redis" : "embedded";
+    if (this.redisEngine && this.redisUsable()) {
+      try {
+        states = await this.peekSeeded(this.redisEngine, lines);
+        this.redisOk();
+      } catch (err) {
+        this.redisFailed(err);
+      }
+    }
+    if (!states) {
+      if (this.redisEngine) mode = "degraded";
+      states = await this.peekSeeded(this.localEngine(), lines);
+    }
+    const budgets: BudgetUsage[] = [];
+    if (limits.request) {
+      budgets.push({
+        budget: "request",
+        scope_id: "request",
+        limit_usd: limits.request.usd,
+        spent_usd: null,
+        reserved_usd: null,
+        remaining_usd: limits.request.usd,
+        window: null,
+        resets_at: null,
+        source: limits.request.source,
+      });
+    }
+    lines.forEach((line, i) => {
+      const s = states![i]!;
+      budgets.push({
+        budget: line.budget,
+        scope_id: line.scopeId,
+        limit_usd: line.limitUsd,
+        spent_usd: usd(s.spent),
+        reserved_usd: usd(s.reserved),
+        remaining_usd: usd(Math.max(0, line.limit - s.spent - s.reserved)),
+        window: line.window,
+        resets_at: line.window?.end ?? null,
+        source: line.source,
+      });
+    });
+    return {
+      object: "usage",
+      user_id: userId,
+      session_id: sessionId ?? null,
+      at: new Date(now).toISOString(),
+      mode,
+      budgets,
+    };
+  }
+
+  /** Forget cached overrides (after changing them, or in tests). */
+  invalidateOverrides(userId?: string) {
+    if (userId === undefined) this.overrides.clear();
+    else this.overrides.delete(userId);
+  }
+
+  /** Replay what can be replayed into Redis, then stop timers and the alert queue. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    await this.flushPending();
+    if (this.pending.length > 0) {
+      this.logger.error(
+        { pending: this.pending.length },
+        "budget settlements not replayed into Redis at shutdown; the ledger still has them",
+      );
+    }
+    if (this.ownsAlerts) await this.alerts.close();
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private redisUsable(): boolean {
+    return this.redis?.status === "ready";
+  }
+
+  private localEngine(): MemoryBudgetEngine {
+    if (this.embedded) return this.embedded;
+    if (!this.degraded) {
+      this.degraded = new MemoryBudgetEngine({ share: this.share, now: this.now });
+      this.logger.warn(
+        { share: this.share },
+        "budgets: Redis unreachable; enforcing in this process with a share of each remaining budget",
+      );
+    }
+    return this.degraded;
+  }
+
+  private redisOk() {
+    if (this.degraded) {
+      // Holds taken while degraded still settle against the engine they came from.
+      this.degraded = null;
+      this.logger.info("budgets: Redis reachable again; shared counters in use");
+    }
+    if (this.pending.length > 0) void this.flushPending();
+  }
+
+  private redisFailed(err: unknown) {
+    const now = Date.now();
+    if (now - this.lastRedisWarn < 10_000) return;
+    this.lastRedisWarn = now;
+    this.logger.warn(
+      { err: (err as Error).message },
+      "budgets: Redis call failed; counting in this process",
+    );
+  }
+
+  private async runReserve(
+    id: string,
+    lines: Line[],
+    amount: number,
+    minCost: number,
+    now: number,
+  ): Promise<{ engine: BudgetEngine; result: EngineReserveResult }> {
+    const deadline = now + this.ttlMs;
+    if (this.redisEngine && this.redisUsable()) {
+      const engine = this.redisEngine;
+      try {
+        const result = await this.withSeeding(engine, lines, () =>
+          withTimeout(
+            engine.reserve(id, lines, amount, minCost, now, deadline),
+            this.timeoutMs,
+            "budget reserve",
+          ),
+        );
+        this.remember(lines, result);
+        this.redisOk();
+        return { engine, result };
+      } catch (err) {
+        // A reserve that timed out may still run in Redis: its hold expires at the deadline.
+        this.redisFailed(err);
+      }
+    }
+    const engine = this.localEngine();
+    if (engine !== this.embedded) this.stats.degradedReservations++;
+    const result = await this.withSeeding(engine, lines, () =>
+      engine.reserve(id, lines, amount, minCost, now, deadline),
+    );
+    return { engine, result };
+  }
+
+  /** Run `op`; while it asks for counters to be seeded, seed them and run it again. */
+  private async withSeeding(
+    engine: BudgetEngine,
+    lines: Line[],
+    op: () => Promise<EngineReserveResult>,
+  ): Promise<EngineReserveResult> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const result = await op();
+      if (result.kind !== "seed") return result;
+      await Promise.all(result.missing.map((i) => this.seedLine(engine, lines[i]!)));
+    }
+    throw new Error("budget counters vanished while being seeded (three times in a row)");
+  }
+
+  private async peekSeeded(engine: BudgetEngine, lines: Line[]): Promise<LineState[]> {
+    const timed = <T>(p: Promise<T>) =>
+      engine === this.redisEngine ? withTimeout(p, this.timeoutMs, "budget peek") : p;
+    let states = await timed(engine.peek(lines));
+    const missing = states.flatMap((s, i) => (s ? [] : [i]));
+    if (missing.length > 0) {
+      await Promise.all(missing.map((i) => this.seedLine(engine, lines[i]!)));
+      states = await timed(engine.peek(lines));
+    }
+    if (engine === this.redisEngine)
+      lines.forEach((l, i) => states[i] && this.see(l.key, states[i]!.spent + states[i]!.reserved));
+    return states.map((s) => s ?? { spent: 0, reserved: 0 });
+  }
+
+  /** Start a window's counter from the ledger; concurrent callers in this process share one query. */
+  private seedLine(engine: BudgetEngine, line: Line): Promise<void> {
+    let inFlight = this.seeding.get(engine);
+    if (!inFlight) this.seeding.set(engine, (inFlight = new Map()));
+    const running = inFlight.get(line.key);
+    if (running) return running;
+    const map = inFlight;
+    const run = (async () => {
+      let spent: number;
+      try {
+        spent = microsCeil(
+          await withTimeout(
+            this.store.sumUsageCost(line.seedFilter),
+            Math.max(this.timeoutMs, 2000),
+            "ledger sum",
+          ),
+        );
+      } catch (err) {
+        // Redis waits for the truth: the caller falls back to this process' counters.
+        if (engine === this.redisEngine) throw err;
+        this.logger.error(
+          { err: (err as Error).message, budget: line.budget },
+          "budgets: cannot read the ledger; starting this window from the last known spend",
+        );
+        spent = 0;
+      }
+      if (engine === this.degraded) spent = Math.max(spent, this.lastSeen.get(line.key) ?? 0);
+      const seed = engine.seed(line, spent);
+      await (engine === this.redisEngine ? withTimeout(seed, this.timeoutMs, "budget seed") : seed);
+    })().finally(() => map.delete(line.key));
+    map.set(line.key, run);
+    return run;
+  }
+
+  private remember(lines: Line[], result: EngineReserveResult) {
+    if (result.kind === "ok")
+      lines.forEach((l, i) =>
+        this.see(l.key, result.states[i]!.spent + result.states[i]!.reserved),
+      );
+    else if (result.kind === "refused")
+      this.see(lines[result.index]!.key, result.state.spent + result.state.reserved);
+  }
+
+  private see(key: string, micros: number) {
+    this.lastSeen.delete(key);
+    this.lastSeen.set(key, micros);
+    if (this.lastSeen.size > MAX_CACHED) this.lastSeen.delete(this.lastSeen.keys().next().value!);
+  }
+
+  private queueSettle(p: PendingSettle) {
+    if (this.pending.length >= MAX_PENDING_SETTLES) {
+      this.pending.shift();
+      this.stats.replayDropped++;
+      this.logger.error(
+        "budgets: replay queue full; oldest settlement dropped (the ledger still has it)",
+      );
+    }
+    this.pending.push(p);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush() {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      void this.flushPending();
+    }, 1000);
+    this.flushTimer.unref();
+  }
+
+  private async flushPending(): Promise<void> {
+    if (this.flushing || this.pending.length === 0 || !this.redisEngine) return;
+    if (!this.redisUsable()) return this.scheduleFlush();
+    this.flushing = true;
+    try {
+      while (this.pending.length > 0) {
+        const p = this.pending[0]!;
+        const r = await withTimeout(
+          this.redisEngine.settle(p.id, p.lines as Line[], p.actual, { quiet: p.quiet }),
+          this.timeoutMs,
+          "budget replay",
+        );
+        this.pending.shift();
+        this.stats.replayed++;
+        this.alertCrossings(p.lines, r.crossings, false);
+      }
+    } catch (err) {
+      this.redisFailed(err);
+      this.scheduleFlush();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private alertCrossings(lines: readonly Line[], crossings: Crossing[], degraded: boolean) {
+    for (const c of crossings) this.alert(lines[c.index]!, c.threshold, c.spent, degraded);
+  }
+
+  private alert(line: Line, threshold: Crossing["threshold"], spent: number, degraded: boolean) {
+    this.alerts.emit({
+      budget: line.budget,
+      scopeId: line.scopeId,
+      threshold,
+      spentUsd: usd(spent),
+      limitUsd: line.limitUsd,
+      window: line.window,
+      degraded,
+      at: new Date(this.now()).toISOString(),
+    });
+  }
+
+  private refuse(
+    userId: string,
+    r: {
+      budget: BudgetName;
+      scopeId: string;
+      limitUsd: number;
+      window: BudgetWindow | null;
+      state: LineState | null;
+      requested: number;
+      retryable: boolean;
+    },
+  ): ReserveResult {
+    this.stats.refused++;
+    for (const l of this.refusalListeners) {
+      try {
+        l({ budget: r.budget, scopeId: r.scopeId, userId, retryable: r.retryable });
+      } catch (err) {
+        this.logger.error({ err: (err as Error).message }, "budget refusal listener threw");
+      }
+    }
+    const resetsAt = r.window?.end ?? null;
+    const label = {
+      request: "the per-request budget",
+      session: "this session's budget",
+      user_daily: "your daily budget",
+      daily: "the service's daily budget",
+    }[r.budget];
+    const state = r.state
+      ? ` ($${money(usd(r.state.spent))} spent, $${money(usd(r.state.reserved))} held by requests in flight)`
+      : "";
+    const when = r.retryable
+      ? "it will fit once requests in flight finish; retry shortly"
+      : resetsAt
+        ? `it resets at ${resetsAt}`
+        : r.budget === "session"
+          ? "session budgets do not reset; start a new session"
+          : "its input alone costs more; shorten it";
+    const message = `${label} of $${money(r.limitUsd)} cannot cover this request (up to $${money(usd(r.requested))})${state}: ${when}`;
+    const headers: Record<string, string> = {};
+    if (r.retryable) headers["retry-after"] = "1";
+    else {
+      // The official SDK retries 429s unless told not to; an exhausted budget will not recover by retrying.
+      headers["x-should-retry"] = "false";
+      if (resetsAt)
+        headers["retry-after"] = String(
+          Math.max(1, Math.ceil((Date.parse(resetsAt) - this.now()) / 1000)),
+        );
+    }
+    const details = {
+      budget: r.budget,
+      scope_id: r.scopeId,
+      limit_usd: r.limitUsd,
+      spent_usd: r.state ? usd(r.state.spent) : null,
+      reserved_usd: r.state ? usd(r.state.reserved) : null,
+      requested_usd: usd(r.requested),
+      resets_at: resetsAt,
+      window: r.window,
+      retryable: r.retryable,
+    };
+    return { ok: false, error: new ApiError(429, "budget_exceeded", message, headers, details) };
+  }
+
+  private linesFor(userId: string, sessionId: string | null, limits: Limits, now: number): Line[] {
+    const lines: Line[] = [];
+    const day = utcDay(now);
+    const window: BudgetWindow = {
+      start: new Date(day.start).toISOString(),
+      end: new Date(day.end).toISOString(),
+    };
+    const key = (...parts: string[]) =>
+      `{${this.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
+    const line = (
+      budget: Line["budget"],
+      limit: Limit,
+      rest: Pick<Line, "key" | "scopeId" | "window" | "seedFilter" | "expireAt">,
+    ): Line => ({
+      budget,
+      limit: microsFloor(limit.usd),
+      limitUsd: limit.usd,
+      source: limit.source,
+      ...rest,
+    });
+    if (sessionId && limits.session) {
+      lines.push(
+        line("session", limits.session, {
+          key: key("s", sessionId),
+          scopeId: sessionId,
+          window: null,
+          seedFilter: { sessionId },
+          expireAt: now + this.sessionIdleMs,
+        }),
+      );
+    }
+    // Counters outlive their day by a day, so a hold taken just before midnight settles into it.
+    const dayRange = { sinceIso: window.start, untilIso: window.end };
+    if (limits.user_daily) {
+      lines.push(
+        line("user_daily", limits.user_daily, {
+          key: key("u", userId, day.id),
+          scopeId: userId,
+          window,
+          seedFilter: { userId, ...dayRange },
+          expireAt: day.end + DAY_MS,
+        }),
+      );
+    }
+    if (limits.daily) {
+      lines.push(
+        line("daily", limits.daily, {
+          key: key("d", day.id),
+          scopeId: "deployment",
+          window,
+          seedFilter: dayRange,
+          expireAt: day.end + DAY_MS,
+        }),
+      );
+    }
+    return lines;
+  }
+
+  private async limitsFor(userId: string): Promise<Limits> {
+    const o = await this.overridesFor(userId);
+    const pick = (name: UserBudgetName, fallback: number | undefined): Limit | undefined => {
+      const v = o[name];
+      if (v === null) return undefined;
+      if (v !== undefined) return { usd: v, source: "override" };
+      return fallback === undefined ? undefined : { usd: fallback, source: "default" };
+    };
+    return {
+      request: pick("request", this.limits.requestUsd),
+      session: pick("session", this.limits.sessionUsd),
+      user_daily: pick("user_daily", this.limits.userDailyUsd),
+      daily:
+        this.limits.dailyUsd === undefined
+          ? undefined
+          : { usd: this.limits.dailyUsd, source: "default" },
+    };
+  }
+
+  private overridesFor(userId: string): Promise<BudgetOverrides> {
+    const now = this.now();
+    const hit = this.overrides.get(userId);
+    if (hit && hit.until > now) return Promise.resolve(hit.value);
+    const running = this.overrideLookups.get(userId);
+    if (running) return running;
+    const lookup = withTimeout(
+      this.store.getBudgetOverrides(userId),
+      Math.max(this.timeoutMs, 2000),
+      "budget overrides",
+    )
+      .then((value) => {
+        this.cacheOverrides(userId, value, now + this.overrideCacheMs);
+        return value;
+      })
+      .catch((err: unknown) => {
+        // Keep serving: the last known overrides, else the defaults; ask again in a few seconds.
+        this.logger.warn(
+          { err: (err as Error).message },
+          "budgets: cannot read per-user overrides; using the last known or the defaults",
+        );
+        const value = hit?.value ?? {};
+        this.cacheOverrides(userId, value, now + Math.min(5000, this.overrideCacheMs));
+        return value;
+      })
+      .finally(() => this.overrideLookups.delete(userId));
+    this.overrideLookups.set(userId, lookup);
+    return lookup;
+  }
+
+  private cacheOverrides(userId: string, value: BudgetOverrides, until: number) {
+    this.overrides.delete(userId);
+    this.overrides.set(userId, { value, until });
+    if (this.overrides.size > MAX_CACHED)
+      this.overrides.delete(this.overrides.keys().next().value!);
+  }
+}
+
+function money(n: number): string {
+  if (n === 0) return "0";
+  if (Math.abs(n) >= 1) return n.toFixed(2);
+  return String(Number(n.toPrecision(3)));
+}

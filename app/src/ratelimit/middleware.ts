@@ -1,0 +1,189 @@
+/**
+ * The rate-limit middleware for /v1/*, registered after authentication (it keys on the user).
+ *
+ * Every request counts against RATE_LIMIT_RPM. A POST that will call the model (a Messages
+ * request, a session turn, a token count) reserves its estimated tokens against RATE_LIMIT_TPM.
+ * Refused requests get 429 `rate_limit_error` in the Anthropic error shape, with `retry-after`
+ * and the `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` headers, which also
+ * go on every admitted response.
+ *
+ * The reservation is settled automatically from the response: the `usage` of a JSON body, the
+ * usage events of an SSE stream when it ends (also when the client leaves), nothing for errors,
+ * cache hits and idempotent replays. A route that knows better (an agent turn whose several model
+ * calls it has summed) may settle first through `tokenReservation(c)?.settle(n)`; the automatic
+ * settlement then does nothing.
+ */
+import type { MiddlewareHandler } from "hono";
+import type { AppContext, AppEnv } from "../http";
+import type { Admission, RequestRateLimiter } from "./limiter";
+import { SseSplitter, tapResponse } from "./body-tap";
+
+/** Output budget a session turn reserves when its request names no max_tokens (routes/sessions.ts). */
+const TURN_MAX_TOKENS = 4096;
+/** A base64 image or document counts as this many input tokens in the estimate, whatever its size. */
+const MEDIA_TOKENS = 1600;
+
+const reservations = new WeakMap<Request, Admission>();
+
+/** The token reservation of this request, if it made one: call `settle(actualTokens)` when done. */
+export function tokenReservation(c: AppContext): Admission | undefined {
+  return reservations.get(c.req.raw);
+}
+
+export function rateLimitMiddleware(limiter: RequestRateLimiter): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const estimate = await estimateRequestTokens(c);
+    const admission = await limiter.admit(c.get("userId"), estimate);
+    for (const [k, v] of Object.entries(admission.headers)) c.header(k, v);
+    if (admission.reservedTokens > 0) reservations.set(c.req.raw, admission);
+    await next();
+    // A response built outside the context (an idempotent replay) may lack the headers set above.
+    try {
+      for (const [k, v] of Object.entries(admission.headers)) {
+        if (!c.res.headers.has(k)) c.res.headers.set(k, v);
+      }
+    } catch {
+      // Immutable headers (a fetched Response): the body still goes out.
+    }
+    if (admission.settled || admission.reservedTokens === 0) return;
+    await settleFromResponse(c, admission);
+  };
+}
+
+async function settleFromResponse(c: AppContext, admission: Admission): Promise<void> {
+  const res = c.res;
+  const replayed =
+    res.headers.get("idempotent-replayed") === "true" || res.headers.get("x-cache") === "HIT";
+  if (res.status >= 400 || replayed || !res.body) {
+    await admission.settle(0);
+    return;
+  }
+  const type = res.headers.get("content-type") ?? "";
+  if (type.startsWith("application/json")) {
+    // Settled before the response leaves, so the client's next request already sees the refund.
+    const body = await res
+      .clone()
+      .json()
+      .catch(() => null);
+    await admission.settle(
+      usageTokens((body as { usage?: unknown } | null)?.usage) ?? admission.reservedTokens,
+    );
+    return;
+  }
+  if (type.startsWith("text/event-stream")) {
+    const counter = new StreamUsage();
+    const splitter = new SseSplitter((event, data) => counter.observe(event, data));
+    c.res = tapResponse(res, {
+      chunk: (bytes) => splitter.push(bytes),
+      // A cut stream is charged what was seen of it; one that showed no usage keeps its reservation.
+      done: () => void admission.settle(counter.total() ?? admission.reservedTokens),
+    });
+    return;
+  }
+  await admission.settle(admission.reservedTokens);
+}
+
+/** Tokens that count toward TPM in a Messages `usage`: input, cache writes and output, not cache reads. */
+export function usageTokens(usage: unknown): number | undefined {
+  if (typeof usage !== "object" || usage === null) return undefined;
+  const u = usage as Record<string, unknown>;
+  const n = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+  if (typeof u.input_tokens !== "number" && typeof u.output_tokens !== "number") return undefined;
+  return n(u.input_tokens) + n(u.cache_creation_input_tokens) + n(u.output_tokens);
+}
+
+/**
+ * Usage from an SSE stream: Messages events (message_start carries input, message_delta the
+ * running output), several messages in a session turn, and the turn's own total when it ends.
+ */
+class StreamUsage {
+  private finished = 0;
+  private current: { input: number; output: number } | null = null;
+  private turnTotal: number | undefined;
+  private seen = false;
+
+  observe(event: string, data: string): void {
+    if (
+      event !== "message_start" &&
+      event !== "message_delta" &&
+      event !== "message_stop" &&
+      event !== "turn_complete"
+    )
+      return;
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(data) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (event === "turn_complete") {
+      this.turnTotal = usageTokens(body.usage);
+      return;
+    }
+    if (event === "message_stop") {
+      if (this.current) this.finished += this.current.input + this.current.output;
+      this.current = null;
+      return;
+    }
+    const usage = (
+      event === "message_start"
+        ? (body.message as { usage?: unknown } | undefined)?.usage
+        : body.usage
+    ) as Record<string, unknown> | undefined;
+    if (!usage) return;
+    this.seen = true;
+    const n = (v: unknown) => (typeof v === "number" ? v : undefined);
+    const cur = (this.current ??= { input: 0, output: 0 });
+    const input = n(usage.input_tokens);
+    if (input !== undefined) cur.input = input + (n(usage.cache_creation_input_tokens) ?? 0);
+    const output = n(usage.output_tokens);
+    if (output !== undefined) cur.output = output;
+  }
+
+  total(): number | undefined {
+    if (this.turnTotal !== undefined) return this.turnTotal;
+    if (!this.seen) return undefined;
+    return this.finished + (this.current ? this.current.input + this.current.output : 0);
+  }
+}
+
+/**
+ * Tokens a request may use, estimated before the call: about 4 characters per token over the
+ * text it sends, a flat amount per image or document, plus its max_tokens. The history of a
+ * session is not known here; the settlement afterwards charges the difference.
+ */
+export async function estimateRequestTokens(c: AppContext): Promise<number> {
+  if (c.req.method !== "POST") return 0;
+  const path = c.req.path;
+  const isMessages = path === "/v1/messages";
+  const isCount = path === "/v1/messages/count_tokens";
+  const isTurn = /^\/v1\/sessions\/[^/]+\/messages$/.test(path);
+  if (!isMessages && !isCount && !isTurn) return 0;
+  let body: unknown;
+  try {
+    body = await c.req.json();
+  } catch {
+    return 0; // the route answers 400
+  }
+  if (typeof body !== "object" || body === null) return 0;
+  const { max_tokens, ...rest } = body as Record<string, unknown>;
+  const input = Math.ceil(textChars(rest) / 4);
+  if (isCount) return input;
+  const output =
+    typeof max_tokens === "number" && max_tokens > 0 ? max_tokens : isTurn ? TURN_MAX_TOKENS : 0;
+  return input + output;
+}
+
+function textChars(value: unknown, depth = 0): number {
+  if (depth > 32) return 0;
+  if (typeof value === "string") return value.length;
+  if (Array.isArray(value))
+    return value.reduce((sum: number, v) => sum + textChars(v, depth + 1), 0);
+  if (typeof value !== "object" || value === null) return 0;
+  const o = value as Record<string, unknown>;
+  if ((o.type === "image" || o.type === "document") && typeof o.source === "object")
+    return MEDIA_TOKENS * 4;
+  let sum = 0;
+  for (const [k, v] of Object.entries(o)) sum += k.length + textChars(v, depth + 1);
+  return sum;
+}

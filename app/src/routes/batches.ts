@@ -1,0 +1,104 @@
+/**
+ * Message batches (batch/service.ts has the life cycle):
+ *
+ *   POST /v1/batches                 {requests: [{custom_id, params}]}: accept a batch
+ *   GET  /v1/batches/{id}            its status and counts
+ *   GET  /v1/batches/{id}/results    its results, one JSON line per request (once it has ended)
+ *
+ * The same routes answer under /v1/messages/batches, where the official SDK's
+ * `client.messages.batches.create / retrieve / results` look for them. A batch belongs to the user
+ * who created it: an unknown id, another user's batch and a malformed id all get the same 404.
+ */
+import type { Hono } from "hono";
+import { stream } from "hono/streaming";
+import * as z from "zod";
+import type { AppDeps } from "../deps";
+import type { AppContext, AppEnv } from "../http";
+import { readJson } from "../http";
+import { ApiError, badRequest, notFound } from "../errors";
+import { batchView, type BatchService } from "../batch/service";
+import type { BatchRecord } from "../store/types";
+import { UpstreamError } from "../llm/types";
+import { asApiError, messagesRequestSchema } from "./messages";
+
+const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
+const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
+
+export function batchCreateSchema(maxRequests: number) {
+  return z.strictObject({
+    requests: z
+      .array(
+        z.strictObject({
+          custom_id: z.string().regex(CUSTOM_ID, "must be 1 to 64 letters, digits, _ or -"),
+          params: messagesRequestSchema,
+        }),
+      )
+      .min(1, "must hold at least one request")
+      .max(maxRequests, `must hold at most ${maxRequests} requests (BATCH_MAX_REQUESTS)`),
+  });
+}
+
+export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
+  const batches = deps.batches;
+  if (!batches) return;
+  const schema = batchCreateSchema(deps.config.BATCH_MAX_REQUESTS);
+
+  for (const prefix of PREFIXES) {
+    app.post(prefix, async (c) => {
+      const body = await readJson(c, schema);
+      const seen = new Set<string>();
+      body.requests.forEach((r, i) => {
+        if (seen.has(r.custom_id))
+          throw badRequest(`requests.${i}.custom_id: duplicate custom_id "${r.custom_id}"`);
+        seen.add(r.custom_id);
+        if (r.params.stream === true)
+          throw badRequest(`requests.${i}.params.stream: streaming is not supported in batches`);
+      });
+      let record: BatchRecord;
+      try {
+        record = await batches.create(
+          c.get("userId"),
+          body.requests as Parameters<BatchService["create"]>[1],
+        );
+      } catch (err) {
+        // Upstream refusals keep their status; anything else is ours (500 from onError).
+        if (err instanceof UpstreamError || err instanceof ApiError) throw asApiError(err);
+        throw err;
+      }
+      return respond(c, record, prefix);
+    });
+
+    app.get(`${prefix}/:id`, async (c) => respond(c, await findBatch(c, batches), prefix));
+
+    app.get(`${prefix}/:id/results`, async (c) => {
+      const batch = await findBatch(c, batches);
+      if (batch.status !== "ended") {
+        throw new ApiError(
+          409,
+          "conflict_error",
+          `batch ${batch.id} has not ended yet; results are available once processing_status is "ended"`,
+        );
+      }
+      c.header("content-type", "application/x-jsonl; charset=utf-8");
+      if (batch.synthetic) c.header("x-agent-synthetic", "true");
+      return stream(c, async (out) => {
+        for await (const chunk of batches.resultLines(batch.id)) {
+          await out.write(chunk);
+          if (out.aborted) return;
+        }
+      });
+    });
+  }
+}
+
+function respond(c: AppContext, record: BatchRecord, prefix: string): Response {
+  if (record.synthetic) c.header("x-agent-synthetic", "true");
+  return c.json(batchView(record, prefix));
+}
+
+async function findBatch(c: AppContext, batches: BatchService): Promise<BatchRecord> {
+  const id = c.req.param("id") ?? "";
+  const batch = await batches.get(c.get("userId"), id);
+  if (!batch) throw notFound(`batch ${JSON.stringify(id.slice(0, 100))} not found`);
+  return batch;
+}
