@@ -141,6 +141,30 @@ function mergeOver(
     .apply((o) => ({ ...(o ?? {}), ...stack }));
 }
 
+const LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate";
+/** What a launch template starts; Auto Scaling groups and EKS node groups do not tag these themselves. */
+const LAUNCHED_KINDS = ["instance", "volume"] as const;
+
+interface TagSpecification {
+  resourceType: string;
+  tags?: Record<string, string>;
+}
+
+/**
+ * A launch template's own tags stay on the template: the instances and volumes it launches are
+ * tagged only through `tagSpecifications`. Stack tags are merged into every specification, and
+ * instance and volume specifications are added when missing, so EC2 spend is attributed.
+ */
+export function withLaunchedTags(own: unknown, stack: Record<string, string>): pulumi.Output<TagSpecification[]> {
+  return pulumi.output((own ?? []) as pulumi.Input<TagSpecification[]>).apply((specs) => {
+    const merged = (specs ?? []).map((spec) => ({ ...spec, tags: { ...(spec.tags ?? {}), ...stack } }));
+    for (const kind of LAUNCHED_KINDS) {
+      if (!merged.some((spec) => spec.resourceType === kind)) merged.push({ resourceType: kind, tags: { ...stack } });
+    }
+    return merged;
+  });
+}
+
 /**
  * The transformation that adds tags (AWS) and labels (GCP). Exported for tests and for programs
  * that want to scope it to one component (`transformations: [...]`) instead of the whole stack.
@@ -152,7 +176,9 @@ export function taggingTransformation(tags: StackTags): pulumi.ResourceTransform
     // Reads (`X.get(...)`) and imports-by-URN describe existing resources: never rewrite their inputs.
     if (opts.id !== undefined || opts.urn !== undefined) return undefined;
     if (acceptsAwsTags(type, props)) {
-      return { props: { ...props, tags: mergeOver(props.tags, aws) }, opts };
+      const tagged: Record<string, unknown> = { ...props, tags: mergeOver(props.tags, aws) };
+      if (type === LAUNCH_TEMPLATE) tagged.tagSpecifications = withLaunchedTags(props.tagSpecifications, aws);
+      return { props: tagged, opts };
     }
     if (acceptsGcpLabels(type, props)) {
       return { props: { ...props, labels: mergeOver(props.labels, gcp) }, opts };

@@ -202,3 +202,18 @@ describe("the transformation", () => {
     expect(await inputs("component")).toEqual({});
   });
 });
+
+describe("launch templates", () => {
+  it("tag the instances and volumes they launch with the stack tags, keeping their own specifications", async () => {
+    const { withLaunchedTags } = await import("../../components/tagging");
+    const stack = { app: "agent", environment: "prod", owner: "o", "cost-center": "c", "pulumi-stack": "agent-x" };
+    const specs = await new Promise<unknown>((resolve) =>
+      withLaunchedTags([{ resourceType: "network-interface", tags: { role: "eni" } }, { resourceType: "instance", tags: { environment: "wrong" } }], stack).apply(resolve),
+    );
+    expect(specs).toEqual([
+      { resourceType: "network-interface", tags: { role: "eni", ...stack } },
+      { resourceType: "instance", tags: stack },
+      { resourceType: "volume", tags: stack },
+    ]);
+  });
+});
