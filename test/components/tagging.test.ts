@@ -13,6 +13,7 @@ import {
   registerStackTagging,
   type StackTags,
   validateStackTags,
+  withLaunchedTags,
 } from "../../components/tagging";
 import { recordOf, renderInStack, setupPulumiMocks } from "../support/pulumi";
 
@@ -205,7 +206,6 @@ describe("the transformation", () => {
 
 describe("launch templates", () => {
   it("tag the instances and volumes they launch with the stack tags, keeping their own specifications", async () => {
-    const { withLaunchedTags } = await import("../../components/tagging");
     const stack = { app: "agent", environment: "prod", owner: "o", "cost-center": "c", "pulumi-stack": "agent-x" };
     const specs = await new Promise<unknown>((resolve) =>
       withLaunchedTags([{ resourceType: "network-interface", tags: { role: "eni" } }, { resourceType: "instance", tags: { environment: "wrong" } }], stack).apply(resolve),

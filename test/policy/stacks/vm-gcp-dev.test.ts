@@ -1,0 +1,3 @@
+import { describeStackPolicies } from "../stack-policies";
+
+describeStackPolicies("vm-gcp-dev");
