@@ -40,6 +40,10 @@ export function createRedis(url: string, logger: Logger, password?: string, ca?:
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
+    // A connection that stops answering without a reset (network partition, failover) is dead
+    // after this long with commands waiting: reconnect, so callers see it down and degrade, instead
+    // of each request waiting out its own timeouts until TCP notices, minutes later.
+    socketTimeout: 2000,
     retryStrategy: (times) => Math.min(100 * times, 2000),
     lazyConnect: false,
     ...(password ? { password } : {}),

@@ -46,7 +46,7 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-class Proxy implements TcpProxy {
+class TcpProxyServer implements TcpProxy {
   readonly host = "127.0.0.1";
   port = 0;
   accepted = 0;
@@ -67,7 +67,7 @@ class Proxy implements TcpProxy {
   }
 
   get open(): number {
-    return this.pairs.size / 2;
+    return Math.ceil(this.pairs.size / 2);
   }
 
   url(serviceUrl: string): string {
@@ -184,7 +184,7 @@ class Proxy implements TcpProxy {
 
 /** Starts a proxy on 127.0.0.1:<ephemeral port> that forwards every connection to `target`. */
 export async function startTcpProxy(target: TcpProxyTarget): Promise<TcpProxy> {
-  const proxy = new Proxy(target);
+  const proxy = new TcpProxyServer(target);
   await proxy.listen(0);
   return proxy;
 }

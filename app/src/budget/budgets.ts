@@ -596,8 +596,11 @@ export class BudgetService {
         this.redisOk();
         return { engine, result };
       } catch (err) {
-        // A reserve that timed out may still run in Redis: its hold expires at the deadline.
+        // The reserve may have run in Redis all the same (its answer lost with the connection, or
+        // later than the timeout): release it there once Redis answers, rather than let the hold
+        // shrink the budget until its deadline. Settling a hold that never ran adds nothing.
         this.redisFailed(err);
+        this.queueSettle({ id, lines, actual: 0, quiet: true });
       }
     }
     const engine = this.localEngine();

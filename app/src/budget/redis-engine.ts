@@ -83,6 +83,18 @@ for _, rid in ipairs(expired) do
   redis.call('ZREM', KEYS[1], rid)
 end
 
+-- A reservation holds once: the same command run again (resent by the client after a reconnect,
+-- or delivered late when a partition heals) answers without holding a second time.
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  local out = {'ok', #expired}
+  for i = 1, n do
+    local v = redis.call('HMGET', KEYS[i + 2], 'spent', 'reserved')
+    out[#out + 1] = tonumber(v[1]) or 0
+    out[#out + 1] = tonumber(v[2]) or 0
+  end
+  return out
+end
+
 local missing = {}
 for i = 1, n do
   if redis.call('HEXISTS', KEYS[i + 2], 'seeded') == 0 then missing[#missing + 1] = i end

@@ -75,7 +75,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         inputTokensEstimate: estimate.tokens,
         maxTokens: request.max_tokens,
         promptCaching: estimate.promptCaching,
-        fallbackModels: catalog.chainFor(request.model),
+        fallbackModels: deps.config.MODEL_FALLBACK ? catalog.chainFor(request.model) : [request.model],
       });
       if (!held.ok) throw held.error;
       reservation = held.reservation;

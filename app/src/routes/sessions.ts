@@ -383,7 +383,7 @@ function budgetAdmission(
       inputTokensEstimate: estimate.tokens,
       maxTokens: request.max_tokens,
       promptCaching: estimate.promptCaching,
-      fallbackModels: catalog.chainFor(request.model),
+      fallbackModels: deps.config.MODEL_FALLBACK ? catalog.chainFor(request.model) : [request.model],
     });
     if (!held.ok) throw held.error;
     const admitted = held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
