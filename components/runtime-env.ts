@@ -24,7 +24,9 @@ export interface SecretBinding {
   secret: SecretRef;
 }
 
-export function secretBindings(dp: Pick<DataPlaneOutputs, "anthropicKey" | "postgres" | "redis">): SecretBinding[] {
+export function secretBindings(
+  dp: Pick<DataPlaneOutputs, "anthropicKey" | "postgres" | "redis">,
+): SecretBinding[] {
   return [
     { variable: "ANTHROPIC_API_KEY", secret: dp.anthropicKey },
     { variable: "DATABASE_PASSWORD", secret: dp.postgres.passwordSecret },
@@ -48,7 +50,9 @@ export function plainServiceEnv(
 ): Record<string, pulumi.Output<string>> {
   for (const name of Object.keys(options.extra ?? {})) {
     if (SECRETISH.test(name) && !name.startsWith("OTEL_")) {
-      throw new Error(`extra environment variable ${name} looks like a secret: pass it through the secret store instead`);
+      throw new Error(
+        `extra environment variable ${name} looks like a secret: pass it through the secret store instead`,
+      );
     }
   }
   const pg = dp.postgres;
@@ -70,7 +74,10 @@ export function plainServiceEnv(
  * The full environment for targets that let the service read its own secrets at start-up
  * (Lambda, EKS with IRSA, VMs): plain variables plus `<NAME>_SECRET` references.
  */
-export function serviceEnv(dp: DataPlaneOutputs, options: ServiceEnvOptions = {}): Record<string, pulumi.Output<string>> {
+export function serviceEnv(
+  dp: DataPlaneOutputs,
+  options: ServiceEnvOptions = {},
+): Record<string, pulumi.Output<string>> {
   const env = plainServiceEnv(dp, options);
   for (const b of secretBindings(dp)) env[`${b.variable}_SECRET`] = secretReference(b.secret);
   return env;

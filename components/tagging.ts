@@ -155,11 +155,18 @@ interface TagSpecification {
  * tagged only through `tagSpecifications`. Stack tags are merged into every specification, and
  * instance and volume specifications are added when missing, so EC2 spend is attributed.
  */
-export function withLaunchedTags(own: unknown, stack: Record<string, string>): pulumi.Output<TagSpecification[]> {
+export function withLaunchedTags(
+  own: unknown,
+  stack: Record<string, string>,
+): pulumi.Output<TagSpecification[]> {
   return pulumi.output((own ?? []) as pulumi.Input<TagSpecification[]>).apply((specs) => {
-    const merged = (specs ?? []).map((spec) => ({ ...spec, tags: { ...(spec.tags ?? {}), ...stack } }));
+    const merged = (specs ?? []).map((spec) => ({
+      ...spec,
+      tags: { ...(spec.tags ?? {}), ...stack },
+    }));
     for (const kind of LAUNCHED_KINDS) {
-      if (!merged.some((spec) => spec.resourceType === kind)) merged.push({ resourceType: kind, tags: { ...stack } });
+      if (!merged.some((spec) => spec.resourceType === kind))
+        merged.push({ resourceType: kind, tags: { ...stack } });
     }
     return merged;
   });
@@ -177,7 +184,8 @@ export function taggingTransformation(tags: StackTags): pulumi.ResourceTransform
     if (opts.id !== undefined || opts.urn !== undefined) return undefined;
     if (acceptsAwsTags(type, props)) {
       const tagged: Record<string, unknown> = { ...props, tags: mergeOver(props.tags, aws) };
-      if (type === LAUNCH_TEMPLATE) tagged.tagSpecifications = withLaunchedTags(props.tagSpecifications, aws);
+      if (type === LAUNCH_TEMPLATE)
+        tagged.tagSpecifications = withLaunchedTags(props.tagSpecifications, aws);
       return { props: tagged, opts };
     }
     if (acceptsGcpLabels(type, props)) {

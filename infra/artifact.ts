@@ -18,43 +18,66 @@ export type ExportedArtifact =
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** Pure: check what a source stack exported before deploying it anywhere. */
-export function checkExportedArtifact(value: unknown, expected: Artifact["kind"], source: string): ExportedArtifact {
+export function checkExportedArtifact(
+  value: unknown,
+  expected: Artifact["kind"],
+  source: string,
+): ExportedArtifact {
   const a = value as Partial<ExportedArtifact> | undefined;
   if (!a || typeof a !== "object") {
-    throw new Error(`stack ${source} exports no "artifact" output: deploy it (pulumi up) before promoting from it`);
+    throw new Error(
+      `stack ${source} exports no "artifact" output: deploy it (pulumi up) before promoting from it`,
+    );
   }
   if (a.kind !== expected) {
-    throw new Error(`stack ${source} exported a ${String(a.kind)} artifact, but this target runs a ${expected}: promote from a stack of the same target`);
+    throw new Error(
+      `stack ${source} exported a ${String(a.kind)} artifact, but this target runs a ${expected}: promote from a stack of the same target`,
+    );
   }
   if (a.kind === "image") {
     if (!a.digest || !DIGEST.test(a.digest) || !a.imageRef?.endsWith(`@${a.digest}`)) {
-      throw new Error(`stack ${source} exported an image not pinned by digest (${a.imageRef}): only digests are promoted`);
+      throw new Error(
+        `stack ${source} exported an image not pinned by digest (${a.imageRef}): only digests are promoted`,
+      );
     }
     return { kind: "image", imageRef: a.imageRef, digest: a.digest };
   }
   if (a.kind === "lambda-zip") {
     if (!a.location?.startsWith("s3://") || !a.sha256) {
-      throw new Error(`stack ${source} exported a Lambda bundle at ${a.location}: only bundles uploaded to S3 can be promoted`);
+      throw new Error(
+        `stack ${source} exported a Lambda bundle at ${a.location}: only bundles uploaded to S3 can be promoted`,
+      );
     }
     return { kind: "lambda-zip", location: a.location, sha256: a.sha256 };
   }
   throw new Error(`stack ${source} exported an artifact of unknown kind`);
 }
 
-export function promotedArtifact(source: string, expected: Artifact["kind"]): { artifact: Artifact; reference: pulumi.StackReference } {
+export function promotedArtifact(
+  source: string,
+  expected: Artifact["kind"],
+): { artifact: Artifact; reference: pulumi.StackReference } {
   const reference = new pulumi.StackReference(source);
-  const exported = reference.requireOutput("artifact").apply((v) => checkExportedArtifact(v, expected, source));
+  const exported = reference
+    .requireOutput("artifact")
+    .apply((v) => checkExportedArtifact(v, expected, source));
   const artifact: Artifact =
     expected === "image"
       ? {
           kind: "image",
-          imageRef: exported.apply((a) => (a as Extract<ExportedArtifact, { kind: "image" }>).imageRef),
+          imageRef: exported.apply(
+            (a) => (a as Extract<ExportedArtifact, { kind: "image" }>).imageRef,
+          ),
           digest: exported.apply((a) => (a as Extract<ExportedArtifact, { kind: "image" }>).digest),
         }
       : {
           kind: "lambda-zip",
-          location: exported.apply((a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).location),
-          sha256: exported.apply((a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).sha256),
+          location: exported.apply(
+            (a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).location,
+          ),
+          sha256: exported.apply(
+            (a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).sha256,
+          ),
         };
   return { artifact, reference };
 }
@@ -62,11 +85,21 @@ export function promotedArtifact(source: string, expected: Artifact["kind"]): { 
 /** The artifact as a plain output to export (what promoted stacks read). */
 export function exportArtifact(a: Artifact): pulumi.Output<ExportedArtifact> {
   return a.kind === "image"
-    ? pulumi.all([a.imageRef, a.digest]).apply(([imageRef, digest]) => ({ kind: "image" as const, imageRef, digest }))
-    : pulumi.all([a.location, a.sha256]).apply(([location, sha256]) => ({ kind: "lambda-zip" as const, location, sha256 }));
+    ? pulumi
+        .all([a.imageRef, a.digest])
+        .apply(([imageRef, digest]) => ({ kind: "image" as const, imageRef, digest }))
+    : pulumi
+        .all([a.location, a.sha256])
+        .apply(([location, sha256]) => ({ kind: "lambda-zip" as const, location, sha256 }));
 }
 
-const SOURCE_PATHS = ["app", "package.json", "package-lock.json", "scripts/build.mjs", "tsconfig.json"];
+const SOURCE_PATHS = [
+  "app",
+  "package.json",
+  "package-lock.json",
+  "scripts/build.mjs",
+  "tsconfig.json",
+];
 
 /**
  * A content tag for the image: the same sources give the same tag (nothing to rebuild), any

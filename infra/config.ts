@@ -14,7 +14,10 @@ const NS = "agent";
 
 // Stack YAML values reach the program as strings; numbers and booleans may have been written
 // either way, so string fields accept them and turn them back into text.
-const str = z.preprocess((v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v), z.string().min(1));
+const str = z.preprocess(
+  (v) => (typeof v === "number" || typeof v === "boolean" ? String(v) : v),
+  z.string().min(1),
+);
 const email = z.email({ message: "must be an e-mail address" });
 const positiveInt = z.number().int().positive();
 
@@ -46,8 +49,17 @@ const lambdaSchema = z.strictObject({
 const cloudRunSchema = z.strictObject({
   concurrency: z.number().int().min(1).max(1000).optional(),
   cpu: z.enum(["1", "2", "4", "8"]).optional(),
-  memory: z.string().regex(/^\d+(Mi|Gi)$/, { message: 'must look like "512Mi" or "2Gi"' }).optional(),
-  ingress: z.enum(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"]).optional(),
+  memory: z
+    .string()
+    .regex(/^\d+(Mi|Gi)$/, { message: 'must look like "512Mi" or "2Gi"' })
+    .optional(),
+  ingress: z
+    .enum([
+      "INGRESS_TRAFFIC_ALL",
+      "INGRESS_TRAFFIC_INTERNAL_ONLY",
+      "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+    ])
+    .optional(),
   /** Members allowed to invoke; `allUsers` makes it public (the app still requires its API keys). */
   invokers: z.array(z.string().min(1)).optional(),
 });
@@ -55,7 +67,10 @@ const cloudRunSchema = z.strictObject({
 const eksSchema = z.strictObject({
   /** Create a cluster, or deploy onto an existing one (then `agent:kubeconfig` is required). */
   cluster: z.enum(["create", "existing"]).optional(),
-  kubernetesVersion: z.string().regex(/^1\.\d{2}$/, { message: 'must look like "1.31"' }).optional(),
+  kubernetesVersion: z
+    .string()
+    .regex(/^1\.\d{2}$/, { message: 'must look like "1.31"' })
+    .optional(),
   nodeInstanceTypes: z.array(z.string().min(1)).min(1).optional(),
   nodeMin: z.number().int().min(1).max(100).optional(),
   nodeMax: z.number().int().min(1).max(100).optional(),
@@ -64,7 +79,11 @@ const eksSchema = z.strictObject({
   publicEndpointCidrs: z.array(z.cidrv4({ message: "must be an IPv4 CIDR" })).optional(),
   oidcProviderArn: z.string().startsWith("arn:").optional(),
   oidcProviderUrl: z.string().min(1).optional(),
-  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(63).optional(),
+  namespace: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+    .max(63)
+    .optional(),
 });
 
 const vmGroupSchema = z.strictObject({
@@ -83,14 +102,21 @@ const common = {
   monthlyBudgetUsd: z.number().positive().max(1_000_000).optional(),
   domain: z
     .string()
-    .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, { message: "must be a lower-case DNS name" })
+    .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, {
+      message: "must be a lower-case DNS name",
+    })
     .optional(),
   /** ACM certificate for `domain` (AWS targets). */
-  certificateArn: z.string().startsWith("arn:aws:acm:", { message: "must be an ACM certificate ARN" }).optional(),
+  certificateArn: z
+    .string()
+    .startsWith("arn:aws:acm:", { message: "must be an ACM certificate ARN" })
+    .optional(),
   /** Fully qualified stack (`org/project/stack`) whose artifact this stack deploys, building nothing. */
   promoteFrom: z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,2}$/, { message: "must be a stack name such as org/agent/lambda-staging" })
+    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+){0,2}$/, {
+      message: "must be a stack name such as org/agent/lambda-staging",
+    })
     .optional(),
   scaling: scalingSchema.optional(),
   appBudgets: appBudgetsSchema.optional(),
@@ -100,17 +126,46 @@ const common = {
   /** EKS with an existing cluster. */
   kubeconfig: str.optional(),
   /** Image tag to push (e.g. the commit SHA). Default: a hash of the app's sources. */
-  imageTag: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { message: "must be a valid image tag" }).refine((t) => t !== "latest", { message: '"latest" is refused: tags are immutable' }).optional(),
+  imageTag: z
+    .string()
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, { message: "must be a valid image tag" })
+    .refine((t) => t !== "latest", { message: '"latest" is refused: tags are immutable' })
+    .optional(),
   /** Lambda bundle to deploy (built by `npm run build`). */
   lambdaBundlePath: str.optional(),
 };
 
-const lambdaStack = z.strictObject({ ...common, target: z.literal("lambda"), cloud: z.literal("aws").optional(), lambda: lambdaSchema.optional() });
-const cloudRunStack = z.strictObject({ ...common, target: z.literal("cloudrun"), cloud: z.literal("gcp").optional(), cloudrun: cloudRunSchema.optional() });
-const eksStack = z.strictObject({ ...common, target: z.literal("eks"), cloud: z.literal("aws").optional(), eks: eksSchema.optional() });
-const vmGroupStack = z.strictObject({ ...common, target: z.literal("vmgroup"), cloud: z.enum(["aws", "gcp"]), vmgroup: vmGroupSchema.optional() });
+const lambdaStack = z.strictObject({
+  ...common,
+  target: z.literal("lambda"),
+  cloud: z.literal("aws").optional(),
+  lambda: lambdaSchema.optional(),
+});
+const cloudRunStack = z.strictObject({
+  ...common,
+  target: z.literal("cloudrun"),
+  cloud: z.literal("gcp").optional(),
+  cloudrun: cloudRunSchema.optional(),
+});
+const eksStack = z.strictObject({
+  ...common,
+  target: z.literal("eks"),
+  cloud: z.literal("aws").optional(),
+  eks: eksSchema.optional(),
+});
+const vmGroupStack = z.strictObject({
+  ...common,
+  target: z.literal("vmgroup"),
+  cloud: z.enum(["aws", "gcp"]),
+  vmgroup: vmGroupSchema.optional(),
+});
 
-const stackSchema = z.discriminatedUnion("target", [lambdaStack, cloudRunStack, eksStack, vmGroupStack]);
+const stackSchema = z.discriminatedUnion("target", [
+  lambdaStack,
+  cloudRunStack,
+  eksStack,
+  vmGroupStack,
+]);
 
 type Raw = z.infer<typeof stackSchema>;
 
@@ -141,7 +196,12 @@ interface Base {
 export type StackConfig =
   | (Base & { target: "lambda"; cloud: "aws"; lambda: z.infer<typeof lambdaSchema> })
   | (Base & { target: "cloudrun"; cloud: "gcp"; cloudrun: z.infer<typeof cloudRunSchema> })
-  | (Base & { target: "eks"; cloud: "aws"; eks: z.infer<typeof eksSchema>; kubeconfig?: pulumi.Output<string> })
+  | (Base & {
+      target: "eks";
+      cloud: "aws";
+      eks: z.infer<typeof eksSchema>;
+      kubeconfig?: pulumi.Output<string>;
+    })
   | (Base & { target: "vmgroup"; cloud: Cloud; vmgroup: z.infer<typeof vmGroupSchema> });
 
 export class StackConfigError extends Error {
@@ -197,7 +257,8 @@ function describe(issue: z.core.$ZodIssue, input: Record<string, unknown>): stri
 
 function pick(input: Record<string, unknown>, path: PropertyKey[]): unknown {
   let cur: unknown = input;
-  for (const p of path) cur = cur && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[p] : undefined;
+  for (const p of path)
+    cur = cur && typeof cur === "object" ? (cur as Record<PropertyKey, unknown>)[p] : undefined;
   return cur;
 }
 
@@ -217,7 +278,9 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   }
   const problems: string[] = [];
   if (typeof input.target === "string" && !TARGETS.includes(input.target as TargetKind)) {
-    throw new StackConfigError([`${NS}:target must be one of ${TARGETS.join(", ")} (got "${input.target}")`]);
+    throw new StackConfigError([
+      `${NS}:target must be one of ${TARGETS.join(", ")} (got "${input.target}")`,
+    ]);
   }
   if (input.target === undefined) {
     throw new StackConfigError([`${NS}:target is required: one of ${TARGETS.join(", ")}`]);
@@ -230,50 +293,80 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   for (const key of SECRET_KEYS) {
     const fq = `${NS}:${key}`;
     if (raw.values[fq] !== undefined && !raw.secretKeys.includes(fq)) {
-      problems.push(`${fq} must be a secret: set it with \`pulumi config set --secret ${fq} <value>\``);
+      problems.push(
+        `${fq} must be a secret: set it with \`pulumi config set --secret ${fq} <value>\``,
+      );
     }
   }
   const cloud: Cloud = c.target === "vmgroup" ? c.cloud : c.target === "cloudrun" ? "gcp" : "aws";
   const region = cloud === "aws" ? raw.values["aws:region"] : raw.values["gcp:region"];
-  if (!region) problems.push(`${cloud}:region is required: set it with \`pulumi config set ${cloud}:region <region>\``);
+  if (!region)
+    problems.push(
+      `${cloud}:region is required: set it with \`pulumi config set ${cloud}:region <region>\``,
+    );
   const gcpProject = raw.values["gcp:project"];
-  if (cloud === "gcp" && !gcpProject) problems.push("gcp:project is required for GCP stacks: `pulumi config set gcp:project <id>`");
+  if (cloud === "gcp" && !gcpProject)
+    problems.push("gcp:project is required for GCP stacks: `pulumi config set gcp:project <id>`");
   if (cloud === "gcp" && !c.billingAccount) {
-    problems.push(`${NS}:billingAccount is required for GCP stacks (the budget with 50/80/100 % alerts is created on it)`);
+    problems.push(
+      `${NS}:billingAccount is required for GCP stacks (the budget with 50/80/100 % alerts is created on it)`,
+    );
   }
   const s = c.scaling ?? {};
   if (s.min !== undefined && s.max !== undefined && s.min > s.max) {
     problems.push(`${NS}:scaling.min (${s.min}) must not exceed ${NS}:scaling.max (${s.max})`);
   }
   if (c.environment === "prod" && s.min !== undefined && s.min < 2 && c.target !== "lambda") {
-    problems.push(`${NS}:scaling.min must be at least 2 in prod (got ${s.min}): one replica is a single point of failure`);
+    problems.push(
+      `${NS}:scaling.min must be at least 2 in prod (got ${s.min}): one replica is a single point of failure`,
+    );
   }
   if (c.domain && cloud === "aws" && !c.certificateArn) {
-    problems.push(`${NS}:certificateArn is required with ${NS}:domain on AWS: the ACM certificate that covers ${c.domain}`);
+    problems.push(
+      `${NS}:certificateArn is required with ${NS}:domain on AWS: the ACM certificate that covers ${c.domain}`,
+    );
   }
   if (c.target === "lambda" && c.domain) {
-    problems.push(`${NS}:domain is not supported for the lambda target: its Function URL has no custom domain (put CloudFront in front of it); remove ${NS}:domain`);
+    problems.push(
+      `${NS}:domain is not supported for the lambda target: its Function URL has no custom domain (put CloudFront in front of it); remove ${NS}:domain`,
+    );
   }
   if (c.promoteFrom && (c.imageTag || c.lambdaBundlePath)) {
-    problems.push(`${NS}:promoteFrom builds nothing: remove ${NS}:imageTag / ${NS}:lambdaBundlePath (the artifact comes from ${c.promoteFrom})`);
+    problems.push(
+      `${NS}:promoteFrom builds nothing: remove ${NS}:imageTag / ${NS}:lambdaBundlePath (the artifact comes from ${c.promoteFrom})`,
+    );
   }
-  if (c.certificateArn && !c.domain) problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
+  if (c.certificateArn && !c.domain)
+    problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
   if (c.target === "eks") {
     const e = c.eks ?? {};
     if (e.cluster === "existing" && !c.kubeconfig) {
-      problems.push(`${NS}:kubeconfig is required when ${NS}:eks.cluster is "existing" (set it with --secret)`);
+      problems.push(
+        `${NS}:kubeconfig is required when ${NS}:eks.cluster is "existing" (set it with --secret)`,
+      );
     }
     if (e.cluster === "existing" && (!e.oidcProviderArn || !e.oidcProviderUrl)) {
-      problems.push(`${NS}:eks.oidcProviderArn and ${NS}:eks.oidcProviderUrl are required when ${NS}:eks.cluster is "existing" (IAM roles for service accounts)`);
+      problems.push(
+        `${NS}:eks.oidcProviderArn and ${NS}:eks.oidcProviderUrl are required when ${NS}:eks.cluster is "existing" (IAM roles for service accounts)`,
+      );
     }
     if (e.nodeMin !== undefined && e.nodeMax !== undefined && e.nodeMin > e.nodeMax) {
-      problems.push(`${NS}:eks.nodeMin (${e.nodeMin}) must not exceed ${NS}:eks.nodeMax (${e.nodeMax})`);
+      problems.push(
+        `${NS}:eks.nodeMin (${e.nodeMin}) must not exceed ${NS}:eks.nodeMax (${e.nodeMax})`,
+      );
     }
   } else if (c.kubeconfig) {
     problems.push(`${NS}:kubeconfig is only used when ${NS}:target is eks: remove it`);
   }
-  if (c.target === "lambda" && c.lambda?.provisionedConcurrency && c.lambda.reservedConcurrency !== undefined && c.lambda.provisionedConcurrency > c.lambda.reservedConcurrency) {
-    problems.push(`${NS}:lambda.provisionedConcurrency must not exceed ${NS}:lambda.reservedConcurrency`);
+  if (
+    c.target === "lambda" &&
+    c.lambda?.provisionedConcurrency &&
+    c.lambda.reservedConcurrency !== undefined &&
+    c.lambda.provisionedConcurrency > c.lambda.reservedConcurrency
+  ) {
+    problems.push(
+      `${NS}:lambda.provisionedConcurrency must not exceed ${NS}:lambda.reservedConcurrency`,
+    );
   }
   if (problems.length) throw new StackConfigError(problems);
 
@@ -304,7 +397,13 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     case "cloudrun":
       return { ...base, target: "cloudrun", cloud: "gcp", cloudrun: c.cloudrun ?? {} };
     case "eks":
-      return { ...base, target: "eks", cloud: "aws", eks: c.eks ?? {}, kubeconfig: c.kubeconfig ? pulumi.secret(c.kubeconfig) : undefined };
+      return {
+        ...base,
+        target: "eks",
+        cloud: "aws",
+        eks: c.eks ?? {},
+        kubeconfig: c.kubeconfig ? pulumi.secret(c.kubeconfig) : undefined,
+      };
     case "vmgroup":
       return { ...base, target: "vmgroup", cloud: c.cloud, vmgroup: c.vmgroup ?? {} };
   }
@@ -318,5 +417,9 @@ export function loadStackConfig(): StackConfig {
   } catch {
     secretKeys = [];
   }
-  return parseStackConfig({ stack: pulumi.getStack(), values: pulumi.runtime.allConfig(), secretKeys });
+  return parseStackConfig({
+    stack: pulumi.getStack(),
+    values: pulumi.runtime.allConfig(),
+    secretKeys,
+  });
 }

@@ -6,7 +6,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { Artifact, DataPlaneOutputs } from "../components/contracts";
 import { environmentProfile } from "../components/environment";
-import { registerStackTagging, costAllocationTag, gcpLabels, type StackTags } from "../components/tagging";
+import {
+  registerStackTagging,
+  costAllocationTag,
+  gcpLabels,
+  type StackTags,
+} from "../components/tagging";
 import { AwsDataPlane } from "../components/aws/data-plane";
 import { ContainerImage } from "../components/aws/image";
 import { LambdaBundle } from "../components/aws/lambda-bundle";
@@ -22,7 +27,13 @@ import { EksTarget } from "../components/targets/eks";
 import { AwsVmGroupTarget } from "../components/targets/vm-group-aws";
 import { GcpVmGroupTarget } from "../components/targets/vm-group-gcp";
 import type { StackConfig } from "./config";
-import { exportArtifact, promotedArtifact, REPO_ROOT, sourceTag, type ExportedArtifact } from "./artifact";
+import {
+  exportArtifact,
+  promotedArtifact,
+  REPO_ROOT,
+  sourceTag,
+  type ExportedArtifact,
+} from "./artifact";
 import * as path from "node:path";
 
 export interface ProgramOutputs {
@@ -66,7 +77,10 @@ export function budgetEnv(config: StackConfig): Record<string, string> {
 export function awsPlatformFor(instanceTypes: string[]): "linux/arm64" | "linux/amd64" {
   const arm = instanceTypes.map((t) => /^[a-z]+\d+[a-z]*g[a-z]*\./.test(t));
   if (arm.every(Boolean)) return "linux/arm64";
-  if (arm.some(Boolean)) throw new Error(`instance types ${instanceTypes.join(", ")} mix arm64 and x86: use one architecture`);
+  if (arm.some(Boolean))
+    throw new Error(
+      `instance types ${instanceTypes.join(", ")} mix arm64 and x86: use one architecture`,
+    );
   return "linux/amd64";
 }
 
@@ -93,9 +107,13 @@ export function scalingOverrides(config: StackConfig): ScalingOverrides {
         },
       };
     case "eks":
-      return { eks: { minReplicas: s.min, maxReplicas: s.max, targetCpuPercent: s.cpuTargetPercent } };
+      return {
+        eks: { minReplicas: s.min, maxReplicas: s.max, targetCpuPercent: s.cpuTargetPercent },
+      };
     case "vmgroup":
-      return { vm: { minInstances: s.min, maxInstances: s.max, targetCpuPercent: s.cpuTargetPercent } };
+      return {
+        vm: { minInstances: s.min, maxInstances: s.max, targetCpuPercent: s.cpuTargetPercent },
+      };
   }
 }
 
@@ -131,7 +149,10 @@ export function program(config: StackConfig): ProgramOutputs {
           provisionedConcurrency: scaling.lambda.provisionedConcurrency,
           scaling:
             config.lambda.throttleBurst || config.lambda.throttleRatePerSecond
-              ? { httpApiBurstLimit: config.lambda.throttleBurst, httpApiRateLimit: config.lambda.throttleRatePerSecond }
+              ? {
+                  httpApiBurstLimit: config.lambda.throttleBurst,
+                  httpApiRateLimit: config.lambda.throttleRatePerSecond,
+                }
               : undefined,
           logLevel: config.logLevel,
           extraEnv,
@@ -146,7 +167,10 @@ export function program(config: StackConfig): ProgramOutputs {
           ...(config.eks.nodeMin !== undefined ? { minSize: config.eks.nodeMin } : {}),
           ...(config.eks.nodeMax !== undefined ? { maxSize: config.eks.nodeMax } : {}),
         };
-        nodeGroup.desiredSize = Math.min(Math.max(nodeGroup.desiredSize, nodeGroup.minSize), nodeGroup.maxSize);
+        nodeGroup.desiredSize = Math.min(
+          Math.max(nodeGroup.desiredSize, nodeGroup.minSize),
+          nodeGroup.maxSize,
+        );
         const artifact = imageArtifactAws(config, awsPlatformFor(nodeGroup.instanceTypes));
         const cluster =
           config.eks.cluster === "existing"
@@ -268,7 +292,9 @@ function invokerOf(invokers: string[] | undefined): "public" | string[] | undefi
 function lambdaArtifact(config: StackConfig): Artifact {
   if (config.promoteFrom) return promotedArtifact(config.promoteFrom, "lambda-zip").artifact;
   // Uploaded under a content-addressed key, so later stages can deploy the very same object.
-  const bucket = new ArtifactBucket(`${NAME}-artifacts`, { forceDestroy: config.environment === "dev" });
+  const bucket = new ArtifactBucket(`${NAME}-artifacts`, {
+    forceDestroy: config.environment === "dev",
+  });
   const bundle = new LambdaBundle(`${NAME}-bundle`, {
     source: { path: path.resolve(REPO_ROOT, config.lambdaBundlePath ?? "dist/lambda.zip") },
     upload: { bucket: bucket.bucketName, keyPrefix: "lambda/" },
@@ -292,7 +318,12 @@ function imageArtifactGcp(config: StackConfig, project: string): Artifact {
   }).artifact;
 }
 
-function outputs(config: StackConfig, url: pulumi.Output<string>, artifact: Artifact, dp: DataPlaneOutputs): ProgramOutputs {
+function outputs(
+  config: StackConfig,
+  url: pulumi.Output<string>,
+  artifact: Artifact,
+  dp: DataPlaneOutputs,
+): ProgramOutputs {
   return {
     url,
     target: config.target,

@@ -36,7 +36,9 @@ export function readStackFile(stack: string, options: ReadStackOptions = {}): Ra
       secretKeys.push(key);
       const provided = options.secrets?.[key];
       if (provided === undefined) {
-        throw new Error(`${file}: ${key} is encrypted; pass its value in options.secrets to render offline`);
+        throw new Error(
+          `${file}: ${key} is encrypted; pass its value in options.secrets to render offline`,
+        );
       }
       values[key] = provided;
     } else {

@@ -11,7 +11,10 @@ export const LOCAL_USER = "local";
 
 export async function ensureLocalApiKey(store: Store, dataDir: string): Promise<string> {
   const file = join(dataDir, "local-api-key");
-  const saved = await readFile(file, "utf8").then((s) => s.trim(), () => "");
+  const saved = await readFile(file, "utf8").then(
+    (s) => s.trim(),
+    () => "",
+  );
   if (saved && (await store.findUserByApiKey(saved))) return saved;
   const { key } = await store.createApiKey(LOCAL_USER, "local development key");
   await mkdir(dataDir, { recursive: true });

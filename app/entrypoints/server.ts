@@ -57,7 +57,10 @@ async function main() {
     if (stopping) return;
     stopping = true;
     deps.lifecycle.draining = true;
-    logger.info({ signal, graceMs: config.SHUTDOWN_GRACE_MS }, "draining: finishing in-flight requests and streams");
+    logger.info(
+      { signal, graceMs: config.SHUTDOWN_GRACE_MS },
+      "draining: finishing in-flight requests and streams",
+    );
     const force = setTimeout(() => {
       logger.warn("grace period over: closing remaining connections");
       server.closeAllConnections();
@@ -67,7 +70,9 @@ async function main() {
       clearTimeout(force);
       void deps
         .close()
-        .catch((err: unknown) => logger.error({ err: (err as Error).message }, "error while closing"))
+        .catch((err: unknown) =>
+          logger.error({ err: (err as Error).message }, "error while closing"),
+        )
         .finally(() => {
           logger.info("stopped");
           logger.flush?.();

@@ -68,7 +68,11 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
       maxSize: deps.config.MAX_BODY_BYTES,
       onError: (c) =>
         c.json(
-          errorBody("request_too_large", `request body exceeds ${deps.config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`, c.get("requestId")),
+          errorBody(
+            "request_too_large",
+            `request body exceeds ${deps.config.MAX_BODY_BYTES} bytes (MAX_BODY_BYTES)`,
+            c.get("requestId"),
+          ),
           413,
         ),
     }),
@@ -77,11 +81,20 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   app.use("/v1/*", async (c, next) => {
     const key = presentedKey({ get: (n) => c.req.header(n) });
     if (!key) {
-      throw new ApiError(401, "authentication_error", "missing API key: send x-api-key: <key> or Authorization: Bearer <key>");
+      throw new ApiError(
+        401,
+        "authentication_error",
+        "missing API key: send x-api-key: <key> or Authorization: Bearer <key>",
+      );
     }
     const user = await deps.auth.resolve(key).catch((err: unknown) => {
       log.error({ err: (err as Error).message }, "API key lookup failed");
-      throw new ApiError(503, "service_unavailable", "cannot verify the API key right now; retry shortly", { "retry-after": "5" });
+      throw new ApiError(
+        503,
+        "service_unavailable",
+        "cannot verify the API key right now; retry shortly",
+        { "retry-after": "5" },
+      );
     });
     if (!user) throw new ApiError(401, "authentication_error", "invalid API key");
     c.set("userId", user);
@@ -90,7 +103,11 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
 
   // --- rate limits and idempotency (after auth: both key on the user) ---
   if (deps.rateLimiter) app.use("/v1/*", rateLimitMiddleware(deps.rateLimiter));
-  const idempotent = idempotencyMiddleware({ store: deps.store, ttlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS, logger: log });
+  const idempotent = idempotencyMiddleware({
+    store: deps.store,
+    ttlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,
+    logger: log,
+  });
   app.use("/v1/messages", idempotent);
   app.use("/v1/sessions/:id/messages", idempotent);
   // --- end rate limits and idempotency ---
@@ -100,11 +117,23 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   registerBatchRoutes(app, deps); // routing, batches, telemetry
   registerUsageRoutes(app, deps);
 
-  app.notFound((c) => c.json(errorBody("not_found_error", `no route for ${c.req.method} ${c.req.path}`, c.get("requestId")), 404));
+  app.notFound((c) =>
+    c.json(
+      errorBody(
+        "not_found_error",
+        `no route for ${c.req.method} ${c.req.path}`,
+        c.get("requestId"),
+      ),
+      404,
+    ),
+  );
 
   app.onError((err, c) => {
     if (err instanceof ApiError) return sendError(c, err);
-    log.error({ err: err.message, stack: err.stack, requestId: c.get("requestId") }, "unhandled error");
+    log.error(
+      { err: err.message, stack: err.stack, requestId: c.get("requestId") },
+      "unhandled error",
+    );
     return c.json(errorBody("api_error", "internal error", c.get("requestId")), 500);
   });
 

@@ -12,7 +12,9 @@ export interface ApiKeyResolver {
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
-export function presentedKey(headers: { get(name: string): string | null | undefined }): string | null {
+export function presentedKey(headers: {
+  get(name: string): string | null | undefined;
+}): string | null {
   const direct = headers.get("x-api-key");
   if (direct) return direct.trim() || null;
   const auth = headers.get("authorization");
@@ -62,7 +64,10 @@ export class CachedKeyResolver implements ApiKeyResolver {
     if (hit && hit.until > now) return hit.user;
     const user = await this.options.store.findUserByApiKey(key);
     if (this.remembered.size >= this.maxEntries) this.remembered.clear();
-    this.remembered.set(hash, { user, until: now + (user ? this.positiveTtlMs : this.negativeTtlMs) });
+    this.remembered.set(hash, {
+      user,
+      until: now + (user ? this.positiveTtlMs : this.negativeTtlMs),
+    });
     return user;
   }
 }

@@ -18,7 +18,13 @@ import { BudgetService } from "./budget/budgets";
 import { ModelCatalog } from "./llm/models";
 import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
-import { createTelemetry, instrumentLlm, traceCache, traceStore, type Telemetry } from "./telemetry/otel";
+import {
+  createTelemetry,
+  instrumentLlm,
+  traceCache,
+  traceStore,
+  type Telemetry,
+} from "./telemetry/otel";
 import { BatchService } from "./batch/service";
 import { AnthropicBatchUpstream } from "./batch/upstream";
 import { ResilientProvider, resilienceOptions } from "./llm/resilient";
@@ -57,11 +63,18 @@ export function createRedis(url: string, logger: Logger, password?: string, ca?:
   return redis;
 }
 
-export async function createDeps(config: AppConfig, options: CreateDepsOptions = {}): Promise<AppDeps> {
-  const logger = options.logger ?? createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
+export async function createDeps(
+  config: AppConfig,
+  options: CreateDepsOptions = {},
+): Promise<AppDeps> {
+  const logger =
+    options.logger ??
+    createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
   const telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
   const store = traceStore(options.store ?? (await openStore(config, { logger })), telemetry);
-  const redis = config.REDIS_URL ? createRedis(config.REDIS_URL, logger, config.REDIS_PASSWORD, config.REDIS_TLS_CA) : undefined;
+  const redis = config.REDIS_URL
+    ? createRedis(config.REDIS_URL, logger, config.REDIS_PASSWORD, config.REDIS_TLS_CA)
+    : undefined;
   const llm =
     options.llm ??
     (config.ANTHROPIC_API_KEY
@@ -77,19 +90,26 @@ export async function createDeps(config: AppConfig, options: CreateDepsOptions =
         )
       : new OfflineProvider());
   if (llm.synthetic) {
-    logger.warn("ANTHROPIC_API_KEY is not set: answers come from the offline synthetic model, not Claude");
+    logger.warn(
+      "ANTHROPIC_API_KEY is not set: answers come from the offline synthetic model, not Claude",
+    );
   }
   const usage = new BatchedLedger(store, logger);
   // routing, batches, telemetry: spans and metrics around model calls; batches and their poller
   const catalog = ModelCatalog.load();
   const served = instrumentLlm(llm, telemetry, catalog);
-  if (llm instanceof ResilientProvider) telemetry.metrics.observeBreakers(() => llm.breakerStates());
+  if (llm instanceof ResilientProvider)
+    telemetry.metrics.observeBreakers(() => llm.breakerStates());
   const batches = new BatchService({
     store,
     llm: served,
     upstream:
       config.ANTHROPIC_API_KEY && !llm.synthetic
-        ? new AnthropicBatchUpstream({ apiKey: config.ANTHROPIC_API_KEY, baseURL: config.ANTHROPIC_BASE_URL, timeoutMs: config.UPSTREAM_TIMEOUT_MS })
+        ? new AnthropicBatchUpstream({
+            apiKey: config.ANTHROPIC_API_KEY,
+            baseURL: config.ANTHROPIC_BASE_URL,
+            timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+          })
         : undefined,
     catalog,
     usage,
@@ -101,7 +121,12 @@ export async function createDeps(config: AppConfig, options: CreateDepsOptions =
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
   });
   if (config.BATCH_POLLER_ENABLED) batches.start();
-  const budgets = BudgetService.fromConfig(config, { catalog: ModelCatalog.load(), store, logger, redis });
+  const budgets = BudgetService.fromConfig(config, {
+    catalog: ModelCatalog.load(),
+    store,
+    logger,
+    redis,
+  });
   const deps: AppDeps = {
     config,
     logger,
@@ -113,7 +138,9 @@ export async function createDeps(config: AppConfig, options: CreateDepsOptions =
     // rate limits and resilience
     rateLimiter: rateLimiterFromConfig(config, redis, logger) ?? undefined,
     resilience: llm instanceof ResilientProvider ? llm : undefined,
-    cache: redis ? traceCache(new RedisResponseCache(redis, logger), telemetry) : new MemoryResponseCache(),
+    cache: redis
+      ? traceCache(new RedisResponseCache(redis, logger), telemetry)
+      : new MemoryResponseCache(),
     usage,
     budgets,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),
@@ -121,11 +148,16 @@ export async function createDeps(config: AppConfig, options: CreateDepsOptions =
     async close() {
       await batches.stop();
       if (!options.llm && llm instanceof ResilientProvider) llm.close();
-      await budgets.close().catch((err: Error) => logger.error({ err: err.message }, "budgets did not close cleanly"));
+      await budgets
+        .close()
+        .catch((err: Error) => logger.error({ err: err.message }, "budgets did not close cleanly"));
       try {
         await usage.close();
       } catch (err) {
-        logger.error({ err: (err as Error).message, pending: usage.pending }, "usage ledger not fully flushed at shutdown");
+        logger.error(
+          { err: (err as Error).message, pending: usage.pending },
+          "usage ledger not fully flushed at shutdown",
+        );
       }
       redis?.disconnect();
       if (!options.store) await store.close();

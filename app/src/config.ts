@@ -20,25 +20,27 @@ const url = (protocols: string[]) =>
     { message: `must be a URL with scheme ${protocols.join(" or ")}` },
   );
 
-const apiKeys = z
-  .string()
-  .transform((raw, ctx) => {
-    const pairs: Array<{ user: string; key: string }> = [];
-    for (const part of raw.split(",").map((p) => p.trim()).filter(Boolean)) {
-      const i = part.indexOf(":");
-      const user = i > 0 ? part.slice(0, i).trim() : "";
-      const key = i > 0 ? part.slice(i + 1).trim() : "";
-      if (!/^[A-Za-z0-9._@-]{1,128}$/.test(user) || key.length < 8) {
-        ctx.addIssue({
-          code: "custom",
-          message: "each entry must be user:key with a user of letters, digits, . _ @ - and a key of at least 8 characters",
-        });
-        return z.NEVER;
-      }
-      pairs.push({ user, key });
+const apiKeys = z.string().transform((raw, ctx) => {
+  const pairs: Array<{ user: string; key: string }> = [];
+  for (const part of raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const i = part.indexOf(":");
+    const user = i > 0 ? part.slice(0, i).trim() : "";
+    const key = i > 0 ? part.slice(i + 1).trim() : "";
+    if (!/^[A-Za-z0-9._@-]{1,128}$/.test(user) || key.length < 8) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "each entry must be user:key with a user of letters, digits, . _ @ - and a key of at least 8 characters",
+      });
+      return z.NEVER;
     }
-    return pairs;
-  });
+    pairs.push({ user, key });
+  }
+  return pairs;
+});
 
 export const envSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
@@ -57,14 +59,27 @@ export const envSchema = z.object({
   /** AUTH password for REDIS_URL when the URL carries none (read from the secret store at start-up when deployed). */
   REDIS_PASSWORD: z.string().min(1).optional(),
   /** PEM CA bundle for a Redis whose TLS certificate is not signed by a public CA (Memorystore). */
-  REDIS_TLS_CA: z.string().includes("BEGIN CERTIFICATE", { message: "must be a PEM certificate" }).optional(),
+  REDIS_TLS_CA: z
+    .string()
+    .includes("BEGIN CERTIFICATE", { message: "must be a PEM certificate" })
+    .optional(),
   AGENT_API_KEYS: apiKeys.optional(),
-  CACHE_TTL_SECONDS: z.coerce.number().int().min(0).max(30 * 24 * 3600).default(3600),
+  CACHE_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(30 * 24 * 3600)
+    .default(3600),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Log prompt and completion text. Off by default: prompts can hold personal data. */
   LOG_PROMPTS: bool.default(false),
   /** Largest accepted request body, in bytes. */
-  MAX_BODY_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  MAX_BODY_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
   /** How long SIGTERM waits for in-flight requests and streams before closing. */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   /** Default model when a request or session names none. */
@@ -99,7 +114,12 @@ export const envSchema = z.object({
   /** Circuit breaker: time open before one half-open probe is let through. */
   BREAKER_OPEN_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How long a response is replayed for a repeated Idempotency-Key. */
-  IDEMPOTENCY_TTL_SECONDS: z.coerce.number().int().min(60).max(7 * 86_400).default(86_400),
+  IDEMPOTENCY_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(60)
+    .max(7 * 86_400)
+    .default(86_400),
   // budgets
   /** Most one request may cost, in USD; max_tokens is capped to fit. Unset: no per-request limit. */
   BUDGET_REQUEST_USD: z.coerce.number().positive().optional(),
@@ -153,8 +173,7 @@ export type AppConfig = z.infer<typeof envSchema>;
 export class ConfigError extends Error {
   constructor(public readonly issues: Array<{ variable: string; message: string }>) {
     super(
-      "Invalid configuration:\n" +
-        issues.map((i) => `  ${i.variable}: ${i.message}`).join("\n"),
+      "Invalid configuration:\n" + issues.map((i) => `  ${i.variable}: ${i.message}`).join("\n"),
     );
     this.name = "ConfigError";
   }

@@ -29,7 +29,9 @@ export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): P
   return parsed.data;
 }
 
-export function describeIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
+export function describeIssues(
+  issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>,
+): string {
   return issues
     .slice(0, 5)
     .map((i) => (i.path.length ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))

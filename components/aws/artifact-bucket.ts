@@ -21,28 +21,64 @@ export class ArtifactBucket extends pulumi.ComponentResource {
     super("agent:aws:ArtifactBucket", name, {}, opts);
     const days = args.noncurrentVersionDays ?? 90;
     if (!Number.isInteger(days) || days < 1) {
-      throw new pulumi.ResourceError(`noncurrentVersionDays must be a whole number of days >= 1 (got ${days})`, this);
+      throw new pulumi.ResourceError(
+        `noncurrentVersionDays must be a whole number of days >= 1 (got ${days})`,
+        this,
+      );
     }
     const child = { parent: this };
-    this.bucket = new aws.s3.BucketV2(`${name}-bucket`, { forceDestroy: args.forceDestroy ?? false }, child);
-    new aws.s3.BucketPublicAccessBlock(
-      `${name}-public-access`,
-      { bucket: this.bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true },
+    this.bucket = new aws.s3.BucketV2(
+      `${name}-bucket`,
+      { forceDestroy: args.forceDestroy ?? false },
       child,
     );
-    new aws.s3.BucketOwnershipControls(`${name}-ownership`, { bucket: this.bucket.id, rule: { objectOwnership: "BucketOwnerEnforced" } }, child);
+    new aws.s3.BucketPublicAccessBlock(
+      `${name}-public-access`,
+      {
+        bucket: this.bucket.id,
+        blockPublicAcls: true,
+        blockPublicPolicy: true,
+        ignorePublicAcls: true,
+        restrictPublicBuckets: true,
+      },
+      child,
+    );
+    new aws.s3.BucketOwnershipControls(
+      `${name}-ownership`,
+      { bucket: this.bucket.id, rule: { objectOwnership: "BucketOwnerEnforced" } },
+      child,
+    );
     new aws.s3.BucketServerSideEncryptionConfigurationV2(
       `${name}-sse`,
-      { bucket: this.bucket.id, rules: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms" }, bucketKeyEnabled: true }] },
+      {
+        bucket: this.bucket.id,
+        rules: [
+          {
+            applyServerSideEncryptionByDefault: { sseAlgorithm: "aws:kms" },
+            bucketKeyEnabled: true,
+          },
+        ],
+      },
       child,
     );
     // Versioning keeps an overwritten or deleted bundle recoverable for rollbacks.
-    new aws.s3.BucketVersioningV2(`${name}-versioning`, { bucket: this.bucket.id, versioningConfiguration: { status: "Enabled" } }, child);
+    new aws.s3.BucketVersioningV2(
+      `${name}-versioning`,
+      { bucket: this.bucket.id, versioningConfiguration: { status: "Enabled" } },
+      child,
+    );
     new aws.s3.BucketLifecycleConfigurationV2(
       `${name}-lifecycle`,
       {
         bucket: this.bucket.id,
-        rules: [{ id: "expire-noncurrent", status: "Enabled", filter: {}, noncurrentVersionExpiration: { noncurrentDays: days } }],
+        rules: [
+          {
+            id: "expire-noncurrent",
+            status: "Enabled",
+            filter: {},
+            noncurrentVersionExpiration: { noncurrentDays: days },
+          },
+        ],
       },
       child,
     );

@@ -24,7 +24,12 @@ describe("CachedKeyResolver", () => {
     let now = 1_000;
     let owner: string | null = "bob";
     const store = { findUserByApiKey: jest.fn(async () => owner) };
-    const r = new CachedKeyResolver({ store, positiveTtlMs: 30_000, negativeTtlMs: 5_000, now: () => now });
+    const r = new CachedKeyResolver({
+      store,
+      positiveTtlMs: 30_000,
+      negativeTtlMs: 5_000,
+      now: () => now,
+    });
     expect(await r.resolve("db-key-123456")).toBe("bob");
     owner = null; // revoked
     expect(await r.resolve("db-key-123456")).toBe("bob");

@@ -22,7 +22,9 @@ const message = (text: string): CachedResponse => ({
 
 describe("response cache keys", () => {
   it("ignore object key order but not values", () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: null } })).toBe(
+      '{"a":{"c":null,"d":[1,{"x":1,"y":2}]},"b":1}',
+    );
     const a = responseCacheKey("t", "m", { x: 1, y: [1, 2] });
     expect(responseCacheKey("t", "m", { y: [1, 2], x: 1 })).toBe(a);
     expect(responseCacheKey("t", "m", { y: [2, 1], x: 1 })).not.toBe(a);
@@ -100,7 +102,11 @@ describe("RedisResponseCache (real Redis)", () => {
   });
 
   it("degrades to a miss when Redis is unreachable", async () => {
-    const dead = new Redis("redis://127.0.0.1:1", { enableOfflineQueue: false, lazyConnect: true, retryStrategy: () => null });
+    const dead = new Redis("redis://127.0.0.1:1", {
+      enableOfflineQueue: false,
+      lazyConnect: true,
+      retryStrategy: () => null,
+    });
     const cache = new RedisResponseCache(dead, logger);
     expect(await cache.get("k")).toBeNull();
     await expect(cache.set("k", message("x"), 10)).resolves.toBeUndefined();

@@ -17,7 +17,9 @@ describe("loadConfig", () => {
   });
 
   it("parses AGENT_API_KEYS into user/key pairs", () => {
-    expect(loadConfig({ AGENT_API_KEYS: " alice:key-aaaa-1 , bob:key-bbbb-2" }).AGENT_API_KEYS).toEqual([
+    expect(
+      loadConfig({ AGENT_API_KEYS: " alice:key-aaaa-1 , bob:key-bbbb-2" }).AGENT_API_KEYS,
+    ).toEqual([
       { user: "alice", key: "key-aaaa-1" },
       { user: "bob", key: "key-bbbb-2" },
     ]);

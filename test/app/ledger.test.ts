@@ -19,10 +19,15 @@ describe("BatchedLedger", () => {
 
   it("writes entries in batches", async () => {
     const batches: UsageEntry[][] = [];
-    const ledger = new BatchedLedger({ recordUsage: async (b) => void batches.push(b) }, logger, { batchSize: 3, intervalMs: 5 });
+    const ledger = new BatchedLedger({ recordUsage: async (b) => void batches.push(b) }, logger, {
+      batchSize: 3,
+      intervalMs: 5,
+    });
     for (let i = 0; i < 7; i++) ledger.record(entry(i));
     await ledger.close();
-    expect(batches.flat().map((e) => e.requestId)).toEqual([0, 1, 2, 3, 4, 5, 6].map((i) => `req_${i}`));
+    expect(batches.flat().map((e) => e.requestId)).toEqual(
+      [0, 1, 2, 3, 4, 5, 6].map((i) => `req_${i}`),
+    );
     expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(3);
   });
 
@@ -56,11 +61,15 @@ describe("BatchedLedger with invalid entries", () => {
     const written: string[] = [];
     const store = {
       recordUsage: async (b: UsageEntry[]) => {
-        if (b.some((e) => e.inputTokens < 0)) throw new RangeError("inputTokens must be a non-negative integer");
+        if (b.some((e) => e.inputTokens < 0))
+          throw new RangeError("inputTokens must be a non-negative integer");
         written.push(...b.map((e) => e.requestId));
       },
     };
-    const ledger = new BatchedLedger(store, pino({ level: "silent" }), { batchSize: 10, intervalMs: 1 });
+    const ledger = new BatchedLedger(store, pino({ level: "silent" }), {
+      batchSize: 10,
+      intervalMs: 1,
+    });
     ledger.record(entry(1));
     ledger.record({ ...entry(2), inputTokens: -5 });
     ledger.record(entry(3));
@@ -71,7 +80,10 @@ describe("BatchedLedger with invalid entries", () => {
 
   it("stamps entries with the time they were recorded", async () => {
     const batches: UsageEntry[][] = [];
-    const ledger = new BatchedLedger({ recordUsage: async (b) => void batches.push(b) }, pino({ level: "silent" }));
+    const ledger = new BatchedLedger(
+      { recordUsage: async (b) => void batches.push(b) },
+      pino({ level: "silent" }),
+    );
     const before = Date.now();
     ledger.record(entry(1));
     await ledger.close();

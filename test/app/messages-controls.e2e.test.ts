@@ -42,7 +42,11 @@ describe("/v1/messages controls", () => {
 
   it('routes model "auto": a short question goes to the fast tier, and the response says so', async () => {
     const res = await client.messages
-      .create({ model: "auto", max_tokens: 100, messages: [{ role: "user", content: "What is the capital of France?" }] })
+      .create({
+        model: "auto",
+        max_tokens: 100,
+        messages: [{ role: "user", content: "What is the capital of France?" }],
+      })
       .withResponse();
     expect(res.response.headers.get("x-agent-route-reason")).toMatch(/^auto:/);
     expect(res.data.model).toBe("claude-haiku-4-5");
@@ -50,7 +54,9 @@ describe("/v1/messages controls", () => {
   });
 
   it("routes a tier alias to the head of its chain", async () => {
-    const res = await client.messages.create({ model: "deep", max_tokens: 50, messages: [{ role: "user", content: "hi" }] }).withResponse();
+    const res = await client.messages
+      .create({ model: "deep", max_tokens: 50, messages: [{ role: "user", content: "hi" }] })
+      .withResponse();
     expect(res.response.headers.get("x-agent-route-reason")).toBe("alias:deep");
     expect(res.data.model).toBe("claude-opus-4-5");
   });
@@ -58,7 +64,12 @@ describe("/v1/messages controls", () => {
   it("marks a long system prompt for prompt caching, so the second call reads the cache", async () => {
     const system = "You answer questions about the platform's runbooks. ".repeat(500);
     const ask = (q: string) =>
-      client.messages.create({ model: "claude-sonnet-4-6", max_tokens: 50, system, messages: [{ role: "user", content: q }] });
+      client.messages.create({
+        model: "claude-sonnet-4-6",
+        max_tokens: 50,
+        system,
+        messages: [{ role: "user", content: q }],
+      });
     const first = await ask(`first ${run}`);
     const sent = fake.lastRequest()!.body as { system: Array<{ cache_control?: unknown }> };
     expect(sent.system.at(-1)!.cache_control).toEqual({ type: "ephemeral" });
@@ -69,7 +80,11 @@ describe("/v1/messages controls", () => {
 
   it("caps max_tokens to what the request budget allows", async () => {
     // $0.05 at opus' $25/M output leaves room for about 2,000 output tokens, not 20,000.
-    await client.messages.create({ model: "claude-opus-4-5", max_tokens: 20_000, messages: [{ role: "user", content: "cap me" }] });
+    await client.messages.create({
+      model: "claude-opus-4-5",
+      max_tokens: 20_000,
+      messages: [{ role: "user", content: "cap me" }],
+    });
     const sent = fake.lastRequest()!.body as { max_tokens: number };
     expect(sent.max_tokens).toBeLessThan(2_000);
     expect(sent.max_tokens).toBeGreaterThan(100);
@@ -79,11 +94,21 @@ describe("/v1/messages controls", () => {
     const before = fake.requestCount;
     const huge = "word ".repeat(60_000); // ~75k input tokens at $5/M = $0.37 > $0.05
     const err = await client.messages
-      .create({ model: "claude-opus-4-5", max_tokens: 10, messages: [{ role: "user", content: huge }] })
+      .create({
+        model: "claude-opus-4-5",
+        max_tokens: 10,
+        messages: [{ role: "user", content: huge }],
+      })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.RateLimitError);
-    const body = (err as InstanceType<typeof Anthropic.APIError>).error as { error: { type: string; budget: string; limit_usd: number } };
-    expect(body.error).toMatchObject({ type: "budget_exceeded", budget: "request", limit_usd: 0.05 });
+    const body = (err as InstanceType<typeof Anthropic.APIError>).error as {
+      error: { type: string; budget: string; limit_usd: number };
+    };
+    expect(body.error).toMatchObject({
+      type: "budget_exceeded",
+      budget: "request",
+      limit_usd: 0.05,
+    });
     expect(fake.requestCount).toBe(before);
   });
 

@@ -18,7 +18,10 @@ const ALICE = { user: `alice-${run}`, key: `alice-key-${run}` };
 const BOB = { user: `bob-${run}`, key: `bob-key-${run}` };
 const MODEL = "claude-haiku-4-5";
 
-type Setup = { name: string; env: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }> };
+type Setup = {
+  name: string;
+  env: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>;
+};
 const setups: Setup[] = [
   {
     name: "embedded defaults (PGlite, in-process cache)",
@@ -55,7 +58,14 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
         MAX_BODY_BYTES: "65536",
       },
       // The service's own retries are exercised separately; here upstream errors must surface.
-      { llm: new AnthropicProvider({ apiKey: FAKE_API_KEY, baseURL: fake.url, timeoutMs: 10_000, maxRetries: 0 }) },
+      {
+        llm: new AnthropicProvider({
+          apiKey: FAKE_API_KEY,
+          baseURL: fake.url,
+          timeoutMs: 10_000,
+          maxRetries: 0,
+        }),
+      },
     );
     alice = new Anthropic({ baseURL: service.url, apiKey: ALICE.key, maxRetries: 0 });
     bob = new Anthropic({ baseURL: service.url, apiKey: BOB.key, maxRetries: 0 });
@@ -75,7 +85,11 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
 
   it("answers messages.create, then serves the identical request from the cache", async () => {
     const prompt = unique("hello");
-    const params = { model: MODEL, max_tokens: 100, messages: [{ role: "user" as const, content: prompt }] };
+    const params = {
+      model: MODEL,
+      max_tokens: 100,
+      messages: [{ role: "user" as const, content: prompt }],
+    };
     const before = fake.requestCount;
     const first = await alice.messages.create(params).withResponse();
     expect(first.response.headers.get("x-cache")).toBe("MISS");
@@ -88,7 +102,11 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
   });
 
   it("never serves one tenant's cached answer to another", async () => {
-    const params = { model: MODEL, max_tokens: 50, messages: [{ role: "user" as const, content: unique("shared") }] };
+    const params = {
+      model: MODEL,
+      max_tokens: 50,
+      messages: [{ role: "user" as const, content: unique("shared") }],
+    };
     await alice.messages.create(params);
     const before = fake.requestCount;
     const fromBob = await bob.messages.create(params).withResponse();
@@ -97,17 +115,27 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
   });
 
   it("bypasses the cache on cache-control: no-cache", async () => {
-    const params = { model: MODEL, max_tokens: 50, messages: [{ role: "user" as const, content: unique("fresh") }] };
+    const params = {
+      model: MODEL,
+      max_tokens: 50,
+      messages: [{ role: "user" as const, content: unique("fresh") }],
+    };
     await alice.messages.create(params);
     const before = fake.requestCount;
-    const again = await alice.messages.create(params, { headers: { "cache-control": "no-cache" } }).withResponse();
+    const again = await alice.messages
+      .create(params, { headers: { "cache-control": "no-cache" } })
+      .withResponse();
     expect(again.response.headers.get("x-cache")).toBe("BYPASS");
     expect(fake.requestCount - before).toBe(1);
   });
 
   it("streams with the Messages API event sequence and replays a cached stream event for event", async () => {
     const prompt = unique("stream me");
-    const params = { model: MODEL, max_tokens: 200, messages: [{ role: "user" as const, content: prompt }] };
+    const params = {
+      model: MODEL,
+      max_tokens: 200,
+      messages: [{ role: "user" as const, content: prompt }],
+    };
     const collect = async () => {
       const stream = alice.messages.stream(params);
       const types: string[] = [];
@@ -133,8 +161,20 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
     const user = `carol-${run}-${randomBytes(3).toString("hex")}`;
     const key = await service.deps.store.createApiKey(user);
     const carol = new Anthropic({ baseURL: service.url, apiKey: key.key, maxRetries: 0 });
-    const system = [{ type: "text" as const, text: "You are terse. ".repeat(400), cache_control: { type: "ephemeral" as const } }];
-    const ask = (q: string) => carol.messages.create({ model: MODEL, max_tokens: 50, system, messages: [{ role: "user", content: q }] });
+    const system = [
+      {
+        type: "text" as const,
+        text: "You are terse. ".repeat(400),
+        cache_control: { type: "ephemeral" as const },
+      },
+    ];
+    const ask = (q: string) =>
+      carol.messages.create({
+        model: MODEL,
+        max_tokens: 50,
+        system,
+        messages: [{ role: "user", content: q }],
+      });
     const a = await ask(unique("q1"));
     const b = await ask(unique("q2"));
     expect(a.usage.cache_creation_input_tokens).toBeGreaterThan(0);
@@ -148,7 +188,10 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
     expect(rows.every((r) => r.status === "ok" && r.model === MODEL && r.costUsd > 0)).toBe(true);
     // haiku: $1/M input, $5/M output, $1.25/M cache write
     const expected =
-      (a.usage.input_tokens * 1 + a.usage.output_tokens * 5 + (a.usage.cache_creation_input_tokens ?? 0) * 1.25) / 1e6;
+      (a.usage.input_tokens * 1 +
+        a.usage.output_tokens * 5 +
+        (a.usage.cache_creation_input_tokens ?? 0) * 1.25) /
+      1e6;
     expect(byWrite.costUsd).toBeCloseTo(expected, 9);
   });
 
@@ -156,19 +199,35 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
     ["rate_limit", 429, Anthropic.RateLimitError, "rate_limit_error"],
     ["overloaded", 529, Anthropic.InternalServerError, "overloaded_error"],
     ["api_error", 500, Anthropic.InternalServerError, "api_error"],
-  ] as const)("passes an upstream %s through as %i in Anthropic's error shape", async (kind, status, cls, type) => {
-    const err = await alice.messages
-      .create({ model: MODEL, max_tokens: 20, messages: [{ role: "user", content: `[[fake:{"fault":{"kind":"${kind}"}}]] ${unique("x")}` }] })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(cls);
-    expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(status);
-    expect((err as InstanceType<typeof Anthropic.APIError>).type).toBe(type);
-    if (kind === "rate_limit") expect((err as InstanceType<typeof Anthropic.APIError>).headers?.get("retry-after")).toBe("1");
-  });
+  ] as const)(
+    "passes an upstream %s through as %i in Anthropic's error shape",
+    async (kind, status, cls, type) => {
+      const err = await alice.messages
+        .create({
+          model: MODEL,
+          max_tokens: 20,
+          messages: [
+            { role: "user", content: `[[fake:{"fault":{"kind":"${kind}"}}]] ${unique("x")}` },
+          ],
+        })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(cls);
+      expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(status);
+      expect((err as InstanceType<typeof Anthropic.APIError>).type).toBe(type);
+      if (kind === "rate_limit")
+        expect((err as InstanceType<typeof Anthropic.APIError>).headers?.get("retry-after")).toBe(
+          "1",
+        );
+    },
+  );
 
   it("ends a stream with an error event on a mid-stream failure, and does not cache it", async () => {
     const prompt = `[[fake:{"deltas":8,"fault":{"kind":"stream_error","afterDeltas":3}}]] ${unique("cut")}`;
-    const params = { model: MODEL, max_tokens: 200, messages: [{ role: "user" as const, content: prompt }] };
+    const params = {
+      model: MODEL,
+      max_tokens: 200,
+      messages: [{ role: "user" as const, content: prompt }],
+    };
     const attempt = () => alice.messages.stream(params).finalMessage();
     await expect(attempt()).rejects.toThrow(/overloaded/i);
     const before = fake.requestCount;
@@ -188,12 +247,18 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
         model: MODEL,
         max_tokens: 500,
         stream: true,
-        messages: [{ role: "user", content: `[[fake:{"deltas":50,"deltaIntervalMs":20}]] ${unique("long")}` }],
+        messages: [
+          {
+            role: "user",
+            content: `[[fake:{"deltas":50,"deltaIntervalMs":20}]] ${unique("long")}`,
+          },
+        ],
       }),
     });
     const reader = res.body!.getReader();
     let seen = "";
-    while (!seen.includes("content_block_delta")) seen += new TextDecoder().decode((await reader.read()).value);
+    while (!seen.includes("content_block_delta"))
+      seen += new TextDecoder().decode((await reader.read()).value);
     controller.abort();
     await new Promise((r) => setTimeout(r, 200));
     const rows = await ledger(user);
@@ -212,7 +277,11 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
       });
     const expectError = async (res: Response, status: number, type: string, message: RegExp) => {
       expect(res.status).toBe(status);
-      const body = (await res.json()) as { type: string; error: { type: string; message: string }; request_id: string };
+      const body = (await res.json()) as {
+        type: string;
+        error: { type: string; message: string };
+        request_id: string;
+      };
       expect(body.type).toBe("error");
       expect(body.error.type).toBe(type);
       expect(body.error.message).toMatch(message);
@@ -220,36 +289,88 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
     };
 
     it("rejects malformed JSON with 400", async () => {
-      await expectError(await post("{not json"), 400, "invalid_request_error", /^request body is not valid JSON$/);
+      await expectError(
+        await post("{not json"),
+        400,
+        "invalid_request_error",
+        /^request body is not valid JSON$/,
+      );
     });
 
     it("rejects wrong types with 400 naming the field", async () => {
-      const res = await post(JSON.stringify({ model: MODEL, max_tokens: "many", messages: [{ role: "user", content: "x" }] }));
+      const res = await post(
+        JSON.stringify({
+          model: MODEL,
+          max_tokens: "many",
+          messages: [{ role: "user", content: "x" }],
+        }),
+      );
       await expectError(res, 400, "invalid_request_error", /^max_tokens: .*number/);
-      const res2 = await post(JSON.stringify({ model: MODEL, max_tokens: 5, messages: [{ role: "robot", content: "x" }] }));
+      const res2 = await post(
+        JSON.stringify({
+          model: MODEL,
+          max_tokens: 5,
+          messages: [{ role: "robot", content: "x" }],
+        }),
+      );
       await expectError(res2, 400, "invalid_request_error", /^messages\.0\.role: /);
       const res3 = await post(JSON.stringify({ model: MODEL, max_tokens: 5, messages: [] }));
-      await expectError(res3, 400, "invalid_request_error", /^messages: must hold at least one message$/);
+      await expectError(
+        res3,
+        400,
+        "invalid_request_error",
+        /^messages: must hold at least one message$/,
+      );
     });
 
     it("rejects an oversized body with 413", async () => {
-      const big = JSON.stringify({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: "x".repeat(70_000) }] });
-      await expectError(await post(big), 413, "request_too_large", /exceeds 65536 bytes \(MAX_BODY_BYTES\)/);
+      const big = JSON.stringify({
+        model: MODEL,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "x".repeat(70_000) }],
+      });
+      await expectError(
+        await post(big),
+        413,
+        "request_too_large",
+        /exceeds 65536 bytes \(MAX_BODY_BYTES\)/,
+      );
     });
 
     it("rejects a missing key and a wrong key with 401", async () => {
-      const ok = JSON.stringify({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: "x" }] });
-      const missing = await fetch(`${service.url}/v1/messages`, { method: "POST", body: ok, headers: { "content-type": "application/json" } });
+      const ok = JSON.stringify({
+        model: MODEL,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "x" }],
+      });
+      const missing = await fetch(`${service.url}/v1/messages`, {
+        method: "POST",
+        body: ok,
+        headers: { "content-type": "application/json" },
+      });
       await expectError(missing, 401, "authentication_error", /^missing API key/);
-      await expectError(await post(ok, { "x-api-key": "wrong-key-123" }), 401, "authentication_error", /^invalid API key$/);
-      const err = await new Anthropic({ baseURL: service.url, apiKey: "wrong-key-123", maxRetries: 0 }).messages
+      await expectError(
+        await post(ok, { "x-api-key": "wrong-key-123" }),
+        401,
+        "authentication_error",
+        /^invalid API key$/,
+      );
+      const err = await new Anthropic({
+        baseURL: service.url,
+        apiKey: "wrong-key-123",
+        maxRetries: 0,
+      }).messages
         .create({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: "x" }] })
         .catch((e: unknown) => e);
       expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
     });
 
     it("accepts Authorization: Bearer", async () => {
-      const ok = JSON.stringify({ model: MODEL, max_tokens: 5, messages: [{ role: "user", content: unique("bearer") }] });
+      const ok = JSON.stringify({
+        model: MODEL,
+        max_tokens: 5,
+        messages: [{ role: "user", content: unique("bearer") }],
+      });
       const res = await fetch(`${service.url}/v1/messages`, {
         method: "POST",
         body: ok,
@@ -291,22 +412,42 @@ describe("service behaviour without an API key or a reachable database", () => {
   afterAll(() => store?.close());
 
   it("answers from the labelled synthetic model on embedded defaults", async () => {
-    const service = await startService({ DATA_DIR: "memory://", AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}` }, { store });
+    const service = await startService(
+      { DATA_DIR: "memory://", AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}` },
+      { store },
+    );
     try {
       const client = new Anthropic({ baseURL: service.url, apiKey: ALICE.key, maxRetries: 0 });
-      const res = await client.messages.create({ model: MODEL, max_tokens: 100, messages: [{ role: "user", content: "Hi" }] }).withResponse();
+      const res = await client.messages
+        .create({ model: MODEL, max_tokens: 100, messages: [{ role: "user", content: "Hi" }] })
+        .withResponse();
       expect(res.response.headers.get("x-agent-synthetic")).toBe("true");
       expect(res.data.model).toBe("synthetic-offline");
-      expect(res.data.content[0]).toMatchObject({ type: "text", text: expect.stringMatching(/^\[synthetic response/) });
-      const streamed = await client.messages.stream({ model: MODEL, max_tokens: 100, messages: [{ role: "user", content: "Hi there" }] }).finalMessage();
-      expect(streamed.content[0]).toMatchObject({ type: "text", text: expect.stringContaining("Hi there") });
+      expect(res.data.content[0]).toMatchObject({
+        type: "text",
+        text: expect.stringMatching(/^\[synthetic response/),
+      });
+      const streamed = await client.messages
+        .stream({
+          model: MODEL,
+          max_tokens: 100,
+          messages: [{ role: "user", content: "Hi there" }],
+        })
+        .finalMessage();
+      expect(streamed.content[0]).toMatchObject({
+        type: "text",
+        text: expect.stringContaining("Hi there"),
+      });
     } finally {
       await service.close();
     }
   });
 
   it("reports the database as down on /ready with 503", async () => {
-    const service = await startService({ DATA_DIR: "memory://", AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}` }, { store });
+    const service = await startService(
+      { DATA_DIR: "memory://", AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}` },
+      { store },
+    );
     const realPing = service.deps.store.ping.bind(service.deps.store);
     service.deps.store.ping = async () => {
       throw new Error("connection refused");
@@ -314,7 +455,11 @@ describe("service behaviour without an API key or a reachable database", () => {
     try {
       const res = await fetch(`${service.url}/ready`);
       expect(res.status).toBe(503);
-      expect(await res.json()).toEqual({ status: "unavailable", down: ["database"], checks: { database: "connection refused" } });
+      expect(await res.json()).toEqual({
+        status: "unavailable",
+        down: ["database"],
+        checks: { database: "connection refused" },
+      });
     } finally {
       service.deps.store.ping = realPing;
       await service.close();
@@ -323,16 +468,23 @@ describe("service behaviour without an API key or a reachable database", () => {
 
   it("retries a transient upstream failure inside the service", async () => {
     const fake = await startFakeAnthropic();
-    const service = await startService({
-      DATA_DIR: "memory://",
-      AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}`,
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-    }, { store });
+    const service = await startService(
+      {
+        DATA_DIR: "memory://",
+        AGENT_API_KEYS: `${ALICE.user}:${ALICE.key}`,
+        ANTHROPIC_API_KEY: FAKE_API_KEY,
+        ANTHROPIC_BASE_URL: fake.url,
+      },
+      { store },
+    );
     try {
       fake.failNext(1, { kind: "overloaded" });
       const client = new Anthropic({ baseURL: service.url, apiKey: ALICE.key, maxRetries: 0 });
-      const msg = await client.messages.create({ model: MODEL, max_tokens: 20, messages: [{ role: "user", content: "retry" }] });
+      const msg = await client.messages.create({
+        model: MODEL,
+        max_tokens: 20,
+        messages: [{ role: "user", content: "retry" }],
+      });
       expect(msg.content[0]).toMatchObject({ text: "Echo: retry" });
       expect(fake.requestCount).toBe(2);
     } finally {

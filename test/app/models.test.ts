@@ -25,17 +25,24 @@ describe("ModelCatalog", () => {
   });
 
   it("charges unknown models at the highest prices, never zero", () => {
-    const unknown = catalog.costUsd("claude-future-9", { input_tokens: 0, output_tokens: 1_000_000 });
+    const unknown = catalog.costUsd("claude-future-9", {
+      input_tokens: 0,
+      output_tokens: 1_000_000,
+    });
     const priciest = Math.max(...table.models.map((m) => m.outputPerMTok));
     expect(unknown).toBe(priciest);
   });
 
   it("charges nothing for the synthetic offline model", () => {
-    expect(catalog.costUsd(SYNTHETIC_MODEL, { input_tokens: 10_000, output_tokens: 10_000 })).toBe(0);
+    expect(catalog.costUsd(SYNTHETIC_MODEL, { input_tokens: 10_000, output_tokens: 10_000 })).toBe(
+      0,
+    );
   });
 
   it("rejects a table whose fallback names an unknown model", () => {
-    expect(() => ModelCatalog.load({ ...table, fallbacks: { fast: ["nope"] } })).toThrow(/fallbacks.fast names unknown model "nope"/);
+    expect(() => ModelCatalog.load({ ...table, fallbacks: { fast: ["nope"] } })).toThrow(
+      /fallbacks.fast names unknown model "nope"/,
+    );
   });
 
   it("rejects a table with a missing price", () => {

@@ -206,9 +206,21 @@ describe("the transformation", () => {
 
 describe("launch templates", () => {
   it("tag the instances and volumes they launch with the stack tags, keeping their own specifications", async () => {
-    const stack = { app: "agent", environment: "prod", owner: "o", "cost-center": "c", "pulumi-stack": "agent-x" };
+    const stack = {
+      app: "agent",
+      environment: "prod",
+      owner: "o",
+      "cost-center": "c",
+      "pulumi-stack": "agent-x",
+    };
     const specs = await new Promise<unknown>((resolve) =>
-      withLaunchedTags([{ resourceType: "network-interface", tags: { role: "eni" } }, { resourceType: "instance", tags: { environment: "wrong" } }], stack).apply(resolve),
+      withLaunchedTags(
+        [
+          { resourceType: "network-interface", tags: { role: "eni" } },
+          { resourceType: "instance", tags: { environment: "wrong" } },
+        ],
+        stack,
+      ).apply(resolve),
     );
     expect(specs).toEqual([
       { resourceType: "network-interface", tags: { role: "eni", ...stack } },

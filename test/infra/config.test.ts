@@ -43,12 +43,15 @@ describe("stack files", () => {
     expect(prodOfLineage.environment).toBe("prod");
   });
 
-  it.each(listStacks())("%s parses, keeps the API key secret and promotes prod from another stack", (stack) => {
-    const c = parseStackConfig(readStackFile(stack, { secrets: SECRET }));
-    expect(c.stack).toBe(stack);
-    if (c.environment !== "dev") expect(c.promoteFrom).toBeDefined();
-    expect(c.alertEmails.length).toBeGreaterThan(0);
-  });
+  it.each(listStacks())(
+    "%s parses, keeps the API key secret and promotes prod from another stack",
+    (stack) => {
+      const c = parseStackConfig(readStackFile(stack, { secrets: SECRET }));
+      expect(c.stack).toBe(stack);
+      if (c.environment !== "dev") expect(c.promoteFrom).toBeDefined();
+      expect(c.alertEmails.length).toBeGreaterThan(0);
+    },
+  );
 });
 
 describe("parseStackConfig errors name the key and what is allowed", () => {
@@ -61,17 +64,23 @@ describe("parseStackConfig errors name the key and what is allowed", () => {
   it("requires the target", () => {
     const raw = base();
     delete raw.values["agent:target"];
-    expect(problems(raw)).toEqual(["agent:target is required: one of lambda, cloudrun, eks, vmgroup"]);
+    expect(problems(raw)).toEqual([
+      "agent:target is required: one of lambda, cloudrun, eks, vmgroup",
+    ]);
   });
 
   it("requires missing keys with the command that sets them", () => {
     const raw = base();
     delete raw.values["agent:owner"];
-    expect(problems(raw)).toEqual(["agent:owner is required: set it with `pulumi config set agent:owner <value>`"]);
+    expect(problems(raw)).toEqual([
+      "agent:owner is required: set it with `pulumi config set agent:owner <value>`",
+    ]);
   });
 
   it("requires the cloud for vmgroup", () => {
-    expect(problems(base({ "agent:target": "vmgroup" }))).toEqual(['agent:cloud is required here: one of "aws", "gcp"']);
+    expect(problems(base({ "agent:target": "vmgroup" }))).toEqual([
+      'agent:cloud is required here: one of "aws", "gcp"',
+    ]);
   });
 
   it("rejects out-of-range values with the value it got", () => {
@@ -84,7 +93,9 @@ describe("parseStackConfig errors name the key and what is allowed", () => {
     expect(problems(base({ "agent:cloudrun": "{}", "agent:colour": "blue" }))).toEqual([
       "unknown keys agent:cloudrun, agent:colour (a cloudrun section is only valid when agent:target is cloudrun): remove or rename them",
     ]);
-    expect(problems(base({ "agent:lambda": '{"memory": 512}' }))).toEqual(["unknown key agent:lambda.memory: remove or rename it"]);
+    expect(problems(base({ "agent:lambda": '{"memory": 512}' }))).toEqual([
+      "unknown key agent:lambda.memory: remove or rename it",
+    ]);
   });
 
   it("rejects a bad environment", () => {
@@ -100,14 +111,22 @@ describe("parseStackConfig errors name the key and what is allowed", () => {
   });
 
   it("checks cross-key rules", () => {
-    expect(problems(base({ "agent:scaling": '{"min": 5, "max": 2}' }))).toContain("agent:scaling.min (5) must not exceed agent:scaling.max (2)");
-    expect(problems(base({ "agent:target": "eks", "agent:environment": "prod", "agent:scaling": '{"min": 1}' }))).toContain(
+    expect(problems(base({ "agent:scaling": '{"min": 5, "max": 2}' }))).toContain(
+      "agent:scaling.min (5) must not exceed agent:scaling.max (2)",
+    );
+    expect(
+      problems(
+        base({ "agent:target": "eks", "agent:environment": "prod", "agent:scaling": '{"min": 1}' }),
+      ),
+    ).toContain(
       "agent:scaling.min must be at least 2 in prod (got 1): one replica is a single point of failure",
     );
     expect(problems(base({ "agent:target": "eks", "agent:domain": "a.example.com" }))).toEqual([
       "agent:certificateArn is required with agent:domain on AWS: the ACM certificate that covers a.example.com",
     ]);
-    expect(problems(base({ "agent:target": "eks", "agent:eks": '{"cluster": "existing"}' }))).toEqual([
+    expect(
+      problems(base({ "agent:target": "eks", "agent:eks": '{"cluster": "existing"}' })),
+    ).toEqual([
       'agent:kubeconfig is required when agent:eks.cluster is "existing" (set it with --secret)',
       'agent:eks.oidcProviderArn and agent:eks.oidcProviderUrl are required when agent:eks.cluster is "existing" (IAM roles for service accounts)',
     ]);
@@ -123,7 +142,13 @@ describe("parseStackConfig errors name the key and what is allowed", () => {
   });
 
   it("accepts numbers written as strings and decodes objects", () => {
-    const c = parseStackConfig(base({ "agent:monthlyBudgetUsd": "250", "agent:owner": "1234", "agent:lambda": '{"reservedConcurrency": 5}' }));
+    const c = parseStackConfig(
+      base({
+        "agent:monthlyBudgetUsd": "250",
+        "agent:owner": "1234",
+        "agent:lambda": '{"reservedConcurrency": 5}',
+      }),
+    );
     expect(c.monthlyBudgetUsd).toBe(250);
     expect(c.owner).toBe("1234");
     expect(c.target === "lambda" && c.lambda.reservedConcurrency).toBe(5);

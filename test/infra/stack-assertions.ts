@@ -4,7 +4,13 @@
  */
 import type { RecordedResource, ResourceQuery } from "../support/pulumi";
 import { outputOf } from "../support/pulumi";
-import { stackRenderer, TEST_ANTHROPIC_KEY, PROMOTED_DIGEST, exportedArtifactOf, type RenderedStack } from "../support/render-stack";
+import {
+  stackRenderer,
+  TEST_ANTHROPIC_KEY,
+  PROMOTED_DIGEST,
+  exportedArtifactOf,
+  type RenderedStack,
+} from "../support/render-stack";
 import { AWS_TAG_KEYS } from "../../components/tagging";
 
 const json = (v: unknown) => JSON.stringify(v) ?? "";
@@ -23,11 +29,19 @@ export function describeStack(stack: string): void {
 
   describe(`stack ${stack}`, () => {
     test("the Anthropic key appears only in secret inputs", () => {
-      const leaks = s.q
-        .all()
-        .flatMap((r) => Object.entries(r.inputs as Record<string, unknown>).filter(([k, v]) => !r.secretInputs.has(k) && json(v).includes(TEST_ANTHROPIC_KEY)).map(([k]) => `${r.type} ${r.name}.${k}`));
+      const leaks = s.q.all().flatMap((r) =>
+        Object.entries(r.inputs as Record<string, unknown>)
+          .filter(([k, v]) => !r.secretInputs.has(k) && json(v).includes(TEST_ANTHROPIC_KEY))
+          .map(([k]) => `${r.type} ${r.name}.${k}`),
+      );
       expect(leaks).toEqual([]);
-      const holders = s.q.all().filter((r) => [...r.secretInputs].some((k) => json((r.inputs as Record<string, unknown>)[k]).includes(TEST_ANTHROPIC_KEY)));
+      const holders = s.q
+        .all()
+        .filter((r) =>
+          [...r.secretInputs].some((k) =>
+            json((r.inputs as Record<string, unknown>)[k]).includes(TEST_ANTHROPIC_KEY),
+          ),
+        );
       expect(holders.length).toBe(1);
     });
 
@@ -41,21 +55,44 @@ export function describeStack(stack: string): void {
       const c = s.config;
       if (c.cloud === "aws") {
         // Which types take tags at all is pinned by components/tagging's own test against the SDK.
-        const taggable = s.q.all().filter((r) => r.type.startsWith("aws:") && (r.inputs as { tags?: unknown }).tags !== undefined && !Array.isArray((r.inputs as { tags?: unknown }).tags));
+        const taggable = s.q
+          .all()
+          .filter(
+            (r) =>
+              r.type.startsWith("aws:") &&
+              (r.inputs as { tags?: unknown }).tags !== undefined &&
+              !Array.isArray((r.inputs as { tags?: unknown }).tags),
+          );
         expect(taggable.length).toBeGreaterThan(10);
         for (const r of taggable) {
-          expect({ resource: `${r.type} ${r.name}`, tags: (r.inputs as { tags?: unknown }).tags }).toMatchObject({
-            tags: { [AWS_TAG_KEYS.app]: "agent", [AWS_TAG_KEYS.environment]: c.environment, [AWS_TAG_KEYS.owner]: c.owner, [AWS_TAG_KEYS.costCenter]: c.costCenter },
+          expect({
+            resource: `${r.type} ${r.name}`,
+            tags: (r.inputs as { tags?: unknown }).tags,
+          }).toMatchObject({
+            tags: {
+              [AWS_TAG_KEYS.app]: "agent",
+              [AWS_TAG_KEYS.environment]: c.environment,
+              [AWS_TAG_KEYS.owner]: c.owner,
+              [AWS_TAG_KEYS.costCenter]: c.costCenter,
+            },
           });
         }
       } else {
         // A notification channel's `labels` is its configuration (the e-mail address), not metadata.
         const labellable = s.q
           .all()
-          .filter((r) => r.type.startsWith("gcp:") && r.type !== "gcp:monitoring/notificationChannel:NotificationChannel" && (r.inputs as { labels?: unknown }).labels !== undefined);
+          .filter(
+            (r) =>
+              r.type.startsWith("gcp:") &&
+              r.type !== "gcp:monitoring/notificationChannel:NotificationChannel" &&
+              (r.inputs as { labels?: unknown }).labels !== undefined,
+          );
         expect(labellable.length).toBeGreaterThan(5);
         for (const r of labellable) {
-          expect({ resource: `${r.type} ${r.name}`, labels: (r.inputs as { labels?: unknown }).labels }).toMatchObject({ labels: { app: "agent", environment: c.environment } });
+          expect({
+            resource: `${r.type} ${r.name}`,
+            labels: (r.inputs as { labels?: unknown }).labels,
+          }).toMatchObject({ labels: { app: "agent", environment: c.environment } });
         }
       }
     });
@@ -70,8 +107,12 @@ export function describeStack(stack: string): void {
         expect(inputs.deletionProtection).toBe(prod);
         expect(inputs.multiAz).toBe(prod);
         expect(db.options.protect).toBe(prod);
-        const redis = one(s.q, "aws:elasticache/replicationGroup:ReplicationGroup").inputs as Record<string, unknown>;
-        expect(redis).toMatchObject({ transitEncryptionEnabled: true, atRestEncryptionEnabled: true });
+        const redis = one(s.q, "aws:elasticache/replicationGroup:ReplicationGroup")
+          .inputs as Record<string, unknown>;
+        expect(redis).toMatchObject({
+          transitEncryptionEnabled: true,
+          atRestEncryptionEnabled: true,
+        });
       } else {
         const sql = one(s.q, "gcp:sql/databaseInstance:DatabaseInstance");
         const settings = (sql.inputs as { settings: Record<string, any> }).settings;
@@ -80,27 +121,48 @@ export function describeStack(stack: string): void {
         expect(settings.availabilityType).toBe(prod ? "REGIONAL" : "ZONAL");
         expect(sql.options.protect).toBe(prod);
         const redis = one(s.q, "gcp:redis/instance:Instance").inputs as Record<string, unknown>;
-        expect(redis).toMatchObject({ authEnabled: true, transitEncryptionMode: "SERVER_AUTHENTICATION", tier: prod ? "STANDARD_HA" : "BASIC" });
+        expect(redis).toMatchObject({
+          authEnabled: true,
+          transitEncryptionMode: "SERVER_AUTHENTICATION",
+          tier: prod ? "STANDARD_HA" : "BASIC",
+        });
       }
     });
 
     test("a cost budget alerts at 50, 80 and 100 %", () => {
       if (s.config.cloud === "aws") {
-        const b = one(s.q, "aws:budgets/budget:Budget").inputs as { notifications: Array<{ threshold: number; notificationType: string }> };
-        expect(b.notifications.filter((n) => n.notificationType === "ACTUAL").map((n) => n.threshold).sort((x, y) => x - y)).toEqual([50, 80, 100]);
+        const b = one(s.q, "aws:budgets/budget:Budget").inputs as {
+          notifications: Array<{ threshold: number; notificationType: string }>;
+        };
+        expect(
+          b.notifications
+            .filter((n) => n.notificationType === "ACTUAL")
+            .map((n) => n.threshold)
+            .sort((x, y) => x - y),
+        ).toEqual([50, 80, 100]);
       } else {
-        const b = one(s.q, "gcp:billing/budget:Budget").inputs as { thresholdRules: Array<{ thresholdPercent: number; spendBasis?: string }> };
-        const current = b.thresholdRules.filter((r) => r.spendBasis !== "FORECASTED_SPEND").map((r) => r.thresholdPercent);
+        const b = one(s.q, "gcp:billing/budget:Budget").inputs as {
+          thresholdRules: Array<{ thresholdPercent: number; spendBasis?: string }>;
+        };
+        const current = b.thresholdRules
+          .filter((r) => r.spendBasis !== "FORECASTED_SPEND")
+          .map((r) => r.thresholdPercent);
         expect(current.sort()).toEqual([0.5, 0.8, 1]);
       }
     });
 
     test("the artifact is built here, or promoted exactly from the source stack", async () => {
-      const builds = s.q.findByType("docker:index/image:Image").length + s.q.findByType("aws:s3/bucketObjectv2:BucketObjectv2").length;
+      const builds =
+        s.q.findByType("docker:index/image:Image").length +
+        s.q.findByType("aws:s3/bucketObjectv2:BucketObjectv2").length;
       const exported = await outputOf(s.outputs.artifact);
       if (s.config.promoteFrom) {
         expect(builds).toBe(0);
-        expect(s.q.findByType("pulumi:pulumi:StackReference").map((r) => (r.inputs as { name: string }).name)).toEqual([s.config.promoteFrom]);
+        expect(
+          s.q
+            .findByType("pulumi:pulumi:StackReference")
+            .map((r) => (r.inputs as { name: string }).name),
+        ).toEqual([s.config.promoteFrom]);
         expect(exported).toEqual(exportedArtifactOf(s.config.promoteFrom));
       } else {
         expect(builds).toBe(1);
@@ -129,18 +191,32 @@ async function assertTarget(s: RenderedStack): Promise<void> {
   switch (c.target) {
     case "lambda": {
       const fn = one(q, "aws:lambda/function:Function").inputs as Record<string, any>;
-      expect(fn).toMatchObject({ runtime: "nodejs22.x", architectures: ["arm64"], tracingConfig: { mode: "Active" } });
+      expect(fn).toMatchObject({
+        runtime: "nodejs22.x",
+        architectures: ["arm64"],
+        tracingConfig: { mode: "Active" },
+      });
       expect(fn.memorySize).toBe(c.lambda.memoryMb);
       expect(fn.reservedConcurrentExecutions).toBe(c.lambda.reservedConcurrency);
       expect(fn.vpcConfig.subnetIds.length).toBeGreaterThanOrEqual(2);
       const env = fn.environment.variables as Record<string, string>;
       expect(env.ANTHROPIC_API_KEY).toBeUndefined();
       expect(env.ANTHROPIC_API_KEY_SECRET).toMatch(/^aws-sm:\/\/arn:aws:secretsmanager:/);
-      if (promoted) expect(fn.s3Key).toContain(exportedArtifactOf(c.promoteFrom!).kind === "lambda-zip" ? "lambda/" : "");
-      const secretsPolicy = q.findByType("aws:iam/rolePolicy:RolePolicy").map((p) => json((p.inputs as { policy: unknown }).policy)).join("\n");
+      if (promoted)
+        expect(fn.s3Key).toContain(
+          exportedArtifactOf(c.promoteFrom!).kind === "lambda-zip" ? "lambda/" : "",
+        );
+      const secretsPolicy = q
+        .findByType("aws:iam/rolePolicy:RolePolicy")
+        .map((p) => json((p.inputs as { policy: unknown }).policy))
+        .join("\n");
       expect(secretsPolicy).toContain("secretsmanager:GetSecretValue");
-      expect(secretsPolicy).not.toMatch(/"Resource":"\*"[^}]*GetSecretValue|GetSecretValue[^}]*"Resource":"\*"/);
-      expect(q.findByType("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig")).toHaveLength(c.lambda.provisionedConcurrency ? 1 : 0);
+      expect(secretsPolicy).not.toMatch(
+        /"Resource":"\*"[^}]*GetSecretValue|GetSecretValue[^}]*"Resource":"\*"/,
+      );
+      expect(
+        q.findByType("aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig"),
+      ).toHaveLength(c.lambda.provisionedConcurrency ? 1 : 0);
       break;
     }
     case "cloudrun": {
@@ -149,31 +225,52 @@ async function assertTarget(s: RenderedStack): Promise<void> {
       expect(svc.template.scaling.minInstanceCount).toBe(c.scaling.min);
       const container = svc.template.containers[0];
       if (promoted) expect(container.image).toContain(`@${PROMOTED_DIGEST}`);
-      const secretEnv = container.envs.filter((e: any) => e.valueSource).map((e: any) => e.name).sort();
+      const secretEnv = container.envs
+        .filter((e: any) => e.valueSource)
+        .map((e: any) => e.name)
+        .sort();
       expect(secretEnv).toEqual(["ANTHROPIC_API_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD"]);
-      expect(container.envs.filter((e: any) => e.value !== undefined && json(e.value).includes(TEST_ANTHROPIC_KEY))).toEqual([]);
+      expect(
+        container.envs.filter(
+          (e: any) => e.value !== undefined && json(e.value).includes(TEST_ANTHROPIC_KEY),
+        ),
+      ).toEqual([]);
       expect(container.startupProbe.httpGet.path).toBe("/ready");
       expect(container.livenessProbe.httpGet.path).toBe("/health");
       expect(svc.template.vpcAccess.egress).toBe("PRIVATE_RANGES_ONLY");
       break;
     }
     case "eks": {
-      const hpa = one(q, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs as Record<string, any>;
+      const hpa = one(q, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler").inputs as Record<
+        string,
+        any
+      >;
       expect(hpa.spec.minReplicas).toBe(c.scaling.min);
       expect(hpa.spec.maxReplicas).toBe(c.scaling.max);
       const dep = one(q, "kubernetes:apps/v1:Deployment").inputs as Record<string, any>;
       const container = dep.spec.template.spec.containers[0];
       if (promoted) expect(container.image).toContain(`@${PROMOTED_DIGEST}`);
-      expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+      expect(container.securityContext).toMatchObject({
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+      });
       expect(container.readinessProbe.httpGet.path).toBe("/ready");
       expect(dep.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
       // A disruption budget only makes sense with two or more replicas to keep one of.
-      expect(q.findByType("kubernetes:policy/v1:PodDisruptionBudget")).toHaveLength((c.scaling.min ?? 1) >= 2 ? 1 : 0);
-      expect(q.findByType("kubernetes:networking.k8s.io/v1:NetworkPolicy").length).toBeGreaterThanOrEqual(1);
-      const addons = q.findByType("aws:eks/addon:Addon").map((a) => (a.inputs as { addonName: string }).addonName);
+      expect(q.findByType("kubernetes:policy/v1:PodDisruptionBudget")).toHaveLength(
+        (c.scaling.min ?? 1) >= 2 ? 1 : 0,
+      );
+      expect(
+        q.findByType("kubernetes:networking.k8s.io/v1:NetworkPolicy").length,
+      ).toBeGreaterThanOrEqual(1);
+      const addons = q
+        .findByType("aws:eks/addon:Addon")
+        .map((a) => (a.inputs as { addonName: string }).addonName);
       expect(addons).toContain("metrics-server");
       if (c.domain) {
-        const svc = q.findByType("kubernetes:core/v1:Service").find((x) => (x.inputs as any).spec?.type === "LoadBalancer")!;
+        const svc = q
+          .findByType("kubernetes:core/v1:Service")
+          .find((x) => (x.inputs as any).spec?.type === "LoadBalancer")!;
         expect(json((svc.inputs as any).metadata.annotations)).toContain(c.certificateArn!);
       }
       break;
@@ -190,18 +287,29 @@ async function assertTarget(s: RenderedStack): Promise<void> {
         const userData = Buffer.from(lt.userData, "base64").toString("utf8");
         expect(userData).not.toContain(TEST_ANTHROPIC_KEY);
         if (promoted) expect(userData).toContain(PROMOTED_DIGEST);
-        const listeners = q.findByType("aws:lb/listener:Listener").map((l) => (l.inputs as any).protocol).sort();
+        const listeners = q
+          .findByType("aws:lb/listener:Listener")
+          .map((l) => (l.inputs as any).protocol)
+          .sort();
         expect(listeners).toEqual(c.domain ? ["HTTP", "HTTPS"] : ["HTTP"]);
       } else {
-        const tpl = one(q, "gcp:compute/instanceTemplate:InstanceTemplate").inputs as Record<string, any>;
+        const tpl = one(q, "gcp:compute/instanceTemplate:InstanceTemplate").inputs as Record<
+          string,
+          any
+        >;
         expect(tpl.networkInterfaces[0].accessConfigs ?? []).toEqual([]);
         expect(tpl.shieldedInstanceConfig).toMatchObject({ enableSecureBoot: true });
         expect(json(tpl.metadata)).not.toContain(TEST_ANTHROPIC_KEY);
         if (promoted) expect(json(tpl.metadata)).toContain(PROMOTED_DIGEST);
-        const as = one(q, "gcp:compute/regionAutoscaler:RegionAutoscaler").inputs as Record<string, any>;
+        const as = one(q, "gcp:compute/regionAutoscaler:RegionAutoscaler").inputs as Record<
+          string,
+          any
+        >;
         expect(as.autoscalingPolicy.minReplicas).toBe(c.scaling.min);
         expect(as.autoscalingPolicy.maxReplicas).toBe(c.scaling.max);
-        expect(q.findByType("gcp:compute/managedSslCertificate:ManagedSslCertificate")).toHaveLength(c.domain ? 1 : 0);
+        expect(
+          q.findByType("gcp:compute/managedSslCertificate:ManagedSslCertificate"),
+        ).toHaveLength(c.domain ? 1 : 0);
       }
       break;
     }

@@ -15,7 +15,6 @@ import type { PolicyResource } from "../../infra/policy/types";
 import { stackRenderer } from "../support/render-stack";
 import { readPolicyConfig } from "./stack-policies";
 
-/* eslint-disable @typescript-eslint/no-explicit-any -- the generated gRPC stubs are untyped JavaScript */
 /* eslint-disable @typescript-eslint/no-require-imports */
 const PULUMI = join(__dirname, "../../node_modules/@pulumi/pulumi");
 const analyzerPb = require(join(PULUMI, "proto/analyzer_pb")) as Record<string, any>;

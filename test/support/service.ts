@@ -16,12 +16,17 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-export async function startService(env: Record<string, string>, options: CreateDepsOptions = {}): Promise<RunningService> {
+export async function startService(
+  env: Record<string, string>,
+  options: CreateDepsOptions = {},
+): Promise<RunningService> {
   const config = loadConfig({ LOG_LEVEL: "silent", PORT: "0", HOST: "127.0.0.1", ...env });
   const deps = await createDeps(config, { logger: pino({ level: config.LOG_LEVEL }), ...options });
   const app = buildApp(deps);
   const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
-  await new Promise<void>((resolve) => (server.listening ? resolve() : server.once("listening", () => resolve())));
+  await new Promise<void>((resolve) =>
+    server.listening ? resolve() : server.once("listening", () => resolve()),
+  );
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : 0;
   return {

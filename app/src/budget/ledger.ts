@@ -59,7 +59,8 @@ export class BatchedLedger implements UsageRecorder {
     while (this.queue.length > 0) {
       const before = this.queue.length;
       await this.writeBatch();
-      if (this.queue.length >= before) throw new Error(`usage ledger: ${this.queue.length} entries could not be written`);
+      if (this.queue.length >= before)
+        throw new Error(`usage ledger: ${this.queue.length} entries could not be written`);
     }
   }
 
@@ -79,7 +80,10 @@ export class BatchedLedger implements UsageRecorder {
         await this.store.recordUsage([entry]);
       } catch (err) {
         if (!(err instanceof RangeError)) throw err;
-        this.logger.error({ err: err.message, requestId: entry.requestId }, "usage ledger entry is invalid; dropped");
+        this.logger.error(
+          { err: err.message, requestId: entry.requestId },
+          "usage ledger entry is invalid; dropped",
+        );
       }
     }
   }
@@ -100,7 +104,9 @@ export class BatchedLedger implements UsageRecorder {
     const batch = this.queue.splice(0, this.batchSize);
     this.writing = this.store
       .recordUsage(batch)
-      .catch((err: unknown) => (err instanceof RangeError ? this.isolateInvalid(batch) : Promise.reject(err)))
+      .catch((err: unknown) =>
+        err instanceof RangeError ? this.isolateInvalid(batch) : Promise.reject(err),
+      )
       .then(() => {
         this.failures = 0;
       })
@@ -116,7 +122,8 @@ export class BatchedLedger implements UsageRecorder {
       .finally(() => {
         this.writing = undefined;
         if (this.queue.length > 0) {
-          const backoff = this.failures === 0 ? 0 : Math.min(this.maxBackoffMs, 100 * 2 ** this.failures);
+          const backoff =
+            this.failures === 0 ? 0 : Math.min(this.maxBackoffMs, 100 * 2 ** this.failures);
           this.schedule(backoff);
         }
       });

@@ -30,7 +30,10 @@ export class MemoryResponseCache implements ResponseCache {
   async set(key: string, value: CachedResponse, ttlSeconds: number): Promise<void> {
     if (ttlSeconds <= 0) return;
     this.entries.delete(key);
-    this.entries.set(key, { value: JSON.stringify(value), expiresAt: this.now() + ttlSeconds * 1000 });
+    this.entries.set(key, {
+      value: JSON.stringify(value),
+      expiresAt: this.now() + ttlSeconds * 1000,
+    });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value;
       if (oldest === undefined) break;

@@ -2,8 +2,7 @@ import type { MessageResponse, StreamEvent } from "../llm/types";
 
 /** A cached upstream answer: the JSON message, or the exact SSE events of a complete stream. */
 export type CachedResponse =
-  | { kind: "json"; message: MessageResponse }
-  | { kind: "sse"; events: StreamEvent[] };
+  { kind: "json"; message: MessageResponse } | { kind: "sse"; events: StreamEvent[] };
 
 export interface ResponseCache {
   readonly kind: "redis" | "memory";

@@ -5,8 +5,18 @@
 // resource (beta, files, skills, ...), about 300 KiB more in the Lambda bundle.
 import { BaseAnthropic } from "@anthropic-ai/sdk/client";
 import { Messages } from "@anthropic-ai/sdk/resources/messages/messages";
-import { APIError, APIUserAbortError, APIConnectionTimeoutError } from "@anthropic-ai/sdk/core/error";
-import type { CallOptions, LlmProvider, MessageRequest, MessageResponse, StreamEvent } from "./types";
+import {
+  APIError,
+  APIUserAbortError,
+  APIConnectionTimeoutError,
+} from "@anthropic-ai/sdk/core/error";
+import type {
+  CallOptions,
+  LlmProvider,
+  MessageRequest,
+  MessageResponse,
+  StreamEvent,
+} from "./types";
 import { UpstreamError } from "./types";
 
 export interface AnthropicProviderOptions {
@@ -35,18 +45,30 @@ export class AnthropicProvider implements LlmProvider {
     this.client = { messages: new Messages(base) };
   }
 
-  async createMessage(request: MessageRequest, options: CallOptions = {}): Promise<MessageResponse> {
+  async createMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): Promise<MessageResponse> {
     try {
-      return await this.client.messages.create({ ...request, stream: false }, requestOptions(options));
+      return await this.client.messages.create(
+        { ...request, stream: false },
+        requestOptions(options),
+      );
     } catch (err) {
       throw toUpstreamError(err);
     }
   }
 
-  async *streamMessage(request: MessageRequest, options: CallOptions = {}): AsyncIterable<StreamEvent> {
+  async *streamMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): AsyncIterable<StreamEvent> {
     let stream: AsyncIterable<StreamEvent>;
     try {
-      stream = await this.client.messages.create({ ...request, stream: true }, requestOptions(options));
+      stream = await this.client.messages.create(
+        { ...request, stream: true },
+        requestOptions(options),
+      );
     } catch (err) {
       throw toUpstreamError(err);
     }
@@ -81,12 +103,14 @@ export function upstreamErrorCode(err: unknown): string | undefined {
 export function toUpstreamError(err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
   if (err instanceof APIUserAbortError) return new UpstreamError(499, "aborted", "request aborted");
-  if (err instanceof APIConnectionTimeoutError) return new UpstreamError(504, "timeout_error", "upstream model API timed out");
+  if (err instanceof APIConnectionTimeoutError)
+    return new UpstreamError(504, "timeout_error", "upstream model API timed out");
   if (err instanceof APIError) {
     const body = err.error as
       | { error?: { type?: string; message?: string; details?: { error_code?: unknown } } }
       | undefined;
-    const type = body?.error?.type ?? err.type ?? (err.status ? "api_error" : "api_connection_error");
+    const type =
+      body?.error?.type ?? err.type ?? (err.status ? "api_error" : "api_connection_error");
     const message = body?.error?.message ?? err.apiMessage ?? err.message;
     const headers: Record<string, string> = {};
     for (const h of ["retry-after", "retry-after-ms", "x-should-retry"]) {
@@ -100,5 +124,9 @@ export function toUpstreamError(err: unknown): UpstreamError {
     if (typeof code === "string") (upstream as UpstreamErrorWithCode).errorCode = code;
     return upstream;
   }
-  return new UpstreamError(502, "api_error", `upstream call failed: ${(err as Error)?.message ?? String(err)}`);
+  return new UpstreamError(
+    502,
+    "api_error",
+    `upstream call failed: ${(err as Error)?.message ?? String(err)}`,
+  );
 }

@@ -50,7 +50,8 @@ export class ModelCatalog {
     this.ceiling = priciest;
     for (const [tier, chain] of Object.entries(table.fallbacks)) {
       for (const id of chain) {
-        if (!this.byId.has(id)) throw new Error(`model table: fallbacks.${tier} names unknown model "${id}"`);
+        if (!this.byId.has(id))
+          throw new Error(`model table: fallbacks.${tier} names unknown model "${id}"`);
       }
     }
   }
@@ -70,7 +71,15 @@ export class ModelCatalog {
 
   /** Prices for a model; unknown ids get the table's highest prices so budgets stay safe. */
   prices(id: string): ModelInfo {
-    if (id === SYNTHETIC_MODEL) return { ...this.ceiling, id, inputPerMTok: 0, outputPerMTok: 0, cacheWritePerMTok: 0, cacheReadPerMTok: 0 };
+    if (id === SYNTHETIC_MODEL)
+      return {
+        ...this.ceiling,
+        id,
+        inputPerMTok: 0,
+        outputPerMTok: 0,
+        cacheWritePerMTok: 0,
+        cacheReadPerMTok: 0,
+      };
     return this.get(id) ?? this.ceiling;
   }
 

@@ -4,7 +4,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { SYNTHETIC_MODEL } from "./models";
-import type { CallOptions, LlmProvider, MessageRequest, MessageResponse, StreamEvent } from "./types";
+import type {
+  CallOptions,
+  LlmProvider,
+  MessageRequest,
+  MessageResponse,
+  StreamEvent,
+} from "./types";
 import { UpstreamError } from "./types";
 
 export const SYNTHETIC_NOTICE = "[synthetic response: no ANTHROPIC_API_KEY is configured]";
@@ -12,22 +18,41 @@ export const SYNTHETIC_NOTICE = "[synthetic response: no ANTHROPIC_API_KEY is co
 export class OfflineProvider implements LlmProvider {
   readonly synthetic = true;
 
-  async createMessage(request: MessageRequest, options: CallOptions = {}): Promise<MessageResponse> {
+  async createMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): Promise<MessageResponse> {
     if (options.signal?.aborted) throw new UpstreamError(499, "aborted", "request aborted");
     return this.compose(request);
   }
 
-  async *streamMessage(request: MessageRequest, options: CallOptions = {}): AsyncIterable<StreamEvent> {
+  async *streamMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): AsyncIterable<StreamEvent> {
     const message = this.compose(request);
     const text = message.content[0]?.type === "text" ? message.content[0].text : "";
     yield {
       type: "message_start",
-      message: { ...message, content: [], stop_reason: null, usage: { ...message.usage, output_tokens: 1 } },
+      message: {
+        ...message,
+        content: [],
+        stop_reason: null,
+        usage: { ...message.usage, output_tokens: 1 },
+      },
     } as StreamEvent;
-    yield { type: "content_block_start", index: 0, content_block: { type: "text", text: "", citations: null } } as StreamEvent;
+    yield {
+      type: "content_block_start",
+      index: 0,
+      content_block: { type: "text", text: "", citations: null },
+    } as StreamEvent;
     for (const chunk of text.match(/\S+\s*/g) ?? []) {
       if (options.signal?.aborted) throw new UpstreamError(499, "aborted", "request aborted");
-      yield { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: chunk } } as StreamEvent;
+      yield {
+        type: "content_block_delta",
+        index: 0,
+        delta: { type: "text_delta", text: chunk },
+      } as StreamEvent;
     }
     yield { type: "content_block_stop", index: 0 } as StreamEvent;
     yield {
@@ -40,11 +65,14 @@ export class OfflineProvider implements LlmProvider {
 
   private compose(request: MessageRequest): MessageResponse {
     const prompt = lastUserText(request);
-    const words = `${SYNTHETIC_NOTICE} You said: ${prompt.slice(0, 400)}`.split(/\s+/).filter(Boolean);
+    const words = `${SYNTHETIC_NOTICE} You said: ${prompt.slice(0, 400)}`
+      .split(/\s+/)
+      .filter(Boolean);
     const outputLimit = Math.max(1, request.max_tokens);
     const truncated = words.length > outputLimit;
     const text = (truncated ? words.slice(0, outputLimit) : words).join(" ");
-    const inputChars = JSON.stringify(request.messages).length + JSON.stringify(request.system ?? "").length;
+    const inputChars =
+      JSON.stringify(request.messages).length + JSON.stringify(request.system ?? "").length;
     return {
       id: `msg_synthetic_${randomBytes(12).toString("hex")}`,
       type: "message",

@@ -38,7 +38,12 @@ export class StreamTracker {
         break;
       }
       case "content_block_delta": {
-        const d = event.delta as { type: string; text?: string; partial_json?: string; thinking?: string };
+        const d = event.delta as {
+          type: string;
+          text?: string;
+          partial_json?: string;
+          thinking?: string;
+        };
         this.generatedChars += (d.text ?? d.partial_json ?? d.thinking ?? "").length;
         break;
       }
@@ -49,8 +54,10 @@ export class StreamTracker {
           this.sawFinalUsage = true;
         }
         if (typeof u.input_tokens === "number") this.usage.input_tokens = u.input_tokens;
-        if (typeof u.cache_creation_input_tokens === "number") this.usage.cache_creation_input_tokens = u.cache_creation_input_tokens;
-        if (typeof u.cache_read_input_tokens === "number") this.usage.cache_read_input_tokens = u.cache_read_input_tokens;
+        if (typeof u.cache_creation_input_tokens === "number")
+          this.usage.cache_creation_input_tokens = u.cache_creation_input_tokens;
+        if (typeof u.cache_read_input_tokens === "number")
+          this.usage.cache_read_input_tokens = u.cache_read_input_tokens;
         break;
       }
       case "message_stop":
@@ -62,7 +69,10 @@ export class StreamTracker {
   /** Usage to charge: the reported figures, or an estimate (4 characters a token) for a cut stream. */
   finalUsage(): FullUsage {
     if (this.sawFinalUsage) return { ...this.usage };
-    return { ...this.usage, output_tokens: Math.max(this.usage.output_tokens, Math.ceil(this.generatedChars / 4)) };
+    return {
+      ...this.usage,
+      output_tokens: Math.max(this.usage.output_tokens, Math.ceil(this.generatedChars / 4)),
+    };
   }
 }
 
@@ -76,14 +86,18 @@ export function assembleMessage(events: StreamEvent[]): MessageResponse | null {
     } else if (!message) {
       continue;
     } else if (event.type === "content_block_start") {
-      message.content[event.index] = structuredClone(event.content_block) as MessageResponse["content"][number];
+      message.content[event.index] = structuredClone(
+        event.content_block,
+      ) as MessageResponse["content"][number];
     } else if (event.type === "content_block_delta") {
       const block = message.content[event.index] as unknown as Record<string, unknown> | undefined;
       const d = event.delta as unknown as Record<string, string>;
       if (!block) continue;
       if (d.type === "text_delta") block.text = String(block.text ?? "") + d.text;
-      else if (d.type === "input_json_delta") jsonParts.set(event.index, (jsonParts.get(event.index) ?? "") + d.partial_json);
-      else if (d.type === "thinking_delta") block.thinking = String(block.thinking ?? "") + d.thinking;
+      else if (d.type === "input_json_delta")
+        jsonParts.set(event.index, (jsonParts.get(event.index) ?? "") + d.partial_json);
+      else if (d.type === "thinking_delta")
+        block.thinking = String(block.thinking ?? "") + d.thinking;
       else if (d.type === "signature_delta") block.signature = d.signature;
     } else if (event.type === "content_block_stop") {
       const json = jsonParts.get(event.index);

@@ -19,10 +19,14 @@ import type * as Flexible from "rate-limiter-flexible";
 // The package's index loads all of its ~25 store back-ends; requiring the four classes used here
 // keeps about 55 KiB out of the Lambda bundle. Types still come from the package's declarations.
 /* eslint-disable @typescript-eslint/no-require-imports */
-const RateLimiterMemory = require("rate-limiter-flexible/lib/RateLimiterMemory") as typeof Flexible.RateLimiterMemory;
-const RateLimiterRedis = require("rate-limiter-flexible/lib/RateLimiterRedis") as typeof Flexible.RateLimiterRedis;
-const RateLimiterRes = require("rate-limiter-flexible/lib/RateLimiterRes") as typeof Flexible.RateLimiterRes;
-const RLWrapperTimeouts = require("rate-limiter-flexible/lib/RLWrapperTimeouts") as typeof Flexible.RLWrapperTimeouts;
+const RateLimiterMemory =
+  require("rate-limiter-flexible/lib/RateLimiterMemory") as typeof Flexible.RateLimiterMemory;
+const RateLimiterRedis =
+  require("rate-limiter-flexible/lib/RateLimiterRedis") as typeof Flexible.RateLimiterRedis;
+const RateLimiterRes =
+  require("rate-limiter-flexible/lib/RateLimiterRes") as typeof Flexible.RateLimiterRes;
+const RLWrapperTimeouts =
+  require("rate-limiter-flexible/lib/RLWrapperTimeouts") as typeof Flexible.RLWrapperTimeouts;
 /* eslint-enable @typescript-eslint/no-require-imports */
 type RateLimiterAbstract = Flexible.RateLimiterAbstract;
 type RLWrapperTimeouts = Flexible.RLWrapperTimeouts;

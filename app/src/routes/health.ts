@@ -11,7 +11,10 @@ async function probe(check: () => Promise<unknown>): Promise<string | null> {
     await Promise.race([
       check(),
       new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)), CHECK_TIMEOUT_MS);
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${CHECK_TIMEOUT_MS} ms`)),
+          CHECK_TIMEOUT_MS,
+        );
       }),
     ]);
     return null;
@@ -38,6 +41,9 @@ export function registerHealthRoutes(app: Hono<AppEnv>, deps: AppDeps) {
     const down = Object.entries(checks)
       .filter(([, v]) => v !== "ok")
       .map(([k]) => k);
-    return c.json({ status: down.length ? "unavailable" : "ready", down, checks }, down.length ? 503 : 200);
+    return c.json(
+      { status: down.length ? "unavailable" : "ready", down, checks },
+      down.length ? 503 : 200,
+    );
   });
 }

@@ -22,7 +22,10 @@ import { estimateInput } from "../budget/budgets";
 import type { Reservation } from "../budget/budgets";
 
 const block = z.looseObject({ type: z.string().min(1) });
-const content = z.union([z.string(), z.array(block).min(1, "must hold at least one content block")]);
+const content = z.union([
+  z.string(),
+  z.array(block).min(1, "must hold at least one content block"),
+]);
 
 export const messagesRequestSchema = z.looseObject({
   model: z.string().min(1).max(256),
@@ -48,14 +51,21 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
     const { stream: wantsStream, ...rest } = body;
     // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
     const route = routeModel(rest as unknown as MessageRequest, catalog);
-    let request = applyPromptCaching({ ...(rest as unknown as MessageRequest), model: route.model }, catalog, {
-      enabled: deps.config.PROMPT_CACHING,
-    });
+    let request = applyPromptCaching(
+      { ...(rest as unknown as MessageRequest), model: route.model },
+      catalog,
+      {
+        enabled: deps.config.PROMPT_CACHING,
+      },
+    );
     c.header("x-agent-route-reason", route.reason);
     const userId = c.get("userId");
     const requestId = c.get("requestId");
     const cacheable = deps.config.CACHE_TTL_SECONDS > 0 && !bypassesCache(c);
-    const cacheKey = responseCacheKey(userId, request.model, { ...request, stream: wantsStream === true });
+    const cacheKey = responseCacheKey(userId, request.model, {
+      ...request,
+      stream: wantsStream === true,
+    });
 
     if (cacheable) {
       const hit = await deps.cache.get(cacheKey);
@@ -75,11 +85,14 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         inputTokensEstimate: estimate.tokens,
         maxTokens: request.max_tokens,
         promptCaching: estimate.promptCaching,
-        fallbackModels: deps.config.MODEL_FALLBACK ? catalog.chainFor(request.model) : [request.model],
+        fallbackModels: deps.config.MODEL_FALLBACK
+          ? catalog.chainFor(request.model)
+          : [request.model],
       });
       if (!held.ok) throw held.error;
       reservation = held.reservation;
-      if (held.maxTokens !== request.max_tokens) request = { ...request, max_tokens: held.maxTokens };
+      if (held.maxTokens !== request.max_tokens)
+        request = { ...request, max_tokens: held.maxTokens };
     }
     const meter = new Meter(deps, catalog, requestId, userId, reservation);
     return wantsStream
@@ -93,7 +106,12 @@ function bypassesCache(c: AppContext): boolean {
   return cc !== undefined && /\b(no-cache|no-store)\b/i.test(cc);
 }
 
-const NO_USAGE: FullUsage = { input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+const NO_USAGE: FullUsage = {
+  input_tokens: 0,
+  output_tokens: 0,
+  cache_creation_input_tokens: 0,
+  cache_read_input_tokens: 0,
+};
 
 /** Records one upstream call in the usage ledger and settles its budget hold, whatever way it ends. */
 class Meter {
@@ -154,7 +172,8 @@ async function jsonFromUpstream(
     cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
   };
   meter.settle(message.model, usage, "ok");
-  if (cacheKey) void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
+  if (cacheKey)
+    void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
   c.header("x-agent-model", message.model);
   if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
   return c.json(message);
@@ -188,7 +207,8 @@ async function streamFromUpstream(
   const recorded: StreamEvent[] | null = cacheKey ? [] : null;
   sseHeaders(c, deps);
   // Fallback can change the model: say which one serves, from the stream's own first event.
-  if (!first.done && first.value.type === "message_start") c.header("x-agent-model", first.value.message.model);
+  if (!first.done && first.value.type === "message_start")
+    c.header("x-agent-model", first.value.message.model);
   return stream(c, async (out) => {
     let status: UsageStatus = "ok";
     out.onAbort(() => {
@@ -208,7 +228,9 @@ async function streamFromUpstream(
       if (!out.aborted) {
         status = "error";
         const e = asApiError(err);
-        await out.write(`event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`);
+        await out.write(
+          `event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
+        );
       }
     } finally {
       if (out.aborted) {
@@ -218,7 +240,11 @@ async function streamFromUpstream(
       meter.settle(tracker.model ?? request.model, tracker.finalUsage(), status);
       // Only a stream that ran to message_stop is cached: never a cut or failed one.
       if (recorded && status === "ok" && tracker.completed) {
-        void deps.cache.set(cacheKey!, { kind: "sse", events: recorded }, deps.config.CACHE_TTL_SECONDS);
+        void deps.cache.set(
+          cacheKey!,
+          { kind: "sse", events: recorded },
+          deps.config.CACHE_TTL_SECONDS,
+        );
       }
     }
   });
@@ -235,7 +261,12 @@ function sse(event: StreamEvent): string {
   return `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
 
-async function replay(c: AppContext, deps: AppDeps, hit: CachedResponse, model: string): Promise<Response> {
+async function replay(
+  c: AppContext,
+  deps: AppDeps,
+  hit: CachedResponse,
+  model: string,
+): Promise<Response> {
   c.header("x-cache", "HIT");
   deps.usage.record({
     requestId: c.get("requestId"),
@@ -271,7 +302,8 @@ function toEntryTokens(u: FullUsage) {
 export function asApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof UpstreamError) {
-    const status = err.status === 499 ? 499 : err.status >= 400 && err.status <= 599 ? err.status : 502;
+    const status =
+      err.status === 499 ? 499 : err.status >= 400 && err.status <= 599 ? err.status : 502;
     return new ApiError(status as ApiError["status"], err.type, err.message, err.headers);
   }
   return new ApiError(502, "api_error", "upstream model API call failed");

@@ -383,10 +383,16 @@ function budgetAdmission(
       inputTokensEstimate: estimate.tokens,
       maxTokens: request.max_tokens,
       promptCaching: estimate.promptCaching,
-      fallbackModels: deps.config.MODEL_FALLBACK ? catalog.chainFor(request.model) : [request.model],
+      fallbackModels: deps.config.MODEL_FALLBACK
+        ? catalog.chainFor(request.model)
+        : [request.model],
     });
     if (!held.ok) throw held.error;
-    const admitted = held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
-    return { request: admitted, settle: (costUsd) => void budgets.settle(held.reservation, costUsd) };
+    const admitted =
+      held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
+    return {
+      request: admitted,
+      settle: (costUsd) => void budgets.settle(held.reservation, costUsd),
+    };
   };
 }

@@ -493,10 +493,10 @@ export class SqlStore implements Store {
     const { rows } =
       userId === undefined
         ? await this.db.query<Row>(`SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1`, [id])
-        : await this.db.query<Row>(`SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1 AND user_id = $2`, [
-            id,
-            userId,
-          ]);
+        : await this.db.query<Row>(
+            `SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1 AND user_id = $2`,
+            [id, userId],
+          );
     return rows[0] ? toBatch(rows[0]) : null;
   }
 
@@ -515,12 +515,19 @@ export class SqlStore implements Store {
     if (patch.costUsd !== undefined) set.push(`cost_usd = $${params.push(patch.costUsd)}`);
     if (patch.error !== undefined) set.push(`error = $${params.push(patch.error)}`);
     if (patch.nextPollInMs !== undefined)
-      set.push(`next_poll_at = now() + make_interval(secs => $${params.push(patch.nextPollInMs / 1000)})`);
+      set.push(
+        `next_poll_at = now() + make_interval(secs => $${params.push(patch.nextPollInMs / 1000)})`,
+      );
     if (patch.resetAttempts) set.push("poll_attempts = 0");
     if (patch.renewLeaseMs !== undefined)
-      set.push(`lease_until = now() + make_interval(secs => $${params.push(patch.renewLeaseMs / 1000)})`);
+      set.push(
+        `lease_until = now() + make_interval(secs => $${params.push(patch.renewLeaseMs / 1000)})`,
+      );
     if (patch.releaseLease) set.push("lease_owner = NULL", "lease_until = NULL");
-    const owned = leaseOwner === undefined ? "" : ` AND lease_owner = $${params.push(leaseOwner)} AND lease_until > now()`;
+    const owned =
+      leaseOwner === undefined
+        ? ""
+        : ` AND lease_owner = $${params.push(leaseOwner)} AND lease_until > now()`;
     const { rows } = await this.db.query(
       `UPDATE batches SET ${set.join(", ")} WHERE id = $1${owned} RETURNING id`,
       params,
@@ -579,9 +586,16 @@ export class SqlStore implements Store {
   async saveBatchResults(batchId: string, results: BatchResultInput[]): Promise<string[]> {
     if (results.length === 0 || !UUID.test(batchId)) return [];
     const rows = results.map((r) => {
-      const tokens = [r.inputTokens, r.outputTokens, r.cacheCreationInputTokens, r.cacheReadInputTokens];
+      const tokens = [
+        r.inputTokens,
+        r.outputTokens,
+        r.cacheCreationInputTokens,
+        r.cacheReadInputTokens,
+      ];
       if (!tokens.every((t) => Number.isSafeInteger(t) && t >= 0))
-        throw new RangeError(`batch result ${r.customId}: token counts must be non-negative integers`);
+        throw new RangeError(
+          `batch result ${r.customId}: token counts must be non-negative integers`,
+        );
       if (!Number.isFinite(r.costUsd) || r.costUsd < 0)
         throw new RangeError(`batch result ${r.customId}: costUsd must be a non-negative number`);
       return {
@@ -615,7 +629,13 @@ export class SqlStore implements Store {
   }
 
   async summarizeBatchResults(batchId: string): Promise<BatchSummary> {
-    const counts: BatchCounts = { processing: 0, succeeded: 0, errored: 0, canceled: 0, expired: 0 };
+    const counts: BatchCounts = {
+      processing: 0,
+      succeeded: 0,
+      errored: 0,
+      canceled: 0,
+      expired: 0,
+    };
     if (!UUID.test(batchId)) return { counts, costUsd: 0 };
     const { rows } = await this.db.query<Row>(
       `SELECT coalesce(result_type, 'processing') AS type, count(*) AS n, coalesce(sum(cost_usd), 0) AS cost

@@ -123,7 +123,11 @@ export interface Store {
   listMessages(sessionId: string): Promise<StoredMessage[]>;
 
   recordUsage(entries: UsageEntry[]): Promise<void>;
-  listUsage(filter: { userId?: string; sessionId?: string; sinceIso?: string }): Promise<UsageEntry[]>;
+  listUsage(filter: {
+    userId?: string;
+    sessionId?: string;
+    sinceIso?: string;
+  }): Promise<UsageEntry[]>;
   /** Sum of cost_usd over the ledger rows the filter selects (budgets seed their counters from it). */
   sumUsageCost(filter: SpendFilter): Promise<number>;
 
@@ -147,7 +151,11 @@ export interface Store {
    */
   claimIdempotencyKey(claim: IdempotencyClaim): Promise<IdempotencyClaimResult>;
   /** Store the response of a claimed key; false when the claim was lost meanwhile. */
-  completeIdempotencyKey(userId: string, key: string, response: IdempotentResponse): Promise<boolean>;
+  completeIdempotencyKey(
+    userId: string,
+    key: string,
+    response: IdempotentResponse,
+  ): Promise<boolean>;
   /** Give up a claim without a response (a failed request), so the client may retry with the same key. */
   releaseIdempotencyKey(userId: string, key: string): Promise<void>;
   /** Delete up to `limit` expired records; returns how many went. */
@@ -170,15 +178,24 @@ export interface Store {
    * `owner` for `leaseMs`, skipping rows other replicas are claiming (FOR UPDATE SKIP LOCKED).
    * With `id`, only that batch is considered.
    */
-  claimBatches(owner: string, options: { leaseMs: number; limit: number; id?: string }): Promise<BatchRecord[]>;
+  claimBatches(
+    owner: string,
+    options: { leaseMs: number; limit: number; id?: string },
+  ): Promise<BatchRecord[]>;
   /** Requests of a batch in order; `pendingOnly` leaves out those that have a result. */
-  listBatchItems(batchId: string, options: { pendingOnly?: boolean; afterSeq?: number; limit: number }): Promise<BatchItem[]>;
+  listBatchItems(
+    batchId: string,
+    options: { pendingOnly?: boolean; afterSeq?: number; limit: number },
+  ): Promise<BatchItem[]>;
   /** Store results for requests that have none yet; returns the custom_ids actually stored. */
   saveBatchResults(batchId: string, results: BatchResultInput[]): Promise<string[]>;
   /** Results by type, requests still without one, and the summed cost. */
   summarizeBatchResults(batchId: string): Promise<BatchSummary>;
   /** Stored results in request order, after `afterSeq`. */
-  listBatchResults(batchId: string, options: { afterSeq?: number; limit: number }): Promise<BatchResultRow[]>;
+  listBatchResults(
+    batchId: string,
+    options: { afterSeq?: number; limit: number },
+  ): Promise<BatchResultRow[]>;
 }
 
 /** Thrown by appendMessages when the history moved underneath the writer. */
@@ -216,7 +233,8 @@ export interface IdempotencyRecord {
   expiresAt: string;
 }
 
-export type IdempotencyClaimResult = { claimed: true } | { claimed: false; record: IdempotencyRecord };
+export type IdempotencyClaimResult =
+  { claimed: true } | { claimed: false; record: IdempotencyRecord };
 
 // ---- batches ---------------------------------------------------------------------------------
 
