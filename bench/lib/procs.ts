@@ -1,0 +1,445 @@
+/**
+ * The processes a benchmark runs: the fake upstream and the service, each in its own process
+ * on loopback (so the load generator, the service and the upstream never share an event loop),
+ * and what Linux tells us about them (/proc: resident memory, CPU time).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { FakeAnthropicOptions } from "../../test/support/fake-anthropic";
+
+export const REPO_ROOT = path.resolve(__dirname, "..", "..");
+
+/** Linux clock ticks per second for /proc/<pid>/stat (USER_HZ); 100 on every mainstream kernel. */
+const CLOCK_TICKS = 100;
+
+export interface ProcStats {
+  /** Resident set size, MiB. */
+  rssMb: number;
+  /** Peak resident set size since start, MiB. */
+  hwmMb: number;
+  /** user + system CPU time, seconds. */
+  cpuSeconds: number;
+}
+
+/** Reads /proc/<pid>; null when the process is gone (or not on Linux). */
+export function procStats(pid: number): ProcStats | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string) =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name (field 2) may hold spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return {
+      rssMb: kb("VmRSS") / 1024,
+      hwmMb: kb("VmHWM") / 1024,
+      cpuSeconds: (utime + stime) / CLOCK_TICKS,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** CPU use of a process between two readings, as a share of one core (1.0 = one core busy). */
+export function cpuShare(
+  before: ProcStats | null,
+  after: ProcStats | null,
+  wallMs: number,
+): number {
+  if (!before || !after || wallMs <= 0) return Number.NaN;
+  return (after.cpuSeconds - before.cpuSeconds) / (wallMs / 1000);
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      const port = typeof address === "object" && address ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Every child still running. If the runner dies (Ctrl-C, a test's timeout), they die with it
+ * rather than leaving a service and a fake upstream listening.
+ */
+const live = new Set<ChildProcess>();
+let priority: number | undefined;
+
+/**
+ * Run the benchmark's processes (this one and every child started from now on) at this
+ * scheduling priority (nice value; negative needs privileges). On a machine shared with other
+ * work, a higher priority keeps the measurement about the service rather than the neighbours.
+ */
+export function setBenchPriority(nice: number): void {
+  priority = nice;
+  os.setPriority(process.pid, nice);
+  // With autogroup scheduling (kernel.sched_autogroup_enabled), CPU is first shared between
+  // sessions and nice only orders processes within one: the session's own nice must move too.
+  // Restored when the runner exits, so the session is left as it was found.
+  try {
+    const before = /nice\s+(-?\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))?.[1];
+    writeFileSync("/proc/self/autogroup", String(nice));
+    if (before !== undefined) {
+      process.once("exit", () => {
+        try {
+          writeFileSync("/proc/self/autogroup", before);
+        } catch {
+          // nothing to restore
+        }
+      });
+    }
+  } catch {
+    // no autogroups here: nice alone does it
+  }
+}
+
+export function track(child: ChildProcess): ChildProcess {
+  if (priority !== undefined && child.pid !== undefined) {
+    try {
+      os.setPriority(child.pid, priority);
+    } catch {
+      // exited already
+    }
+  }
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  return child;
+}
+process.once("exit", () => {
+  for (const child of live) child.kill("SIGKILL");
+});
+
+/** Kills every child this runner started (signal handlers call it before exiting). */
+export function killChildren(): void {
+  for (const child of live) child.kill("SIGKILL");
+}
+
+/** The last bytes a child wrote to stderr, for error messages. */
+function tailCollector(child: ChildProcess): () => string {
+  let tail = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    tail = (tail + d.toString("utf8")).slice(-4000);
+  });
+  return () => tail.trim();
+}
+
+async function stopChild(child: ChildProcess, graceMs: number): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => resolve(code)),
+  );
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  const code = await exited;
+  clearTimeout(timer);
+  return code;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake upstream
+
+export interface Upstream {
+  url: string;
+  apiKey: string;
+  pid: number;
+  stats(): ProcStats | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts test/support/fake-anthropic.ts in its own process through bench/support/upstream.ts,
+ * which takes the full option set (the CLI has no per-model cache minimums).
+ */
+export async function startUpstream(options: FakeAnthropicOptions): Promise<Upstream> {
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        path.join(REPO_ROOT, "bench", "support", "upstream.ts"),
+        JSON.stringify(options),
+      ],
+      {
+        cwd: REPO_ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: cleanEnv({ NODE_ENV: "production" }),
+      },
+    ),
+  );
+  const stderr = tailCollector(child);
+  const line = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const onData = (d: Buffer) => {
+      buf += d.toString("utf8");
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) {
+        child.stdout?.off("data", onData);
+        resolve(buf.slice(0, nl));
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.once("exit", (code) =>
+      reject(new Error(`fake upstream exited (${code}) before listening: ${stderr()}`)),
+    );
+    setTimeout(
+      () => reject(new Error(`fake upstream did not start within 20 s: ${stderr()}`)),
+      20_000,
+    ).unref();
+  });
+  child.stdout?.resume();
+  const info = JSON.parse(line) as { url: string; apiKey: string };
+  const pid = child.pid!;
+  return {
+    url: info.url,
+    apiKey: info.apiKey,
+    pid,
+    stats: () => procStats(pid),
+    stop: async () => {
+      await stopChild(child, 5000);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service, from the built bundle
+
+export interface ServiceOptions {
+  /** The bundle to run, e.g. dist/server/index.js. */
+  entry: string;
+  env: Record<string, string>;
+  /** Write a V8 CPU profile of the whole run into this directory under this file name. */
+  cpuProfile?: { dir: string; name: string };
+  /** Where the service's stdout (its JSON logs) goes. */
+  logFile: string;
+}
+
+export interface Service {
+  url: string;
+  pid: number;
+  logFile: string;
+  stats(): ProcStats | null;
+  stop(): Promise<number | null>;
+}
+
+export async function startService(options: ServiceOptions): Promise<Service> {
+  const port = await freePort();
+  const nodeArgs: string[] = [];
+  if (options.cpuProfile) {
+    mkdirSync(options.cpuProfile.dir, { recursive: true });
+    nodeArgs.push(
+      "--cpu-prof",
+      "--cpu-prof-dir",
+      options.cpuProfile.dir,
+      "--cpu-prof-name",
+      options.cpuProfile.name,
+    );
+  }
+  mkdirSync(path.dirname(options.logFile), { recursive: true });
+  const log = createWriteStream(options.logFile, { flags: "a" });
+  const child = track(
+    spawn(process.execPath, [...nodeArgs, options.entry], {
+      cwd: REPO_ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: cleanEnv({ ...options.env, PORT: String(port), HOST: "127.0.0.1" }),
+    }),
+  );
+  child.stdout?.pipe(log);
+  const stderr = tailCollector(child);
+  child.stderr?.on("data", (d: Buffer) => log.write(d));
+  const url = `http://127.0.0.1:${port}`;
+  const pid = child.pid!;
+  const deadline = Date.now() + 30_000;
+  let lastError = "";
+  for (;;) {
+    if (child.exitCode !== null) {
+      throw new Error(
+        `service exited with code ${child.exitCode} during start-up: ${stderr() || tailOf(options.logFile)}`,
+      );
+    }
+    try {
+      const res = await fetch(`${url}/ready`, { signal: AbortSignal.timeout(2000) });
+      const body = await res.text();
+      if (res.status === 200) break;
+      lastError = `${res.status} ${body}`;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(
+        `service not ready within 30 s (${lastError}): ${stderr() || tailOf(options.logFile)}`,
+      );
+    }
+    await sleep(100);
+  }
+  return {
+    url,
+    pid,
+    logFile: options.logFile,
+    stats: () => procStats(pid),
+    stop: async () => {
+      // SIGTERM drains and exits 0; a CPU profile is written on that exit.
+      const code = await stopChild(child, 30_000);
+      await new Promise<void>((resolve) => log.end(resolve));
+      return code;
+    },
+  };
+}
+
+function tailOf(file: string): string {
+  try {
+    return existsSync(file) ? readFileSync(file, "utf8").slice(-3000).trim() : "";
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The environment a child gets: the variables given plus only what Node itself needs, so a
+ * DATABASE_URL or ANTHROPIC_API_KEY in the developer's shell cannot leak into a measurement.
+ */
+export function cleanEnv(vars: Record<string, string>): NodeJS.ProcessEnv {
+  const keep = ["PATH", "HOME", "TMPDIR", "TZ", "LANG"];
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of keep) if (process.env[k] !== undefined) env[k] = process.env[k];
+  return { ...env, ...vars };
+}
+
+export function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    cores: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    memoryGb: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+    loadAverage: os.loadavg().map((v) => Math.round(v * 100) / 100),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who used the CPU during a scenario: the benchmark's own processes, the stores, everyone else.
+// The machine is shared (other builds and test runs may be going on), and a benchmark result
+// means little without saying how much of the machine it actually had.
+
+export interface CpuSnapshot {
+  at: number;
+  /** Busy CPU seconds of the whole machine (all cores). */
+  systemBusy: number;
+  /** CPU seconds of this process plus its exited children (service, fake upstream, Lambda runs). */
+  own: number;
+  /** CPU seconds so far of each Redis and PostgreSQL server process, by pid. */
+  stores: Map<number, number>;
+}
+
+function readSystemBusy(): number {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+    const v = line.trim().split(/\s+/).slice(1).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    return (total - idle) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function readOwnWithChildren(): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime, stime, cutime, cstime: fields 14-17 (indices 11-14 after the command name).
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** Redis and PostgreSQL server processes on this machine (read-only use of /proc). */
+function findStorePids(): number[] {
+  const pids: number[] = [];
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const comm = readFileSync(`/proc/${entry}/comm`, "utf8").trim();
+        if (comm.startsWith("redis-server") || comm.startsWith("postgres"))
+          pids.push(Number(entry));
+      } catch {
+        // gone
+      }
+    }
+  } catch {
+    // not Linux
+  }
+  return pids;
+}
+
+export function cpuSnapshot(): CpuSnapshot {
+  const stores = new Map<number, number>();
+  for (const pid of findStorePids()) {
+    const s = procStats(pid);
+    if (s) stores.set(pid, s.cpuSeconds);
+  }
+  return {
+    at: performance.now(),
+    systemBusy: readSystemBusy(),
+    own: readOwnWithChildren(),
+    stores,
+  };
+}
+
+export interface CpuBreakdown {
+  /** Average cores busy over the period, machine-wide. */
+  machine: number;
+  /** Generator + service + fake upstream (children counted once they have exited). */
+  bench: number;
+  /**
+   * Redis and PostgreSQL (which may also be serving others). PostgreSQL backends that exited
+   * during the period (the service's pool closing) are missed and land in `others`.
+   */
+  stores: number;
+  /** Everything else: other people's builds and tests, the kernel. */
+  others: number;
+}
+
+export function cpuBreakdown(a: CpuSnapshot, b: CpuSnapshot): CpuBreakdown {
+  const secs = (b.at - a.at) / 1000;
+  const r = (v: number) => Math.round((v / secs) * 100) / 100;
+  const machine = b.systemBusy - a.systemBusy;
+  const bench = b.own - a.own;
+  let stores = 0;
+  for (const [pid, end] of b.stores) stores += end - (a.stores.get(pid) ?? 0);
+  return {
+    machine: r(machine),
+    bench: r(bench),
+    stores: r(stores),
+    others: r(Math.max(0, machine - bench - stores)),
+  };
+}
+
+/** Average cores busy machine-wide over the next `ms` milliseconds. */
+export async function machineBusyCores(ms: number): Promise<number> {
+  const a = cpuSnapshot();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuSnapshot();
+  return (b.systemBusy - a.systemBusy) / ((b.at - a.at) / 1000);
+}
