@@ -189,19 +189,26 @@ export class GcpDataPlane extends pulumi.ComponentResource {
     );
   }
 
+  /** Where both stores live: the private service range of this network, same labels and protection. */
+  private privatePlacement(args: GcpDataPlaneArgs, sizing: GcpSizing) {
+    return {
+      project: args.project,
+      region: args.region,
+      networkId: this.network.attachment.networkId,
+      privateServiceRangeName: this.network.privateServiceRangeName,
+      privateServiceConnection: this.network.privateServiceConnection,
+      secretReplication: this.secrets.replication,
+      protect: sizing.protectData,
+      labels: args.labels,
+    };
+  }
+
   private createRedis(name: string, args: GcpDataPlaneArgs, sizing: GcpSizing): GcpRedis {
     return new GcpRedis(
       `${name}-redis`,
       {
-        project: args.project,
-        region: args.region,
+        ...this.privatePlacement(args, sizing),
         sizing: sizing.redis,
-        networkId: this.network.attachment.networkId,
-        privateServiceRangeName: this.network.privateServiceRangeName,
-        privateServiceConnection: this.network.privateServiceConnection,
-        secretReplication: this.secrets.replication,
-        protect: sizing.protectData,
-        labels: args.labels,
       },
       { parent: this },
     );
@@ -211,15 +218,8 @@ export class GcpDataPlane extends pulumi.ComponentResource {
     return new GcpPostgres(
       `${name}-postgres`,
       {
-        project: args.project,
-        region: args.region,
+        ...this.privatePlacement(args, sizing),
         sizing: sizing.postgres,
-        networkId: this.network.attachment.networkId,
-        privateServiceRangeName: this.network.privateServiceRangeName,
-        privateServiceConnection: this.network.privateServiceConnection,
-        secretReplication: this.secrets.replication,
-        protect: sizing.protectData,
-        labels: args.labels,
       },
       { parent: this },
     );
