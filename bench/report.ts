@@ -3,6 +3,7 @@
  * targets pass/fail, then each scenario's method and figures). Written to `<file>.tmp` first and
  * renamed, so a crashed run never leaves a half-written report behind.
  */
+import { imageNodeFlags } from "./lib/procs";
 import { renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { BenchOptions } from "./lib/harness";
@@ -81,7 +82,7 @@ export function renderMarkdown(report: JsonReport, input: ReportInput): string {
       `load average at the end ${m.loadAverage.join(" / ")}. The service, the fake upstream and the load generator ` +
       `run as three processes on these cores, next to Redis and PostgreSQL` +
       (report.nice !== null ? `, at nice ${report.nice} (--nice)` : "") +
-      ".",
+      `. The service runs as the image runs it: \`node ${imageNodeFlags().join(" ")} <dist>/server/index.js\` (app/Dockerfile's CMD).`,
   );
   lines.push("");
   lines.push(`## Targets`);

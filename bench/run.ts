@@ -288,7 +288,8 @@ export async function main(argv: string[]): Promise<number> {
     scenarios: [...results.values()],
     profiles,
   });
-  if (failures.length === 0) rmSync(LOG_DIR, { recursive: true, force: true });
+  if (failures.length === 0 && !process.env.BENCH_KEEP_LOGS)
+    rmSync(LOG_DIR, { recursive: true, force: true });
   else progress(opts, `\nservice logs kept in ${LOG_DIR}`);
   progress(opts, `\nwrote ${written.map((f) => path.relative(process.cwd(), f)).join(", ")}`);
   return failures.length > 0 ? 1 : 0;

@@ -7,6 +7,8 @@
  *   RESPONSE_STREAM     bytes reach the client as they are written (Function URL only), so SSE
  *                       from /v1/messages with "stream": true arrives token by token.
  */
+// First: zod settings apply to schemas built after them (config.ts builds its own at import).
+import "./lambda-zod";
 import type { Writable } from "node:stream";
 import {
   handle,
@@ -16,16 +18,24 @@ import {
   type LambdaEvent,
 } from "hono/aws-lambda";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
-import { createDeps, type CreateDepsOptions } from "../src/bootstrap";
+import { createDeps, waitForRedis, type CreateDepsOptions } from "../src/bootstrap";
 import { buildApp } from "../src/app";
 import type { AppDeps } from "../src/deps";
-import { resolveSecretReferences } from "../src/secrets";
+import { hasSecretReferences, resolveSecretReferences } from "../src/secrets";
 import { createLogger } from "../src/telemetry/logger";
 
 export type InvokeMode = "BUFFERED" | "RESPONSE_STREAM";
 
 /** One Lambda sandbox serves one request at a time; the second connection lets a ledger flush overlap a query. */
 export const LAMBDA_DEFAULT_POOL_MAX = "2";
+
+/**
+ * How long init waits for Redis to be ready. Without it the first request of every sandbox would
+ * find Redis still handshaking and fall back to the per-sandbox limiter, budgets and no cache. A
+ * healthy Redis in the VPC is ready in milliseconds (its handshake overlaps the database's); one
+ * that refuses connections ends the wait at once; only an unreachable one costs the whole wait.
+ */
+export const LAMBDA_REDIS_READY_WAIT_MS = 500;
 
 /** What the Lambda Node.js runtime puts on `globalThis.awslambda` (absent anywhere else). */
 export interface AwsLambdaGlobal {
@@ -59,6 +69,13 @@ export interface LambdaHandlerOptions {
   deps?: CreateDepsOptions;
   /** Close pools and flush on SIGTERM (sent when extensions are registered). @default false */
   handleSignals?: boolean;
+  /**
+   * Start init now rather than at the first invocation: secrets, configuration and the database
+   * and Redis connections get under way while the module is still loading, AWS's recommended
+   * pattern for cold starts. A failure is not cached: the first invocation starts again and
+   * reports it. @default false
+   */
+  eager?: boolean;
 }
 
 export function invokeMode(env: NodeJS.ProcessEnv): InvokeMode {
@@ -126,13 +143,17 @@ export function createLambdaHandler(
   // by every invocation it serves. A failed start is forgotten so the next invocation retries
   // (a database that was briefly unreachable must not poison the sandbox for its whole life).
   let ready: Promise<Ready> | undefined;
+  let failedBefore: string | undefined;
   const start = () => {
-    ready ??= init(env, mode, options.deps ?? {}).catch((err: unknown) => {
+    ready ??= init(env, mode, options.deps ?? {}, failedBefore).catch((err: unknown) => {
       ready = undefined;
+      failedBefore = err instanceof Error ? err.message : String(err);
       throw err;
     });
     return ready;
   };
+  // Nothing awaits an eager start but the first invocation, which retries one that failed.
+  if (options.eager) start().catch(() => {});
 
   /** Flush the ledger and close pools; the next invocation would start afresh. */
   const shutdown = async () => {
@@ -178,9 +199,12 @@ async function init(
   env: NodeJS.ProcessEnv,
   mode: InvokeMode,
   depsOptions: CreateDepsOptions,
+  failedBefore: string | undefined,
 ): Promise<Ready> {
   const started = performance.now();
-  const secrets = await resolveSecretReferences(env);
+  // No await unless there are references to fetch: then everything up to opening the connections
+  // runs synchronously, inside the module load when the handler starts eagerly.
+  const secrets = hasSecretReferences(env) ? await resolveSecretReferences(env) : [];
   applyLambdaEnvironment(env);
   const config: AppConfig = loadConfig(env);
   // Synchronous writes: an async buffer still holding lines when the sandbox freezes loses them
@@ -202,15 +226,24 @@ async function init(
     await deps.close().catch(() => {});
     throw err;
   }
+  // Connecting since createDeps began, alongside the database: usually ready by now.
+  const redisReady = deps.redis
+    ? await waitForRedis(deps.redis, LAMBDA_REDIS_READY_WAIT_MS)
+    : undefined;
   logger.info(
     {
       initMs: Math.round(performance.now() - started),
+      // On the process's clock (ms since it started): where init ended, for a cold-start breakdown.
+      readyAtMs: Math.round(performance.now() * 10) / 10,
       mode,
       secrets: secrets.map((s) => s.variable),
       store: deps.store.kind,
       cache: deps.cache.kind,
+      redisReady,
       poolMax: config.DATABASE_POOL_MAX,
       synthetic: deps.llm.synthetic,
+      // An earlier attempt in this sandbox failed (say, the database was briefly unreachable).
+      failedBefore,
     },
     "lambda cold start complete",
   );
@@ -246,8 +279,11 @@ function lambdaRuntime(): AwsLambdaGlobal {
   return runtime;
 }
 
-// Signal handlers only inside Lambda: importing this module elsewhere (tests) must not touch the process.
+// Signal handlers and the eager start only inside Lambda: importing this module elsewhere (tests)
+// must neither touch the process nor open connections.
+const inLambda = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME);
 export const handler = createLambdaHandler({
   env: process.env,
-  handleSignals: Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME),
+  handleSignals: inLambda,
+  eager: inLambda,
 });

@@ -52,6 +52,9 @@ export function createRedis(url: string, logger: Logger, password?: string, ca?:
     socketTimeout: 2000,
     retryStrategy: (times) => Math.min(100 * times, 2000),
     lazyConnect: false,
+    // Commands issued in the same tick (rate limits, cache, budgets of concurrent requests) leave
+    // in one write: per-command socket writes were the largest single cost under load.
+    enableAutoPipelining: true,
     ...(password ? { password } : {}),
     ...(ca && url.startsWith("rediss:") ? { tls: { ca } } : {}),
   });
@@ -63,6 +66,29 @@ export function createRedis(url: string, logger: Logger, password?: string, ca?:
   return redis;
 }
 
+/**
+ * Resolves once `redis` is ready (true), or has failed to connect or `ms` has passed (false).
+ * Never rejects: a Redis that is down is a degraded start, not a failed one.
+ */
+export function waitForRedis(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ready: boolean) => {
+      clearTimeout(timer);
+      redis.off("ready", onReady);
+      redis.off("error", onFailure);
+      redis.off("end", onFailure);
+      resolve(ready);
+    };
+    const onReady = () => done(true);
+    const onFailure = () => done(false);
+    const timer = setTimeout(onFailure, ms);
+    redis.once("ready", onReady);
+    redis.once("error", onFailure);
+    redis.once("end", onFailure);
+  });
+}
+
 export async function createDeps(
   config: AppConfig,
   options: CreateDepsOptions = {},
@@ -70,36 +96,104 @@ export async function createDeps(
   const logger =
     options.logger ??
     createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
-  const telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
-  const store = traceStore(options.store ?? (await openStore(config, { logger })), telemetry);
+  // Connections first: the database handshake and migration check, and Redis's handshake, run
+  // while everything else is built (on a Lambda cold start that overlap is most of init).
+  const opening = options.store ? undefined : openStore(config, { logger });
+  opening?.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
   const redis = config.REDIS_URL
     ? createRedis(config.REDIS_URL, logger, config.REDIS_PASSWORD, config.REDIS_TLS_CA)
     : undefined;
-  const llm =
-    options.llm ??
-    (config.ANTHROPIC_API_KEY
-      ? // rate limits and resilience: one retry loop, breakers and fallback around the SDK (its retries off)
-        new ResilientProvider(
-          new AnthropicProvider({
-            apiKey: config.ANTHROPIC_API_KEY,
-            baseURL: config.ANTHROPIC_BASE_URL,
-            timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-            maxRetries: 0,
-          }),
-          resilienceOptions(config, { catalog: ModelCatalog.load(), logger }),
-        )
-      : new OfflineProvider());
-  if (llm.synthetic) {
-    logger.warn(
-      "ANTHROPIC_API_KEY is not set: answers come from the offline synthetic model, not Claude",
-    );
+  let telemetry: Telemetry | undefined;
+  let llm: LlmProvider | undefined;
+  try {
+    // net.connect opens its socket on process.nextTick, which waits for the microtask queue to
+    // drain: yield once so the connects go out now, not after the CPU-bound work below.
+    if (opening || redis) await new Promise<void>((resolve) => setImmediate(resolve));
+    telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
+    // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
+    const catalog = ModelCatalog.load();
+    const provider =
+      options.llm ??
+      (config.ANTHROPIC_API_KEY
+        ? // rate limits and resilience: one retry loop, breakers and fallback around the SDK (its retries off)
+          new ResilientProvider(
+            new AnthropicProvider({
+              apiKey: config.ANTHROPIC_API_KEY,
+              baseURL: config.ANTHROPIC_BASE_URL,
+              timeoutMs: config.UPSTREAM_TIMEOUT_MS,
+              maxRetries: 0,
+            }),
+            resilienceOptions(config, { catalog, logger }),
+          )
+        : new OfflineProvider());
+    llm = provider;
+    if (provider.synthetic) {
+      logger.warn(
+        "ANTHROPIC_API_KEY is not set: answers come from the offline synthetic model, not Claude",
+      );
+    }
+    // routing, batches, telemetry: spans and metrics around model calls; batches and their poller
+    const served = instrumentLlm(provider, telemetry, catalog);
+    if (provider instanceof ResilientProvider)
+      telemetry.metrics.observeBreakers(() => provider.breakerStates());
+    // rate limits and resilience
+    const rateLimiter = rateLimiterFromConfig(config, redis, logger) ?? undefined;
+    const cache = redis
+      ? traceCache(new RedisResponseCache(redis, logger), telemetry)
+      : new MemoryResponseCache();
+    const store = traceStore(options.store ?? (await opening!), telemetry);
+    return assemble({
+      config,
+      options,
+      logger,
+      telemetry,
+      catalog,
+      provider,
+      served,
+      store,
+      redis,
+      rateLimiter,
+      cache,
+    });
+  } catch (err) {
+    // Nothing this attempt opened stays open (a Lambda sandbox retries on its next invocation).
+    // openStore closes its pool itself when migrating fails; a later failure closes it here.
+    redis?.disconnect();
+    if (!options.llm && llm instanceof ResilientProvider) llm.close();
+    const opened = await opening?.catch(() => undefined);
+    await opened?.close().catch(() => {});
+    if (telemetry && !options.telemetry) await telemetry.shutdown().catch(() => {});
+    throw err;
   }
+}
+
+/** The store-dependent part of createDeps, once the store is open and migrated. */
+function assemble({
+  config,
+  options,
+  logger,
+  telemetry,
+  catalog,
+  provider: llm,
+  served,
+  store,
+  redis,
+  rateLimiter,
+  cache,
+}: {
+  config: AppConfig;
+  options: CreateDepsOptions;
+  logger: Logger;
+  telemetry: Telemetry;
+  catalog: ModelCatalog;
+  provider: LlmProvider;
+  served: LlmProvider;
+  store: Store;
+  redis: Redis | undefined;
+  rateLimiter: AppDeps["rateLimiter"];
+  cache: AppDeps["cache"];
+}): AppDeps {
   const usage = new BatchedLedger(store, logger);
-  // routing, batches, telemetry: spans and metrics around model calls; batches and their poller
-  const catalog = ModelCatalog.load();
-  const served = instrumentLlm(llm, telemetry, catalog);
-  if (llm instanceof ResilientProvider)
-    telemetry.metrics.observeBreakers(() => llm.breakerStates());
   const batches = new BatchService({
     store,
     llm: served,
@@ -121,12 +215,7 @@ export async function createDeps(
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
   });
   if (config.BATCH_POLLER_ENABLED) batches.start();
-  const budgets = BudgetService.fromConfig(config, {
-    catalog: ModelCatalog.load(),
-    store,
-    logger,
-    redis,
-  });
+  const budgets = BudgetService.fromConfig(config, { catalog, store, logger, redis });
   const deps: AppDeps = {
     config,
     logger,
@@ -136,11 +225,9 @@ export async function createDeps(
     telemetry,
     batches,
     // rate limits and resilience
-    rateLimiter: rateLimiterFromConfig(config, redis, logger) ?? undefined,
+    rateLimiter,
     resilience: llm instanceof ResilientProvider ? llm : undefined,
-    cache: redis
-      ? traceCache(new RedisResponseCache(redis, logger), telemetry)
-      : new MemoryResponseCache(),
+    cache,
     usage,
     budgets,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),

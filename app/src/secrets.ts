@@ -118,6 +118,17 @@ export function parseSecretReference(
 }
 
 /**
+ * Whether `env` has anything for resolveSecretReferences to do (or to reject). Synchronous, so a
+ * start-up with no references goes straight on to the configuration without yielding.
+ */
+export function hasSecretReferences(env: NodeJS.ProcessEnv = process.env): boolean {
+  for (const [source, value] of Object.entries(env)) {
+    if (value && source.endsWith(SECRET_SUFFIX)) return true;
+  }
+  return false;
+}
+
+/**
  * Resolves every `<NAME>_SECRET` reference in `env` and sets `<NAME>`. All or nothing: on any
  * failure nothing is set and the error names each variable and reference that failed. Resolved
  * references are removed from `env`, so `env` ends up with exactly one of the pair, as if the

@@ -239,9 +239,28 @@ export interface Service {
   stop(): Promise<number | null>;
 }
 
+/**
+ * The flags between `node` and the script in app/Dockerfile's CMD (exec form), so the benchmark
+ * runs the service exactly as the image does (Cloud Run, EKS and VM groups run that image).
+ */
+export function imageNodeFlags(dockerfile = path.join(REPO_ROOT, "app", "Dockerfile")): string[] {
+  const cmd = readFileSync(dockerfile, "utf8")
+    .split("\n")
+    .filter((line) => /^CMD\s+\[/.test(line))
+    .at(-1);
+  if (!cmd) throw new Error(`${dockerfile}: no exec-form CMD to take the node flags from`);
+  const argv = JSON.parse(cmd.replace(/^CMD\s+/, "")) as string[];
+  if (argv[0] !== "node") throw new Error(`${dockerfile}: CMD does not start node: ${cmd}`);
+  return argv.slice(1).filter((a) => a.startsWith("-"));
+}
+
 export async function startService(options: ServiceOptions): Promise<Service> {
   const port = await freePort();
-  const nodeArgs: string[] = [];
+  // The image's node flags (production), then diagnostics from the environment (e.g. --trace-gc).
+  const nodeArgs: string[] = [
+    ...imageNodeFlags(),
+    ...(process.env.BENCH_SERVICE_NODE_ARGS ?? "").split(/\s+/).filter(Boolean),
+  ];
   if (options.cpuProfile) {
     mkdirSync(options.cpuProfile.dir, { recursive: true });
     nodeArgs.push(

@@ -9,8 +9,10 @@
  *   `model: "auto"` so the router picks the tier per request.
  *
  * Dollars come from the usage the fake reports (input, output, cache-write and cache-read
- * tokens; the fake applies each model's minimum cacheable prefix from app/config/models.json)
- * priced with ModelCatalog. A response-cache hit costs nothing. When "auto" is not routed yet
+ * tokens; the fake keeps one prompt cache per model with the API's 5-minute lifetime and applies
+ * each model's minimum cacheable prefix from app/config/models.json) priced with ModelCatalog.
+ * The report also says which models served the simple and the complex turns: the router sees
+ * only the requests, never the workload's labels. A response-cache hit costs nothing. When "auto" is not routed yet
  * (the service answers with a model the table does not know, or refuses it), the defaults run
  * falls back to DEFAULT_MODEL and the report says so.
  */
@@ -226,6 +228,7 @@ export const costScenario: Scenario = {
       Object.entries(t.byModel)
         .map(([m, v]) => `${m} ${v.interactions} ($${v.costUsd.toFixed(3)})`)
         .join(", ");
+    const byKind = (kind: string) => totals(defaultRows.filter((r) => r.kind === kind));
     const notes = [
       routing.active
         ? `Model routing was active: ${routing.detail}.`
@@ -238,7 +241,7 @@ export const costScenario: Scenario = {
       method: [
         `Workload "${workload.name}": ${workload.description}`,
         `${workload.sessions.length} sessions, ${turns.length} interactions (${turns.filter((t) => t.kind === "complex").length} complex, ${turns.filter((t) => t.role === "faq-opener").length} sessions opening with a frequently asked question, ${turns.filter((t) => t.role === "repeat").length} repeated questions); system prompt ~${Math.ceil(workload.system.length / 4).toLocaleString("en-US")} tokens. Sessions run one after another, turns in order, the client resending the conversation.`,
-        `Naive: ${workload.naiveModel} for every call, cache-control: no-cache, CACHE_TTL_SECONDS=0, PROMPT_CACHING=false. Defaults: model "auto", response cache and prompt caching as configured by default. Each run against a fresh fake upstream that applies each model's minimum cacheable prefix.`,
+        `Naive: ${workload.naiveModel} for every call, cache-control: no-cache, CACHE_TTL_SECONDS=0, PROMPT_CACHING=false. Defaults: model "auto", response cache and prompt caching as configured by default. Each run against a fresh fake upstream that keeps a prompt cache per model (5-minute lifetime) and applies each model's minimum cacheable prefix.`,
         `Cost = ModelCatalog.costUsd(served model, reported usage) with app/config/models.json prices (taken ${catalog.table.pricesTakenOn}); a response-cache hit costs $0.`,
       ],
       figures: {
@@ -252,6 +255,7 @@ export const costScenario: Scenario = {
         promptCachingActive,
         naive,
         defaults,
+        defaultsByKind: { simple: byKind("simple"), complex: byKind("complex") },
         reductionPercent: round(reduction * 100, 1),
         savedByResponseCacheUsd: round(savedByHits, 4),
         pricesTakenOn: catalog.table.pricesTakenOn,
@@ -267,6 +271,8 @@ export const costScenario: Scenario = {
         ],
         ["**reduction**", `${(reduction * 100).toFixed(1)} %`],
         ["defaults: served by", fmtModels(defaults)],
+        ["defaults: simple turns served by", fmtModels(byKind("simple"))],
+        ["defaults: complex turns served by", fmtModels(byKind("complex"))],
         [
           "defaults: response-cache hits (naive cost of those turns)",
           `${defaults.responseCacheHits} ($${savedByHits.toFixed(4)})`,

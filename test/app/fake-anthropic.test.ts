@@ -384,6 +384,79 @@ describe("prompt caching", () => {
   });
 });
 
+describe("prompt cache lifetime and equivalent prompts", () => {
+  const bigSystem = "You are a patient tutor. ".repeat(220); // 5500 chars = 1375 tokens
+  const prefixTokens = estimateTokens(bigSystem);
+  let clock = 0;
+  let timed: FakeAnthropic;
+  let timedClient: Anthropic;
+  beforeAll(async () => {
+    timed = await startFakeAnthropic({ now: () => clock, maxRecorded: 0 });
+    timedClient = new Anthropic({ baseURL: timed.url, apiKey: FAKE_API_KEY, maxRetries: 0 });
+  });
+  afterAll(() => timed.close());
+  beforeEach(() => {
+    timed.reset();
+    clock = 1_000_000;
+  });
+  const ask = (q: string, ttl?: "1h") =>
+    timedClient.messages.create({
+      model: MODEL,
+      max_tokens: 20,
+      system: [
+        {
+          type: "text",
+          text: bigSystem,
+          cache_control: ttl ? { type: "ephemeral", ttl } : { type: "ephemeral" },
+        },
+      ],
+      messages: [user(q)],
+    });
+  const minutes = (n: number) => n * 60_000;
+
+  it("a 5-minute entry expires 5 minutes after its last use, and each read extends it", async () => {
+    expect((await ask("a")).usage.cache_creation_input_tokens).toBe(prefixTokens);
+    clock += minutes(4);
+    expect((await ask("b")).usage.cache_read_input_tokens).toBe(prefixTokens);
+    clock += minutes(4); // 8 minutes after the write, 4 after the read: still there
+    expect((await ask("c")).usage.cache_read_input_tokens).toBe(prefixTokens);
+    clock += minutes(5); // 5 minutes unused: gone, written again
+    const late = await ask("d");
+    expect(late.usage).toMatchObject({
+      cache_read_input_tokens: 0,
+      cache_creation_input_tokens: prefixTokens,
+    });
+  });
+
+  it('a "1h" entry outlives five minutes but not an hour', async () => {
+    await ask("a", "1h");
+    clock += minutes(30);
+    expect((await ask("b", "1h")).usage.cache_read_input_tokens).toBe(prefixTokens);
+    clock += minutes(61);
+    expect((await ask("c", "1h")).usage.cache_read_input_tokens).toBe(0);
+  });
+
+  it("a string message is the same prefix as one text block holding it", async () => {
+    const first = [user(bigSystem)];
+    // The first call marks its message as a block; the next sends the same text as a string.
+    await timedClient.messages.create({
+      model: MODEL,
+      max_tokens: 20,
+      messages: [user([{ type: "text", text: bigSystem, cache_control: { type: "ephemeral" } }])],
+    });
+    const second = await timedClient.messages.create({
+      model: MODEL,
+      max_tokens: 20,
+      messages: [
+        ...first,
+        { role: "assistant", content: "ok" },
+        user([{ type: "text", text: "next", cache_control: { type: "ephemeral" } }]),
+      ],
+    });
+    expect(second.usage.cache_read_input_tokens).toBe(prefixTokens);
+  });
+});
+
 describe("faults", () => {
   const params = { model: MODEL, max_tokens: 50, messages: [user("hi")] };
 

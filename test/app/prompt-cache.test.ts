@@ -1,7 +1,8 @@
 /**
  * Automatic prompt-cache breakpoints: placement, per-model minimums, the four-breakpoint limit,
  * client breakpoints left alone; and end to end against the fake Anthropic API, that the second
- * call of a conversation with a long system prompt reads the cache.
+ * call of a conversation with a long system prompt reads the cache and that every later call of a
+ * multi-turn conversation reads all of the history before its newest turn.
  */
 import { AnthropicProvider } from "../../app/src/llm/anthropic";
 import { ModelCatalog } from "../../app/src/llm/models";
@@ -12,7 +13,12 @@ import {
   MAX_CACHE_BREAKPOINTS,
 } from "../../app/src/llm/prompt-cache";
 import type { MessageRequest } from "../../app/src/llm/types";
-import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
+import {
+  estimateInputTokens as estimateFakeInput,
+  FAKE_API_KEY,
+  startFakeAnthropic,
+  type FakeAnthropic,
+} from "../support/fake-anthropic";
 
 const catalog = ModelCatalog.load();
 const SONNET = "claude-sonnet-4-6"; // minimum 1024 tokens
@@ -87,20 +93,54 @@ describe("applyPromptCaching", () => {
     expect(marked((out.system as unknown[])[0])).toEqual(EPHEMERAL);
   });
 
-  it("marks the last message before the newest user turn", () => {
-    const messages: Msg[] = [
-      { role: "user", content: text(800) },
-      { role: "assistant", content: [{ type: "text", text: text(400) }] },
-      { role: "user", content: "and now?" },
-    ];
-    const out = applyPromptCaching(request({ messages }), catalog);
-    const m = out.messages as Msg[];
-    expect(marked((m[1]!.content as unknown[])[0])).toEqual(EPHEMERAL);
-    expect(m[2]).toBe(messages[2]); // the newest turn is untouched
-    expect(countCacheBreakpoints(out as never)).toBe(1);
+  it("does not mark a single message: a one-off question pays no cache write", () => {
+    const out = applyPromptCaching(
+      request({ system: text(2000), messages: [{ role: "user", content: text(3000) }] }),
+      catalog,
+    );
+    expect([...markPaths(out).keys()]).toEqual(["system.0"]);
+    expect(typeof (out.messages as Msg[])[0]!.content).toBe("string");
   });
 
-  it("marks the assistant's tool_use before a tool_result turn, and skips thinking blocks", () => {
+  it("in a conversation, marks the newest user turn once its prefix reaches the minimum", () => {
+    const messages: Msg[] = [
+      { role: "user", content: text(400) },
+      { role: "assistant", content: [{ type: "text", text: text(400) }] },
+      { role: "user", content: text(400) },
+    ];
+    const out = applyPromptCaching(request({ messages }), catalog);
+    // 808 tokens up to the reply: below Sonnet's 1,024, so only the newest turn (1,212).
+    expect([...markPaths(out).keys()]).toEqual(["messages.2.0"]);
+    // A string turn becomes one marked text block; the other messages are passed through.
+    expect((out.messages as Msg[])[2]!.content).toEqual([
+      { type: "text", text: text(400), cache_control: EPHEMERAL },
+    ]);
+    expect((out.messages as Msg[])[1]).toBe(messages[1]);
+  });
+
+  it("also marks the reply before the newest turn, the prefix conversations that open alike share", () => {
+    const opening: Msg[] = [
+      { role: "user", content: text(1500) },
+      { role: "assistant", content: "an answer" },
+    ];
+    const a = applyPromptCaching(
+      request({ messages: [...opening, { role: "user", content: "q2" }] }),
+      catalog,
+    );
+    const b = applyPromptCaching(
+      request({ messages: [...opening, { role: "user", content: "another q2" }] }),
+      catalog,
+    );
+    for (const out of [a, b]) {
+      expect([...markPaths(out).keys()]).toEqual(["messages.1.0", "messages.2.0"]);
+      // A string reply becomes one marked text block.
+      expect((out.messages as Msg[])[1]!.content).toEqual([
+        { type: "text", text: "an answer", cache_control: EPHEMERAL },
+      ]);
+    }
+  });
+
+  it("marks the last cacheable blocks in a tool loop: the tool_use (not thinking) and the tool_result (not an empty text)", () => {
     const messages: Msg[] = [
       { role: "user", content: text(1500) },
       {
@@ -111,26 +151,22 @@ describe("applyPromptCaching", () => {
           { type: "thinking", thinking: "hmm", signature: "s" },
         ],
       },
-      { role: "user", content: [{ type: "tool_result", tool_use_id: "t1", content: "2" }] },
+      {
+        role: "user",
+        content: [
+          { type: "tool_result", tool_use_id: "t1", content: "2" },
+          { type: "text", text: "" },
+        ],
+      },
     ];
     const out = applyPromptCaching(request({ messages }), catalog);
-    const blocks = (out.messages as Msg[])[1]!.content as unknown[];
-    expect(blocks.map(marked)).toEqual([undefined, EPHEMERAL, undefined]);
+    const m = out.messages as Msg[];
+    expect((m[1]!.content as unknown[]).map(marked)).toEqual([undefined, EPHEMERAL, undefined]);
+    expect((m[2]!.content as unknown[]).map(marked)).toEqual([EPHEMERAL, undefined]);
+    expect(m[0]).toBe(messages[0]);
   });
 
-  it("turns a string assistant message into a marked text block", () => {
-    const messages: Msg[] = [
-      { role: "user", content: text(1500) },
-      { role: "assistant", content: "an answer" },
-      { role: "user", content: "next" },
-    ];
-    const out = applyPromptCaching(request({ messages }), catalog);
-    expect((out.messages as Msg[])[1]!.content).toEqual([
-      { type: "text", text: "an answer", cache_control: EPHEMERAL },
-    ]);
-  });
-
-  it("places tools, system and conversation breakpoints together", () => {
+  it("places tools, system and both conversation breakpoints together", () => {
     const messages: Msg[] = [
       { role: "user", content: "q1" },
       { role: "assistant", content: "a1" },
@@ -140,10 +176,13 @@ describe("applyPromptCaching", () => {
       request({ tools: [tool("a", 1200)] as never, system: text(1200), messages }),
       catalog,
     );
-    expect(countCacheBreakpoints(out as never)).toBe(3);
-    expect(marked((out.tools as unknown[])[0])).toEqual(EPHEMERAL);
-    expect(marked((out.system as unknown[])[0])).toEqual(EPHEMERAL);
-    expect(marked(((out.messages as Msg[])[1]!.content as unknown[])[0])).toEqual(EPHEMERAL);
+    expect(countCacheBreakpoints(out as never)).toBe(MAX_CACHE_BREAKPOINTS);
+    expect([...markPaths(out).keys()]).toEqual([
+      "tools.0",
+      "system.0",
+      "messages.1.0",
+      "messages.2.0",
+    ]);
   });
 
   it("applies each model's minimum: 2,000 tokens cache on Sonnet (1,024) but not on Haiku (4,096)", () => {
@@ -170,7 +209,7 @@ describe("applyPromptCaching", () => {
     ).toBe(1);
   });
 
-  it("never exceeds four breakpoints: with two client ones, only the two latest candidates are added", () => {
+  it("never exceeds four breakpoints: with two client ones, only the two latest candidates (the turns) are added", () => {
     const messages: Msg[] = [
       { role: "user", content: [{ type: "text", text: "q1", cache_control: EPHEMERAL }] },
       { role: "assistant", content: [{ type: "text", text: "a1", cache_control: EPHEMERAL }] },
@@ -183,9 +222,12 @@ describe("applyPromptCaching", () => {
       catalog,
     );
     expect(countCacheBreakpoints(out as never)).toBe(MAX_CACHE_BREAKPOINTS);
-    expect(marked((out.tools as unknown[])[0])).toBeUndefined();
-    expect(marked((out.system as unknown[])[0])).toEqual(EPHEMERAL);
-    expect(marked(((out.messages as Msg[])[3]!.content as unknown[])[0])).toEqual(EPHEMERAL);
+    expect([...markPaths(out).keys()]).toEqual([
+      "messages.0.0",
+      "messages.1.0",
+      "messages.3.0",
+      "messages.4.0",
+    ]);
   });
 
   it("returns the request unchanged when the client already set four (or more) breakpoints", () => {
@@ -342,12 +384,90 @@ describe("prompt caching against the fake Anthropic API", () => {
     expect(first!.cache_creation_input_tokens).toBeGreaterThanOrEqual(3000);
     expect(first!.cache_read_input_tokens).toBe(0);
     expect(second!.cache_read_input_tokens).toBeGreaterThanOrEqual(3000);
-    // The second call also wrote its stable prefix (up to the first answer) for the third.
+    // The second call also wrote the rest of the conversation (answer and question) for the third.
     expect(second!.cache_creation_input_tokens).toBeGreaterThan(0);
     const marks = fake.requests
       .slice(-2)
       .map((r) => JSON.stringify(r.body).split('"cache_control"').length - 1);
-    expect(marks).toEqual([1, 2]);
+    // First call: the system prompt only; second: system, the first answer, the newest question.
+    expect(marks).toEqual([1, 3]);
+  });
+
+  /** A conversation of `turns` calls, the client resending the history; each call's usage. */
+  const multiTurn = async (model: string, system: string, turns: number, reply: number) => {
+    const messages: Msg[] = [];
+    const usages = [];
+    const sent = [];
+    for (let t = 0; t < turns; t++) {
+      messages.push({
+        role: "user",
+        content: `Question ${t + 1} about ${system.slice(0, 12)} [[fake:{"minReplyChars":${reply}}]]`,
+      });
+      const r = applyPromptCaching(
+        { ...request({ model, system, messages: [...messages] }), max_tokens: 1024 },
+        catalog,
+      );
+      const res = await llm.createMessage(r, { timeoutMs: 10_000 });
+      usages.push(res.usage);
+      sent.push(estimateFakeInput(r));
+      messages.push({ role: "assistant", content: res.content as never });
+    }
+    return { usages, sent };
+  };
+
+  it("a multi-turn conversation reads its whole history: from the second call on, nothing but the new turn is uncached", async () => {
+    const system = `You are a travel agent. ${text(2000, "travel")}`;
+    const { usages, sent } = await multiTurn(SONNET, system, 5, 800);
+    expect(usages[0]!.cache_read_input_tokens).toBe(0);
+    // The first call cached only the system prompt (a single message is not marked).
+    expect(usages[1]!.cache_read_input_tokens).toBe(estimateFakeInput({ system, messages: [] }));
+    expect(usages[1]!.input_tokens).toBe(0);
+    for (let t = 2; t < usages.length; t++) {
+      const u = usages[t]!;
+      // Everything the previous call sent is read; the previous answer and new question are written.
+      expect(u.cache_read_input_tokens).toBe(sent[t - 1]);
+      expect(u.cache_creation_input_tokens).toBe(sent[t]! - sent[t - 1]!);
+      expect(u.input_tokens).toBe(0);
+    }
+  });
+
+  it("on Haiku the conversation is cached from the call whose prefix reaches 4,096 tokens", async () => {
+    const system = `You are a tax adviser. ${text(3000, "taxes")}`;
+    const { usages, sent } = await multiTurn(HAIKU, system, 5, 2400);
+    const first = sent.findIndex((n) => n >= 4096);
+    expect(first).toBeGreaterThan(0);
+    for (let t = 0; t < first; t++) {
+      expect(usages[t]!.cache_creation_input_tokens).toBe(0);
+      expect(usages[t]!.input_tokens).toBe(sent[t]);
+    }
+    expect(usages[first]!.cache_creation_input_tokens).toBe(sent[first]);
+    for (let t = first + 1; t < usages.length; t++)
+      expect(usages[t]!.cache_read_input_tokens).toBe(sent[t - 1]);
+  });
+
+  it("a conversation that opens like an earlier one reads the earlier one's prefix through the shared answer", async () => {
+    const system = `You are a bank clerk. ${text(2000, "bank")}`;
+    const opening: Msg[] = [
+      { role: "user", content: "How do I open an account?" },
+      { role: "assistant", content: [{ type: "text", text: text(300, "answer") }] },
+    ];
+    const call = (question: string) =>
+      llm.createMessage(
+        applyPromptCaching(
+          request({
+            model: SONNET,
+            system,
+            messages: [...opening, { role: "user", content: question }],
+          }),
+          catalog,
+        ),
+        { timeoutMs: 10_000 },
+      );
+    await call("And a savings account?");
+    const other = await call("Which documents do I need?");
+    expect(other.usage.cache_read_input_tokens).toBe(
+      estimateFakeInput({ system, messages: opening }),
+    );
   });
 
   it("without breakpoints nothing is cached (the control)", async () => {

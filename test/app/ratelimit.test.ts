@@ -130,6 +130,34 @@ describe("in-process limits (no Redis)", () => {
     expect((await limiter.usage("bob")).tokens).toBe(1000);
   });
 
+  it("counts requests and tokens in one round trip, and a request refused for RPM keeps no tokens", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const limiter = new RequestRateLimiter({ rpm: 2, tpm: 10_000, redis: await open(), keyPrefix });
+    const ok = await limiter.admit("carol", 700);
+    expect(ok.headers["anthropic-ratelimit-requests-remaining"]).toBe("1");
+    expect(ok.headers["anthropic-ratelimit-tokens-remaining"]).toBe("9300");
+    await limiter.admit("carol", 300);
+    const refused = await rejection(limiter.admit("carol", 5000));
+    expect(refused.message).toMatch(/RATE_LIMIT_RPM/);
+    // The 5,000 tokens reserved beside the refused request were given back.
+    const deadline = Date.now() + 2000;
+    while ((await limiter.usage("carol")).tokens !== 1000 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(await limiter.usage("carol")).toEqual({ requests: 3, tokens: 1000 });
+  });
+
+  it("issues a settlement before returning, so the next request is counted after it", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const limiter = new RequestRateLimiter({ rpm: 0, tpm: 1000, redis: await open(), keyPrefix });
+    const first = await limiter.admit("dave", 900);
+    // Not awaited, as the routes do: the refund's command is already on the connection.
+    void first.settle(100);
+    const second = await limiter.admit("dave", 900);
+    expect(second.headers["anthropic-ratelimit-tokens-remaining"]).toBe("0");
+    expect((await limiter.usage("dave")).tokens).toBe(1000);
+  });
+
   it("caps one request's reservation at the whole minute, so a large request can still run", async () => {
     const limiter = new RequestRateLimiter({
       rpm: 0,

@@ -1,6 +1,7 @@
 /**
- * Model routing: table-driven decisions of the pure router, and sticky routing of sessions
- * through the real session routes (in-process app over in-memory PGlite).
+ * Model routing: table-driven decisions of the pure router (cost-aware: fast unless a hard task
+ * meets a big job, never deep from "auto", the hardest user turn of a conversation counts), and
+ * sticky routing of sessions through the real session routes (in-process app over in-memory PGlite).
  */
 import { createDeps } from "../../app/src/bootstrap";
 import { buildApp } from "../../app/src/app";
@@ -79,29 +80,19 @@ describe("routeModel", () => {
       { model: FAST, tier: "fast", reason: /^auto:1:tools$/ },
     ],
     [
-      "analysis hint",
+      "a hint alone stays cheap: words are weak evidence",
       req({ text: "Please analyze this incident report." }),
-      { model: SMART, tier: "smart", reason: /^auto:2:hint:analyze$/ },
+      { model: FAST, tier: "fast", reason: /^auto:2:hint:analyze$/ },
     ],
     [
       "British spelling",
       req({ text: "analyse the numbers" }),
-      { model: SMART, tier: "smart", reason: /hint:analyse/ },
+      { model: FAST, tier: "fast", reason: /hint:analyse/ },
     ],
     [
-      "one strong hint",
-      req({ text: "Prove that the square root of 2 is irrational." }),
-      { model: SMART, tier: "smart", reason: /^auto:3:hint:prove$/ },
-    ],
-    [
-      "two strong hints",
+      "two strong hints alone stay cheap",
       req({ text: "Prove, step by step, that there are infinitely many primes." }),
-      { model: DEEP, tier: "deep", reason: /^auto:4:hint:prove,hint:step-by-step$/ },
-    ],
-    [
-      "strong hint and code",
-      req({ text: "Derive the complexity of this:\n```js\nfor (;;) {}\n```" }),
-      { model: DEEP, tier: "deep", reason: /^auto:4:hint:derive,code$/ },
+      { model: FAST, tier: "fast", reason: /^auto:4:hint:prove,hint:step-by-step$/ },
     ],
     [
       "code alone",
@@ -109,62 +100,109 @@ describe("routeModel", () => {
       { model: FAST, tier: "fast", reason: /^auto:1:code$/ },
     ],
     [
+      "code and tools without a hint",
+      req({ tools: [tool], text: "```py\nprint(1)\n```" }),
+      { model: FAST, tier: "fast", reason: /^auto:2:tools,code$/ },
+    ],
+    [
+      "a hint with tools: a hard task on a big job",
+      req({ tools: [tool], text: "Please analyze this incident report." }),
+      { model: SMART, tier: "smart", reason: /^auto:3:tools,hint:analyze$/ },
+    ],
+    [
       "code, tools and a debug hint",
       req({ tools: [tool], text: "debug this\n```ts\nlet x = 1\n```" }),
-      { model: DEEP, tier: "deep", reason: /^auto:4:tools,hint:debug,code$/ },
+      { model: SMART, tier: "smart", reason: /^auto:4:tools,hint:debug,code$/ },
+    ],
+    [
+      "the strongest evidence still stops at smart: deep is opt-in",
+      req({
+        tools: [tool],
+        max_tokens: 32_000,
+        text: "Think carefully and prove, step by step, that this terminates:\n```js\nfor (;;) {}\n```",
+      }),
+      {
+        model: SMART,
+        tier: "smart",
+        reason: /^auto:8:tools,long-output,hint:think-carefully,hint:prove,code$/,
+      },
     ],
     [
       "words that contain a hint do not count",
-      req({ text: "Can you improve and approve this, redesigned or not?" }),
+      req({ tools: [tool], text: "Can you improve and approve this, redesigned or not?" }),
+      { model: FAST, tier: "fast", reason: /^auto:1:tools$/ },
+    ],
+    [
+      "a long conversation is not a hard task",
+      req({ tools: [tool], messages: conversation(25, "ok, and then?") }),
+      { model: FAST, tier: "fast", reason: /^auto:1:tools$/ },
+    ],
+    [
+      "large output alone",
+      req({ max_tokens: 8192, tools: [tool] }),
+      { model: FAST, tier: "fast", reason: /^auto:2:tools,output-size$/ },
+    ],
+    [
+      "large output and a hint",
+      req({ max_tokens: 8192, text: "Design the database schema." }),
+      { model: SMART, tier: "smart", reason: /^auto:3:output-size,hint:design$/ },
+    ],
+    [
+      "an ordinary prompt size is no signal",
+      req({ text: "x".repeat(20_000) }),
       { model: FAST, tier: "fast", reason: /^auto:0:simple$/ },
     ],
     [
-      "deep conversation",
-      req({ messages: conversation(25, "ok, and then?") }),
-      { model: SMART, tier: "smart", reason: /^auto:2:deep-conversation$/ },
-    ],
-    [
-      "medium conversation",
-      req({ messages: conversation(9, "and then?") }),
-      { model: FAST, tier: "fast", reason: /^auto:1:conversation$/ },
-    ],
-    [
-      "medium conversation with tools",
-      req({ tools: [tool], messages: conversation(9, "and then?") }),
-      { model: SMART, tier: "smart", reason: /^auto:2:tools,conversation$/ },
-    ],
-    [
-      "large output",
-      req({ max_tokens: 8192, tools: [tool] }),
-      { model: SMART, tier: "smart", reason: /^auto:2:tools,output-size$/ },
-    ],
-    [
       "prompt size",
-      req({ text: "x".repeat(20_000) }),
+      req({ text: "x".repeat(70_000) }),
       { model: FAST, tier: "fast", reason: /^auto:1:prompt-size$/ },
     ],
     [
-      "long prompt",
+      "long prompt alone",
       req({ text: "x".repeat(140_000) }),
-      { model: SMART, tier: "smart", reason: /^auto:2:long-prompt$/ },
+      { model: FAST, tier: "fast", reason: /^auto:2:long-prompt$/ },
     ],
     [
-      "size alone never buys deep",
+      "long prompt and a hint",
+      req({ text: `${"x".repeat(140_000)} compare the two` }),
+      { model: SMART, tier: "smart", reason: /^auto:4:long-prompt,hint:compare$/ },
+    ],
+    [
+      "size alone never escalates",
       req({
         messages: conversation(30, "summarise ".repeat(20_000)),
         tools: [tool],
         max_tokens: 32_000,
       }),
-      { model: SMART, tier: "smart", reason: /^auto:\d+:/ },
+      { model: FAST, tier: "fast", reason: /^auto:5:tools,long-prompt,long-output$/ },
     ],
     [
-      "only the newest user message is read for hints",
-      req({ messages: [user("prove this step by step"), assistant("done"), user("thanks!")] }),
-      { model: FAST, tier: "fast", reason: /^auto:0:simple$/ },
+      "a follow-up to a hard turn stays on its tier (the hardest user turn counts)",
+      req({
+        tools: [tool],
+        messages: [user("prove this step by step"), assistant("done"), user("thanks!")],
+      }),
+      { model: SMART, tier: "smart", reason: /^auto:5:tools,hint:prove,hint:step-by-step$/ },
+    ],
+    [
+      "a tool loop stays on the tier of the request that started it",
+      req({
+        tools: [tool],
+        messages: [
+          user("debug the failing nightly job"),
+          assistant([
+            { type: "text", text: "Calling calculator." },
+            { type: "tool_use", id: "t1", name: "calculator", input: {} },
+          ]),
+          user([{ type: "tool_result", tool_use_id: "t1", content: "4" }]),
+        ],
+      }),
+      { model: SMART, tier: "smart", reason: /^auto:3:tools,hint:debug$/ },
     ],
     [
       "hints in content blocks",
       req({
+        tools: [tool],
         messages: [
           user([
             { type: "text", text: "context" },
@@ -172,17 +210,17 @@ describe("routeModel", () => {
           ]),
         ],
       }),
-      { model: DEEP, tier: "deep", reason: /hint:step-by-step,hint:explain-why$/ },
+      { model: SMART, tier: "smart", reason: /hint:step-by-step,hint:explain-why$/ },
     ],
     [
       "a hint buried mid-way in a huge message is not scanned",
-      req({ text: "a".repeat(20_000) + " prove " + "b".repeat(20_000) }),
-      { model: FAST, tier: "fast", reason: /^auto:1:prompt-size$/ },
+      req({ tools: [tool], text: "a".repeat(20_000) + " prove " + "b".repeat(20_000) }),
+      { model: FAST, tier: "fast", reason: /^auto:1:tools$/ },
     ],
     [
       "a hint at the end of a huge message is",
-      req({ text: "a".repeat(20_000) + " now prove it" }),
-      { model: DEEP, tier: "deep", reason: /^auto:4:prompt-size,hint:prove$/ },
+      req({ tools: [tool], text: "a".repeat(20_000) + " now prove it" }),
+      { model: SMART, tier: "smart", reason: /^auto:4:tools,hint:prove$/ },
     ],
   ];
   it.each(cases)("%s", (_name, request, expected) => {
@@ -204,19 +242,61 @@ describe("routeModel", () => {
   });
 
   it("returns a pinned concrete model as it is (sticky) and routes when the pin is an alias", () => {
-    const hard = req({ text: "Prove step by step" });
+    const hard = req({ tools: [tool], text: "Prove step by step" });
     expect(routeModel(hard, catalog, { pinnedModel: FAST })).toEqual({
       model: FAST,
       tier: "fast",
       reason: "sticky",
     });
-    expect(routeModel(hard, catalog, { pinnedModel: "auto" }).model).toBe(DEEP);
-    expect(routeModel(hard, catalog, { pinnedModel: null }).model).toBe(DEEP);
+    expect(routeModel(hard, catalog, { pinnedModel: "auto" }).model).toBe(SMART);
+    expect(routeModel(hard, catalog, { pinnedModel: null }).model).toBe(SMART);
   });
 
-  it("uses the caller's depth and token estimate when given", () => {
-    expect(routeModel(req({}), catalog, { depth: 30 }).reason).toBe("auto:2:deep-conversation");
+  it("uses the caller's token estimate when given", () => {
     expect(routeModel(req({}), catalog, { inputTokens: 50_000 }).reason).toBe("auto:2:long-prompt");
+    expect(
+      routeModel(req({ text: "x".repeat(140_000) }), catalog, { inputTokens: 10 }).reason,
+    ).toBe("auto:0:simple");
+  });
+
+  it("property: auto never picks deep, and a growing conversation's tier never goes down", () => {
+    let seed = 7;
+    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
+    const questions = [
+      "thanks",
+      "what is the limit?",
+      "compare the plans",
+      "prove it step by step",
+      "debug this:\n```js\nx()\n```",
+      "think carefully and derive the cost",
+      "x ".repeat(20_000),
+      "and the other option?",
+    ];
+    const rank: Record<string, number> = { fast: 0, smart: 1 };
+    for (let conv = 0; conv < 200; conv++) {
+      // A client's settings stay put over a conversation; its messages grow.
+      const tools = rand() < 0.5 ? [tool] : undefined;
+      const maxTokens = pick([1024, 4096, 8192, 32_000]);
+      const messages: Array<{ role: string; content: unknown }> = [];
+      let previous = -1;
+      for (let turn = 0; turn < 10; turn++) {
+        messages.push(
+          rand() < 0.2 && tools
+            ? user([{ type: "tool_result", tool_use_id: `t${turn}`, content: "ok" }])
+            : user(pick(questions)),
+        );
+        const d = routeModel(
+          { model: "auto", max_tokens: maxTokens, tools, messages: [...messages] },
+          catalog,
+        );
+        expect(d.tier).not.toBe("deep");
+        expect(d.model).toBe(d.tier === "smart" ? SMART : FAST);
+        expect(rank[d.tier]).toBeGreaterThanOrEqual(previous);
+        previous = rank[d.tier]!;
+        messages.push(assistant(pick(["ok", "a longer answer ".repeat(50)])));
+      }
+    }
   });
 
   it("maps tiers through the fallback chains, else the first model of the tier, else the default tier", () => {
@@ -351,15 +431,18 @@ describe("sticky routing through the session routes", () => {
     expect(model.models.at(-1)).toBe(FAST);
   });
 
-  it("routes a hard first turn to the deep tier and pins that", async () => {
+  it("routes a hard first turn (with the agent's tools) to the smart tier, never deep, and pins that", async () => {
     const id = await createSession({ model: "auto" });
     const res = await turn(id, "Prove, step by step, that the algorithm terminates.");
     expect(res.status).toBe(200);
-    expect(model.models.at(-1)).toBe(DEEP);
+    expect(res.headers.get("x-agent-route-reason")).toBe(
+      "auto:5:tools,hint:prove,hint:step-by-step",
+    );
+    expect(model.models.at(-1)).toBe(SMART);
     const stored = (await (await app.request(`/v1/sessions/${id}`, { headers })).json()) as {
       model: string;
     };
-    expect(stored.model).toBe(DEEP);
+    expect(stored.model).toBe(SMART);
   });
 
   it("resolves tier aliases on sessions and pins them", async () => {

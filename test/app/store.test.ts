@@ -156,6 +156,32 @@ for (const driver of drivers) {
         expect(rows[0]).toEqual({ t: null, n: 0 });
       });
 
+      it("check an up-to-date schema with one read, without the transaction and its lock", async () => {
+        const calls: string[] = [];
+        const counting: Pick<SqlClient, "query" | "transaction"> = {
+          query: (text, params) => {
+            calls.push(text);
+            return handle.client.query(text, params);
+          },
+          transaction: (fn) => {
+            calls.push("transaction");
+            return handle.client.transaction(fn);
+          },
+        };
+        expect(await migrate(counting)).toEqual([]);
+        expect(calls).toEqual(["SELECT version FROM schema_migrations"]);
+
+        // One version missing: the locked path applies it.
+        calls.length = 0;
+        const extra: Migration = {
+          version: 950,
+          name: "extra 950",
+          statements: ["CREATE TABLE extra_950 (i int)"],
+        };
+        expect(await migrate(counting, [...MIGRATIONS, extra])).toEqual([950]);
+        expect(calls).toEqual(["SELECT version FROM schema_migrations", "transaction"]);
+      });
+
       it("refuse versions out of order", async () => {
         const a: Migration = { version: 5, name: "a", statements: [] };
         const b: Migration = { version: 5, name: "b", statements: [] };

@@ -44,7 +44,9 @@
  * reported as `cache_read_input_tokens`; the rest up to the last breakpoint as
  * `cache_creation_input_tokens` (split by ttl in `cache_creation`); `input_tokens` is what
  * follows the last breakpoint. Prefixes shorter than the model's minimum (1024 tokens by
- * default) are silently not cached, as with the real API.
+ * default) are silently not cached, as with the real API. Caches are per model; an entry lives
+ * 5 minutes (or 1 hour with `ttl: "1h"`) from its last write or read (clock: the `now` option),
+ * and a string `content` or `system` is the same prefix as one text block holding it.
  *
  * ## Behaviour controls (see {@link FakeBehavior})
  * Three layers, so parallel tests do not interfere:
@@ -160,6 +162,8 @@ export interface FakeAnthropicOptions {
   recordHeaders?: readonly string[];
   /** Bound on remembered cache prefixes (oldest evicted). @default 10000 */
   maxCachedPrefixes?: number;
+  /** The prompt cache's clock in ms (entries live 5 minutes or 1 hour from their last use). @default Date.now */
+  now?: () => number;
 }
 
 export interface RecordedRequest {
@@ -453,15 +457,18 @@ function walkPrompt(body: PromptParts, visit: BlockVisitor): void {
         : JSON.stringify(tool);
     visit("tool", text, estimateTokens(text), ttlOf(tool.cache_control));
   }
+  // A string is the same prompt as one text block holding it (tagged alike, so a client that
+  // turns a string into a block to mark it still hits the cache entry the string wrote).
   if (typeof body.system === "string")
-    visit("system", body.system, estimateTokens(body.system), null);
+    visit("system:text", body.system, estimateTokens(body.system), null);
   else if (Array.isArray(body.system))
     for (const b of body.system) visitContentBlock("system", b, visit);
   for (let i = 0; i < body.messages.length; i++) {
     const m = body.messages[i]!;
     // The index keeps "two blocks in one message" and "two messages" apart in the hash.
     const tag = `${m.role}#${i}`;
-    if (typeof m.content === "string") visit(tag, m.content, estimateTokens(m.content), null);
+    if (typeof m.content === "string")
+      visit(`${tag}:text`, m.content, estimateTokens(m.content), null);
     else for (const b of m.content as unknown[]) visitContentBlock(tag, b, visit);
   }
 }
@@ -499,11 +506,21 @@ function analysePrompt(body: MessagesBody): PromptAnalysis {
   return { totalTokens, breakpoints };
 }
 
-/** Remembers cached prefixes by hash, oldest evicted first, like an LRU of cache entries. */
-class PromptCache {
-  private readonly seen = new Map<string, true>();
+const TTL_MS: Record<CacheTtl, number> = { "5m": 5 * 60_000, "1h": 60 * 60_000 };
 
-  constructor(private readonly maxEntries: number) {}
+/**
+ * Remembers cached prefixes by hash, oldest evicted first, like an LRU of cache entries. An
+ * entry lives for its ttl (5 minutes unless marked `1h`) from its last write or read: a read
+ * refreshes it at no cost, as with the real API; an expired entry is a miss.
+ */
+class PromptCache {
+  /** digest -> when it expires and the ttl a read refreshes it with. */
+  private readonly seen = new Map<string, { expires: number; ttlMs: number }>();
+
+  constructor(
+    private readonly maxEntries: number,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   clear(): void {
     this.seen.clear();
@@ -541,16 +558,17 @@ class PromptCache {
       if (i >= firstNeeded) digests[i] = hash.copy().digest("base64");
     }
 
+    const now = this.now();
     let readAt = -1;
     for (const b of breakpoints) {
       for (let j = b; j >= Math.max(0, b - (CACHE_LOOKBACK_BLOCKS - 1)); j--) {
-        if (this.seen.has(digests[j]!)) {
+        if (this.live(digests[j]!, now)) {
           if (j > readAt) readAt = j;
           break;
         }
       }
     }
-    if (readAt >= 0) this.touch(digests[readAt]!);
+    if (readAt >= 0) this.touch(digests[readAt]!, now, this.seen.get(digests[readAt]!)!.ttlMs);
 
     const usage: CacheUsage = { read: readAt >= 0 ? cum[readAt]! : 0, write5m: 0, write1h: 0 };
     let writtenUpTo = usage.read;
@@ -560,14 +578,22 @@ class PromptCache {
       if (ttls[b] === "1h") usage.write1h += tokens;
       else usage.write5m += tokens;
       writtenUpTo = cum[b]!;
-      this.touch(digests[b]!);
+      this.touch(digests[b]!, now, TTL_MS[ttls[b]!]);
     }
     return usage;
   }
 
-  private touch(digest: string): void {
+  private live(digest: string, now: number): boolean {
+    const entry = this.seen.get(digest);
+    if (!entry) return false;
+    if (entry.expires > now) return true;
     this.seen.delete(digest);
-    this.seen.set(digest, true);
+    return false;
+  }
+
+  private touch(digest: string, now: number, ttlMs: number): void {
+    this.seen.delete(digest);
+    this.seen.set(digest, { expires: now + ttlMs, ttlMs });
     if (this.seen.size > this.maxEntries) {
       const oldest = this.seen.keys().next();
       if (!oldest.done) this.seen.delete(oldest.value);
@@ -1092,7 +1118,7 @@ class FakeAnthropicServer implements FakeAnthropic {
     this.apiKeys = key === null ? null : new Set(typeof key === "string" ? [key] : key);
     this.recordedHeaders = [...DEFAULT_RECORDED_HEADERS, ...(options.recordHeaders ?? [])];
     this.ring = new Ring(options.maxRecorded ?? 1000);
-    this.cache = new PromptCache(options.maxCachedPrefixes ?? 10_000);
+    this.cache = new PromptCache(options.maxCachedPrefixes ?? 10_000, options.now);
     this.behavior = { ...options.behavior };
     // noDelay: small SSE writes must leave at once, not wait on Nagle + delayed ACK (~40 ms).
     this.server = createServer({ noDelay: true }, (req, res) => {

@@ -6,13 +6,24 @@
  * `cache_control: {type: "ephemeral"}`: a later request with the same prefix reads it at about a
  * tenth of the input price (writing it costs about 1.25x, once). A request may carry at most four
  * breakpoints, and a prefix shorter than the model's minimum (`minCacheableTokens` in the model
- * table) is silently not cached. `applyPromptCaching` places breakpoints where a prefix is stable
- * across calls, in prompt order:
+ * table) is silently not cached. Each model has its own cache, and an entry lives five minutes
+ * from its last use. `applyPromptCaching` places breakpoints where a prefix is stable across
+ * calls, in prompt order:
  *
  *   1. the last tool definition  (tools are resent unchanged on every call);
  *   2. the end of the system prompt (shared by every conversation that uses it);
- *   3. the stable conversation prefix: the last message before the newest user turn (the part of
- *      a conversation that the next call of the same conversation resends unchanged).
+ *   3. in a conversation (a request with history), the end of the last message before the newest
+ *      user turn, usually the previous reply: conversations that open alike (the same first
+ *      question, and from the response cache the same answer) share the cached prefix up to it,
+ *      and its short lookback finds the previous call's entry (the API looks back about 20 blocks
+ *      from a breakpoint for an earlier one);
+ *   4. in a conversation, the end of the newest user turn, as Anthropic recommends for multi-turn
+ *      conversations: the next call resends all of this one and reads it from the cache, paying
+ *      the write price only for the reply and its own new turn.
+ *
+ * A request of one message gets no message breakpoint: it is often a one-off, and marking it
+ * would bill its question at the write price (1.25x) for a read that may never come; if the
+ * conversation goes on, the second call writes that turn instead.
  *
  * A candidate is marked only when the prefix up to it (tools, then system, then messages) is at
  * least the model's minimum. Breakpoints the client set are left alone and count toward the
@@ -165,6 +176,23 @@ function lastCacheableBlock(blocks: readonly unknown[]): number {
   return -1;
 }
 
+/** A breakpoint on the last cacheable block of message `index`, when its prefix reaches the minimum. */
+function messageCandidate(
+  m: Message,
+  index: number,
+  prefix: number,
+  minimum: number,
+): Candidate | null {
+  if (prefix < minimum) return null;
+  if (typeof m.content === "string") {
+    return m.content !== "" ? { where: "message", index, block: 0 } : null;
+  }
+  if (!Array.isArray(m.content)) return null;
+  const b = lastCacheableBlock(m.content);
+  if (b < 0 || hasBreakpoint(m.content[b])) return null;
+  return { where: "message", index, block: b };
+}
+
 /**
  * The request with prompt-cache breakpoints added where they pay off (see the module comment).
  * Returns the same object when nothing is added.
@@ -210,26 +238,21 @@ export function applyPromptCaching<R extends MessageRequest>(
     if (i >= 0 && !hasBreakpoint(system[i])) candidates.push({ where: "system", index: i });
   }
 
-  // 3. The last message before the newest user turn.
-  let newestUser = -1;
+  // 3. and 4. In a conversation (the request carries history): the end of the last message before
+  // the newest user turn (the previous reply) and the end of the newest user turn.
+  let newest = -1;
   for (let i = messages.length - 1; i >= 0; i--) {
     if (messages[i]!.role === "user") {
-      newestUser = i;
+      newest = i;
       break;
     }
   }
-  const stable = newestUser - 1;
-  if (stable >= 0) {
-    for (let i = 0; i <= stable; i++) prefix += estimateMessageTokens(messages[i]!);
-    const m = messages[stable]!;
-    if (prefix >= minimum) {
-      if (typeof m.content === "string") {
-        if (m.content !== "") candidates.push({ where: "message", index: stable, block: 0 });
-      } else if (Array.isArray(m.content)) {
-        const b = lastCacheableBlock(m.content);
-        if (b >= 0 && !hasBreakpoint(m.content[b])) {
-          candidates.push({ where: "message", index: stable, block: b });
-        }
+  if (newest > 0) {
+    for (let i = 0; i <= newest; i++) {
+      prefix += estimateMessageTokens(messages[i]!);
+      if (i === newest - 1 || i === newest) {
+        const c = messageCandidate(messages[i]!, i, prefix, minimum);
+        if (c) candidates.push(c);
       }
     }
   }
@@ -259,7 +282,8 @@ export function applyPromptCaching<R extends MessageRequest>(
           : (m.content as unknown[]).map((b, i) =>
               i === c.block ? { ...(b as object), cache_control: EPHEMERAL } : b,
             );
-      const copy = [...messages] as unknown[];
+      // Two message breakpoints may be added: the second copies on from the first's copy.
+      const copy = [...((out.messages as unknown[] | undefined) ?? messages)];
       copy[c.index] = { ...m, content };
       out.messages = copy;
     }

@@ -5,30 +5,40 @@
  * - A concrete model id is used as it is (reason `explicit`).
  * - A tier alias picks the tier's first model: the head of its `fallbacks` chain, else the first
  *   model of that tier (reason `alias:<tier>`).
- * - `auto` scores the request and picks a tier (reason `auto:<score>:<signals>`):
+ * - `auto` is cost-aware: it picks `fast` unless the request clearly needs more, then `smart`.
+ *   It never picks `deep` (five times the fast tier's prices): that takes the `deep` alias or a
+ *   model id. It scores the request (reason `auto:<score>:<signals>`):
  *
- *   | signal                                                           | points |
- *   |------------------------------------------------------------------|--------|
- *   | estimated input >= 4 000 tokens / >= 32 000 tokens               | 1 / 2  |
- *   | tools offered                                                    | 1      |
- *   | each distinct strong hint in the newest user text:               | 3      |
- *   |   "step by step", "prove", "proof", "derive", "rigorous",        |        |
- *   |   "formally",                                                    |        |
- *   |   "think carefully / hard / deeply"                              |        |
- *   | any other hint: "analyze", "compare", "trade-off", "debug",      | 2      |
- *   |   "refactor", "architecture", "design", "optimize",              |        |
- *   |   "explain why", "evaluate", "reason about", "root cause"        |        |
- *   |   (hints add up to at most 4)                                    |        |
- *   | a code block (```) in the newest user text                       | 1      |
- *   | conversation depth >= 8 / >= 24 messages                         | 1 / 2  |
- *   | max_tokens >= 8 192 / >= 32 000                                  | 1 / 2  |
+ *   | task signals: what is asked (each user turn scored; the hardest turn counts) | points |
+ *   |------------------------------------------------------------------------------|--------|
+ *   | each distinct strong hint: "step by step", "prove", "proof", "derive",       | 3      |
+ *   |   "rigorous", "formally", "think carefully / hard / deeply"                  |        |
+ *   | any other hint: "analyze", "compare", "trade-off", "debug", "refactor",      | 2      |
+ *   |   "architecture", "design", "optimize", "explain why", "evaluate",           |        |
+ *   |   "reason about", "root cause"  (hints add up to at most 4 per turn)         |        |
+ *   | a code block (```)                                                           | 1      |
  *
- *   score <= 1: fast; 2-3: smart; >= 4: deep. Size alone never buys the most expensive tier:
- *   deep also needs a reasoning hint or code, else the request stays on smart.
+ *   | load signals: how big the job is (the whole request)                         | points |
+ *   |------------------------------------------------------------------------------|--------|
+ *   | tools offered                                                                | 1      |
+ *   | estimated input >= 16 000 / >= 32 000 tokens                                 | 1 / 2  |
+ *   | max_tokens >= 8 192 / >= 32 000                                              | 1 / 2  |
  *
- * Sessions are sticky: the model routed for a session's first turn is stored on the session and
- * passed back as `pinnedModel`, so every later turn uses it (and its warm prompt cache).
- * `routeModel` is pure: no I/O, no clock, no randomness.
+ *   Text is read from the first and last 2 KB of each of the newest 64 user turns (text blocks;
+ *   tool results are data, not instructions).
+ *
+ *   smart when the score is >= 3 with at least one task signal and one load signal; else fast.
+ *   Words are weak evidence ("compare" and "step by step" are everyday phrasing) and a big
+ *   prompt alone is not a hard task: neither escalates alone, a hard task on a big job does.
+ *
+ * Conversations are sticky without server state. The task signals come from every user turn
+ * (hardest wins) and the load signals only grow as a conversation does, so the tier a stateless
+ * multi-turn conversation gets never goes down from one turn to the next: it changes at most
+ * once (fast to smart), and the turns after that read the same model's warm prompt cache (each
+ * model has its own). A follow-up to a hard question stays on the model that answered it, and so
+ * does a tool loop whose newest user turn is only tool results. Session routes go further: the
+ * model routed for a session's first turn is stored on the session and passed back as
+ * `pinnedModel`. `routeModel` is pure: no I/O, no clock, no randomness.
  */
 import type { ModelCatalog } from "./models";
 
@@ -56,8 +66,6 @@ export interface RoutableRequest {
 export interface RouteContext {
   /** The model a session is pinned to; returned as is when it is a concrete id (sticky routing). */
   pinnedModel?: string | null;
-  /** Messages in the whole conversation, when `messages` holds only part of it (trimmed history). */
-  depth?: number;
   /** Input tokens when the caller has already estimated them. */
   inputTokens?: number;
 }
@@ -68,14 +76,25 @@ export function isRoutingAlias(model: string | null | undefined): boolean {
 }
 
 const STRONG_HINTS =
-  /\b(step[- ]by[- ]step|prove|proofs?|derive|derivation|rigorous(?:ly)?|formally|think (?:carefully|hard|deeply))\b/g;
+  /\b(step[- ]by[- ]step|prove|proofs?|derive|derivation|rigorous(?:ly)?|formally|think (?:carefully|hard|deeply))\b/gi;
 const OTHER_HINTS =
-  /\b(analy[sz]e|analysis|compare|trade-?offs?|debug|refactor|architecture|design|optimi[sz]e|explain why|evaluate|reason about|root cause)\b/;
-/** Hints are looked for in this many characters at each end of a long message. */
-const HINT_SCAN_CHARS = 8192;
+  /\b(analy[sz]e|analysis|compare|trade-?offs?|debug|refactor|architecture|design|optimi[sz]e|explain why|evaluate|reason about|root cause)\b/i;
+/**
+ * Hints are looked for in this many characters at each end of a long message, where instructions
+ * usually are (a pasted document sits in between); with MAX_SCANNED_TURNS this bounds the work
+ * to about 256 KB of text however long the conversation.
+ */
+const HINT_SCAN_CHARS = 2048;
+/** User turns scanned for task signals, newest first: bounds the work on very long conversations. */
+const MAX_SCANNED_TURNS = 64;
+const MAX_HINT_POINTS = 4;
 
-const DEEP_SCORE = 4;
-const SMART_SCORE = 2;
+const SMART_SCORE = 3;
+
+interface TaskSignals {
+  points: number;
+  signals: string[];
+}
 
 export function routeModel(
   request: RoutableRequest,
@@ -94,25 +113,64 @@ export function routeModel(
     };
   }
 
-  const signals: string[] = [];
-  let score = 0;
+  const task = hardestTurn(request.messages);
+  const loadSignals: string[] = [];
+  let load = 0;
+  if (request.tools && request.tools.length > 0) {
+    load += 1;
+    loadSignals.push("tools");
+  }
   const tokens = context.inputTokens ?? estimateRequestTokensCheaply(request);
   if (tokens >= 32_000) {
-    score += 2;
-    signals.push("long-prompt");
-  } else if (tokens >= 4_000) {
-    score += 1;
-    signals.push("prompt-size");
+    load += 2;
+    loadSignals.push("long-prompt");
+  } else if (tokens >= 16_000) {
+    load += 1;
+    loadSignals.push("prompt-size");
   }
-  if (request.tools && request.tools.length > 0) {
-    score += 1;
-    signals.push("tools");
+  const maxTokens = request.max_tokens ?? 0;
+  if (maxTokens >= 32_000) {
+    load += 2;
+    loadSignals.push("long-output");
+  } else if (maxTokens >= 8_192) {
+    load += 1;
+    loadSignals.push("output-size");
   }
-  const text = newestUserText(request.messages).toLowerCase();
+
+  const score = task.points + load;
+  const tier: Tier = score >= SMART_SCORE && task.points > 0 && load > 0 ? "smart" : "fast";
+  const signals = [...loadSignals, ...task.signals];
+  return {
+    model: modelForTier(tier, catalog),
+    tier,
+    reason: `auto:${score}:${signals.length ? signals.join(",") : "simple"}`,
+  };
+}
+
+/** Task signals of the conversation's hardest user turn (the newest of equals). */
+function hardestTurn(messages: RoutableRequest["messages"]): TaskSignals {
+  let best: TaskSignals = { points: 0, signals: [] };
+  let scanned = 0;
+  for (let i = messages.length - 1; i >= 0 && scanned < MAX_SCANNED_TURNS; i--) {
+    const m = messages[i]!;
+    if (m.role !== "user") continue;
+    scanned++;
+    const text = userText(m.content);
+    if (text === "") continue;
+    const turn = turnSignals(text);
+    if (turn.points > best.points) best = turn;
+    if (best.points >= MAX_HINT_POINTS + 1) break; // nothing scores higher
+  }
+  return best;
+}
+
+function turnSignals(text: string): TaskSignals {
+  const signals: string[] = [];
   let hints = 0;
   // Distinct strong hints add up ("prove ... step by step" is two); the others count once.
   const strong = new Set<string>();
-  for (const m of text.matchAll(STRONG_HINTS)) strong.add(m[1]!.replace(/[\s-]+/g, "-"));
+  for (const m of text.matchAll(STRONG_HINTS))
+    strong.add(m[1]!.toLowerCase().replace(/[\s-]+/g, "-"));
   for (const h of [...strong].slice(0, 2)) {
     hints += 3;
     signals.push(`hint:${h}`);
@@ -120,38 +178,14 @@ export function routeModel(
   const other = OTHER_HINTS.exec(text);
   if (other) {
     hints += 2;
-    signals.push(`hint:${other[1]!.replace(/[\s-]+/g, "-")}`);
+    signals.push(`hint:${other[1]!.toLowerCase().replace(/[\s-]+/g, "-")}`);
   }
-  score += Math.min(hints, 4);
-  const code = text.includes("```");
-  if (code) {
-    score += 1;
+  let points = Math.min(hints, MAX_HINT_POINTS);
+  if (text.includes("```")) {
+    points += 1;
     signals.push("code");
   }
-  const depth = context.depth ?? request.messages.length;
-  if (depth >= 24) {
-    score += 2;
-    signals.push("deep-conversation");
-  } else if (depth >= 8) {
-    score += 1;
-    signals.push("conversation");
-  }
-  const maxTokens = request.max_tokens ?? 0;
-  if (maxTokens >= 32_000) {
-    score += 2;
-    signals.push("long-output");
-  } else if (maxTokens >= 8_192) {
-    score += 1;
-    signals.push("output-size");
-  }
-
-  let tier: Tier = score >= DEEP_SCORE ? "deep" : score >= SMART_SCORE ? "smart" : "fast";
-  if (tier === "deep" && hints === 0 && !code) tier = "smart";
-  return {
-    model: modelForTier(tier, catalog),
-    tier,
-    reason: `auto:${score}:${signals.length ? signals.join(",") : "simple"}`,
-  };
+  return { points, signals };
 }
 
 /** The first model of a tier: the head of its fallback chain, else the first such model in the table. */
@@ -167,23 +201,17 @@ function concrete(model: string, catalog: ModelCatalog, reason: string): RouteDe
   return { model, tier: catalog.get(model)?.tier ?? "unknown", reason };
 }
 
-/** Text of the newest user message: both ends of a long one, where instructions usually are. */
-function newestUserText(messages: RoutableRequest["messages"]): string {
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i]!;
-    if (m.role !== "user") continue;
-    let text = "";
-    if (typeof m.content === "string") text = m.content;
-    else if (Array.isArray(m.content)) {
-      for (const b of m.content as Array<Record<string, unknown>>) {
-        if (b && b.type === "text" && typeof b.text === "string")
-          text += (text ? "\n" : "") + b.text;
-      }
+/** The text blocks of a user message: both ends of a long one, where instructions usually are. */
+function userText(content: unknown): string {
+  let text = "";
+  if (typeof content === "string") text = content;
+  else if (Array.isArray(content)) {
+    for (const b of content as Array<Record<string, unknown>>) {
+      if (b && b.type === "text" && typeof b.text === "string") text += (text ? "\n" : "") + b.text;
     }
-    if (text.length <= 2 * HINT_SCAN_CHARS) return text;
-    return `${text.slice(0, HINT_SCAN_CHARS)}\n${text.slice(-HINT_SCAN_CHARS)}`;
   }
-  return "";
+  if (text.length <= 2 * HINT_SCAN_CHARS) return text;
+  return `${text.slice(0, HINT_SCAN_CHARS)}\n${text.slice(-HINT_SCAN_CHARS)}`;
 }
 
 /** Characters / 4 over strings only (no serialisation): cheap enough for every request. */

@@ -123,40 +123,48 @@ export class RequestRateLimiter {
   async admit(user: string, estimatedTokens: number): Promise<Admission> {
     const headers: Record<string, string> = {};
     const now = Date.now();
-    if (this.requests) {
-      const res = await consume(this.requests, user, 1);
-      setHeaders(headers, "requests", this.options.rpm, res, now);
-      if (res.rejected)
-        throw limited(
-          headers,
-          res.msBeforeNext,
-          `${this.options.rpm} requests per minute (RATE_LIMIT_RPM)`,
-        );
-    }
     const want = this.tokens
       ? Math.min(Math.max(0, Math.ceil(estimatedTokens)), this.options.tpm)
       : 0;
-    if (!this.tokens || want === 0) return new TokenAdmission(headers, null, user, 0, 0);
-    const res = await consume(this.tokens, user, want);
-    setHeaders(headers, "tokens", this.options.tpm, res, now);
-    if (res.rejected) {
+    const tokens = want > 0 ? this.tokens : null;
+    // Both counters in one round trip (the Redis client pipelines commands of the same tick).
+    // A reservation made beside a refused request is given back below.
+    const [req, tok] = await Promise.all([
+      this.requests ? consume(this.requests, user, 1) : undefined,
+      tokens ? consume(tokens, user, want) : undefined,
+    ]);
+    if (req) {
+      setHeaders(headers, "requests", this.options.rpm, req, now);
+      if (req.rejected) {
+        // Redis counted the tokens, refused or not: nothing will run on them.
+        if (tok) void tokens!.reward(user, want).catch(() => undefined);
+        throw limited(
+          headers,
+          req.msBeforeNext,
+          `${this.options.rpm} requests per minute (RATE_LIMIT_RPM)`,
+        );
+      }
+    }
+    if (!tokens || !tok) return new TokenAdmission(headers, null, user, 0, 0);
+    setHeaders(headers, "tokens", this.options.tpm, tok, now);
+    if (tok.rejected) {
       // Redis counted the refused reservation: give it back, nothing will run on it.
-      await this.tokens.reward(user, want).catch(() => undefined);
+      await tokens.reward(user, want).catch(() => undefined);
       headers["anthropic-ratelimit-tokens-remaining"] = String(
-        Math.max(0, this.options.tpm - (res.consumedPoints - want)),
+        Math.max(0, this.options.tpm - (tok.consumedPoints - want)),
       );
       throw limited(
         headers,
-        res.msBeforeNext,
+        tok.msBeforeNext,
         `${this.options.tpm} tokens per minute (RATE_LIMIT_TPM); this request reserves about ${want} (input estimate + max_tokens)`,
       );
     }
     return new TokenAdmission(
       headers,
-      this.tokens,
+      tokens,
       user,
       want,
-      now + res.msBeforeNext,
+      now + tok.msBeforeNext,
       this.options.logger,
     );
   }

@@ -9,9 +9,14 @@
  *
  * The reservation is settled automatically from the response: the `usage` of a JSON body, the
  * usage events of an SSE stream when it ends (also when the client leaves), nothing for errors,
- * cache hits and idempotent replays. A route that knows better (an agent turn whose several model
- * calls it has summed) may settle first through `tokenReservation(c)?.settle(n)`; the automatic
- * settlement then does nothing.
+ * cache hits and idempotent replays. A route that knows the usage itself (a Messages call, an agent
+ * turn whose several model calls it has summed) takes the reservation over with
+ * `claimTokenReservation(c)` and settles it on every way the request ends; the middleware then
+ * leaves the response alone (no body to parse or stream to watch on the hot path).
+ *
+ * Settlement is not awaited before the response goes out, but its Redis command is issued
+ * before: commands on one connection run in order, so the client's next request through this
+ * replica already sees the refund.
  */
 import type { MiddlewareHandler } from "hono";
 import type { AppContext, AppEnv } from "../http";
@@ -24,28 +29,40 @@ const TURN_MAX_TOKENS = 4096;
 const MEDIA_TOKENS = 1600;
 
 const reservations = new WeakMap<Request, Admission>();
+const claimed = new WeakSet<Admission>();
 
 /** The token reservation of this request, if it made one: call `settle(actualTokens)` when done. */
 export function tokenReservation(c: AppContext): Admission | undefined {
   return reservations.get(c.req.raw);
 }
 
+/**
+ * Take over settling this request's token reservation: the caller must call `settle(tokens)`
+ * once whatever way the request ends (0 when nothing was generated), and the middleware no
+ * longer reads the response for usage. Undefined when the request reserved nothing.
+ */
+export function claimTokenReservation(c: AppContext): Admission | undefined {
+  const admission = reservations.get(c.req.raw);
+  if (admission) claimed.add(admission);
+  return admission;
+}
+
 export function rateLimitMiddleware(limiter: RequestRateLimiter): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const estimate = await estimateRequestTokens(c);
     const admission = await limiter.admit(c.get("userId"), estimate);
-    for (const [k, v] of Object.entries(admission.headers)) c.header(k, v);
+    const headers = admission.headers;
+    for (const k in headers) c.header(k, headers[k]);
     if (admission.reservedTokens > 0) reservations.set(c.req.raw, admission);
     await next();
     // A response built outside the context (an idempotent replay) may lack the headers set above.
     try {
-      for (const [k, v] of Object.entries(admission.headers)) {
-        if (!c.res.headers.has(k)) c.res.headers.set(k, v);
-      }
+      const out = c.res.headers;
+      for (const k in headers) if (!out.has(k)) out.set(k, headers[k]!);
     } catch {
       // Immutable headers (a fetched Response): the body still goes out.
     }
-    if (admission.settled || admission.reservedTokens === 0) return;
+    if (admission.settled || admission.reservedTokens === 0 || claimed.has(admission)) return;
     await settleFromResponse(c, admission);
   };
 }
@@ -55,17 +72,17 @@ async function settleFromResponse(c: AppContext, admission: Admission): Promise<
   const replayed =
     res.headers.get("idempotent-replayed") === "true" || res.headers.get("x-cache") === "HIT";
   if (res.status >= 400 || replayed || !res.body) {
-    await admission.settle(0);
+    void admission.settle(0);
     return;
   }
   const type = res.headers.get("content-type") ?? "";
   if (type.startsWith("application/json")) {
-    // Settled before the response leaves, so the client's next request already sees the refund.
+    // Issued before the response leaves, so the client's next request already sees the refund.
     const body = await res
       .clone()
       .json()
       .catch(() => null);
-    await admission.settle(
+    void admission.settle(
       usageTokens((body as { usage?: unknown } | null)?.usage) ?? admission.reservedTokens,
     );
     return;
@@ -80,7 +97,7 @@ async function settleFromResponse(c: AppContext, admission: Admission): Promise<
     });
     return;
   }
-  await admission.settle(admission.reservedTokens);
+  void admission.settle(admission.reservedTokens);
 }
 
 /** Tokens that count toward TPM in a Messages `usage`: input, cache writes and output, not cache reads. */

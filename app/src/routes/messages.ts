@@ -20,6 +20,8 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { estimateInput } from "../budget/budgets";
 import type { Reservation } from "../budget/budgets";
+import { claimTokenReservation } from "../ratelimit/middleware";
+import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
 const content = z.union([
@@ -94,7 +96,14 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       if (held.maxTokens !== request.max_tokens)
         request = { ...request, max_tokens: held.maxTokens };
     }
-    const meter = new Meter(deps, catalog, requestId, userId, reservation);
+    const meter = new Meter(
+      deps,
+      catalog,
+      requestId,
+      userId,
+      reservation,
+      claimTokenReservation(c),
+    );
     return wantsStream
       ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
       : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
@@ -113,7 +122,10 @@ const NO_USAGE: FullUsage = {
   cache_read_input_tokens: 0,
 };
 
-/** Records one upstream call in the usage ledger and settles its budget hold, whatever way it ends. */
+/**
+ * Records one upstream call in the usage ledger and settles its budget hold and its rate-limit
+ * token reservation, whatever way it ends.
+ */
 class Meter {
   private readonly started = performance.now();
   private settled = false;
@@ -123,6 +135,7 @@ class Meter {
     private readonly requestId: string,
     private readonly userId: string,
     private readonly reservation?: Reservation,
+    private readonly tokens?: Admission,
   ) {}
 
   settle(model: string, usage: FullUsage, status: UsageStatus) {
@@ -130,6 +143,10 @@ class Meter {
     this.settled = true;
     const costUsd = status === "cached" ? 0 : this.catalog.costUsd(model, usage);
     if (this.reservation) void this.deps.budgets?.settle(this.reservation, costUsd);
+    // Toward TPM: input, cache writes and output, not cache reads (as the API counts them).
+    void this.tokens?.settle(
+      usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens,
+    );
     this.deps.usage.record({
       requestId: this.requestId,
       userId: this.userId,

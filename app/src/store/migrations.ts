@@ -188,12 +188,17 @@ const MIGRATION_LOCK_KEY = 7_204_311_905;
  * Apply pending migrations in one transaction under a transaction-scoped advisory lock, so
  * replicas starting together queue behind the first and then find nothing left to do. A failing
  * migration rolls back entirely. Returns the versions this call applied.
+ *
+ * Every start but the first finds the schema in place: one read answers that, without the
+ * transaction, the lock and the DDL (six round trips, on every Lambda cold start). It needs no
+ * lock: a version row commits with its migration's statements, so one that is visible is done.
  */
 export async function migrate(
-  client: Pick<SqlClient, "transaction">,
+  client: Pick<SqlClient, "transaction"> & Partial<Pick<SqlClient, "query">>,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<number[]> {
   assertOrdered(migrations);
+  if (client.query && (await allApplied(client.query.bind(client), migrations))) return [];
   return client.transaction(async (tx) => {
     // Schema changes can outlast the pool's statement timeout, and so can waiting for the lock.
     await tx.query("SET LOCAL statement_timeout = '10min'");
@@ -226,6 +231,21 @@ export async function migrate(
     }
     return done;
   });
+}
+
+/** False when anything is missing, including the table itself (a fresh database) or read access to it. */
+async function allApplied(
+  query: SqlClient["query"],
+  migrations: readonly Migration[],
+): Promise<boolean> {
+  let rows: Array<{ version: number }>;
+  try {
+    ({ rows } = await query<{ version: number }>("SELECT version FROM schema_migrations"));
+  } catch {
+    return false; // the locked path below creates the table, or reports why it cannot
+  }
+  const applied = new Set(rows.map((r) => Number(r.version)));
+  return migrations.every((m) => applied.has(m.version));
 }
 
 function assertOrdered(migrations: readonly Migration[]): void {
