@@ -17,7 +17,7 @@ import { registerBatchRoutes } from "./routes/batches";
 import { registerMetricsRoute } from "./routes/metrics";
 import { telemetryMiddleware } from "./telemetry/otel";
 import { rateLimitMiddleware } from "./ratelimit/middleware";
-import { idempotencyMiddleware } from "./idempotency";
+import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "./idempotency";
 import { registerUsageRoutes } from "./routes/usage";
 
 /** Request ids are 12 random bytes; drawn from a pooled buffer, as randomUUID does (one syscall per 256 ids). */
@@ -124,7 +124,18 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   });
 
   // --- rate limits and idempotency (after auth: both key on the user) ---
-  if (deps.rateLimiter) app.use("/v1/*", rateLimitMiddleware(deps.rateLimiter));
+  // POST /v1/messages admits lazily: its cache lookup shares the admission's round trip (a
+  // request with an Idempotency-Key is admitted first, before its replay can be served).
+  if (deps.rateLimiter)
+    app.use(
+      "/v1/*",
+      rateLimitMiddleware(deps.rateLimiter, {
+        lazy: (c) =>
+          c.req.method === "POST" &&
+          c.req.path === "/v1/messages" &&
+          c.req.header(IDEMPOTENCY_HEADER) === undefined,
+      }),
+    );
   const idempotent = idempotencyMiddleware({
     store: deps.store,
     ttlSeconds: deps.config.IDEMPOTENCY_TTL_SECONDS,

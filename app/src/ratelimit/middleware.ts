@@ -47,15 +47,55 @@ export function claimTokenReservation(c: AppContext): Admission | undefined {
   return admission;
 }
 
-export function rateLimitMiddleware(limiter: RequestRateLimiter): MiddlewareHandler<AppEnv> {
+const pendingAdmissions = new WeakMap<Request, Promise<void>>();
+
+/**
+ * For a route that admits lazily (see `rateLimitMiddleware`): resolves once this request is
+ * admitted, with the rate-limit headers set on the response; rejects with the 429. Undefined when
+ * the request was already admitted before the route ran.
+ */
+export function admitted(c: AppContext): Promise<void> | undefined {
+  return pendingAdmissions.get(c.req.raw);
+}
+
+export interface RateLimitMiddlewareOptions {
+  /**
+   * Requests whose route admits lazily: the middleware starts the admission and runs the route
+   * at once, and the route awaits `admitted(c)` before anything with an effect, so a read it
+   * needs anyway (the response cache lookup of POST /v1/messages) shares the admission's round
+   * trip. Nothing the route does before that may change state. @default none
+   */
+  lazy?: (c: AppContext) => boolean;
+}
+
+export function rateLimitMiddleware(
+  limiter: RequestRateLimiter,
+  options: RateLimitMiddlewareOptions = {},
+): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const estimate = await estimateRequestTokens(c);
-    const admission = await limiter.admit(c.get("userId"), estimate);
+    const admitting = limiter.admit(c.get("userId"), estimate);
+    let admission: Admission | undefined;
+    if (options.lazy?.(c)) {
+      const ready = admitting.then((a) => {
+        for (const k in a.headers) c.header(k, a.headers[k]);
+        if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
+      });
+      ready.catch(() => {}); // the route's to await; a route that fails first never does
+      pendingAdmissions.set(c.req.raw, ready);
+      await next();
+      // Refused: the route turned the 429 into the response (or failed before it asked).
+      admission = await admitting.catch(() => undefined);
+      if (!admission) return;
+    } else {
+      admission = await admitting;
+      for (const k in admission.headers) c.header(k, admission.headers[k]);
+      if (admission.reservedTokens > 0) reservations.set(c.req.raw, admission);
+      await next();
+    }
     const headers = admission.headers;
-    for (const k in headers) c.header(k, headers[k]);
-    if (admission.reservedTokens > 0) reservations.set(c.req.raw, admission);
-    await next();
-    // A response built outside the context (an idempotent replay) may lack the headers set above.
+    // A response built outside the context (an idempotent replay, or a route that failed before
+    // awaiting a lazy admission) may lack the headers.
     try {
       const out = c.res.headers;
       for (const k in headers) if (!out.has(k)) out.set(k, headers[k]!);

@@ -20,7 +20,7 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { estimateInput } from "../budget/budgets";
 import type { Reservation } from "../budget/budgets";
-import { claimTokenReservation } from "../ratelimit/middleware";
+import { admitted, claimTokenReservation } from "../ratelimit/middleware";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -69,10 +69,16 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       stream: wantsStream === true,
     });
 
-    if (cacheable) {
-      const hit = await deps.cache.get(cacheKey);
-      if (hit) return replay(c, deps, hit, request.model);
+    // The lookup leaves with the rate-limit admission (one round trip); a refused request gets
+    // its 429 whatever the cache holds.
+    const lookup = cacheable ? deps.cache.get(cacheKey) : undefined;
+    const admission = admitted(c);
+    if (admission) {
+      lookup?.catch(() => {});
+      await admission;
     }
+    const hit = lookup && (await lookup);
+    if (hit) return replay(c, deps, hit, request.model);
     c.header("x-cache", cacheable ? "MISS" : "BYPASS");
 
     // Hold the worst case against every budget before spending anything (settled to the real cost).
