@@ -123,9 +123,16 @@ export function parseSecretReference(
  */
 export function hasSecretReferences(env: NodeJS.ProcessEnv = process.env): boolean {
   for (const [source, value] of Object.entries(env)) {
-    if (value && source.endsWith(SECRET_SUFFIX)) return true;
+    if (referencedVariable(source, value)) return true;
   }
   return false;
+}
+
+/** For `<NAME>_SECRET` set to something, the NAME it would set; otherwise undefined. */
+function referencedVariable(source: string, value: string | undefined): string | undefined {
+  if (!source.endsWith(SECRET_SUFFIX) || !value) return undefined;
+  const variable = source.slice(0, -SECRET_SUFFIX.length);
+  return /^[A-Z][A-Z0-9_]*$/.test(variable) ? variable : undefined;
 }
 
 /**
@@ -141,9 +148,8 @@ export async function resolveSecretReferences(
   const issues: Array<{ variable: string; message: string }> = [];
   const wanted: Array<{ variable: string; source: string; ref: SecretReference }> = [];
   for (const [source, value] of Object.entries(env)) {
-    if (!source.endsWith(SECRET_SUFFIX) || !value) continue;
-    const variable = source.slice(0, -SECRET_SUFFIX.length);
-    if (!/^[A-Z][A-Z0-9_]*$/.test(variable)) continue;
+    const variable = referencedVariable(source, value);
+    if (!variable || !value) continue;
     let ref: SecretReference | undefined;
     try {
       ref = parseSecretReference(value, env);

@@ -31,11 +31,6 @@ const MEDIA_TOKENS = 1600;
 const reservations = new WeakMap<Request, Admission>();
 const claimed = new WeakSet<Admission>();
 
-/** The token reservation of this request, if it made one: call `settle(actualTokens)` when done. */
-export function tokenReservation(c: AppContext): Admission | undefined {
-  return reservations.get(c.req.raw);
-}
-
 /**
  * Take over settling this request's token reservation: the caller must call `settle(tokens)`
  * once whatever way the request ends (0 when nothing was generated), and the middleware no
@@ -75,12 +70,13 @@ export function rateLimitMiddleware(
   return async (c, next) => {
     const estimate = await estimateRequestTokens(c);
     const admitting = limiter.admit(c.get("userId"), estimate);
+    const apply = (a: Admission) => {
+      for (const k in a.headers) c.header(k, a.headers[k]);
+      if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
+    };
     let admission: Admission | undefined;
     if (options.lazy?.(c)) {
-      const ready = admitting.then((a) => {
-        for (const k in a.headers) c.header(k, a.headers[k]);
-        if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
-      });
+      const ready = admitting.then(apply);
       ready.catch(() => {}); // the route's to await; a route that fails first never does
       pendingAdmissions.set(c.req.raw, ready);
       await next();
@@ -89,8 +85,7 @@ export function rateLimitMiddleware(
       if (!admission) return;
     } else {
       admission = await admitting;
-      for (const k in admission.headers) c.header(k, admission.headers[k]);
-      if (admission.reservedTokens > 0) reservations.set(c.req.raw, admission);
+      apply(admission);
       await next();
     }
     const headers = admission.headers;

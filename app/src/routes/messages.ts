@@ -20,7 +20,7 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { estimateInput } from "../budget/budgets";
 import type { Reservation } from "../budget/budgets";
-import { admitted, claimTokenReservation } from "../ratelimit/middleware";
+import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -149,10 +149,7 @@ class Meter {
     this.settled = true;
     const costUsd = status === "cached" ? 0 : this.catalog.costUsd(model, usage);
     if (this.reservation) void this.deps.budgets?.settle(this.reservation, costUsd);
-    // Toward TPM: input, cache writes and output, not cache reads (as the API counts them).
-    void this.tokens?.settle(
-      usage.input_tokens + usage.cache_creation_input_tokens + usage.output_tokens,
-    );
+    void this.tokens?.settle(usageTokens(usage) ?? 0);
     this.deps.usage.record({
       requestId: this.requestId,
       userId: this.userId,
