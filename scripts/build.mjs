@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import zlib from "node:zlib";
 import { parseArgs } from "node:util";
 import * as esbuild from "esbuild";
+import { decode as decodeMappings, encode as encodeMappings } from "@jridgewell/sourcemap-codec";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -300,42 +301,6 @@ function staticImportChain(metafile, entry, pkg) {
 // CommonJS, `undefined` for ES modules), so the change of function kind changes nothing else.
 
 const FACTORY_WRAPPERS = new Set(["__commonJSMin", "__esmMin"]);
-const VLQ_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const VLQ_VALUE = new Map([...VLQ_CHARS].map((c, i) => [c, i]));
-
-/** One source map segment's fields (deltas, as stored). */
-function decodeSegment(text) {
-  const fields = [];
-  let value = 0;
-  let shift = 0;
-  for (const c of text) {
-    const digit = VLQ_VALUE.get(c);
-    if (digit === undefined) throw new Error(`bad source map segment "${text}"`);
-    value += (digit & 31) << shift;
-    if (digit & 32) {
-      shift += 5;
-    } else {
-      fields.push(value & 1 ? -(value >>> 1) : value >>> 1);
-      value = 0;
-      shift = 0;
-    }
-  }
-  return fields;
-}
-
-function encodeSegment(fields) {
-  let out = "";
-  for (const field of fields) {
-    let value = field < 0 ? (-field << 1) | 1 : field << 1;
-    do {
-      let digit = value & 31;
-      value >>>= 5;
-      if (value > 0) digit |= 32;
-      out += VLQ_CHARS[digit];
-    } while (value > 0);
-  }
-  return out;
-}
 
 /**
  * Rewrites the factories of a bundle written with a linked source map (`file` and `file.map`) in
@@ -345,23 +310,16 @@ export function rewriteModuleFactories(file) {
   const mapFile = `${file}.map`;
   const map = JSON.parse(fs.readFileSync(mapFile, "utf8"));
   const lines = fs.readFileSync(file, "utf8").split("\n");
-  const mappingLines = map.mappings.split(";");
+  // Decoded segments: [generated column, source, line, column, name?], all absolute.
+  const mappings = decodeMappings(map.mappings);
   const head = /(?:\(([\w$]*(?:,[\w$]+)*)\)|([\w$]+))=>\{/y;
   let rewritten = 0;
   let skipped = 0;
-  let name = 0; // the names index is a running delta across the whole map
-  for (let l = 0; l < mappingLines.length && l < lines.length; l++) {
-    if (!mappingLines[l]) continue;
-    const segments = mappingLines[l].split(",").map(decodeSegment);
-    let column = 0;
-    const columns = [];
-    const edits = []; // [column where the arrow head starts, its length, the replacement]
-    for (const fields of segments) {
-      column += fields[0];
-      columns.push(column);
-      if (fields.length < 5) continue;
-      name += fields[4];
-      if (!FACTORY_WRAPPERS.has(map.names[name])) continue;
+  for (let l = 0; l < mappings.length && l < lines.length; l++) {
+    const segments = mappings[l];
+    const edits = []; // where an arrow head starts, its length, its replacement, its parameters
+    for (const [column, , , , name] of segments) {
+      if (name === undefined || !FACTORY_WRAPPERS.has(map.names[name])) continue;
       // At `column`: the wrapper's (minified) name, then "(", then the arrow head.
       const open = lines[l].indexOf("(", column);
       head.lastIndex = open + 1;
@@ -387,7 +345,8 @@ export function rewriteModuleFactories(file) {
     lines[l] = text;
     // A column after an edit moves by what the edit added; one inside a head moves to the same
     // parameter in the new head ("(" to "function", "=>{" to "{").
-    const shifted = columns.map((c) => {
+    for (const segment of segments) {
+      const c = segment[0];
       let moved = c;
       for (const { at, length, head, params } of edits) {
         if (c >= at + length) moved += head.length - length;
@@ -402,18 +361,13 @@ export function rewriteModuleFactories(file) {
           moved += at + inHead - c;
         }
       }
-      return moved;
-    });
-    mappingLines[l] = segments
-      .map((fields, i) =>
-        encodeSegment([shifted[i] - (i ? shifted[i - 1] : 0), ...fields.slice(1)]),
-      )
-      .join(",");
+      segment[0] = moved;
+    }
     rewritten += edits.length;
   }
   if (rewritten > 0) {
     fs.writeFileSync(file, lines.join("\n"));
-    fs.writeFileSync(mapFile, JSON.stringify({ ...map, mappings: mappingLines.join(";") }));
+    fs.writeFileSync(mapFile, JSON.stringify({ ...map, mappings: encodeMappings(mappings) }));
   }
   return { rewritten, skipped };
 }
