@@ -15,20 +15,14 @@ import http from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
 
-export interface NodeFetchOptions {
-  /** Most sockets per upstream host. @default Infinity (as the global fetch) */
-  maxSockets?: number;
-  /** Idle sockets kept for reuse per host. @default 256 */
-  maxFreeSockets?: number;
-}
-
 type FetchInput = string | URL | Request;
 
-export function createNodeFetch(options: NodeFetchOptions = {}): typeof fetch {
+export function createNodeFetch(): typeof fetch {
   const agentOptions: http.AgentOptions = {
     keepAlive: true,
-    maxSockets: options.maxSockets ?? Infinity,
-    maxFreeSockets: options.maxFreeSockets ?? 256,
+    // As the global fetch: no cap on sockets per upstream host; up to 256 idle ones kept.
+    maxSockets: Infinity,
+    maxFreeSockets: 256,
     // Reuse the most recently used socket: the others may idle out and be closed.
     scheduling: "lifo",
   };
