@@ -9,7 +9,14 @@ import path from "node:path";
 import { Redis } from "ioredis";
 import { Client } from "pg";
 import type { FakeAnthropicOptions } from "../../test/support/fake-anthropic";
-import { startService, startUpstream, type Service, type Upstream } from "./procs";
+import {
+  startFloorProxy,
+  startService,
+  startUpstream,
+  type FloorProxy,
+  type Service,
+  type Upstream,
+} from "./procs";
 import { Target } from "./http";
 
 export interface BenchOptions {
@@ -93,6 +100,14 @@ export interface Stack {
   viaService: (connections?: number, timeoutMs?: number) => Target;
   /** The fake upstream directly, with its API key: the baseline. */
   direct: (connections?: number, timeoutMs?: number) => Target;
+  /**
+   * Starts the floor proxy (bench/support/floor-proxy.ts: API-key check, one Redis round trip
+   * before the upstream, one after, raw pass-through) in front of this stack's upstream, with
+   * the run's API key; stopped with the stack. The least a gateway with shared-Redis controls adds.
+   */
+  viaFloor: (connections?: number, timeoutMs?: number) => Promise<Target>;
+  /** The floor proxy's process, once viaFloor has started it. */
+  floor?: FloorProxy;
 }
 
 let stackCounter = 0;
@@ -110,6 +125,7 @@ export async function withStack<T>(
 ): Promise<T> {
   const upstream = await startUpstream(upstreamOptions);
   let service: Service | undefined;
+  let floor: FloorProxy | undefined;
   const targets: Target[] = [];
   try {
     const n = ++stackCounter;
@@ -143,10 +159,31 @@ export async function withStack<T>(
         targets.push(t);
         return t;
       },
+      viaFloor: async (connections = 1, timeoutMs) => {
+        floor ??= await startFloorProxy({
+          upstreamUrl: upstream.url,
+          upstreamApiKey: upstream.apiKey,
+          redisUrl: opts.redisUrl,
+          // Contains the run's user, so cleanRedis also finds anything a crash left behind.
+          prefix: `bench:floor:${id.user}:${n}:`,
+          apiKey: id.key,
+          anthropicVersion: ANTHROPIC_VERSION,
+        });
+        stack.floor = floor;
+        const t = new Target({
+          url: floor.url,
+          headers: { "x-api-key": id.key, "anthropic-version": ANTHROPIC_VERSION },
+          connections,
+          timeoutMs,
+        });
+        targets.push(t);
+        return t;
+      },
     };
     return await fn(stack);
   } finally {
     await Promise.all(targets.map((t) => t.close()));
+    await floor?.stop();
     const code = await service?.stop();
     if (code !== undefined && code !== 0 && code !== null) {
       progress(opts, `  (service for ${name} exited with code ${code}; log: ${service?.logFile})`);

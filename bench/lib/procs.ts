@@ -1,5 +1,5 @@
 /**
- * The processes a benchmark runs: the fake upstream and the service, each in its own process
+ * The processes a benchmark runs: the fake upstream, the service and the floor proxy, each in its own process
  * on loopback (so the load generator, the service and the upstream never share an event loop),
  * and what Linux tells us about them (/proc: resident memory, CPU time).
  */
@@ -17,6 +17,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { FakeAnthropicOptions } from "../../test/support/fake-anthropic";
+import type { FloorProxyConfig } from "../support/floor-proxy";
 
 export const REPO_ROOT = path.resolve(__dirname, "..", "..");
 
@@ -152,6 +153,35 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<number |
   return code;
 }
 
+/**
+ * The one JSON line a helper process (fake upstream, floor proxy) prints once listening; the
+ * rest of its stdout is drained.
+ */
+async function readyLine(child: ChildProcess, what: string): Promise<string> {
+  const stderr = tailCollector(child);
+  const line = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const onData = (d: Buffer) => {
+      buf += d.toString("utf8");
+      const nl = buf.indexOf("\n");
+      if (nl >= 0) {
+        child.stdout?.off("data", onData);
+        resolve(buf.slice(0, nl));
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.once("exit", (code) =>
+      reject(new Error(`${what} exited (${code}) before listening: ${stderr()}`)),
+    );
+    setTimeout(
+      () => reject(new Error(`${what} did not start within 20 s: ${stderr()}`)),
+      20_000,
+    ).unref();
+  });
+  child.stdout?.resume();
+  return line;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The fake upstream
 
@@ -184,27 +214,7 @@ export async function startUpstream(options: FakeAnthropicOptions): Promise<Upst
       },
     ),
   );
-  const stderr = tailCollector(child);
-  const line = await new Promise<string>((resolve, reject) => {
-    let buf = "";
-    const onData = (d: Buffer) => {
-      buf += d.toString("utf8");
-      const nl = buf.indexOf("\n");
-      if (nl >= 0) {
-        child.stdout?.off("data", onData);
-        resolve(buf.slice(0, nl));
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.once("exit", (code) =>
-      reject(new Error(`fake upstream exited (${code}) before listening: ${stderr()}`)),
-    );
-    setTimeout(
-      () => reject(new Error(`fake upstream did not start within 20 s: ${stderr()}`)),
-      20_000,
-    ).unref();
-  });
-  child.stdout?.resume();
+  const line = await readyLine(child, "fake upstream");
   const info = JSON.parse(line) as { url: string; apiKey: string };
   const pid = child.pid!;
   return {
@@ -319,6 +329,50 @@ export async function startService(options: ServiceOptions): Promise<Service> {
       const code = await stopChild(child, 30_000);
       await new Promise<void>((resolve) => log.end(resolve));
       return code;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor proxy: the least a gateway with shared-Redis controls adds (bench/support/floor-proxy.ts)
+
+export interface FloorProxy {
+  url: string;
+  pid: number;
+  stats(): ProcStats | null;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts bench/support/floor-proxy.ts in its own process with the service's node flags (the
+ * image's CMD), so the two are compared on equal terms.
+ */
+export async function startFloorProxy(config: FloorProxyConfig): Promise<FloorProxy> {
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        ...imageNodeFlags(),
+        "--import",
+        "tsx",
+        path.join(REPO_ROOT, "bench", "support", "floor-proxy.ts"),
+        JSON.stringify(config),
+      ],
+      {
+        cwd: REPO_ROOT,
+        stdio: ["ignore", "pipe", "pipe"],
+        env: cleanEnv({ NODE_ENV: "production" }),
+      },
+    ),
+  );
+  const info = JSON.parse(await readyLine(child, "floor proxy")) as { url: string };
+  const pid = child.pid!;
+  return {
+    url: info.url,
+    pid,
+    stats: () => procStats(pid),
+    stop: async () => {
+      await stopChild(child, 5000);
     },
   };
 }

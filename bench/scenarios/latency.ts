@@ -5,9 +5,16 @@
  * (every request a MISS: each prompt carries a fresh nonce, so the lookup misses and the answer
  * is written), the usage ledger in Postgres.
  *
- * Direct and service calls alternate (and swap order every iteration), one at a time, so drift
- * of the machine affects both sides alike. Added pN = pN(service) − pN(direct), per round; the
- * report gives the median over rounds.
+ * A third path, the floor proxy (bench/support/floor-proxy.ts), is measured beside them: an
+ * API-key check, one Redis round trip before the upstream (admission + cache lookup), one after
+ * (settle, not awaited), raw pass-through. On a small VM every process hop can wait for a vCPU
+ * wake-up; the floor shows what any gateway with shared-Redis controls adds on this machine, so
+ * the service's own cost can be told from the rig's.
+ *
+ * Direct, floor and service calls take turns (the order rotates every iteration), one at a time,
+ * so drift of the machine affects all three alike. Added pN = pN(service) − pN(direct), per
+ * round; likewise floor added = pN(floor) − pN(direct) and the service's excess over the floor =
+ * pN(service) − pN(floor). The report gives the median over rounds.
  */
 import { header, type Target } from "../lib/http";
 import { messageBody, nonce, progress, withStack } from "../lib/harness";
@@ -35,45 +42,65 @@ export const latencyScenario: Scenario = {
       async (stack) => {
         const direct = stack.direct(1);
         const service = stack.viaService(1);
+        const floor = await stack.viaFloor(1);
+        // Direct and service, as before; the floor proxy's own, kept apart.
         const anomalies = { notMiss: 0, errors: 0 };
+        const floorAnomalies = { notMiss: 0, errors: 0 };
 
-        const one = async (t: Target, isService: boolean, stream: boolean): Promise<number> => {
+        type Path = "direct" | "floor" | "service";
+        const one = async (path: Path, stream: boolean): Promise<number> => {
+          const t: Target = path === "direct" ? direct : path === "floor" ? floor : service;
+          const a = path === "floor" ? floorAnomalies : anomalies;
           const body = messageBody(nonce(), { stream });
-          if (!stream) {
-            const r = await t.postJson("/v1/messages", body);
-            if (r.status !== 200) anomalies.errors++;
-            if (isService && header(r.headers, "x-cache") !== "MISS") anomalies.notMiss++;
-            return r.ms;
-          }
-          const r = await t.postSse("/v1/messages", body);
-          if (r.status !== 200 || r.error) anomalies.errors++;
-          if (isService && header(r.headers, "x-cache") !== "MISS") anomalies.notMiss++;
-          return r.ttftMs;
+          const r = stream
+            ? await t.postSse("/v1/messages", body)
+            : await t.postJson("/v1/messages", body);
+          if (r.status !== 200 || r.error) a.errors++;
+          if (path !== "direct" && header(r.headers, "x-cache") !== "MISS") a.notMiss++;
+          return "ttftMs" in r ? r.ttftMs : r.ms;
         };
-        const pair = async (i: number, stream: boolean, d: Side, s: Side) => {
+        const ORDER: readonly Path[] = ["direct", "floor", "service"];
+        /** One request on each path, the order rotated by i so each path takes each position alike. */
+        const turn = async (i: number, stream: boolean, sides: Record<Path, Side>) => {
           const key = stream ? "ttft" : "json";
-          if (i % 2 === 0) {
-            d[key].push(await one(direct, false, stream));
-            s[key].push(await one(service, true, stream));
-          } else {
-            s[key].push(await one(service, true, stream));
-            d[key].push(await one(direct, false, stream));
+          for (let k = 0; k < ORDER.length; k++) {
+            const path = ORDER[(i + k) % ORDER.length]!;
+            sides[path][key].push(await one(path, stream));
           }
         };
+        const newSides = (): Record<Path, Side> => ({
+          direct: { json: [], ttft: [] },
+          floor: { json: [], ttft: [] },
+          service: { json: [], ttft: [] },
+        });
 
-        progress(opts, `  warm-up: ${warmup} JSON + ${warmup} SSE pairs`);
-        const scratch: Side = { json: [], ttft: [] };
+        progress(opts, `  warm-up: ${warmup} JSON + ${warmup} SSE turns (direct, floor, service)`);
         for (let i = 0; i < warmup; i++) {
-          await pair(i, false, scratch, { json: [], ttft: [] });
-          await pair(i, true, scratch, { json: [], ttft: [] });
+          await turn(i, false, newSides());
+          await turn(i, true, newSides());
         }
         anomalies.errors = 0;
         anomalies.notMiss = 0;
+        floorAnomalies.errors = 0;
+        floorAnomalies.notMiss = 0;
 
         // The service's CPU time per request: unlike latency, barely moved by other load on the machine.
         const cpuBefore = stack.service.stats();
+        const floorCpuBefore = stack.floor?.stats() ?? null;
         const perRoundFigures: Array<Record<string, number | null>> = [];
         const add = {
+          jsonP50: [] as number[],
+          jsonP99: [] as number[],
+          ttftP50: [] as number[],
+          ttftP99: [] as number[],
+        };
+        const floorAdd = {
+          jsonP50: [] as number[],
+          jsonP99: [] as number[],
+          ttftP50: [] as number[],
+          ttftP99: [] as number[],
+        };
+        const overFloor = {
           jsonP50: [] as number[],
           jsonP99: [] as number[],
           ttftP50: [] as number[],
@@ -88,20 +115,33 @@ export const latencyScenario: Scenario = {
           directTtftP99: [] as number[],
           serviceTtftP50: [] as number[],
           serviceTtftP99: [] as number[],
+          floorJsonP50: [] as number[],
+          floorJsonP99: [] as number[],
+          floorTtftP50: [] as number[],
+          floorTtftP99: [] as number[],
         };
         for (let r = 0; r < rounds; r++) {
-          const d: Side = { json: [], ttft: [] };
-          const s: Side = { json: [], ttft: [] };
-          for (let i = 0; i < perRound; i++) await pair(i, false, d, s);
-          for (let i = 0; i < perRound; i++) await pair(i, true, d, s);
-          const dj = summarize(d.json);
-          const sj = summarize(s.json);
-          const dt = summarize(d.ttft);
-          const st = summarize(s.ttft);
+          const sides = newSides();
+          for (let i = 0; i < perRound; i++) await turn(i, false, sides);
+          for (let i = 0; i < perRound; i++) await turn(i, true, sides);
+          const dj = summarize(sides.direct.json);
+          const sj = summarize(sides.service.json);
+          const fj = summarize(sides.floor.json);
+          const dt = summarize(sides.direct.ttft);
+          const st = summarize(sides.service.ttft);
+          const ft = summarize(sides.floor.ttft);
           add.jsonP50.push(sj.p50 - dj.p50);
           add.jsonP99.push(sj.p99 - dj.p99);
           add.ttftP50.push(st.p50 - dt.p50);
           add.ttftP99.push(st.p99 - dt.p99);
+          floorAdd.jsonP50.push(fj.p50 - dj.p50);
+          floorAdd.jsonP99.push(fj.p99 - dj.p99);
+          floorAdd.ttftP50.push(ft.p50 - dt.p50);
+          floorAdd.ttftP99.push(ft.p99 - dt.p99);
+          overFloor.jsonP50.push(sj.p50 - fj.p50);
+          overFloor.jsonP99.push(sj.p99 - fj.p99);
+          overFloor.ttftP50.push(st.p50 - ft.p50);
+          overFloor.ttftP99.push(st.p99 - ft.p99);
           abs.directJsonP50.push(dj.p50);
           abs.directJsonP99.push(dj.p99);
           abs.serviceJsonP50.push(sj.p50);
@@ -110,6 +150,10 @@ export const latencyScenario: Scenario = {
           abs.directTtftP99.push(dt.p99);
           abs.serviceTtftP50.push(st.p50);
           abs.serviceTtftP99.push(st.p99);
+          abs.floorJsonP50.push(fj.p50);
+          abs.floorJsonP99.push(fj.p99);
+          abs.floorTtftP50.push(ft.p50);
+          abs.floorTtftP99.push(ft.p99);
           perRoundFigures.push({
             round: r + 1,
             directJsonP50: round(dj.p50),
@@ -120,18 +164,29 @@ export const latencyScenario: Scenario = {
             directTtftP99: round(dt.p99),
             serviceTtftP50: round(st.p50),
             serviceTtftP99: round(st.p99),
+            floorJsonP50: round(fj.p50),
+            floorJsonP99: round(fj.p99),
+            floorTtftP50: round(ft.p50),
+            floorTtftP99: round(ft.p99),
           });
           progress(
             opts,
             `  round ${r + 1}/${rounds}: JSON added p50 ${fmtMs(sj.p50 - dj.p50, 3)} p99 ${fmtMs(sj.p99 - dj.p99, 3)}; ` +
-              `TTFT added p50 ${fmtMs(st.p50 - dt.p50, 3)} p99 ${fmtMs(st.p99 - dt.p99, 3)}`,
+              `TTFT added p50 ${fmtMs(st.p50 - dt.p50, 3)} p99 ${fmtMs(st.p99 - dt.p99, 3)} ` +
+              `(floor adds: JSON p50 ${fmtMs(fj.p50 - dj.p50, 3)} p99 ${fmtMs(fj.p99 - dj.p99, 3)}; ` +
+              `TTFT p50 ${fmtMs(ft.p50 - dt.p50, 3)} p99 ${fmtMs(ft.p99 - dt.p99, 3)})`,
           );
         }
         const cpuAfter = stack.service.stats();
+        const floorCpuAfter = stack.floor?.stats() ?? null;
         const serviceRequests = rounds * perRound * 2;
         const cpuPerRequestUs =
           cpuBefore && cpuAfter
             ? ((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / serviceRequests) * 1e6
+            : Number.NaN;
+        const floorCpuPerRequestUs =
+          floorCpuBefore && floorCpuAfter
+            ? ((floorCpuAfter.cpuSeconds - floorCpuBefore.cpuSeconds) / serviceRequests) * 1e6
             : Number.NaN;
         const m = (o: OverRounds) => ({
           median: round(o.median),
@@ -144,13 +199,30 @@ export const latencyScenario: Scenario = {
           ttftP50: overRounds(add.ttftP50),
           ttftP99: overRounds(add.ttftP99),
         };
+        const over = (o: typeof add) => ({
+          jsonP50: overRounds(o.jsonP50),
+          jsonP99: overRounds(o.jsonP99),
+          ttftP50: overRounds(o.ttftP50),
+          ttftP99: overRounds(o.ttftP99),
+        });
+        const rounded = (o: ReturnType<typeof over>) => ({
+          jsonP50: m(o.jsonP50),
+          jsonP99: m(o.jsonP99),
+          ttftP50: m(o.ttftP50),
+          ttftP99: m(o.ttftP99),
+        });
+        const floorAdded = over(floorAdd);
+        const serviceOverFloor = over(overFloor);
+        const pair = (p50: OverRounds, p99: OverRounds) =>
+          `${fmtMs(p50.median, 3)} / ${fmtMs(p99.median, 3)}`;
         const med = (xs: number[]) => overRounds(xs).median;
         return {
           method: [
             `Fake upstream with no artificial latency (replies of 400 characters: ~100 output tokens, 25 SSE deltas), so the difference is the service's own work.`,
-            `${rounds} round(s) × ${perRound} JSON pairs + ${perRound} SSE pairs, after ${warmup} warm-up pairs of each; one request at a time, direct and via-service alternating.`,
+            `${rounds} round(s) × ${perRound} JSON turns + ${perRound} SSE turns, after ${warmup} warm-up turns of each; one request at a time, a turn being one direct, one floor-proxy and one via-service request, in an order that rotates every turn.`,
             `Every service request is a cache MISS (fresh prompt per request; x-cache checked), with budgets, rate limits (Redis) and the usage ledger (Postgres) enabled.`,
             `Added pN = pN(via service) − pN(direct) within a round; figures are the median over rounds (min–max in latest.json).`,
+            `Floor proxy (bench/support/floor-proxy.ts, its own process, the service's node flags): the least any gateway with shared-Redis controls can do: API-key check, one Redis round trip before the upstream (one script: per-minute request counter + cache lookup by body hash), the raw body to the upstream, its answer passed through (JSON parsed for usage; SSE chunk by chunk), one fire-and-forget round trip after (spend counter; JSON answer cached). On this VM every process hop can wait for a vCPU wake-up, so floor added = pN(floor) − pN(direct) is what any such gateway adds here; service over floor = pN(service) − pN(floor) is the service's own excess. Targets are judged on the service's added figures.`,
           ],
           figures: {
             rounds,
@@ -161,6 +233,12 @@ export const latencyScenario: Scenario = {
               ttftP50: m(added.ttftP50),
               ttftP99: m(added.ttftP99),
             },
+            floorAddedMs: rounded(floorAdded),
+            serviceOverFloorMs: rounded(serviceOverFloor),
+            floorCpuPerRequestUs: Number.isFinite(floorCpuPerRequestUs)
+              ? Math.round(floorCpuPerRequestUs)
+              : null,
+            floorAnomalies,
             absoluteMsMedianOverRounds: Object.fromEntries(
               Object.entries(abs).map(([k, v]) => [k, round(med(v))]),
             ),
@@ -173,6 +251,10 @@ export const latencyScenario: Scenario = {
               `${fmtMs(med(abs.directJsonP50), 3)} / ${fmtMs(med(abs.directJsonP99), 3)}`,
             ],
             [
+              "JSON floor proxy p50 / p99",
+              `${fmtMs(med(abs.floorJsonP50), 3)} / ${fmtMs(med(abs.floorJsonP99), 3)}`,
+            ],
+            [
               "JSON via service p50 / p99",
               `${fmtMs(med(abs.serviceJsonP50), 3)} / ${fmtMs(med(abs.serviceJsonP99), 3)}`,
             ],
@@ -180,9 +262,18 @@ export const latencyScenario: Scenario = {
               "**JSON added p50 / p99**",
               `${fmtMs(added.jsonP50.median, 3)} / ${fmtMs(added.jsonP99.median, 3)}`,
             ],
+            ["JSON floor added p50 / p99", pair(floorAdded.jsonP50, floorAdded.jsonP99)],
+            [
+              "JSON service over floor p50 / p99",
+              pair(serviceOverFloor.jsonP50, serviceOverFloor.jsonP99),
+            ],
             [
               "TTFT direct p50 / p99",
               `${fmtMs(med(abs.directTtftP50), 3)} / ${fmtMs(med(abs.directTtftP99), 3)}`,
+            ],
+            [
+              "TTFT floor proxy p50 / p99",
+              `${fmtMs(med(abs.floorTtftP50), 3)} / ${fmtMs(med(abs.floorTtftP99), 3)}`,
             ],
             [
               "TTFT via service p50 / p99",
@@ -192,9 +283,18 @@ export const latencyScenario: Scenario = {
               "**TTFT added p50 / p99**",
               `${fmtMs(added.ttftP50.median, 3)} / ${fmtMs(added.ttftP99.median, 3)}`,
             ],
+            ["TTFT floor added p50 / p99", pair(floorAdded.ttftP50, floorAdded.ttftP99)],
+            [
+              "TTFT service over floor p50 / p99",
+              pair(serviceOverFloor.ttftP50, serviceOverFloor.ttftP99),
+            ],
             [
               "service CPU time per request (JSON and SSE misses, all work included)",
               `${Number.isFinite(cpuPerRequestUs) ? Math.round(cpuPerRequestUs) : "n/a"} µs`,
+            ],
+            [
+              "floor proxy CPU time per request (same requests)",
+              `${Number.isFinite(floorCpuPerRequestUs) ? Math.round(floorCpuPerRequestUs) : "n/a"} µs`,
             ],
             ["errors / non-MISS responses", `${anomalies.errors} / ${anomalies.notMiss}`],
           ],
@@ -212,12 +312,18 @@ export const latencyScenario: Scenario = {
               pass: Number.isFinite(added.ttftP99.median) ? added.ttftP99.median <= 2 : null,
             },
           ],
-          notes:
-            anomalies.errors + anomalies.notMiss > 0
+          notes: [
+            ...(anomalies.errors + anomalies.notMiss > 0
               ? [
                   `${anomalies.errors} errors and ${anomalies.notMiss} responses that were not a cache MISS during measurement.`,
                 ]
-              : [],
+              : []),
+            ...(floorAnomalies.errors + floorAnomalies.notMiss > 0
+              ? [
+                  `Floor proxy: ${floorAnomalies.errors} errors and ${floorAnomalies.notMiss} responses that were not a cache MISS during measurement.`,
+                ]
+              : []),
+          ],
         };
       },
     );
