@@ -12,6 +12,8 @@ import {
   type StreamingHandler,
 } from "../../app/entrypoints/lambda";
 import { createLogger } from "../../app/src/telemetry/logger";
+import { OfflineProvider } from "../../app/src/llm/offline";
+import type { CallOptions, MessageRequest, StreamEvent } from "../../app/src/llm/types";
 import {
   functionUrlEvent,
   httpApiV2Event,
@@ -28,6 +30,19 @@ const pgUrl = requirePostgresSync();
 const maybe = pgUrl ? describe : describe.skip;
 
 const KEY = "alice-lambda-key-0001";
+
+/** The offline model with its stream events 5 ms apart, as a real model paces them. */
+class PacedOfflineProvider extends OfflineProvider {
+  override async *streamMessage(
+    request: MessageRequest,
+    options?: CallOptions,
+  ): AsyncIterable<StreamEvent> {
+    for await (const event of super.streamMessage(request, options)) {
+      yield event;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+}
 const messageBody = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({
     model: "claude-haiku-4-5",
@@ -66,12 +81,16 @@ maybe("Lambda handler", () => {
   const opened: Array<{ shutdown(): Promise<void> }> = [];
 
   /** Builds a handler; every one is shut down after the file so the test database can be dropped. */
-  function makeHandler<M extends "BUFFERED" | "RESPONSE_STREAM">(mode: M, env: NodeJS.ProcessEnv) {
+  function makeHandler<M extends "BUFFERED" | "RESPONSE_STREAM">(
+    mode: M,
+    env: NodeJS.ProcessEnv,
+    llm?: OfflineProvider,
+  ) {
     const logs = captureLogs();
     const handler = createLambdaHandler({
       env,
       mode: mode as "BUFFERED",
-      deps: { logger: logs.logger },
+      deps: { logger: logs.logger, ...(llm ? { llm } : {}) },
     });
     opened.push(handler);
     return {
@@ -253,10 +272,11 @@ maybe("Lambda handler", () => {
 
     beforeAll(() => {
       uninstall = installAwsLambdaGlobal();
-      ({ handler } = makeHandler("RESPONSE_STREAM", {
-        ...baseEnv(),
-        LAMBDA_INVOKE_MODE: "RESPONSE_STREAM",
-      }));
+      ({ handler } = makeHandler(
+        "RESPONSE_STREAM",
+        { ...baseEnv(), LAMBDA_INVOKE_MODE: "RESPONSE_STREAM" },
+        new PacedOfflineProvider(),
+      ));
     });
     afterAll(() => uninstall());
 
@@ -290,7 +310,7 @@ maybe("Lambda handler", () => {
       expect(events.at(-1)).toBe("message_stop");
       expect(events).toContain("content_block_delta");
       expect(events.indexOf("message_delta")).toBeLessThan(events.indexOf("message_stop"));
-      // Written event by event, not as one buffered blob.
+      // Written as the model produces events (5 ms apart here), not as one buffered blob.
       expect(res.bodyChunks.length).toBeGreaterThan(3);
     });
 

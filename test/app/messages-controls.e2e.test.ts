@@ -78,6 +78,43 @@ describe("/v1/messages controls", () => {
     expect(second.usage.cache_read_input_tokens).toBe(first.usage.cache_creation_input_tokens);
   });
 
+  it.each([
+    ["JSON", false],
+    ["a stream", true],
+  ])("charges 1-hour cache writes at the 1-hour price in the ledger (%s)", async (_, stream) => {
+    // Lengths of their own, so their ledger rows are told apart by their cache writes.
+    const system = `You answer questions about the on-call rota. `.repeat(stream ? 700 : 600);
+    const params = {
+      model: "claude-sonnet-4-6",
+      max_tokens: 50,
+      system: [
+        {
+          type: "text" as const,
+          text: system,
+          cache_control: { type: "ephemeral" as const, ttl: "1h" as const },
+        },
+      ],
+      messages: [{ role: "user" as const, content: `long-lived ${run}` }],
+    };
+    const answer = stream
+      ? await client.messages.stream(params).finalMessage()
+      : await client.messages.create(params);
+    const writes = answer.usage.cache_creation?.ephemeral_1h_input_tokens ?? 0;
+    expect(writes).toBeGreaterThan(1024);
+    expect(answer.usage.cache_creation_input_tokens).toBe(writes);
+    // sonnet: $3 in, $15 out, $6 per million 1-hour writes (not the 5-minute $3.75).
+    const expected =
+      (answer.usage.input_tokens * 3 + answer.usage.output_tokens * 15 + writes * 6) / 1e6;
+    let entry: { costUsd: number } | undefined;
+    for (let i = 0; i < 50 && !entry; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      entry = (await store.listUsage({ userId: USER.user })).find(
+        (e) => e.cacheCreationInputTokens === writes,
+      );
+    }
+    expect(entry?.costUsd).toBeCloseTo(expected, 8);
+  });
+
   it("caps max_tokens to what the request budget allows", async () => {
     // $0.05 at opus' $25/M output leaves room for about 2,000 output tokens, not 20,000.
     await client.messages.create({

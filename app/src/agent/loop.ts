@@ -9,7 +9,7 @@
  * `return()` on it (client gone) stops the model call in flight and still meters it.
  */
 import type Anthropic from "@anthropic-ai/sdk";
-import { assembleMessage, StreamTracker, type FullUsage } from "../llm/stream-usage";
+import { assembleMessage, fullUsage, StreamTracker, type FullUsage } from "../llm/stream-usage";
 import type {
   CallOptions,
   LlmProvider,
@@ -221,12 +221,7 @@ async function jsonCall(
     });
     throw err;
   }
-  const usage: FullUsage = {
-    input_tokens: message.usage.input_tokens,
-    output_tokens: message.usage.output_tokens,
-    cache_creation_input_tokens: message.usage.cache_creation_input_tokens ?? 0,
-    cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
-  };
+  const usage = fullUsage(message.usage);
   const costUsd = o.costUsd(message.model, usage);
   report({
     iteration,

@@ -26,7 +26,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { UsageRecorder } from "../budget/ledger";
 import { estimateInput } from "../budget/estimate";
-import type { ModelCatalog } from "../llm/models";
+import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { routeModel } from "../llm/router";
 import { UpstreamError, type LlmProvider, type MessageRequest } from "../llm/types";
@@ -489,11 +489,13 @@ export class BatchService {
     const u = message?.usage ?? {};
     const int = (v: unknown) =>
       typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0;
+    const split = (u.cache_creation ?? {}) as Record<string, unknown>;
     const usage = {
       input_tokens: int(u.input_tokens),
       output_tokens: int(u.output_tokens),
       cache_creation_input_tokens: int(u.cache_creation_input_tokens),
       cache_read_input_tokens: int(u.cache_read_input_tokens),
+      cache_creation: { ephemeral_1h_input_tokens: int(split.ephemeral_1h_input_tokens) },
     };
     const model = message?.model ?? null;
     return {
@@ -601,10 +603,8 @@ export function worstCaseCostUsd(
   for (const params of requests) {
     const p = catalog.prices(String(params.model));
     const input = estimateInput(params);
-    const inPrice = input.promptCaching
-      ? Math.max(p.inputPerMTok, p.cacheWritePerMTok)
-      : p.inputPerMTok;
-    micro += input.tokens * inPrice + Number(params.max_tokens ?? 0) * p.outputPerMTok;
+    micro +=
+      input.tokens * worstInputPerMTok(p, input) + Number(params.max_tokens ?? 0) * p.outputPerMTok;
   }
   const usd = micro / 1_000_000;
   return batchPrice ? usd * catalog.table.batchDiscount : usd;

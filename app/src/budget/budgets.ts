@@ -42,7 +42,7 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AppConfig } from "../config";
 import { ApiError } from "../errors";
-import type { ModelCatalog } from "../llm/models";
+import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
 import type { BudgetOverrides, SpendFilter, Store, UserBudgetName } from "../store/types";
 import { AlertDispatcher, type AlertListener, type BudgetName, type BudgetWindow } from "./alerts";
 import {
@@ -106,6 +106,8 @@ export interface ReserveRequest {
   maxTokens: number;
   /** The request uses cache_control: input is reserved at the cache-write price. */
   promptCaching?: boolean;
+  /** ... with `ttl: "1h"`: at the 1-hour cache-write price. */
+  longCacheWrites?: boolean;
   /**
    * Models the call may fall back to: the hold is priced at the dearest of them, so a fallback
    * to a pricier model cannot settle above its hold.
@@ -113,8 +115,25 @@ export interface ReserveRequest {
   fallbackModels?: readonly string[];
 }
 
+export interface ReserveOptions {
+  /**
+   * The hold leaves before the caller knows it will spend anything (POST /v1/messages sends it
+   * with the rate-limit admission and the response-cache lookup, one round trip). A refusal is
+   * then neither counted nor reported to refusal listeners until the caller confirms it with
+   * `report()`, and a hold the caller does not use goes back with `release`. A 100 % alert the
+   * refusal finds due is sent at once: it describes the budget, not this request.
+   */
+  speculative?: boolean;
+}
+
 export type ReserveResult =
-  { ok: true; reservation: Reservation; maxTokens: number } | { ok: false; error: ApiError };
+  | { ok: true; reservation: Reservation; maxTokens: number }
+  | {
+      ok: false;
+      error: ApiError;
+      /** Counts and reports a speculative refusal (once); a no-op otherwise. */
+      report: () => void;
+    };
 
 export interface RefusalEvent {
   budget: BudgetName;
@@ -333,16 +352,13 @@ export class BudgetService {
    * Hold the request's worst-case cost on every budget that applies, or refuse it. Never
    * throws: store and Redis failures degrade (see the module comment).
    */
-  async reserve(req: ReserveRequest): Promise<ReserveResult> {
+  async reserve(req: ReserveRequest, options: ReserveOptions = {}): Promise<ReserveResult> {
+    const speculative = options.speculative === true;
     const now = this.now();
     const limits = await this.limitsFor(req.userId);
     const priced = [req.model, ...(req.fallbackModels ?? [])].map((m) => this.catalog.prices(m));
     // $/MTok is µ$/token. Input that may be written to the prompt cache costs the write price.
-    const inPrice = Math.max(
-      ...priced.map((p) =>
-        req.promptCaching ? Math.max(p.inputPerMTok, p.cacheWritePerMTok) : p.inputPerMTok,
-      ),
-    );
+    const inPrice = Math.max(...priced.map((p) => worstInputPerMTok(p, req)));
     const outPrice = Math.max(...priced.map((p) => p.outputPerMTok));
     const inputCost = Math.max(0, Math.ceil(req.inputTokensEstimate)) * inPrice;
     let maxTokens = Math.max(1, Math.floor(req.maxTokens));
@@ -351,7 +367,7 @@ export class BudgetService {
       const limit = microsFloor(limits.request.usd);
       const cheapest = Math.ceil(inputCost + outPrice);
       if (cheapest > limit) {
-        return this.refuse(req.userId, {
+        return this.refuse(req.userId, speculative, {
           budget: "request",
           scopeId: req.requestId,
           limitUsd: limits.request.usd,
@@ -397,7 +413,7 @@ export class BudgetService {
           result.state.spent,
           engine !== this.redisEngine && engine !== this.embedded,
         );
-      return this.refuse(req.userId, {
+      return this.refuse(req.userId, speculative, {
         budget: line.budget,
         scopeId: line.scopeId,
         limitUsd: line.limitUsd,
@@ -410,6 +426,11 @@ export class BudgetService {
     if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
     this.stats.reserved++;
     return { ok: true, reservation: hold(engine), maxTokens };
+  }
+
+  /** Give back a hold nothing was spent against (a speculative one the request did not use). */
+  release(reservation: Reservation): Promise<void> {
+    return this.settle(reservation, 0);
   }
 
   /**
@@ -752,6 +773,7 @@ export class BudgetService {
 
   private refuse(
     userId: string,
+    speculative: boolean,
     r: {
       budget: BudgetName;
       scopeId: string;
@@ -762,14 +784,20 @@ export class BudgetService {
       retryable: boolean;
     },
   ): ReserveResult {
-    this.stats.refused++;
-    for (const l of this.refusalListeners) {
-      try {
-        l({ budget: r.budget, scopeId: r.scopeId, userId, retryable: r.retryable });
-      } catch (err) {
-        this.logger.error({ err: (err as Error).message }, "budget refusal listener threw");
+    let reported = false;
+    const report = () => {
+      if (reported) return;
+      reported = true;
+      this.stats.refused++;
+      for (const l of this.refusalListeners) {
+        try {
+          l({ budget: r.budget, scopeId: r.scopeId, userId, retryable: r.retryable });
+        } catch (err) {
+          this.logger.error({ err: (err as Error).message }, "budget refusal listener threw");
+        }
       }
-    }
+    };
+    if (!speculative) report();
     const resetsAt = r.window?.end ?? null;
     const label = {
       request: "the per-request budget",
@@ -809,7 +837,11 @@ export class BudgetService {
       window: r.window,
       retryable: r.retryable,
     };
-    return { ok: false, error: new ApiError(429, "budget_exceeded", message, headers, details) };
+    return {
+      ok: false,
+      error: new ApiError(429, "budget_exceeded", message, headers, details),
+      report: speculative ? report : () => {},
+    };
   }
 
   private linesFor(userId: string, sessionId: string | null, limits: Limits, now: number): Line[] {

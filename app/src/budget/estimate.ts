@@ -20,12 +20,16 @@ export interface InputEstimate {
   tokens: number;
   /** The request marks blocks with cache_control: input may be billed at the cache-write price. */
   promptCaching: boolean;
+  /** One of those marks asks for a 1-hour cache (`ttl: "1h"`), whose writes cost more. */
+  longCacheWrites: boolean;
 }
 
 interface RequestParts {
   messages?: unknown;
   system?: unknown;
   tools?: unknown;
+  /** Automatic caching: one mark for the whole request. */
+  cache_control?: unknown;
 }
 
 export function estimateInput(body: RequestParts): InputEstimate {
@@ -33,6 +37,12 @@ export function estimateInput(body: RequestParts): InputEstimate {
   let other = 0;
   let fixed = 0;
   let promptCaching = false;
+  let longCacheWrites = false;
+  const mark = (cacheControl: unknown) => {
+    if (!cacheControl) return;
+    promptCaching = true;
+    if ((cacheControl as { ttl?: unknown }).ttl === "1h") longCacheWrites = true;
+  };
   const text = (s: string) => {
     const nonAscii = s.replace(/[\x00-\x7f]/g, "").length;
     other += nonAscii;
@@ -50,21 +60,22 @@ export function estimateInput(body: RequestParts): InputEstimate {
     const obj = value as Record<string, unknown>;
     if (obj.type === "image") {
       fixed += IMAGE_TOKENS;
-      if (obj.cache_control) promptCaching = true;
+      mark(obj.cache_control);
       return;
     }
     for (const [k, v] of Object.entries(obj)) {
-      if (k === "cache_control") promptCaching = true;
+      if (k === "cache_control") mark(v);
       text(k);
       walk(v, depth + 1);
     }
   };
+  mark(body.cache_control);
   walk(body.system, 0);
   walk(body.messages, 0);
   walk(body.tools, 0);
   const messages = Array.isArray(body.messages) ? body.messages.length : 0;
   const tokens = Math.ceil(ascii / 4) + other + fixed + messages * PER_MESSAGE_TOKENS;
-  return { tokens: Math.min(MAX_ESTIMATE, tokens), promptCaching };
+  return { tokens: Math.min(MAX_ESTIMATE, tokens), promptCaching, longCacheWrites };
 }
 
 /** Estimated input tokens of a Messages API request body (messages + system + tools). */

@@ -10,7 +10,10 @@ const modelSchema = z.object({
   tier: z.string().min(1),
   inputPerMTok: z.number().nonnegative(),
   outputPerMTok: z.number().nonnegative(),
+  /** 5-minute cache writes (the default ttl). */
   cacheWritePerMTok: z.number().nonnegative(),
+  /** 1-hour cache writes (`cache_control.ttl: "1h"`). @default 2 × inputPerMTok, the API's ratio */
+  cacheWrite1hPerMTok: z.number().nonnegative().optional(),
   cacheReadPerMTok: z.number().nonnegative(),
   minCacheableTokens: z.number().int().nonnegative(),
   contextWindow: z.number().int().positive(),
@@ -31,8 +34,36 @@ export type ModelTable = z.infer<typeof modelTableSchema>;
 export interface TokenUsage {
   input_tokens: number;
   output_tokens: number;
+  /** All cache writes, whatever their ttl. */
   cache_creation_input_tokens?: number | null;
   cache_read_input_tokens?: number | null;
+  /** The API's split of the writes by ttl; writes it does not place are priced as 5-minute ones. */
+  cache_creation?: CacheCreation | null;
+}
+
+export interface CacheCreation {
+  ephemeral_5m_input_tokens?: number | null;
+  ephemeral_1h_input_tokens?: number | null;
+}
+
+/** The 1-hour cache write price of a model. */
+export function cacheWrite1hPerMTok(p: ModelInfo): number {
+  return p.cacheWrite1hPerMTok ?? 2 * p.inputPerMTok;
+}
+
+/**
+ * The price a worst-case hold charges each input token at: input that may be written to the
+ * prompt cache costs the write price of the longest ttl the request asks for.
+ */
+export function worstInputPerMTok(
+  p: ModelInfo,
+  caching: { promptCaching?: boolean; longCacheWrites?: boolean },
+): number {
+  return Math.max(
+    p.inputPerMTok,
+    caching.promptCaching || caching.longCacheWrites ? p.cacheWritePerMTok : 0,
+    caching.longCacheWrites ? cacheWrite1hPerMTok(p) : 0,
+  );
 }
 
 /** The offline model's id: it costs nothing and says so. */
@@ -78,6 +109,7 @@ export class ModelCatalog {
         inputPerMTok: 0,
         outputPerMTok: 0,
         cacheWritePerMTok: 0,
+        cacheWrite1hPerMTok: 0,
         cacheReadPerMTok: 0,
       };
     return this.get(id) ?? this.ceiling;
@@ -93,10 +125,13 @@ export class ModelCatalog {
 
   costUsd(model: string, usage: TokenUsage, opts: { batch?: boolean } = {}): number {
     const p = this.prices(model);
+    const writes = usage.cache_creation_input_tokens ?? 0;
+    const writes1h = Math.min(writes, usage.cache_creation?.ephemeral_1h_input_tokens ?? 0);
     const micro =
       usage.input_tokens * p.inputPerMTok +
       usage.output_tokens * p.outputPerMTok +
-      (usage.cache_creation_input_tokens ?? 0) * p.cacheWritePerMTok +
+      (writes - writes1h) * p.cacheWritePerMTok +
+      writes1h * cacheWrite1hPerMTok(p) +
       (usage.cache_read_input_tokens ?? 0) * p.cacheReadPerMTok;
     const usd = micro / 1_000_000;
     return opts.batch ? usd * this.table.batchDiscount : usd;

@@ -3,14 +3,26 @@
  * even when a stream ends early (client gone, upstream error).
  */
 import type { MessageResponse, StreamEvent } from "./types";
-import type { TokenUsage } from "./models";
+import type { CacheCreation, TokenUsage } from "./models";
 
-/** Usage with every field present, as the ledger stores it. */
+/** Usage with every field the ledger stores present, and the split of cache writes by ttl (priced apart). */
 export interface FullUsage {
   input_tokens: number;
   output_tokens: number;
   cache_creation_input_tokens: number;
   cache_read_input_tokens: number;
+  cache_creation?: CacheCreation | null;
+}
+
+/** The usage of a whole Messages API answer, with every field present. */
+export function fullUsage(u: MessageResponse["usage"]): FullUsage {
+  return {
+    input_tokens: u.input_tokens ?? 0,
+    output_tokens: u.output_tokens ?? 0,
+    cache_creation_input_tokens: u.cache_creation_input_tokens ?? 0,
+    cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
+    cache_creation: u.cache_creation ?? null,
+  };
 }
 
 export class StreamTracker {
@@ -35,6 +47,7 @@ export class StreamTracker {
         this.usage.output_tokens = u.output_tokens ?? 0;
         this.usage.cache_creation_input_tokens = u.cache_creation_input_tokens ?? 0;
         this.usage.cache_read_input_tokens = u.cache_read_input_tokens ?? 0;
+        if (u.cache_creation) this.usage.cache_creation = { ...u.cache_creation };
         break;
       }
       case "content_block_delta": {
@@ -58,6 +71,7 @@ export class StreamTracker {
           this.usage.cache_creation_input_tokens = u.cache_creation_input_tokens;
         if (typeof u.cache_read_input_tokens === "number")
           this.usage.cache_read_input_tokens = u.cache_read_input_tokens;
+        if (u.cache_creation) this.usage.cache_creation = { ...u.cache_creation };
         break;
       }
       case "message_stop":

@@ -11,7 +11,7 @@ import { readJson } from "../http";
 import { ApiError, errorBody } from "../errors";
 import { responseCacheKey } from "../cache/key";
 import type { CachedResponse } from "../cache/types";
-import { StreamTracker, type FullUsage } from "../llm/stream-usage";
+import { fullUsage, StreamTracker, type FullUsage } from "../llm/stream-usage";
 import type { MessageRequest, StreamEvent } from "../llm/types";
 import { UpstreamError } from "../llm/types";
 import type { ModelCatalog } from "../llm/models";
@@ -19,7 +19,7 @@ import type { UsageStatus } from "../store/types";
 import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { estimateInput } from "../budget/budgets";
-import type { Reservation } from "../budget/budgets";
+import type { Reservation, ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import type { Admission } from "../ratelimit/limiter";
 
@@ -69,35 +69,49 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       stream: wantsStream === true,
     });
 
-    // The lookup leaves with the rate-limit admission (one round trip); a refused request gets
-    // its 429 whatever the cache holds.
+    // One round trip before the model is called: the cache lookup and the budget hold leave with
+    // the rate-limit admission. The hold is speculative: a 429 from the rate limiter or a cache
+    // hit gives it back, and a budget refusal counts only once no cached answer exists. A refused
+    // request gets its 429 whatever the cache holds.
     const lookup = cacheable ? deps.cache.get(cacheKey) : undefined;
-    const admission = admitted(c);
-    if (admission) {
-      lookup?.catch(() => {});
-      await admission;
-    }
-    const hit = lookup && (await lookup);
-    if (hit) return replay(c, deps, hit, request.model);
-    c.header("x-cache", cacheable ? "MISS" : "BYPASS");
-
-    // Hold the worst case against every budget before spending anything (settled to the real cost).
-    let reservation: Reservation | undefined;
-    if (deps.budgets) {
-      const estimate = estimateInput(request);
-      const held = await deps.budgets.reserve({
+    const holding = deps.budgets?.reserve(
+      {
         requestId,
         userId,
         sessionId: null,
         model: request.model,
-        inputTokensEstimate: estimate.tokens,
+        ...estimateFields(request),
         maxTokens: request.max_tokens,
-        promptCaching: estimate.promptCaching,
         fallbackModels: deps.config.MODEL_FALLBACK
           ? catalog.chainFor(request.model)
           : [request.model],
-      });
-      if (!held.ok) throw held.error;
+      },
+      { speculative: true },
+    );
+    const admission = admitted(c);
+    if (admission) {
+      try {
+        await admission;
+      } catch (err) {
+        releaseHold(deps, holding);
+        throw err;
+      }
+    }
+    const hit = lookup && (await lookup);
+    if (hit) {
+      releaseHold(deps, holding);
+      return replay(c, deps, hit, request.model);
+    }
+    c.header("x-cache", cacheable ? "MISS" : "BYPASS");
+
+    // The worst case is held against every budget before anything is spent (settled to the real cost).
+    let reservation: Reservation | undefined;
+    if (holding) {
+      const held = await holding;
+      if (!held.ok) {
+        held.report();
+        throw held.error;
+      }
       reservation = held.reservation;
       if (held.maxTokens !== request.max_tokens)
         request = { ...request, max_tokens: held.maxTokens };
@@ -114,6 +128,29 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
       : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
   });
+}
+
+function estimateFields(request: MessageRequest) {
+  const estimate = estimateInput(request);
+  return {
+    inputTokensEstimate: estimate.tokens,
+    promptCaching: estimate.promptCaching,
+    longCacheWrites: estimate.longCacheWrites,
+  };
+}
+
+/**
+ * A speculative hold the request will not use goes back to the budgets, after the response has
+ * been handed to the socket (the release is not the client's wait).
+ */
+function releaseHold(deps: AppDeps, holding: Promise<ReserveResult> | undefined) {
+  holding?.then(
+    (held) => {
+      if (held.ok) setImmediate(() => void deps.budgets?.release(held.reservation));
+    },
+    // Reserve degrades rather than fail; whatever it did not hold needs no release.
+    () => {},
+  );
 }
 
 function bypassesCache(c: AppContext): boolean {
@@ -185,12 +222,7 @@ async function jsonFromUpstream(
       meter.settle(request.model, NO_USAGE, c.req.raw.signal.aborted ? "aborted" : "error");
       throw asApiError(err);
     });
-  const usage = {
-    input_tokens: message.usage.input_tokens,
-    output_tokens: message.usage.output_tokens,
-    cache_creation_input_tokens: message.usage.cache_creation_input_tokens ?? 0,
-    cache_read_input_tokens: message.usage.cache_read_input_tokens ?? 0,
-  };
+  const usage = fullUsage(message.usage);
   meter.settle(message.model, usage, "ok");
   if (cacheKey)
     void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
@@ -235,21 +267,33 @@ async function streamFromUpstream(
       status = "aborted";
       controller.abort();
     });
+    // Events parsed from one upstream read arrive within one turn of the event loop: they go to
+    // the client in one write (one syscall, one wake-up of the reader) instead of one each. An
+    // event that arrives later waits for nothing: the buffer is written before awaiting it.
+    let unsent = "";
     try {
       let next = first;
       while (!next.done) {
         tracker.observe(next.value);
         recorded?.push(next.value);
-        await out.write(sse(next.value));
-        if (out.aborted) break;
-        next = await iterator.next();
+        unsent += sse(next.value);
+        const pending = iterator.next();
+        let ready = await withinThisTurn(pending);
+        if (ready === LATER) {
+          await out.write(unsent);
+          unsent = "";
+          if (out.aborted) break;
+          ready = await pending;
+        }
+        next = ready;
       }
+      if (unsent && !out.aborted) await out.write(unsent);
     } catch (err) {
       if (!out.aborted) {
         status = "error";
         const e = asApiError(err);
         await out.write(
-          `event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
+          `${unsent}event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
         );
       }
     } finally {
@@ -268,6 +312,13 @@ async function streamFromUpstream(
       }
     }
   });
+}
+
+const LATER: unique symbol = Symbol("later");
+
+/** `p`'s value if it settles before the event loop's next turn (it rejects if `p` does), else LATER. */
+function withinThisTurn<T>(p: Promise<T>): Promise<T | typeof LATER> {
+  return Promise.race([p, new Promise<typeof LATER>((resolve) => setImmediate(resolve, LATER))]);
 }
 
 function sseHeaders(c: AppContext, deps: AppDeps) {

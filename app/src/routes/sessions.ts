@@ -383,6 +383,7 @@ function budgetAdmission(
       inputTokensEstimate: estimate.tokens,
       maxTokens: request.max_tokens,
       promptCaching: estimate.promptCaching,
+      longCacheWrites: estimate.longCacheWrites,
       fallbackModels: deps.config.MODEL_FALLBACK
         ? catalog.chainFor(request.model)
         : [request.model],

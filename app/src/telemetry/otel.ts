@@ -41,7 +41,7 @@ import type { Logger } from "pino";
 import type { AppConfig } from "../config";
 import type { AppEnv } from "../http";
 import type { ModelCatalog } from "../llm/models";
-import { StreamTracker, type FullUsage } from "../llm/stream-usage";
+import { fullUsage, StreamTracker, type FullUsage } from "../llm/stream-usage";
 import type {
   CallOptions,
   LlmProvider,
@@ -473,15 +473,6 @@ export function traceCache(
 
 // ---------------------------------------------------------------------------------------------
 // Upstream model calls: span + token, cost and latency metrics
-
-function fullUsage(u: MessageResponse["usage"]): FullUsage {
-  return {
-    input_tokens: u.input_tokens ?? 0,
-    output_tokens: u.output_tokens ?? 0,
-    cache_creation_input_tokens: u.cache_creation_input_tokens ?? 0,
-    cache_read_input_tokens: u.cache_read_input_tokens ?? 0,
-  };
-}
 
 function usageAttributes(model: string, usage: FullUsage, costUsd: number): Attributes {
   return {
