@@ -13,7 +13,6 @@
  * compiler instead (the pure functions return `@pulumi/kubernetes` input types, and object
  * literals may not carry excess properties).
  */
-/* eslint-disable @typescript-eslint/no-explicit-any -- the checks walk arbitrary Kubernetes JSON */
 import { Deployment, type IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import {
   HorizontalPodAutoscaler,
