@@ -136,29 +136,22 @@ export async function withStack<T>(
       logFile: path.join(LOG_DIR, `${String(n).padStart(2, "0")}-${name}.log`),
     });
     const svc = service;
+    const target = (url: string, apiKey: string, connections: number, timeoutMs?: number) => {
+      const t = new Target({
+        url,
+        headers: { "x-api-key": apiKey, "anthropic-version": ANTHROPIC_VERSION },
+        connections,
+        timeoutMs,
+      });
+      targets.push(t);
+      return t;
+    };
     const stack: Stack = {
       upstream,
       service: svc,
-      viaService: (connections = 1, timeoutMs) => {
-        const t = new Target({
-          url: svc.url,
-          headers: { "x-api-key": id.key, "anthropic-version": ANTHROPIC_VERSION },
-          connections,
-          timeoutMs,
-        });
-        targets.push(t);
-        return t;
-      },
-      direct: (connections = 1, timeoutMs) => {
-        const t = new Target({
-          url: upstream.url,
-          headers: { "x-api-key": upstream.apiKey, "anthropic-version": ANTHROPIC_VERSION },
-          connections,
-          timeoutMs,
-        });
-        targets.push(t);
-        return t;
-      },
+      viaService: (connections = 1, timeoutMs) => target(svc.url, id.key, connections, timeoutMs),
+      direct: (connections = 1, timeoutMs) =>
+        target(upstream.url, upstream.apiKey, connections, timeoutMs),
       viaFloor: async (connections = 1, timeoutMs) => {
         floor ??= await startFloorProxy({
           upstreamUrl: upstream.url,
@@ -170,14 +163,7 @@ export async function withStack<T>(
           anthropicVersion: ANTHROPIC_VERSION,
         });
         stack.floor = floor;
-        const t = new Target({
-          url: floor.url,
-          headers: { "x-api-key": id.key, "anthropic-version": ANTHROPIC_VERSION },
-          connections,
-          timeoutMs,
-        });
-        targets.push(t);
-        return t;
+        return target(floor.url, id.key, connections, timeoutMs);
       },
     };
     return await fn(stack);

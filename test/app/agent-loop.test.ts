@@ -13,7 +13,6 @@ import {
   type HistoryMessage,
 } from "../../app/src/agent/history";
 import { createBuiltinToolRegistry, defineTool, ToolRegistry } from "../../app/src/agent/tools";
-import { chooseSessionModel } from "../../app/src/agent/model-choice";
 import type {
   CallOptions,
   LlmProvider,
@@ -528,14 +527,5 @@ describe("history", () => {
     expect(
       userContentBlocks([{ type: "text", text: "hi", cache_control: { type: "ephemeral" } }]),
     ).toEqual([text("hi")]);
-  });
-
-  it("chooses the session's model, else the default", () => {
-    expect(
-      chooseSessionModel({ model: "claude-haiku-4-5" }, { DEFAULT_MODEL: "claude-sonnet-4-5" }),
-    ).toBe("claude-haiku-4-5");
-    expect(chooseSessionModel({ model: null }, { DEFAULT_MODEL: "claude-sonnet-4-5" })).toBe(
-      "claude-sonnet-4-5",
-    );
   });
 });

@@ -117,21 +117,28 @@ maybe("Lambda start-up", () => {
     expect(starts()).toHaveLength(1);
   });
 
-  it("forgets a failed eager start: the first invocation reports the failure, a later one starts", async () => {
-    const env = { ...baseEnv(), DATABASE_URL: "" };
-    const { handler, starts } = makeHandler(env, true);
-    // The eager attempt fails inside createLambdaHandler (no DATABASE_URL); the invocation retries.
-    const failure = await handler(functionUrlEvent({ path: "/health" }), lambdaContext()).catch(
-      (e: unknown) => e,
-    );
-    expect(failure).toBeInstanceOf(ConfigError);
-    expect((failure as Error).message).toMatch(/DATABASE_URL: is required on Lambda/);
-    env.DATABASE_URL = db.url;
-    const res = await handler(functionUrlEvent({ path: "/health" }), lambdaContext());
-    expect(res.statusCode).toBe(200);
-    expect(starts()).toHaveLength(1);
-    expect(String(starts()[0]!.failedBefore)).toMatch(/DATABASE_URL/);
-  });
+  it.each([
+    ["eager", true],
+    ["on the first invocation", false],
+  ])(
+    "forgets a failed start (%s): the invocation reports the failure naming the variable, a later one starts",
+    async (_, eager) => {
+      const env = { ...baseEnv(), DATABASE_URL: "" };
+      const { handler, starts } = makeHandler(env, eager);
+      // The start fails (no DATABASE_URL: eager, inside createLambdaHandler, else on the first
+      // invocation); the invocation reports it and a later one retries in the same sandbox.
+      const failure = await handler(functionUrlEvent({ path: "/health" }), lambdaContext()).catch(
+        (e: unknown) => e,
+      );
+      expect(failure).toBeInstanceOf(ConfigError);
+      expect((failure as Error).message).toMatch(/DATABASE_URL: is required on Lambda/);
+      env.DATABASE_URL = db.url;
+      const res = await handler(functionUrlEvent({ path: "/health" }), lambdaContext());
+      expect(res.statusCode).toBe(200);
+      expect(starts()).toHaveLength(1);
+      expect(String(starts()[0]!.failedBefore)).toMatch(/DATABASE_URL/);
+    },
+  );
 
   it("retries a database that refused the eager start once it is reachable", async () => {
     const env = {

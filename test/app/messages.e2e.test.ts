@@ -6,39 +6,17 @@ import Anthropic from "@anthropic-ai/sdk";
 import { randomBytes } from "node:crypto";
 import { startFakeAnthropic, FAKE_API_KEY, type FakeAnthropic } from "../support/fake-anthropic";
 import { startService, type RunningService } from "../support/service";
-import { createTestDatabase, requirePostgresSync, requireRedisSync } from "../support/services";
+import { serviceBackends } from "../support/services";
 import { AnthropicProvider } from "../../app/src/llm/anthropic";
 import { openStore } from "../../app/src/store";
 import type { Store } from "../../app/src/store/types";
 
-const pg = requirePostgresSync();
-const redis = requireRedisSync();
 const run = randomBytes(4).toString("hex");
 const ALICE = { user: `alice-${run}`, key: `alice-key-${run}` };
 const BOB = { user: `bob-${run}`, key: `bob-key-${run}` };
 const MODEL = "claude-haiku-4-5";
 
-type Setup = {
-  name: string;
-  env: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>;
-};
-const setups: Setup[] = [
-  {
-    name: "embedded defaults (PGlite, in-process cache)",
-    env: async () => ({ env: { DATA_DIR: "memory://" }, cleanup: async () => {} }),
-  },
-];
-if (pg && redis) {
-  setups.push({
-    name: "real Postgres and Redis",
-    env: async () => {
-      const db = await createTestDatabase(pg);
-      return { env: { DATABASE_URL: db.url, REDIS_URL: redis }, cleanup: () => db.drop() };
-    },
-  });
-}
-
-describe.each(setups)("/v1/messages with $name", ({ env }) => {
+describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
   let fake: FakeAnthropic;
   let service: RunningService;
   let cleanup: () => Promise<void>;
@@ -47,7 +25,7 @@ describe.each(setups)("/v1/messages with $name", ({ env }) => {
 
   beforeAll(async () => {
     fake = await startFakeAnthropic();
-    const e = await env();
+    const e = await open();
     cleanup = e.cleanup;
     service = await startService(
       {

@@ -15,7 +15,7 @@ import {
   routeModel,
   type RoutableRequest,
 } from "../../app/src/llm/router";
-import { chooseSessionModel, prepareSessionTurn } from "../../app/src/agent/model-choice";
+import { prepareSessionTurn } from "../../app/src/agent/model-choice";
 import type { CallOptions, LlmProvider, MessageRequest } from "../../app/src/llm/types";
 import pino from "pino";
 
@@ -319,13 +319,6 @@ describe("routeModel", () => {
 });
 
 describe("session model choice", () => {
-  it("chooseSessionModel keeps concrete models and resolves aliases without a conversation", () => {
-    expect(chooseSessionModel({ model: FAST }, { DEFAULT_MODEL: SMART })).toBe(FAST);
-    expect(chooseSessionModel({ model: null }, { DEFAULT_MODEL: SMART })).toBe(SMART);
-    expect(chooseSessionModel({ model: "deep" }, { DEFAULT_MODEL: SMART }, catalog)).toBe(DEEP);
-    expect(chooseSessionModel({ model: null }, { DEFAULT_MODEL: "auto" }, catalog)).toBe(SMART);
-  });
-
   it("prepareSessionTurn pins a routed model once and leaves explicit ones alone", async () => {
     const pins: Array<[string, string]> = [];
     const store = {

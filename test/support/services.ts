@@ -101,3 +101,35 @@ export async function createTestDatabase(
   url.pathname = `/${name}`;
   return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
+
+/** Where a service under test keeps its state: see `serviceBackends`. */
+export interface ServiceBackend {
+  name: string;
+  /** The service's store and cache settings, and how to remove what the run created. */
+  open: () => Promise<{ env: Record<string, string>; cleanup(): Promise<void> }>;
+}
+
+/**
+ * The embedded defaults (PGlite, in-process cache and counters), and real PostgreSQL and Redis
+ * when both are reachable (always under CI=true: `requirePostgresSync` fails the run otherwise).
+ */
+export function serviceBackends(): ServiceBackend[] {
+  const backends: ServiceBackend[] = [
+    {
+      name: "embedded defaults (PGlite, in-process cache)",
+      open: async () => ({ env: { DATA_DIR: "memory://" }, cleanup: async () => {} }),
+    },
+  ];
+  const pg = requirePostgresSync();
+  const redis = requireRedisSync();
+  if (pg && redis) {
+    backends.push({
+      name: "real Postgres and Redis",
+      open: async () => {
+        const db = await createTestDatabase(pg);
+        return { env: { DATABASE_URL: db.url, REDIS_URL: redis }, cleanup: () => db.drop() };
+      },
+    });
+  }
+  return backends;
+}

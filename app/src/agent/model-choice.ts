@@ -9,31 +9,10 @@
 import type { AppConfig } from "../config";
 import type { ModelCatalog } from "../llm/models";
 import { estimateRequestTokens } from "../llm/prompt-cache";
-import {
-  isRoutingAlias,
-  modelForTier,
-  routeModel,
-  AUTO_MODEL,
-  type RouteDecision,
-} from "../llm/router";
+import { isRoutingAlias, routeModel, type RouteDecision } from "../llm/router";
 import type { Session, Store } from "../store/types";
 import type { HistoryMessage } from "./history";
 import { trimHistory } from "./trim";
-
-/**
- * The session's own model when it names one, else the service default. An alias resolves to its
- * tier's model ("auto" to the default tier's) without looking at the conversation; use
- * `prepareSessionTurn` to route on it and pin the result.
- */
-export function chooseSessionModel(
-  session: Pick<Session, "model">,
-  config: Pick<AppConfig, "DEFAULT_MODEL">,
-  catalog?: ModelCatalog,
-): string {
-  const wanted = session.model ?? config.DEFAULT_MODEL;
-  if (!catalog || !isRoutingAlias(wanted)) return wanted;
-  return modelForTier(wanted === AUTO_MODEL ? catalog.table.defaultTier : wanted, catalog);
-}
 
 export interface SessionTurnPlan extends RouteDecision {
   /** The conversation to send: the history trimmed to SESSION_HISTORY_TOKEN_BUDGET, then the new message. */

@@ -58,7 +58,9 @@ export interface RateLimitMiddlewareOptions {
    * Requests whose route admits lazily: the middleware starts the admission and runs the route
    * at once, and the route awaits `admitted(c)` before anything with an effect, so a read it
    * needs anyway (the response cache lookup of POST /v1/messages) shares the admission's round
-   * trip. Nothing the route does before that may change state. @default none
+   * trip. Nothing the route does before that may change state, unless it undoes it when the
+   * admission is refused (POST /v1/messages sends its budget hold along and gives it back on a
+   * 429). @default none
    */
   lazy?: (c: AppContext) => boolean;
 }

@@ -48,6 +48,7 @@ export const messagesRequestSchema = z.looseObject({
 export type MessagesRequestBody = z.infer<typeof messagesRequestSchema>;
 
 export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+  const holdTiming = new HoldTiming();
   app.post("/v1/messages", async (c) => {
     const body = await readJson(c, messagesRequestSchema);
     const { stream: wantsStream, ...rest } = body;
@@ -69,25 +70,27 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       stream: wantsStream === true,
     });
 
-    // One round trip before the model is called: the cache lookup and the budget hold leave with
-    // the rate-limit admission. The hold is speculative: a 429 from the rate limiter or a cache
-    // hit gives it back, and a budget refusal counts only once no cached answer exists. A refused
-    // request gets its 429 whatever the cache holds.
+    // The cache lookup leaves with the rate-limit admission (one round trip), and so does the
+    // budget hold while most lookups miss (see HoldTiming). An early hold is speculative: a 429
+    // from the rate limiter or a cache hit gives it back, and its refusal counts only once no
+    // cached answer exists. A refused request gets its 429 whatever the cache holds.
     const lookup = cacheable ? deps.cache.get(cacheKey) : undefined;
-    const holding = deps.budgets?.reserve(
-      {
-        requestId,
-        userId,
-        sessionId: null,
-        model: request.model,
-        ...estimateFields(request),
-        maxTokens: request.max_tokens,
-        fallbackModels: deps.config.MODEL_FALLBACK
-          ? catalog.chainFor(request.model)
-          : [request.model],
-      },
-      { speculative: true },
-    );
+    const hold = (speculative: boolean) =>
+      deps.budgets?.reserve(
+        {
+          requestId,
+          userId,
+          sessionId: null,
+          model: request.model,
+          ...estimateFields(request),
+          maxTokens: request.max_tokens,
+          fallbackModels: deps.config.MODEL_FALLBACK
+            ? catalog.chainFor(request.model)
+            : [request.model],
+        },
+        { speculative },
+      );
+    let holding = !cacheable || holdTiming.early() ? hold(true) : undefined;
     const admission = admitted(c);
     if (admission) {
       try {
@@ -98,6 +101,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       }
     }
     const hit = lookup && (await lookup);
+    if (lookup) holdTiming.looked(Boolean(hit));
     if (hit) {
       releaseHold(deps, holding);
       return replay(c, deps, hit, request.model);
@@ -105,6 +109,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
     c.header("x-cache", cacheable ? "MISS" : "BYPASS");
 
     // The worst case is held against every budget before anything is spent (settled to the real cost).
+    holding ??= hold(false);
     let reservation: Reservation | undefined;
     if (holding) {
       const held = await holding;
@@ -128,6 +133,24 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
       : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
   });
+}
+
+/**
+ * When to send a request's budget hold: with the admission and the cache lookup (early), or after
+ * the lookup missed. Early saves a round trip on every miss (0.3–1 ms against a managed Redis in
+ * another zone) and costs a hold and its release on every hit (~0.1 ms of CPU): it pays while
+ * most lookups miss. The route keeps a running hit ratio of its lookups (an exponential moving
+ * average over about the last 50) and holds early while it is below one half.
+ */
+export class HoldTiming {
+  private hitRatio = 0;
+  constructor(private readonly weight = 0.02) {}
+  looked(hit: boolean): void {
+    this.hitRatio += ((hit ? 1 : 0) - this.hitRatio) * this.weight;
+  }
+  early(): boolean {
+    return this.hitRatio < 0.5;
+  }
 }
 
 function estimateFields(request: MessageRequest) {
