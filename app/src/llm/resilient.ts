@@ -257,6 +257,7 @@ export class ResilientProvider implements LlmProvider {
         previous = choice.model;
         const health = this.health.get(choice.model);
         const remaining = Math.max(1, deadlineAt - Date.now());
+        const boundByDeadline = remaining <= (options.timeoutMs ?? Infinity);
         const attemptOptions: CallOptions = {
           ...options,
           signal,
@@ -273,8 +274,11 @@ export class ResilientProvider implements LlmProvider {
             continue;
           }
           if (options.signal?.aborted) throw asUpstreamError(err);
-          if (deadline.signal.aborted) throw deadlineExceeded(this.deadlineMs, attempt, state.last);
           const error = asUpstreamError(err);
+          // An attempt given only the time left times out together with the deadline, and its
+          // own timer may fire first: either way the deadline is what ended it.
+          if (deadline.signal.aborted || (boundByDeadline && error.type === "timeout_error"))
+            throw deadlineExceeded(this.deadlineMs, attempt, state.last);
           const kind = classify(error);
           if (kind === "fatal") throw error;
           const failure: Failure = { model: choice.model, error, kind, attempt };
