@@ -18,12 +18,28 @@
  */
 import { header, type Target } from "../lib/http";
 import { messageBody, nonce, progress, withStack } from "../lib/harness";
-import { overRounds, round, summarize, type OverRounds } from "../lib/stats";
+import { overRounds, round, summarize, type OverRounds, type Summary } from "../lib/stats";
 import { fmtMs, type Scenario } from "../lib/types";
 
 interface Side {
   json: number[];
   ttft: number[];
+}
+
+/** pN(path) − pN(baseline) per round, for JSON and time to first token. */
+interface Gaps {
+  jsonP50: number[];
+  jsonP99: number[];
+  ttftP50: number[];
+  ttftP99: number[];
+}
+const gaps = (): Gaps => ({ jsonP50: [], jsonP99: [], ttftP50: [], ttftP99: [] });
+
+function addGap(into: Gaps, [json, ttft]: [Summary, Summary], [bJson, bTtft]: [Summary, Summary]) {
+  into.jsonP50.push(json.p50 - bJson.p50);
+  into.jsonP99.push(json.p99 - bJson.p99);
+  into.ttftP50.push(ttft.p50 - bTtft.p50);
+  into.ttftP99.push(ttft.p99 - bTtft.p99);
 }
 
 export const latencyScenario: Scenario = {
@@ -88,24 +104,9 @@ export const latencyScenario: Scenario = {
         const cpuBefore = stack.service.stats();
         const floorCpuBefore = stack.floor?.stats() ?? null;
         const perRoundFigures: Array<Record<string, number | null>> = [];
-        const add = {
-          jsonP50: [] as number[],
-          jsonP99: [] as number[],
-          ttftP50: [] as number[],
-          ttftP99: [] as number[],
-        };
-        const floorAdd = {
-          jsonP50: [] as number[],
-          jsonP99: [] as number[],
-          ttftP50: [] as number[],
-          ttftP99: [] as number[],
-        };
-        const overFloor = {
-          jsonP50: [] as number[],
-          jsonP99: [] as number[],
-          ttftP50: [] as number[],
-          ttftP99: [] as number[],
-        };
+        const add = gaps();
+        const floorAdd = gaps();
+        const overFloor = gaps();
         const abs = {
           directJsonP50: [] as number[],
           directJsonP99: [] as number[],
@@ -130,18 +131,9 @@ export const latencyScenario: Scenario = {
           const dt = summarize(sides.direct.ttft);
           const st = summarize(sides.service.ttft);
           const ft = summarize(sides.floor.ttft);
-          add.jsonP50.push(sj.p50 - dj.p50);
-          add.jsonP99.push(sj.p99 - dj.p99);
-          add.ttftP50.push(st.p50 - dt.p50);
-          add.ttftP99.push(st.p99 - dt.p99);
-          floorAdd.jsonP50.push(fj.p50 - dj.p50);
-          floorAdd.jsonP99.push(fj.p99 - dj.p99);
-          floorAdd.ttftP50.push(ft.p50 - dt.p50);
-          floorAdd.ttftP99.push(ft.p99 - dt.p99);
-          overFloor.jsonP50.push(sj.p50 - fj.p50);
-          overFloor.jsonP99.push(sj.p99 - fj.p99);
-          overFloor.ttftP50.push(st.p50 - ft.p50);
-          overFloor.ttftP99.push(st.p99 - ft.p99);
+          addGap(add, [sj, st], [dj, dt]);
+          addGap(floorAdd, [fj, ft], [dj, dt]);
+          addGap(overFloor, [sj, st], [fj, ft]);
           abs.directJsonP50.push(dj.p50);
           abs.directJsonP99.push(dj.p99);
           abs.serviceJsonP50.push(sj.p50);
