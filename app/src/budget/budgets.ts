@@ -58,6 +58,7 @@ import {
 } from "./engine";
 import { RedisBudgetEngine } from "./redis-engine";
 
+import { estimateInput } from "./estimate";
 export { estimateInput, estimateInputTokens } from "./estimate";
 export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
 
@@ -113,6 +114,28 @@ export interface ReserveRequest {
    * to a pricier model cannot settle above its hold.
    */
   fallbackModels?: readonly string[];
+}
+
+/**
+ * The hold for one Messages API request: its estimated input, its max_tokens, and the models
+ * it may fall back to (its tier's chain when fallback is on).
+ */
+export function reserveRequestFor(
+  request: Parameters<typeof estimateInput>[0] & { model: string; max_tokens: number },
+  ids: { requestId: string; userId: string; sessionId: string | null },
+  catalog: ModelCatalog,
+  fallback: boolean,
+): ReserveRequest {
+  const estimate = estimateInput(request);
+  return {
+    ...ids,
+    model: request.model,
+    inputTokensEstimate: estimate.tokens,
+    maxTokens: request.max_tokens,
+    promptCaching: estimate.promptCaching,
+    longCacheWrites: estimate.longCacheWrites,
+    fallbackModels: fallback ? catalog.chainFor(request.model) : [request.model],
+  };
 }
 
 export interface ReserveOptions {

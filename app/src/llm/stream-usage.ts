@@ -41,13 +41,8 @@ export class StreamTracker {
   observe(event: StreamEvent): void {
     switch (event.type) {
       case "message_start": {
-        const u = event.message.usage;
         this.model = event.message.model;
-        this.usage.input_tokens = u.input_tokens ?? 0;
-        this.usage.output_tokens = u.output_tokens ?? 0;
-        this.usage.cache_creation_input_tokens = u.cache_creation_input_tokens ?? 0;
-        this.usage.cache_read_input_tokens = u.cache_read_input_tokens ?? 0;
-        if (u.cache_creation) this.usage.cache_creation = { ...u.cache_creation };
+        Object.assign(this.usage, fullUsage(event.message.usage));
         break;
       }
       case "content_block_delta": {

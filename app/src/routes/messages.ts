@@ -18,8 +18,7 @@ import type { ModelCatalog } from "../llm/models";
 import type { UsageStatus } from "../store/types";
 import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
-import { estimateInput } from "../budget/budgets";
-import type { Reservation, ReserveResult } from "../budget/budgets";
+import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import type { Admission } from "../ratelimit/limiter";
 
@@ -77,17 +76,12 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
     const lookup = cacheable ? deps.cache.get(cacheKey) : undefined;
     const hold = (speculative: boolean) =>
       deps.budgets?.reserve(
-        {
-          requestId,
-          userId,
-          sessionId: null,
-          model: request.model,
-          ...estimateFields(request),
-          maxTokens: request.max_tokens,
-          fallbackModels: deps.config.MODEL_FALLBACK
-            ? catalog.chainFor(request.model)
-            : [request.model],
-        },
+        reserveRequestFor(
+          request,
+          { requestId, userId, sessionId: null },
+          catalog,
+          deps.config.MODEL_FALLBACK,
+        ),
         { speculative },
       );
     let holding = !cacheable || holdTiming.early() ? hold(true) : undefined;
@@ -151,15 +145,6 @@ export class HoldTiming {
   early(): boolean {
     return this.hitRatio < 0.5;
   }
-}
-
-function estimateFields(request: MessageRequest) {
-  const estimate = estimateInput(request);
-  return {
-    inputTokensEstimate: estimate.tokens,
-    promptCaching: estimate.promptCaching,
-    longCacheWrites: estimate.longCacheWrites,
-  };
 }
 
 /**

@@ -20,7 +20,7 @@ import { describeIssues, readJson } from "../http";
 import { ApiError, badRequest, errorBody, notFound } from "../errors";
 import type { ModelCatalog } from "../llm/models";
 import { UpstreamError, type MessageRequest } from "../llm/types";
-import { estimateInput } from "../budget/budgets";
+import { reserveRequestFor } from "../budget/budgets";
 import { ConcurrentAppendError, type ContentBlock, type Session } from "../store/types";
 import {
   runAgentTurn,
@@ -374,20 +374,14 @@ function budgetAdmission(
   if (!budgets) return undefined;
   let call = 0;
   return async (request) => {
-    const estimate = estimateInput(request);
-    const held = await budgets.reserve({
-      requestId: `${requestId}:${++call}`,
-      userId,
-      sessionId,
-      model: request.model,
-      inputTokensEstimate: estimate.tokens,
-      maxTokens: request.max_tokens,
-      promptCaching: estimate.promptCaching,
-      longCacheWrites: estimate.longCacheWrites,
-      fallbackModels: deps.config.MODEL_FALLBACK
-        ? catalog.chainFor(request.model)
-        : [request.model],
-    });
+    const held = await budgets.reserve(
+      reserveRequestFor(
+        request,
+        { requestId: `${requestId}:${++call}`, userId, sessionId },
+        catalog,
+        deps.config.MODEL_FALLBACK,
+      ),
+    );
     if (!held.ok) throw held.error;
     const admitted =
       held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
