@@ -182,30 +182,32 @@ async function readyLine(child: ChildProcess, what: string): Promise<string> {
   return line;
 }
 
-// ---------------------------------------------------------------------------------------------
-// The fake upstream
-
-export interface Upstream {
-  url: string;
-  apiKey: string;
+/** A helper process the benchmark starts and stops: the fake upstream, the floor proxy. */
+export interface Helper {
   pid: number;
   stats(): ProcStats | null;
   stop(): Promise<void>;
 }
 
 /**
- * Starts test/support/fake-anthropic.ts in its own process through bench/support/upstream.ts,
- * which takes the full option set (the CLI has no per-model cache minimums).
+ * Runs bench/support/<script> through tsx with one JSON argument, and waits for the one JSON
+ * line it prints once listening (what the caller gets, with the process' handle).
  */
-export async function startUpstream(options: FakeAnthropicOptions): Promise<Upstream> {
+async function startHelper<T>(
+  script: string,
+  arg: unknown,
+  what: string,
+  nodeFlags: string[] = [],
+): Promise<Helper & T> {
   const child = track(
     spawn(
       process.execPath,
       [
+        ...nodeFlags,
         "--import",
         "tsx",
-        path.join(REPO_ROOT, "bench", "support", "upstream.ts"),
-        JSON.stringify(options),
+        path.join(REPO_ROOT, "bench", "support", script),
+        JSON.stringify(arg),
       ],
       {
         cwd: REPO_ROOT,
@@ -214,18 +216,32 @@ export async function startUpstream(options: FakeAnthropicOptions): Promise<Upst
       },
     ),
   );
-  const line = await readyLine(child, "fake upstream");
-  const info = JSON.parse(line) as { url: string; apiKey: string };
+  const info = JSON.parse(await readyLine(child, what)) as T;
   const pid = child.pid!;
   return {
-    url: info.url,
-    apiKey: info.apiKey,
+    ...info,
     pid,
     stats: () => procStats(pid),
     stop: async () => {
       await stopChild(child, 5000);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fake upstream
+
+export interface Upstream extends Helper {
+  url: string;
+  apiKey: string;
+}
+
+/**
+ * Starts test/support/fake-anthropic.ts in its own process through bench/support/upstream.ts,
+ * which takes the full option set (the CLI has no per-model cache minimums).
+ */
+export function startUpstream(options: FakeAnthropicOptions): Promise<Upstream> {
+  return startHelper<{ url: string; apiKey: string }>("upstream.ts", options, "fake upstream");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,45 +352,16 @@ export async function startService(options: ServiceOptions): Promise<Service> {
 // ---------------------------------------------------------------------------------------------
 // The floor proxy: the least a gateway with shared-Redis controls adds (bench/support/floor-proxy.ts)
 
-export interface FloorProxy {
+export interface FloorProxy extends Helper {
   url: string;
-  pid: number;
-  stats(): ProcStats | null;
-  stop(): Promise<void>;
 }
 
 /**
  * Starts bench/support/floor-proxy.ts in its own process with the service's node flags (the
  * image's CMD), so the two are compared on equal terms.
  */
-export async function startFloorProxy(config: FloorProxyConfig): Promise<FloorProxy> {
-  const child = track(
-    spawn(
-      process.execPath,
-      [
-        ...imageNodeFlags(),
-        "--import",
-        "tsx",
-        path.join(REPO_ROOT, "bench", "support", "floor-proxy.ts"),
-        JSON.stringify(config),
-      ],
-      {
-        cwd: REPO_ROOT,
-        stdio: ["ignore", "pipe", "pipe"],
-        env: cleanEnv({ NODE_ENV: "production" }),
-      },
-    ),
-  );
-  const info = JSON.parse(await readyLine(child, "floor proxy")) as { url: string };
-  const pid = child.pid!;
-  return {
-    url: info.url,
-    pid,
-    stats: () => procStats(pid),
-    stop: async () => {
-      await stopChild(child, 5000);
-    },
-  };
+export function startFloorProxy(config: FloorProxyConfig): Promise<FloorProxy> {
+  return startHelper<{ url: string }>("floor-proxy.ts", config, "floor proxy", imageNodeFlags());
 }
 
 function tailOf(file: string): string {

@@ -10,7 +10,7 @@
  *     "upstreamApiKey":"...","redisUrl":"redis://127.0.0.1:6379","prefix":"bench:floor:x:",
  *     "apiKey":"..."}'
  *
- * Prints `{"url","port"}` on one line once listening; on SIGTERM/SIGINT deletes its keys, exits 0.
+ * Prints `{"url","port"}` on one line once listening; on SIGTERM/SIGINT closes and exits 0.
  */
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -129,14 +129,8 @@ async function main(): Promise<void> {
     stopping = true;
     server.closeAllConnections();
     server.close();
-    const keys: string[] = [];
-    let cursor = "0";
-    do {
-      const [next, found] = await redis.scan(cursor, "MATCH", `${cfg.prefix}*`, "COUNT", 1000);
-      cursor = next;
-      keys.push(...found);
-    } while (cursor !== "0");
-    for (let i = 0; i < keys.length; i += 1000) await redis.unlink(...keys.slice(i, i + 1000));
+    // Its keys expire on their own, and the run's cleanRedis (bench/lib/harness.ts) removes
+    // every key naming the run's user, which the prefix does.
     redis.disconnect();
     await upstream.close();
   };
