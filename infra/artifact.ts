@@ -3,8 +3,9 @@
  * source stack exported (read through a StackReference; nothing is built).
  */
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import dockerignore from "@balena/dockerignore";
 import * as pulumi from "@pulumi/pulumi";
 import type { Artifact } from "../components/contracts";
 
@@ -93,29 +94,61 @@ export function exportArtifact(a: Artifact): pulumi.Output<ExportedArtifact> {
         .apply(([location, sha256]) => ({ kind: "lambda-zip" as const, location, sha256 }));
 }
 
-const SOURCE_PATHS = [
-  "app",
-  "package.json",
-  "package-lock.json",
-  "scripts/build.mjs",
-  "tsconfig.json",
-];
+export interface BuildContextTagOptions {
+  /** The build context. @default the repository root (what `docker build -f app/Dockerfile .` sends) */
+  root?: string;
+  /** Relative to `root`; Docker sends it even when `.dockerignore` excludes it. @default "app/Dockerfile" */
+  dockerfile?: string;
+  /** The target platform: one source tree builds a different image per platform. */
+  platform: string;
+}
 
 /**
- * A content tag for the image: the same sources give the same tag (nothing to rebuild), any
- * change gives a new one (ECR tags are immutable, so `latest` is never used).
+ * The files Docker sends as the build context: every file under `root` that `.dockerignore` does
+ * not exclude, matched with Docker's own rules (`@balena/dockerignore`, the matcher the Docker
+ * JavaScript tooling uses; https://docs.docker.com/build/concepts/context/#dockerignore-files).
+ * Relative paths, sorted.
  */
-export function sourceTag(root: string = REPO_ROOT): string {
-  const hash = createHash("sha256");
-  const visit = (path: string) => {
-    const st = statSync(path, { throwIfNoEntry: false });
-    if (!st) return;
-    if (st.isDirectory()) {
-      for (const entry of readdirSync(path).sort()) visit(join(path, entry));
-    } else if (st.isFile()) {
-      hash.update(relative(root, path)).update("\0").update(readFileSync(path)).update("\0");
+export function buildContextFiles(root: string = REPO_ROOT): string[] {
+  const ignoreFile = join(root, ".dockerignore");
+  const rules = existsSync(ignoreFile) ? readFileSync(ignoreFile, "utf8") : "";
+  const ignored = dockerignore().add(rules);
+  // With an exception (`!pattern`) a file under an excluded directory can come back, so a
+  // directory may only be skipped whole when there is none.
+  const prune = !/^\s*!/m.test(rules);
+  const files: string[] = [];
+  const visit = (dir: string) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const rel = dir ? `${dir}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) {
+        if (!(prune && ignored.ignores(rel))) visit(rel);
+      } else if (entry.isFile() && !ignored.ignores(rel)) {
+        files.push(rel);
+      }
     }
   };
-  for (const p of SOURCE_PATHS) visit(join(root, p));
+  visit("");
+  return files.sort();
+}
+
+/**
+ * A content tag for the image: a hash of exactly what the build reads (the build context after
+ * `.dockerignore`, the Dockerfile, the platform). The same inputs give the same tag (nothing to
+ * rebuild); any change to them gives a new one. ECR tags are immutable, so a tag that stayed
+ * the same while the context changed would be refused at push; `latest` is never used.
+ */
+export function sourceTag(options: BuildContextTagOptions): string {
+  const root = options.root ?? REPO_ROOT;
+  const dockerfile = options.dockerfile ?? "app/Dockerfile";
+  const hash = createHash("sha256");
+  hash.update(`platform\0${options.platform}\0dockerfile\0`);
+  hash.update(readFileSync(join(root, dockerfile))).update("\0");
+  for (const file of buildContextFiles(root)) {
+    hash
+      .update(file)
+      .update("\0")
+      .update(readFileSync(join(root, file)))
+      .update("\0");
+  }
   return `src-${hash.digest("hex").slice(0, 16)}`;
 }

@@ -9,6 +9,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { Cloud, Environment, TargetKind } from "../components/contracts";
+import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
 
 const NS = "agent";
 
@@ -20,6 +21,10 @@ const str = z.preprocess(
 );
 const email = z.email({ message: "must be an e-mail address" });
 const positiveInt = z.number().int().positive();
+/** An IAM role or user that EKS access entries can name. */
+const iamPrincipalArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/, {
+  message: "must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)",
+});
 
 const scalingSchema = z.strictObject({
   min: z.number().int().min(0).optional(),
@@ -69,14 +74,26 @@ const eksSchema = z.strictObject({
   cluster: z.enum(["create", "existing"]).optional(),
   kubernetesVersion: z
     .string()
-    .regex(/^1\.\d{2}$/, { message: 'must look like "1.31"' })
+    .regex(/^1\.\d{2}$/, { message: 'must look like "1.35"' })
     .optional(),
+  /**
+   * Pay for extended support ($0.60 instead of $0.10 per cluster-hour) to stay on a version past
+   * its standard support; without it such versions are refused and AWS upgrades the cluster when
+   * standard support ends.
+   */
+  extendedSupport: z.boolean().optional(),
   nodeInstanceTypes: z.array(z.string().min(1)).min(1).optional(),
   nodeMin: z.number().int().min(1).max(100).optional(),
   nodeMax: z.number().int().min(1).max(100).optional(),
   exposure: z.enum(["nlb", "alb"]).optional(),
   internal: z.boolean().optional(),
+  /** Whether the Kubernetes API answers outside the VPC at all (false: deploy from inside it). */
+  publicEndpoint: z.boolean().optional(),
   publicEndpointCidrs: z.array(z.cidrv4({ message: "must be an IPv4 CIDR" })).optional(),
+  /** IAM roles or users given cluster-admin through EKS access entries (the deploy role). */
+  adminPrincipalArns: z.array(iamPrincipalArn).optional(),
+  /** IAM roles or users given read access (the preview and drift role of the workflows). */
+  viewerPrincipalArns: z.array(iamPrincipalArn).optional(),
   oidcProviderArn: z.string().startsWith("arn:").optional(),
   oidcProviderUrl: z.string().min(1).optional(),
   namespace: z
@@ -90,6 +107,18 @@ const vmGroupSchema = z.strictObject({
   /** AWS instance type (e.g. t4g.small) or GCP machine type (e.g. e2-small). */
   instanceType: z.string().min(1).optional(),
   diskGb: z.number().int().min(10).max(1000).optional(),
+  /**
+   * The machine image, pinned so a new image release is not drift: an AMI id on AWS (required;
+   * bump it with the command in the README), a Container-Optimized OS image on GCP (default: the
+   * cos-stable family, which a template resolves once).
+   */
+  imageId: z
+    .string()
+    .regex(/^(ami-[0-9a-f]{8,17}|projects\/[a-z][-a-z0-9]*\/global\/images\/[-a-z0-9/]+)$/, {
+      message:
+        'must be an AMI id ("ami-...") or a GCP image ("projects/cos-cloud/global/images/...")',
+    })
+    .optional(),
 });
 
 const common = {
@@ -104,6 +133,17 @@ const common = {
     .string()
     .regex(/^(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/, {
       message: "must be a lower-case DNS name",
+    })
+    .optional(),
+  /**
+   * DNS zone that holds `domain`: a Route 53 hosted zone id (AWS) or a Cloud DNS managed zone
+   * name (GCP). With it the program creates the records (and, on AWS, a DNS-validated ACM
+   * certificate); without it the stack exports the records to create (`dnsRecords`).
+   */
+  dnsZone: z
+    .string()
+    .regex(/^([A-Z0-9]{1,32}|[a-z][-a-z0-9]{0,62})$/, {
+      message: "must be a Route 53 hosted zone id (Z...) or a Cloud DNS zone name",
     })
     .optional(),
   /** ACM certificate for `domain` (AWS targets). */
@@ -184,6 +224,7 @@ interface Base {
   monthlyBudgetUsd?: number;
   domain?: string;
   certificateArn?: string;
+  dnsZone?: string;
   promoteFrom?: string;
   scaling: z.infer<typeof scalingSchema>;
   appBudgets: z.infer<typeof appBudgetsSchema>;
@@ -205,10 +246,24 @@ export type StackConfig =
   | (Base & { target: "vmgroup"; cloud: Cloud; vmgroup: z.infer<typeof vmGroupSchema> });
 
 export class StackConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  /**
+   * @param problems every problem, each saying what to change
+   * @param missing the fully qualified keys that are required and unset (a subset of the
+   *   problems): values only the user knows, which offline renders take from
+   *   `stacks/offline-samples.yaml` and the preflight reports as `config.required`
+   */
+  constructor(
+    readonly problems: string[],
+    readonly missing: string[] = [],
+  ) {
     super(`Invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
     this.name = "StackConfigError";
   }
+}
+
+export interface ParseOptions {
+  /** The day (`YYYY-MM-DD`, UTC) version support is judged on. @default today */
+  today?: string;
 }
 
 const TARGETS: readonly TargetKind[] = ["lambda", "cloudrun", "eks", "vmgroup"];
@@ -270,13 +325,27 @@ export interface RawStackConfig {
   secretKeys: string[];
 }
 
+/** `agent:a.b` for a zod issue path. */
+function keyOf(path: PropertyKey[]): string {
+  const [head, ...rest] = path.map(String);
+  return `${NS}:${head ?? ""}${rest.length ? "." + rest.join(".") : ""}`;
+}
+
 /** Pure: validate raw stack config. Tests call this directly. */
-export function parseStackConfig(raw: RawStackConfig): StackConfig {
+export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}): StackConfig {
   const input: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw.values)) {
     if (k.startsWith(`${NS}:`)) input[k.slice(NS.length + 1)] = decode(v);
   }
   const problems: string[] = [];
+  const missing: string[] = [];
+  /** A value only the user can know is unset: say how to set it. */
+  const requireKey = (key: string, why: string, secret = false) => {
+    missing.push(key);
+    problems.push(
+      `${key} is required ${why}: set it with \`pulumi config set ${secret ? "--secret " : ""}${key} <value>\``,
+    );
+  };
   if (typeof input.target === "string" && !TARGETS.includes(input.target as TargetKind)) {
     throw new StackConfigError([
       `${NS}:target must be one of ${TARGETS.join(", ")} (got "${input.target}")`,
@@ -287,7 +356,17 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   }
   const parsed = stackSchema.safeParse(input);
   if (!parsed.success) {
-    throw new StackConfigError(parsed.error.issues.map((i) => describe(i, input)));
+    const unset = parsed.error.issues
+      .filter(
+        (i) =>
+          (i.code === "invalid_type" || i.code === "invalid_value") &&
+          pick(input, i.path) === undefined,
+      )
+      .map((i) => keyOf(i.path));
+    throw new StackConfigError(
+      parsed.error.issues.map((i) => describe(i, input)),
+      unset,
+    );
   }
   const c: Raw = parsed.data;
   for (const key of SECRET_KEYS) {
@@ -300,19 +379,34 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   }
   const cloud: Cloud = c.target === "vmgroup" ? c.cloud : c.target === "cloudrun" ? "gcp" : "aws";
   const region = cloud === "aws" ? raw.values["aws:region"] : raw.values["gcp:region"];
-  if (!region)
-    problems.push(
-      `${cloud}:region is required: set it with \`pulumi config set ${cloud}:region <region>\``,
-    );
+  if (!region) requireKey(`${cloud}:region`, "(where the stack's resources live)");
   const gcpProject = raw.values["gcp:project"];
-  if (cloud === "gcp" && !gcpProject)
-    problems.push("gcp:project is required for GCP stacks: `pulumi config set gcp:project <id>`");
+  if (cloud === "gcp" && !gcpProject) requireKey("gcp:project", "for GCP stacks (the project id)");
   if (cloud === "gcp" && !c.billingAccount) {
+    requireKey(
+      `${NS}:billingAccount`,
+      "for GCP stacks (the billing account the budget with 50/80/100 % alerts is created on, XXXXXX-XXXXXX-XXXXXX)",
+    );
+  }
+  // Alarms and the 50/80/100 % budget alerts must reach someone. GCP budgets mail at most five
+  // channels; AWS Budgets at most ten addresses per notification.
+  const maxEmails = cloud === "gcp" ? 5 : 10;
+  if ((c.alertEmails ?? []).length === 0) {
+    requireKey(
+      `${NS}:alertEmails`,
+      `(1 to ${maxEmails} addresses that alarms and the 50/80/100 % budget alerts notify), e.g. with --path 'agent:alertEmails[0]' oncall@your-company.com`,
+    );
+  } else if (c.alertEmails!.length > maxEmails) {
     problems.push(
-      `${NS}:billingAccount is required for GCP stacks (the budget with 50/80/100 % alerts is created on it)`,
+      `${NS}:alertEmails has ${c.alertEmails!.length} addresses: give at most ${maxEmails} (${cloud === "gcp" ? "a GCP budget mails at most five channels" : "AWS Budgets notifies at most ten addresses"}; use a group address)`,
     );
   }
   const s = c.scaling ?? {};
+  if (c.target === "lambda" && c.scaling) {
+    problems.push(
+      `${NS}:scaling does not apply to the lambda target (it scales per request): remove it and bound concurrency with ${NS}:lambda.reservedConcurrency`,
+    );
+  }
   if (s.min !== undefined && s.max !== undefined && s.min > s.max) {
     problems.push(`${NS}:scaling.min (${s.min}) must not exceed ${NS}:scaling.max (${s.max})`);
   }
@@ -321,11 +415,22 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
       `${NS}:scaling.min must be at least 2 in prod (got ${s.min}): one replica is a single point of failure`,
     );
   }
-  if (c.domain && cloud === "aws" && !c.certificateArn) {
-    problems.push(
-      `${NS}:certificateArn is required with ${NS}:domain on AWS: the ACM certificate that covers ${c.domain}`,
+  // Prod behind our own load balancer serves HTTPS only: API keys must not cross the internet
+  // in clear text. Cloud Run and Lambda URLs are HTTPS already.
+  if (c.environment === "prod" && (c.target === "eks" || c.target === "vmgroup") && !c.domain) {
+    requireKey(
+      `${NS}:domain`,
+      "in prod for the eks and vmgroup targets (HTTPS on the load balancer)",
     );
   }
+  if (c.domain && cloud === "aws" && !c.certificateArn && !c.dnsZone) {
+    requireKey(
+      `${NS}:dnsZone`,
+      `with ${NS}:domain on AWS (the Route 53 hosted zone of ${c.domain}: a DNS-validated certificate and the alias record are created in it), unless ${NS}:certificateArn names an issued ACM certificate`,
+    );
+  }
+  if (c.dnsZone && !c.domain)
+    problems.push(`${NS}:dnsZone is set without ${NS}:domain: set both or neither`);
   if (c.target === "lambda" && c.domain) {
     problems.push(
       `${NS}:domain is not supported for the lambda target: its Function URL has no custom domain (put CloudFront in front of it); remove ${NS}:domain`,
@@ -341,9 +446,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
   if (c.target === "eks") {
     const e = c.eks ?? {};
     if (e.cluster === "existing" && !c.kubeconfig) {
-      problems.push(
-        `${NS}:kubeconfig is required when ${NS}:eks.cluster is "existing" (set it with --secret)`,
-      );
+      requireKey(`${NS}:kubeconfig`, `when ${NS}:eks.cluster is "existing"`, true);
     }
     if (e.cluster === "existing" && (!e.oidcProviderArn || !e.oidcProviderUrl)) {
       problems.push(
@@ -355,8 +458,58 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
         `${NS}:eks.nodeMin (${e.nodeMin}) must not exceed ${NS}:eks.nodeMax (${e.nodeMax})`,
       );
     }
+    if (e.cluster !== "existing") {
+      const version = e.kubernetesVersion ?? DEFAULT_EKS_VERSION;
+      const problem = eksVersionProblem(
+        version,
+        options.today ?? utcToday(),
+        e.extendedSupport ?? false,
+      );
+      if (problem) problems.push(problem);
+      // Nothing here installs the AWS Load Balancer Controller, and an Ingress of class alb gets
+      // no address without it (https://docs.aws.amazon.com/eks/latest/userguide/aws-load-balancer-controller.html).
+      if (e.exposure === "alb") {
+        problems.push(
+          `${NS}:eks.exposure "alb" needs the AWS Load Balancer Controller, which a cluster created here does not run: use "nlb" (TLS on the NLB with ${NS}:domain), or deploy onto an existing cluster that runs the controller (${NS}:eks.cluster: existing)`,
+        );
+      }
+      if (
+        c.environment === "prod" &&
+        (e.publicEndpoint ?? true) &&
+        (e.publicEndpointCidrs ?? []).length === 0
+      ) {
+        requireKey(
+          `${NS}:eks.publicEndpointCidrs`,
+          `in prod while the cluster's public endpoint is on (the ranges that run pulumi: a self-hosted runner's egress, your VPN), or set ${NS}:eks.publicEndpoint to false and deploy from inside the VPC`,
+        );
+      }
+      if (!e.viewerPrincipalArns?.length) {
+        requireKey(
+          `${NS}:eks.viewerPrincipalArns`,
+          "for a created cluster (the IAM role the preview and drift workflows run as, given read access through an EKS access entry; only the cluster's creator gets one otherwise), e.g. '[\"arn:aws:iam::<account>:role/<preview-role>\"]'",
+        );
+      }
+      if (e.publicEndpoint === false && e.publicEndpointCidrs?.length) {
+        problems.push(
+          `${NS}:eks.publicEndpointCidrs is set while ${NS}:eks.publicEndpoint is false: remove one`,
+        );
+      }
+    }
   } else if (c.kubeconfig) {
     problems.push(`${NS}:kubeconfig is only used when ${NS}:target is eks: remove it`);
+  }
+  if (c.target === "vmgroup") {
+    const imageId = c.vmgroup?.imageId;
+    if (c.cloud === "aws" && !imageId) {
+      requireKey(
+        `${NS}:vmgroup.imageId`,
+        "on AWS (the Amazon Linux 2023 AMI, pinned so an AMI release is not drift; the README's `aws ssm get-parameter` command prints the current one)",
+      );
+    } else if (imageId && (c.cloud === "aws") !== imageId.startsWith("ami-")) {
+      problems.push(
+        `${NS}:vmgroup.imageId "${imageId}" is not a${c.cloud === "aws" ? "n AMI id (ami-...)" : " GCP image (projects/cos-cloud/global/images/...)"}`,
+      );
+    }
   }
   if (
     c.target === "lambda" &&
@@ -368,7 +521,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
       `${NS}:lambda.provisionedConcurrency must not exceed ${NS}:lambda.reservedConcurrency`,
     );
   }
-  if (problems.length) throw new StackConfigError(problems);
+  if (problems.length) throw new StackConfigError(problems, missing);
 
   const base: Base = {
     stack: raw.stack,
@@ -383,6 +536,7 @@ export function parseStackConfig(raw: RawStackConfig): StackConfig {
     monthlyBudgetUsd: c.monthlyBudgetUsd,
     domain: c.domain,
     certificateArn: c.certificateArn,
+    dnsZone: c.dnsZone,
     promoteFrom: c.promoteFrom,
     scaling: s,
     appBudgets: c.appBudgets ?? {},

@@ -16,3 +16,5 @@ export const artifact = out.artifact;
 export const artifactDigest = out.artifactDigest;
 export const promotedFrom = out.promotedFrom;
 export const dashboardUrl = out.dashboardUrl;
+/** The records `agent:domain` needs; `managed: false` ones are yours to create. */
+export const dnsRecords = out.dnsRecords;

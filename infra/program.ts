@@ -7,8 +7,10 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Artifact, DataPlaneOutputs } from "../components/contracts";
 import { environmentProfile } from "../components/environment";
 import {
+  AWS_TAG_KEYS,
   registerStackTagging,
   costAllocationTag,
+  gcpLabelKey,
   gcpLabels,
   type StackTags,
 } from "../components/tagging";
@@ -18,6 +20,8 @@ import { LambdaBundle } from "../components/aws/lambda-bundle";
 import { ArtifactBucket } from "../components/aws/artifact-bucket";
 import { GcpDataPlane } from "../components/gcp/data-plane";
 import { GcpImage } from "../components/gcp/image";
+import { DATA_PLANE_APIS, ProjectApis } from "../components/gcp/apis";
+import { DnsValidatedCertificate } from "../components/aws/certificate";
 import { targetScaling, type ScalingOverrides } from "../components/targets/scaling";
 import { LambdaTarget } from "../components/targets/lambda";
 import { CloudRunTarget } from "../components/targets/cloud-run";
@@ -35,6 +39,7 @@ import {
   type ExportedArtifact,
 } from "./artifact";
 import * as path from "node:path";
+import { gcpResourceId } from "./naming";
 
 export interface ProgramOutputs {
   url: pulumi.Output<string>;
@@ -47,6 +52,18 @@ export interface ProgramOutputs {
   artifactDigest: pulumi.Output<string>;
   promotedFrom?: string;
   dashboardUrl: pulumi.Output<string>;
+  /**
+   * The DNS records `domain` needs, and whether the stack manages them (`agent:dnsZone`) or you
+   * create them (`managed: false`): the certificate is issued only once they resolve.
+   */
+  dnsRecords: pulumi.Output<DnsRecord[]>;
+}
+
+export interface DnsRecord {
+  name: string;
+  type: "A" | "CNAME";
+  value: string;
+  managed: boolean;
 }
 
 /** The one name every stack's resources hang from; short, because Memorystore ids are capped. */
@@ -186,10 +203,15 @@ export function program(config: StackConfig): ProgramOutputs {
                 environment: config.environment,
                 network: dp.network,
                 version: config.eks.kubernetesVersion,
+                extendedSupport: config.eks.extendedSupport,
                 region: config.region,
+                endpointPublicAccess: config.eks.publicEndpoint,
                 publicAccessCidrs: config.eks.publicEndpointCidrs,
+                adminPrincipalArns: config.eks.adminPrincipalArns,
+                viewerPrincipalArns: config.eks.viewerPrincipalArns,
                 sizing: { ...clusterSizing, nodeGroup },
               });
+        const certificateArn = awsCertificateArn(config);
         const target = new EksTarget(NAME, {
           dataPlane: dp,
           artifact,
@@ -199,12 +221,13 @@ export function program(config: StackConfig): ProgramOutputs {
           ingress: config.eks.exposure,
           scheme: config.eks.internal ? "internal" : "internet-facing",
           domain: config.domain,
-          certificateArn: config.certificateArn,
+          certificateArn,
+          hostedZoneId: config.dnsZone,
           logLevel: config.logLevel,
           extraEnv,
           vpcCidrBlock: dataPlane.network.vpc.cidrBlock,
         });
-        return outputs(config, target.url, artifact, dp);
+        return outputs(config, target.url, artifact, dp, target.loadBalancerHostname, "CNAME");
       }
       case "vmgroup": {
         const instanceType = config.vmgroup.instanceType;
@@ -218,66 +241,96 @@ export function program(config: StackConfig): ProgramOutputs {
           maxInstances: scaling.vm.maxInstances,
           targetCpuPercent: scaling.vm.targetCpuPercent,
           rootVolumeGiB: config.vmgroup.diskGb,
+          imageId: config.vmgroup.imageId,
           domain: config.domain,
-          certificateArn: config.certificateArn,
+          certificateArn: awsCertificateArn(config),
+          hostedZoneId: config.dnsZone,
           logLevel: config.logLevel,
           extraEnv,
         });
-        return outputs(config, target.url, artifact, dp);
+        return outputs(config, target.url, artifact, dp, target.albDnsName, "CNAME");
       }
     }
   }
 
   const project = config.gcpProject!;
-  const dataPlane = new GcpDataPlane(NAME, {
+  const apis = new ProjectApis(`${NAME}-apis`, {
     project,
     region: config.region,
-    profile,
-    anthropicApiKey: config.anthropicApiKey,
-    alertEmails: config.alertEmails,
-    billingAccount: config.billingAccount!,
-    monthlyBudgetUsd: config.monthlyBudgetUsd,
-    labels: gcpLabels(tags),
+    apis: gcpApisFor(config),
   });
+  // Everything below goes through the provider that waits for the APIs.
+  const gated = { provider: apis.provider };
+  const labels = gcpLabels(tags);
+  const dataPlane = new GcpDataPlane(
+    NAME,
+    {
+      project,
+      region: config.region,
+      profile,
+      anthropicApiKey: config.anthropicApiKey,
+      alertEmails: config.alertEmails,
+      billingAccount: config.billingAccount!,
+      monthlyBudgetUsd: config.monthlyBudgetUsd,
+      // Stacks may share a project: each budget counts its own stack's labelled spend.
+      budgetLabelFilter: {
+        [gcpLabelKey(AWS_TAG_KEYS.stack)]: labels[gcpLabelKey(AWS_TAG_KEYS.stack)]!,
+      },
+      budgetDisplayName: `${NAME}-${config.stack}`,
+      billingProvider: apis.billingProvider,
+      labels,
+    },
+    gated,
+  );
   const dp = dataPlane.outputs;
-  const artifact = imageArtifactGcp(config, project);
+  const artifact = imageArtifactGcp(config, project, gated);
   switch (config.target) {
     case "cloudrun": {
-      const target = new CloudRunTarget(NAME, {
-        project,
-        dataPlane: dp,
-        artifact,
-        profile,
-        minInstances: scaling.cloudRun.minInstances,
-        maxInstances: scaling.cloudRun.maxInstances,
-        concurrency: scaling.cloudRun.concurrency,
-        cpu: scaling.cloudRun.cpu,
-        memory: scaling.cloudRun.memory,
-        ingress: config.cloudrun.ingress,
-        invoker: invokerOf(config.cloudrun.invokers),
-        logLevel: config.logLevel,
-        extraEnv,
-        labels: gcpLabels(tags),
-      });
+      const target = new CloudRunTarget(
+        NAME,
+        {
+          project,
+          dataPlane: dp,
+          artifact,
+          profile,
+          minInstances: scaling.cloudRun.minInstances,
+          maxInstances: scaling.cloudRun.maxInstances,
+          concurrency: scaling.cloudRun.concurrency,
+          cpu: scaling.cloudRun.cpu,
+          memory: scaling.cloudRun.memory,
+          ingress: config.cloudrun.ingress,
+          invoker: invokerOf(config.cloudrun.invokers),
+          logLevel: config.logLevel,
+          extraEnv,
+          labels,
+        },
+        gated,
+      );
       return outputs(config, target.url, artifact, dp);
     }
     case "vmgroup": {
-      const target = new GcpVmGroupTarget(NAME, {
-        project,
-        dataPlane: dp,
-        artifact,
-        profile,
-        machineType: config.vmgroup.instanceType,
-        minInstances: scaling.vm.minInstances,
-        maxInstances: scaling.vm.maxInstances,
-        targetCpuPercent: scaling.vm.targetCpuPercent,
-        bootDiskGb: config.vmgroup.diskGb,
-        domain: config.domain,
-        logLevel: config.logLevel,
-        extraEnv,
-        labels: gcpLabels(tags),
-      });
-      return outputs(config, target.url, artifact, dp);
+      const target = new GcpVmGroupTarget(
+        NAME,
+        {
+          project,
+          dataPlane: dp,
+          artifact,
+          profile,
+          machineType: config.vmgroup.instanceType,
+          minInstances: scaling.vm.minInstances,
+          maxInstances: scaling.vm.maxInstances,
+          targetCpuPercent: scaling.vm.targetCpuPercent,
+          bootDiskGb: config.vmgroup.diskGb,
+          sourceImage: config.vmgroup.imageId,
+          domain: config.domain,
+          dnsZone: config.dnsZone,
+          logLevel: config.logLevel,
+          extraEnv,
+          labels,
+        },
+        gated,
+      );
+      return outputs(config, target.url, artifact, dp, target.ipAddress, "A");
     }
     default:
       throw new Error("only the cloudrun and vmgroup targets run on GCP");
@@ -305,17 +358,56 @@ function lambdaArtifact(config: StackConfig): Artifact {
 function imageArtifactAws(config: StackConfig, platform: "linux/arm64" | "linux/amd64"): Artifact {
   if (config.promoteFrom) return promotedArtifact(config.promoteFrom, "image").artifact;
   return new ContainerImage(`${NAME}-image`, {
-    source: { build: { tag: config.imageTag ?? sourceTag(), platform } },
+    source: { build: { tag: config.imageTag ?? sourceTag({ platform }), platform } },
+    // Dev stacks come and go; a repository with images in it refuses deletion otherwise.
+    forceDelete: config.environment === "dev",
   }).artifact;
 }
 
-function imageArtifactGcp(config: StackConfig, project: string): Artifact {
+function imageArtifactGcp(
+  config: StackConfig,
+  project: string,
+  opts: pulumi.ComponentResourceOptions,
+): Artifact {
   if (config.promoteFrom) return promotedArtifact(config.promoteFrom, "image").artifact;
-  return new GcpImage(`${NAME}-image`, {
-    project,
-    region: config.region,
-    source: { kind: "build", tag: config.imageTag ?? sourceTag(), platform: "linux/amd64" },
-  }).artifact;
+  return new GcpImage(
+    `${NAME}-image`,
+    {
+      project,
+      region: config.region,
+      // Repository ids are unique per project and location, and stacks share projects.
+      repositoryId: gcpResourceId(`${NAME}-${config.stack}`),
+      source: {
+        kind: "build",
+        tag: config.imageTag ?? sourceTag({ platform: "linux/amd64" }),
+        platform: "linux/amd64",
+      },
+    },
+    opts,
+  ).artifact;
+}
+
+/** The APIs a GCP stack calls (the preflight checks every rendered resource against them). */
+export function gcpApisFor(config: StackConfig): string[] {
+  const apis: string[] = [...DATA_PLANE_APIS];
+  if (config.target === "cloudrun") apis.push("run.googleapis.com");
+  // Builds push to this project's registry; promoted stacks grant pulls on the source's.
+  apis.push("artifactregistry.googleapis.com");
+  if (config.dnsZone) apis.push("dns.googleapis.com");
+  return [...new Set(apis)];
+}
+
+/**
+ * The ACM certificate for an AWS stack's domain: the configured one, or one this stack issues
+ * and validates in its Route 53 zone.
+ */
+function awsCertificateArn(config: StackConfig): pulumi.Input<string> | undefined {
+  if (!config.domain) return undefined;
+  if (config.certificateArn) return config.certificateArn;
+  return new DnsValidatedCertificate(`${NAME}-cert`, {
+    domain: config.domain,
+    hostedZoneId: config.dnsZone!,
+  }).certificateArn;
 }
 
 function outputs(
@@ -323,7 +415,15 @@ function outputs(
   url: pulumi.Output<string>,
   artifact: Artifact,
   dp: DataPlaneOutputs,
+  entry?: pulumi.Output<string>,
+  recordType?: DnsRecord["type"],
 ): ProgramOutputs {
+  const dnsRecords: pulumi.Output<DnsRecord[]> =
+    config.domain && entry && recordType
+      ? entry.apply((value) => [
+          { name: config.domain!, type: recordType, value, managed: Boolean(config.dnsZone) },
+        ])
+      : pulumi.output([]);
   return {
     url,
     target: config.target,
@@ -333,5 +433,6 @@ function outputs(
     artifactDigest: artifact.kind === "image" ? artifact.digest : artifact.sha256,
     promotedFrom: config.promoteFrom,
     dashboardUrl: dp.monitoring.dashboardUrl,
+    dnsRecords,
   };
 }

@@ -88,6 +88,32 @@ export interface RenderContext {
   log?: string;
   /** @default DEFAULT_MAX_LENGTH; Infinity renders everything (the step summary). */
   maxLength?: number;
+  /** The preflight's findings (`npm run plan -- --preflight --json`), when it ran. */
+  findings?: PreflightFinding[];
+}
+
+/** One finding of the preflight, as `--json` prints it. */
+export interface PreflightFinding {
+  severity: "blocker" | "warning";
+  rule: string;
+  stack: string;
+  resource: string;
+  message: string;
+  fix: string;
+}
+
+/** The preflight's findings from the plan JSON: undefined when the plan ran without it. */
+export function normalizeFindings(doc: unknown): PreflightFinding[] | undefined {
+  const list = isObject(doc) ? doc.findings : undefined;
+  if (!Array.isArray(list)) return undefined;
+  return list.filter(isObject).map((f) => ({
+    severity: f.severity === "blocker" ? "blocker" : "warning",
+    rule: str(f.rule) ?? "unknown",
+    stack: str(f.stack) ?? "",
+    resource: str(f.resource) ?? "",
+    message: str(f.message) ?? "",
+    fix: str(f.fix) ?? "",
+  }));
 }
 
 type Json = Record<string, unknown>;
@@ -264,7 +290,10 @@ export function renderComment(plans: StackPlan[] | undefined, ctx: RenderContext
   let header = `${MARKER}\n${title}\n\n`;
   if (meta.length > 0) header += `<sub>${meta.join(" · ")}</sub>\n\n`;
 
-  const failed = ctx.planExitCode !== undefined && ctx.planExitCode !== 0;
+  // Exit 3 is the preflight's blockers, reported in their own section below.
+  const blocked =
+    ctx.planExitCode === 3 && Boolean(ctx.findings?.some((f) => f.severity === "blocker"));
+  const failed = ctx.planExitCode !== undefined && ctx.planExitCode !== 0 && !blocked;
   if (!plans) {
     header += `❌ **The plan did not produce a report** (exit code ${ctx.planExitCode ?? "unknown"}).\n\n`;
     if (ctx.log) sections.push(logSection(ctx.log));
@@ -280,6 +309,29 @@ export function renderComment(plans: StackPlan[] | undefined, ctx: RenderContext
       ? `❌ ${[errors && `${errors} stack(s) failed to plan`, mandatory && `${mandatory} mandatory violation(s)`, failed && !errors && !mandatory && `plan exited with ${ctx.planExitCode}`].filter(Boolean).join(", ")}`
       : "✅ no mandatory violations";
   header += `**Estimated total: ${usd(total)}/month** across ${plans.length} stack(s) · policy: ${verdict}${advisory ? `, ${advisory} advisory` : ""}\n\n`;
+  const findings = ctx.findings;
+  if (findings) {
+    const blockers = findings.filter((f) => f.severity === "blocker");
+    const warnings = findings.length - blockers.length;
+    header += `**Preflight** (what the clouds would refuse on \`pulumi up\`): ${blockers.length ? `❌ ${blockers.length} blocker(s)` : "✅ no blockers"}${warnings ? `, ${warnings} warning(s)` : ""}\n\n`;
+    // Blockers first, open: they are what a first deploy would hit.
+    for (const [severity, open] of [
+      ["blocker", true],
+      ["warning", false],
+    ] as const) {
+      const list = findings.filter((f) => f.severity === severity);
+      if (list.length === 0) continue;
+      sections.push({
+        head: `<details${open ? " open" : ""}><summary><b>Preflight ${severity}s</b> (${list.length})</summary>\n\n| rule | stack | resource | finding | fix |\n|---|---|---|---|---|\n`,
+        rows: list.map(
+          (f) =>
+            `| \`${cell(f.rule, 60)}\` | \`${cell(f.stack, 100)}\` | ${cell(f.resource, 200)} | ${cell(f.message, 600)} | ${cell(f.fix, 400)} |\n`,
+        ),
+        tail: "\n</details>\n\n",
+        unit: "findings",
+      });
+    }
+  }
 
   sections.push({
     head: "| stack | target | env | resources | est. $/month | budget $/month | policy |\n|---|---|---|---:|---:|---:|---|\n",
@@ -620,7 +672,11 @@ function readTail(file: string | undefined, maxChars = 20_000): string | undefin
   }
 }
 
-function loadPlan(file: string): { plans?: StackPlan[]; problem?: string } {
+function loadPlan(file: string): {
+  plans?: StackPlan[];
+  findings?: PreflightFinding[];
+  problem?: string;
+} {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
@@ -628,7 +684,8 @@ function loadPlan(file: string): { plans?: StackPlan[]; problem?: string } {
     return { problem: `cannot read ${file}: ${(err as Error).message}` };
   }
   try {
-    return { plans: normalizePlan(JSON.parse(text)) };
+    const doc: unknown = JSON.parse(text);
+    return { plans: normalizePlan(doc), findings: normalizeFindings(doc) };
   } catch (err) {
     return { problem: `${file}: ${(err as Error).message}` };
   }
@@ -664,6 +721,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     runUrl,
     planExitCode: o.planExitCode ?? (plans ? undefined : 1),
     log: log || undefined,
+    findings: loaded.findings,
   };
   const body = renderComment(plans, ctx);
   if (o.out) writeFileSync(o.out, body);

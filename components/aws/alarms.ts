@@ -48,10 +48,23 @@ export interface MathAlarm extends AlarmBase {
   }>;
 }
 
-export type AlarmSpec = SingleMetricAlarm | MathAlarm;
+/**
+ * A CloudWatch Metrics Insights query that returns one time series: for metrics whose dimension
+ * values only exist once a resource does (a load balancer Kubernetes created). Alarms on such
+ * queries: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Create_Metrics_Insights_Alarm.html
+ */
+export interface QueryAlarm extends AlarmBase {
+  query: pulumi.Input<string>;
+}
+
+export type AlarmSpec = SingleMetricAlarm | MathAlarm | QueryAlarm;
 
 function isMath(spec: AlarmSpec): spec is MathAlarm {
   return "expression" in spec;
+}
+
+function isQuery(spec: AlarmSpec): spec is QueryAlarm {
+  return "query" in spec;
 }
 
 const PERCENTILE = /^p\d{1,2}(\.\d+)?$/;
@@ -71,7 +84,11 @@ export function checkAlarmSpec(spec: AlarmSpec): string[] {
     problems.push(`alarm "${spec.key}": period must be a multiple of 60 seconds.`);
   if (spec.period * spec.evaluationPeriods > 86400)
     problems.push(`alarm "${spec.key}": evaluation window exceeds one day.`);
-  const stats = isMath(spec) ? spec.metrics.map((m) => m.stat) : [spec.statistic];
+  const stats = isQuery(spec)
+    ? []
+    : isMath(spec)
+      ? spec.metrics.map((m) => m.stat)
+      : [spec.statistic];
   for (const s of stats) {
     if (!STATISTICS.includes(s) && !PERCENTILE.test(s))
       problems.push(`alarm "${spec.key}": unknown statistic "${s}".`);
@@ -95,6 +112,20 @@ export function metricAlarmArgs(
     // Tell on-call when it recovers, so nobody chases a resolved page.
     okActions: [topicArn],
   };
+  if (isQuery(spec)) {
+    return {
+      ...common,
+      metricQueries: [
+        {
+          id: "q1",
+          expression: spec.query,
+          label: spec.key,
+          period: spec.period,
+          returnData: true,
+        },
+      ],
+    };
+  }
   if (isMath(spec)) {
     return {
       ...common,

@@ -222,6 +222,25 @@ export class Postgres extends pulumi.ComponentResource {
     );
   }
 
+  /**
+   * Snapshot identifiers are unique per account and region, and the snapshot outlives the stack:
+   * a fixed name fails the second stack's delete, and the same stack's after a re-create. The
+   * stack's name plus a random suffix drawn once per instance is unique for both.
+   */
+  private finalSnapshotIdentifier(): pulumi.Output<string> {
+    const suffix = new random.RandomId(
+      `${this.name}-final-snapshot-id`,
+      { byteLength: 4 },
+      { parent: this },
+    );
+    const stack = pulumi
+      .getStack()
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "");
+    return pulumi.interpolate`${this.name}-${stack}-final-${suffix.hex}`;
+  }
+
   private createInstance(
     args: PostgresArgs,
     subnetGroup: aws.rds.SubnetGroup,
@@ -256,7 +275,7 @@ export class Postgres extends pulumi.ComponentResource {
         copyTagsToSnapshot: true,
         deletionProtection: s.deletionProtection,
         skipFinalSnapshot: !s.finalSnapshot,
-        finalSnapshotIdentifier: s.finalSnapshot ? `${this.name}-final` : undefined,
+        finalSnapshotIdentifier: s.finalSnapshot ? this.finalSnapshotIdentifier() : undefined,
         // Keep automated backups after deletion where data matters: they are the last copy.
         deleteAutomatedBackups: !s.deletionProtection,
         performanceInsightsEnabled: s.performanceInsights,

@@ -18,6 +18,8 @@ export interface GcpBudgetArgs {
    * @default looked up with `gcp.organizations.getProject`
    */
   projectNumber?: pulumi.Input<string>;
+  /** The budget's name in the billing console (at most 60 characters). @default the component name */
+  displayName?: string;
   /** Monthly amount, in the billing account's currency. */
   amount: number;
   /**
@@ -119,7 +121,7 @@ export class GcpBudget extends pulumi.ComponentResource {
       `${name}-budget`,
       {
         billingAccount: args.billingAccount,
-        displayName: name.slice(0, 60),
+        displayName: (args.displayName ?? name).slice(0, 60),
         amount: budgetAmount(args.amount, args.currencyCode ?? "USD"),
         budgetFilter: {
           projects: [pulumi.interpolate`projects/${projectNumber}`],

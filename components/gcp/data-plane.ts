@@ -59,6 +59,15 @@ export interface GcpDataPlaneArgs {
   manageLogRetention?: boolean;
   /** @default { redisMemoryRatio: 0.8, sqlCpuRatio: 0.8, sqlDiskRatio: 0.85 } */
   alertThresholds?: StoreAlertThresholds;
+  /**
+   * Provider for the billing budget: `ProjectApis.billingProvider` bills the Budget API's quota
+   * to this project, where the stack enables it.
+   * @default the inherited provider (the deployer's own quota project must have
+   *   billingbudgets.googleapis.com enabled)
+   */
+  billingProvider?: pulumi.ProviderResource;
+  /** The budget's name in the billing console. @default the budget component's name */
+  budgetDisplayName?: string;
 }
 
 export function validateDataPlaneArgs(name: string, args: GcpDataPlaneArgs): string | undefined {
@@ -253,9 +262,10 @@ export class GcpDataPlane extends pulumi.ComponentResource {
         projectNumber: args.projectNumber,
         amount: args.monthlyBudgetUsd ?? args.profile.monthlyBudgetUsd,
         labelFilter: args.budgetLabelFilter,
+        displayName: args.budgetDisplayName,
         notificationChannelIds: this.monitoring.channels.map((c) => c.id),
       },
-      { parent: this },
+      { parent: this, ...(args.billingProvider ? { provider: args.billingProvider } : {}) },
     );
   }
 }

@@ -56,6 +56,31 @@ export function imageRepositoryPath(region: string, project: string, repositoryI
   return `${region}-docker.pkg.dev/${project}/${repositoryId}/agent`;
 }
 
+const AR_IMAGE =
+  /^([a-z0-9-]+)-docker\.pkg\.dev\/([a-z][-a-z0-9:.]*[a-z0-9])\/([a-z0-9][-a-z0-9_.]*)\/[^@\s]+@sha256:[a-f0-9]{64}$/;
+/** The Artifact Registry repository an image lives in: what the service account may read. */
+export interface ArtifactRepository {
+  location: string;
+  project: string;
+  repository: string;
+}
+
+export function artifactRepository(imageRef: string): ArtifactRepository | undefined {
+  const m = AR_IMAGE.exec(imageRef);
+  return m ? { location: m[1]!, project: m[2]!, repository: m[3]! } : undefined;
+}
+
+/** Like `artifactRepository`, but says what to change when the image is elsewhere. */
+export function requireArtifactRepository(imageRef: string): ArtifactRepository {
+  const repo = artifactRepository(imageRef);
+  if (!repo) {
+    throw new Error(
+      `image "${imageRef}" is not in Artifact Registry by digest: compute is granted read access to the image's repository; pass <location>-docker.pkg.dev/<project>/<repository>/<image>@sha256:<digest>.`,
+    );
+  }
+  return repo;
+}
+
 /** `sha256:<hex>` from a `<repo>@sha256:<hex>` reference; throws for a reference not pinned by digest. */
 export function digestOf(imageRef: string): string {
   const at = imageRef.lastIndexOf("@");

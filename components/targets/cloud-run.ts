@@ -30,6 +30,7 @@ import {
   settingsOrFail,
 } from "./common";
 import { targetScaling, type CloudRunScaling } from "./scaling";
+import { requireArtifactRepository } from "../gcp/image";
 
 // Moved to ./common (the GCP VM group shares them); still exported here.
 export { secretGrantKeys, serviceAccountId } from "./common";
@@ -50,6 +51,8 @@ export type CloudRunInvoker = "public" | string[];
 export interface CloudRunTargetArgs extends ServiceEnvArgs {
   /** GCP project the service, its service account and its alerts live in. */
   project: string;
+  /** The project's number, for its Cloud Run service agent. @default looked up from `project` */
+  projectNumber?: pulumi.Input<string>;
   /** The GCP data plane's contract: stores, secrets, network, notification channels. */
   dataPlane: DataPlaneOutputs;
   /** The `image` artifact, pinned by digest. */
@@ -296,6 +299,8 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   readonly settings: CloudRunSettings;
   readonly serviceAccount: gcp.serviceaccount.Account;
   readonly secretAccess: SecretAccessGrant;
+  /** The Cloud Run service agent may pull the image from its repository (any project). */
+  readonly imagePull: gcp.artifactregistry.RepositoryIamMember;
   readonly service: gcp.cloudrunv2.Service;
   readonly invokers: gcp.cloudrunv2.ServiceIamMember[];
   readonly alerts: ServiceAlerts;
@@ -318,6 +323,7 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
         "Runtime identity of the agent Cloud Run service: reads its secrets, nothing else.",
     });
     this.secretAccess = grantGcpSecretAccess(this, name, this.serviceAccount, args.dataPlane);
+    this.imagePull = this.grantImagePull(args);
     this.service = this.createService(args);
     this.invokers = this.grantInvokers(args);
     this.alerts = createGcpServiceAlerts(this, name, args.dataPlane, {
@@ -394,8 +400,33 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
           ],
         },
       },
-      // A revision whose identity cannot read its secrets fails to deploy.
-      { parent: this, dependsOn: [this.secretAccess] },
+      // A revision whose identity cannot read its secrets, or whose image the service agent
+      // cannot pull, fails to deploy.
+      { parent: this, dependsOn: [this.secretAccess, this.imagePull] },
+    );
+  }
+
+  /**
+   * Cloud Run pulls images as its service agent, which reads its own project's registries but
+   * not another project's: a promoted image in the source project's repository needs
+   * `roles/artifactregistry.reader` there (https://cloud.google.com/run/docs/deploying#other-projects).
+   */
+  private grantImagePull(args: CloudRunTargetArgs): gcp.artifactregistry.RepositoryIamMember {
+    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const repo = artifact.imageRef.apply(requireArtifactRepository);
+    const projectNumber =
+      args.projectNumber ??
+      gcp.organizations.getProjectOutput({ projectId: args.project }, { parent: this }).number;
+    return new gcp.artifactregistry.RepositoryIamMember(
+      `${this.name}-image-pull`,
+      {
+        project: repo.project,
+        location: repo.location,
+        repository: repo.repository,
+        role: "roles/artifactregistry.reader",
+        member: pulumi.interpolate`serviceAccount:${cloudRunServiceAgent(projectNumber)}`,
+      },
+      { parent: this },
     );
   }
 
@@ -430,6 +461,11 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
       { parent: this },
     );
   }
+}
+
+/** The Cloud Run service agent of a project (it pulls images and attaches networks). */
+export function cloudRunServiceAgent(projectNumber: pulumi.Input<string>): pulumi.Output<string> {
+  return pulumi.interpolate`service-${projectNumber}@serverless-robot-prod.iam.gserviceaccount.com`;
 }
 
 /** Cloud Run must run exactly the verified artifact: a tag could move between deploys. */

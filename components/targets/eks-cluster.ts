@@ -25,6 +25,7 @@ import {
   NODE_ROLE_POLICIES,
 } from "./eks/cluster-config";
 import { irsaTrustPolicy, serviceTrustPolicy } from "./eks/iam";
+import { DEFAULT_EKS_VERSION } from "../versions";
 
 export * from "./eks/cluster-config";
 
@@ -55,8 +56,18 @@ export interface EksClusterArgs {
   network?: NetworkAttachment;
   /** Adopt a cluster instead of creating one. @default none: a cluster is created */
   existing?: ExistingEksCluster;
-  /** Kubernetes minor version; 1.30+ (the pods' preStop uses the `sleep` action). @default "1.33" */
+  /**
+   * Kubernetes minor version; 1.30+ (the pods' preStop uses the `sleep` action). The stack config
+   * checks it against the dated support table in components/versions.ts.
+   * @default DEFAULT_EKS_VERSION (the newest in components/versions.ts)
+   */
   version?: string;
+  /**
+   * Stay on a version past its standard support and pay extended support ($0.60 instead of $0.10
+   * per cluster-hour). Off: AWS upgrades the cluster when standard support ends.
+   * @default false
+   */
+  extendedSupport?: boolean;
   /** @default `${name}-${stack}` */
   clusterName?: string;
   /** The API endpoint is always reachable from the VPC; this adds the internet (Pulumi from a laptop or CI). @default true */
@@ -67,6 +78,14 @@ export interface EksClusterArgs {
   secretsKmsKeyArn?: pulumi.Input<string>;
   /** IAM principals (CI roles, admins) given cluster-admin through access entries; the creator always is. @default [] */
   adminPrincipalArns?: pulumi.Input<string>[];
+  /**
+   * IAM principals given read access (AmazonEKSViewPolicy: no Secrets) through access entries:
+   * the preview and drift role, so `pulumi preview` can read the cluster. The Kubernetes
+   * provider falls back to a client-side preview when a server-side dry run is forbidden
+   * (pulumi-kubernetes #2419).
+   * @default []
+   */
+  viewerPrincipalArns?: pulumi.Input<string>[];
   /** Role the kubeconfig's `aws eks get-token` assumes. @default the caller's identity */
   kubeconfigRoleArn?: pulumi.Input<string>;
   /** For the kubeconfig. @default the AWS provider's region */
@@ -137,7 +156,7 @@ export function checkEksClusterArgs(
       `network is a ${args.network.cloud} network: EKS runs on AWS; use the AWS data plane.`,
     );
   }
-  const version = args.version ?? "1.33";
+  const version = args.version ?? DEFAULT_EKS_VERSION;
   const minor = /^1\.(\d+)$/.exec(version);
   if (!minor) {
     problems.push(`version "${version}" is not a Kubernetes minor version such as "1.33".`);
@@ -205,7 +224,8 @@ export function checkEksClusterArgs(
  * An EKS cluster with a managed node group, or an adopted one. Created: control plane about
  * $73/month, plus nodes (dev 2 x t3.medium ~$60, prod 3 x m7i.large ~$220), the KMS key ~$1,
  * control-plane logs per GB, and Container Insights per metric observation in prod. Standard
- * support only: extended support would add ~$365/month per cluster once the version ages out.
+ * support unless `extendedSupport` is set: extended support adds $365/month per cluster
+ * ($0.60 instead of $0.10 per cluster-hour) once the version ages out.
  */
 export class EksCluster extends pulumi.ComponentResource {
   readonly provider: k8s.Provider;
@@ -300,7 +320,8 @@ export class EksCluster extends pulumi.ComponentResource {
       logGroup,
     );
     const oidcProvider = this.createOidcProvider(cluster);
-    this.createAdminAccess(cluster, args.adminPrincipalArns ?? []);
+    this.createAccess(cluster, "admin", args.adminPrincipalArns ?? []);
+    this.createAccess(cluster, "viewer", args.viewerPrincipalArns ?? []);
     const nodeRole = this.createNodeRole(partition);
     const before = plan.filter((a) => a.phase === "before-nodes");
     const networking = this.createAddons(before, cluster, oidcProvider, partition, args, []);
@@ -442,7 +463,7 @@ export class EksCluster extends pulumi.ComponentResource {
       `${this.name}-cluster`,
       {
         name: clusterName,
-        version: args.version ?? "1.33",
+        version: args.version ?? DEFAULT_EKS_VERSION,
         roleArn: role.role.arn,
         vpcConfig: {
           subnetIds: network.privateSubnetIds,
@@ -457,8 +478,9 @@ export class EksCluster extends pulumi.ComponentResource {
         accessConfig: { authenticationMode: "API", bootstrapClusterCreatorAdminPermissions: true },
         // The managed add-ons below own vpc-cni, kube-proxy and coredns; no unmanaged copies.
         bootstrapSelfManagedAddons: false,
-        // EXTENDED (the API default) silently bills ~$0.50/hour more once a version ages out.
-        upgradePolicy: { supportType: "STANDARD" },
+        // EXTENDED (the API default) silently bills $0.50/hour more once a version ages out; only
+        // an explicit opt-in pays for it.
+        upgradePolicy: { supportType: args.extendedSupport ? "EXTENDED" : "STANDARD" },
         deletionProtection: sizing.deletionProtection,
       },
       // The role's policies are separate resources: without waiting, creation races them.
@@ -475,19 +497,25 @@ export class EksCluster extends pulumi.ComponentResource {
     );
   }
 
-  private createAdminAccess(cluster: aws.eks.Cluster, principals: pulumi.Input<string>[]): void {
+  /** Access entries (https://docs.aws.amazon.com/eks/latest/userguide/access-policies.html). */
+  private createAccess(
+    cluster: aws.eks.Cluster,
+    kind: "admin" | "viewer",
+    principals: pulumi.Input<string>[],
+  ): void {
+    const policy = kind === "admin" ? "AmazonEKSClusterAdminPolicy" : "AmazonEKSViewPolicy";
     principals.forEach((principalArn, i) => {
       const entry = new aws.eks.AccessEntry(
-        `${this.name}-admin-${i}`,
+        `${this.name}-${kind}-${i}`,
         { clusterName: cluster.name, principalArn, type: "STANDARD" },
         { parent: this },
       );
       new aws.eks.AccessPolicyAssociation(
-        `${this.name}-admin-${i}`,
+        `${this.name}-${kind}-${i}`,
         {
           clusterName: cluster.name,
           principalArn,
-          policyArn: "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+          policyArn: `arn:aws:eks::aws:cluster-access-policy/${policy}`,
           accessScope: { type: "cluster" },
         },
         { parent: this, dependsOn: [entry] },

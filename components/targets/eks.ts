@@ -9,7 +9,7 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { checkAlarmSpec, createAlarms } from "../aws/alarms";
+import { type AlarmSpec, checkAlarmSpec, createAlarms } from "../aws/alarms";
 import { secretReadPolicy } from "../aws/secrets";
 import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
 import { serviceEnv } from "../runtime-env";
@@ -30,11 +30,14 @@ import {
   albIngressSpec,
   clusterServiceSpec,
   deploymentSpec,
+  healthyHostsQuery,
   hpaSpec,
   loadBalancerAnnotations,
+  loadBalancerNameOf,
   loadBalancerServiceSpec,
   namespaceMetadata,
   networkPolicySpec,
+  nlbEntryAlarmSpec,
   pdbSpec,
   podRestartAlarmSpec,
   selectorLabels,
@@ -267,7 +270,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
         "",
     );
     this.dnsRecord = this.createDnsRecord(args);
-    this.alarms = this.createAlarms(args);
+    this.alarms = this.createAlarms(args, s);
     this.url = serviceUrl(args.domain, this.loadBalancerHostname);
     this.serviceAccountRoleArn = this.role.arn;
 
@@ -522,20 +525,40 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     );
   }
 
-  /** A restart alarm, when Container Insights feeds CloudWatch and there is a topic to notify. */
-  private createAlarms(args: EksTargetArgs): aws.cloudwatch.MetricAlarm[] {
+  /**
+   * The entry point's alarm (the NLB has no healthy pod behind it) in every environment, and a
+   * restart alarm where Container Insights feeds CloudWatch.
+   */
+  private createAlarms(args: EksTargetArgs, s: Settings): aws.cloudwatch.MetricAlarm[] {
     const topic = args.dataPlane.monitoring.alarmTopicArn;
-    const clusterName = args.cluster.clusterName;
-    if (!topic || !clusterName || !args.cluster.containerInsights) {
+    if (!topic) {
       pulumi.log.info(
-        `EksTarget "${this.name}": no restart alarm (needs the data plane's alarm topic, the cluster name and the amazon-cloudwatch-observability add-on).`,
+        `EksTarget "${this.name}": no alarms (the data plane has no alarm topic).`,
         this,
       );
       return [];
     }
-    const spec = podRestartAlarmSpec(clusterName, this.namespace, this.deploymentName);
-    failOnProblems(checkAlarmSpec(spec), `EksTarget "${this.name}"`, this);
-    return createAlarms(this.name, [spec], topic, this);
+    const specs: AlarmSpec[] = [];
+    if (s.ingress === "nlb") {
+      // Kubernetes names the NLB (in its status hostname); its dimension exists only then.
+      const lb = aws.lb.getLoadBalancerOutput(
+        { name: this.loadBalancerHostname.apply(loadBalancerNameOf) },
+        { parent: this },
+      );
+      specs.push(nlbEntryAlarmSpec(lb.arnSuffix.apply(healthyHostsQuery)));
+    }
+    const clusterName = args.cluster.clusterName;
+    if (clusterName && args.cluster.containerInsights) {
+      specs.push(podRestartAlarmSpec(clusterName, this.namespace, this.deploymentName));
+    } else {
+      pulumi.log.info(
+        `EksTarget "${this.name}": no restart alarm (needs the cluster name and the amazon-cloudwatch-observability add-on).`,
+        this,
+      );
+    }
+    for (const spec of specs)
+      failOnProblems(checkAlarmSpec(spec), `EksTarget "${this.name}"`, this);
+    return createAlarms(this.name, specs, topic, this);
   }
 }
 

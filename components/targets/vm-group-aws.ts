@@ -71,6 +71,18 @@ export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   domain?: string;
   /** ACM certificate covering `domain`, in the stack's region. Required with `domain`. */
   certificateArn?: pulumi.Input<string>;
+  /**
+   * Route 53 hosted zone holding `domain`: an alias record to the ALB is created there.
+   * @default none: point the name at `albDnsName` yourself (the stack exports the record)
+   */
+  hostedZoneId?: pulumi.Input<string>;
+  /**
+   * The AMI, pinned: an AMI release then changes nothing until the stack bumps it. Stacks always
+   * pin (`agent:vmgroup.imageId`).
+   * @default the latest Amazon Linux 2023 AMI for the architecture, read from SSM on every run
+   *   (every AMI release shows as drift and refreshes the instances: for quick trials only)
+   */
+  imageId?: pulumi.Input<string>;
   /** Source CIDRs admitted to the load balancer. @default ["0.0.0.0/0"] */
   allowedCidrs?: string[];
   /** ALB access logs to an S3 bucket whose policy admits the region's ELB account. @default undefined (off) */
@@ -153,6 +165,9 @@ export function resolveAwsVmGroupSettings(
     checkAutonamedIdentifier(`${name}-alb`, LB_NAME_MAX, "load balancer"),
     checkAutonamedIdentifier(`${name}-tg`, LB_NAME_MAX, "target group"),
     hostNameProblem(args.domain),
+    args.hostedZoneId !== undefined && args.domain === undefined
+      ? "hostedZoneId needs domain: set the name to create in the zone."
+      : undefined,
   );
   if (args.domain !== undefined && args.certificateArn === undefined) {
     problems.push(
@@ -366,6 +381,8 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
   readonly scalingPolicy: aws.autoscaling.Policy;
   readonly serviceAlarms?: ServiceAlarms;
   readonly healthAlarms: aws.cloudwatch.MetricAlarm[];
+  /** The alias from `domain` to the ALB, when `hostedZoneId` is given. */
+  readonly dnsRecord?: aws.route53.Record;
   /** The rendered `#cloud-config` document (before base64). */
   readonly userData: pulumi.Output<string>;
 
@@ -418,6 +435,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     const alarms = this.createAlarms(args);
     this.serviceAlarms = alarms.service;
     this.healthAlarms = alarms.health;
+    this.dnsRecord = this.createDnsRecord(args);
 
     this.albDnsName = this.loadBalancer.dnsName;
     this.url = serviceUrl(this.settings.domain, this.loadBalancer.dnsName);
@@ -603,6 +621,27 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     ];
   }
 
+  /** An alias A record (free queries, follows the ALB's addresses) from the domain to the ALB. */
+  private createDnsRecord(args: AwsVmGroupTargetArgs): aws.route53.Record | undefined {
+    if (args.hostedZoneId === undefined || this.settings.domain === undefined) return undefined;
+    return new aws.route53.Record(
+      `${this.name}-dns`,
+      {
+        zoneId: args.hostedZoneId,
+        name: this.settings.domain,
+        type: "A",
+        aliases: [
+          {
+            name: this.loadBalancer.dnsName,
+            zoneId: this.loadBalancer.zoneId,
+            evaluateTargetHealth: true,
+          },
+        ],
+      },
+      { parent: this },
+    );
+  }
+
   private renderUserData(
     args: AwsVmGroupTargetArgs,
     artifact: Extract<Artifact, { kind: "image" }>,
@@ -619,10 +658,11 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     network: AwsNetwork,
   ): aws.ec2.LaunchTemplate {
     const s = this.settings;
-    const ami = aws.ssm.getParameterOutput(
-      { name: al2023AmiParameter(s.architecture) },
-      { parent: this },
-    );
+    const imageId =
+      args.imageId ??
+      // `insecureValue`: the AMI id is public; `value` would be marked secret.
+      aws.ssm.getParameterOutput({ name: al2023AmiParameter(s.architecture) }, { parent: this })
+        .insecureValue;
     const tags = {
       ...args.tags,
       Name: this.name,
@@ -633,8 +673,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       `${this.name}-lt`,
       {
         description: `Agent service instances (${this.name})`,
-        // `insecureValue`: the AMI id is public; `value` would be marked secret.
-        imageId: ami.insecureValue,
+        imageId,
         instanceType: s.instanceType,
         iamInstanceProfile: { arn: this.instanceProfile.arn },
         metadataOptions: {

@@ -13,12 +13,20 @@ import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } fro
 import type { EnvironmentProfile } from "../environment";
 import {
   checkThresholds,
+  ServiceUptimeCheck,
   type ServiceAlerts,
   type ServiceAlertThresholds,
 } from "../gcp/monitoring";
 import { checkAutonamedName, checkProjectId } from "../gcp/naming";
 import type { SecretAccessGrant } from "../gcp/secrets";
 import { CONTAINER_PORT } from "./cloud-init";
+import {
+  artifactRepository,
+  requireArtifactRepository,
+  type ArtifactRepository,
+} from "../gcp/image";
+
+export { artifactRepository, requireArtifactRepository, type ArtifactRepository };
 import {
   type ServiceEnvArgs,
   artifactKindProblem,
@@ -64,6 +72,17 @@ export interface GcpVmGroupTargetArgs extends ServiceEnvArgs {
    * @default undefined: HTTP on port 80 only, for dev
    */
   domain?: string;
+  /**
+   * Cloud DNS managed zone (in `project`) that holds `domain`: the A record to the load balancer
+   * is created there, and the managed certificate becomes ACTIVE once it resolves.
+   * @default none: create the A record yourself (the stack exports it as `dnsRecords`)
+   */
+  dnsZone?: string;
+  /**
+   * The boot image.
+   * @default COS_IMAGE (the cos-stable family, resolved once when a template is created)
+   */
+  sourceImage?: string;
   /**
    * Zones of the region to spread VMs over. The rolling update surges by this many VMs (a
    * regional group needs a fixed surge of at least its zone count).
@@ -112,33 +131,8 @@ export const CONNECTION_DRAINING_SECONDS = 30;
 /** The most zones any region has today (us-central1): a safe surge when zones are not given. */
 const DEFAULT_SURGE = 4;
 const MACHINE_TYPE = /^[a-z][a-z0-9]*-[a-z0-9-]+$/;
-const AR_IMAGE =
-  /^([a-z0-9-]+)-docker\.pkg\.dev\/([a-z][-a-z0-9:.]*[a-z0-9])\/([a-z0-9][-a-z0-9_.]*)\/[^@\s]+@sha256:[a-f0-9]{64}$/;
 /** Instance names are `<base>-<4 chars>`: the base may have at most 58 characters. */
 const BASE_INSTANCE_NAME = /^[a-z][-a-z0-9]{0,57}$/;
-
-/** The Artifact Registry repository an image lives in: what the service account may read. */
-export interface ArtifactRepository {
-  location: string;
-  project: string;
-  repository: string;
-}
-
-export function artifactRepository(imageRef: string): ArtifactRepository | undefined {
-  const m = AR_IMAGE.exec(imageRef);
-  return m ? { location: m[1]!, project: m[2]!, repository: m[3]! } : undefined;
-}
-
-/** Like `artifactRepository`, but says what to change when the image is elsewhere. */
-export function requireArtifactRepository(imageRef: string): ArtifactRepository {
-  const repo = artifactRepository(imageRef);
-  if (!repo) {
-    throw new Error(
-      `image "${imageRef}" is not in Artifact Registry by digest: the VM group grants its service account read access to the image's repository; pass <location>-docker.pkg.dev/<project>/<repository>/<image>@sha256:<digest>.`,
-    );
-  }
-  return repo;
-}
 
 /**
  * Resolves settings and lists every problem with the args, each saying what to change. Returns
@@ -171,6 +165,12 @@ export function resolveGcpVmGroupSettings(
       ? undefined
       : `name "${name}" cannot prefix instance names: use at most 58 lowercase letters, digits and hyphens, starting with a letter.`,
     hostNameProblem(args.domain),
+    args.dnsZone !== undefined && args.domain === undefined
+      ? "dnsZone needs domain: set the name to create in the zone."
+      : undefined,
+    args.dnsZone !== undefined && !/^[a-z][-a-z0-9]{0,62}$/.test(args.dnsZone)
+      ? `dnsZone "${args.dnsZone}" is not a Cloud DNS managed zone name (lowercase letters, digits, hyphens).`
+      : undefined,
     MACHINE_TYPE.test(machineType)
       ? undefined
       : `machineType "${machineType}" is not a Compute Engine machine type such as "e2-small".`,
@@ -275,6 +275,8 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
   readonly forwardingRules: gcp.compute.GlobalForwardingRule[];
   readonly certificate?: gcp.compute.ManagedSslCertificate;
   readonly alerts: ServiceAlerts;
+  readonly uptimeCheck: ServiceUptimeCheck;
+  readonly dnsRecord?: gcp.dns.RecordSet;
   /** The rendered `#cloud-config` document. */
   readonly userData: pulumi.Output<string>;
 
@@ -334,6 +336,18 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
 
     this.ipAddress = this.address.address;
     this.url = serviceUrl(this.settings.domain, this.address.address);
+    this.dnsRecord = this.createDnsRecord(args);
+    this.uptimeCheck = new ServiceUptimeCheck(
+      `${name}-uptime`,
+      {
+        project: args.project,
+        url: this.url,
+        path: "/health",
+        notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
+        userLabels: this.settings.labels,
+      },
+      { parent: this },
+    );
     this.instanceGroupManager = this.mig.name;
     this.serviceAccountEmail = this.serviceAccount.email;
     this.registerOutputs({
@@ -342,6 +356,23 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       instanceGroupManager: this.instanceGroupManager,
       serviceAccountEmail: this.serviceAccountEmail,
     });
+  }
+
+  /** The domain's A record to the load balancer's address, in the configured Cloud DNS zone. */
+  private createDnsRecord(args: GcpVmGroupTargetArgs): gcp.dns.RecordSet | undefined {
+    if (!args.dnsZone || !this.settings.domain) return undefined;
+    return new gcp.dns.RecordSet(
+      `${this.name}-dns`,
+      {
+        project: args.project,
+        managedZone: args.dnsZone,
+        name: `${this.settings.domain}.`,
+        type: "A",
+        ttl: 300,
+        rrdatas: [this.address.address],
+      },
+      { parent: this },
+    );
   }
 
   /**
@@ -399,7 +430,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
           {
             boot: true,
             autoDelete: true,
-            sourceImage: COS_IMAGE,
+            sourceImage: args.sourceImage ?? COS_IMAGE,
             diskType: "pd-balanced",
             diskSizeGb: s.bootDiskGb,
           },

@@ -6,8 +6,11 @@
  *   npm run plan -- <stack> [<stack>...]     one or more stacks from stacks/
  *   npm run plan -- --all                    every stack, two at a time, progress on stderr
  *
+ *   npm run plan -- --all --preflight [--live] what the clouds will refuse, across all stacks
+ *
  * Each stack renders in its own child process (Pulumi's runtime state is module-global). Exit
- * codes: 0 clean, 1 a mandatory policy is violated, 2 a stack failed to render or bad usage.
+ * codes: 0 clean, 1 a mandatory policy is violated, 2 a stack failed to render or bad usage,
+ * 3 the preflight found a blocker.
  */
 import { spawn } from "node:child_process";
 import { cpus } from "node:os";
@@ -26,8 +29,12 @@ import {
   type StackFailure,
 } from "./format";
 import type { WorkerMessage, WorkerRequest } from "./types";
+import { preflight, summarize, type ConfigFailure, type Finding } from "../preflight/checks";
+import { formatFindings } from "../preflight/format";
+import { readLiveFacts } from "../preflight/live";
+import { utcToday } from "../../components/versions";
 
-export const EXIT = { ok: 0, mandatoryViolation: 1, failure: 2 } as const;
+export const EXIT = { ok: 0, mandatoryViolation: 1, failure: 2, blocker: 3 } as const;
 
 const USAGE = `Usage: npm run plan -- [options] <stack> [<stack>...]
        npm run plan -- [options] --all
@@ -44,9 +51,17 @@ Options:
   --policy <module>   policy runner module exporting evaluatePolicies
                       (default: infra/policy/runner.ts)
   --timeout <s>       give up on a stack after this many seconds (default: 180)
+  --preflight         also check what the clouds will refuse or what will not work once
+                      deployed, across all the stacks given: versions, APIs, names that
+                      collide, quotas, placeholders and unset values, DNS, promotion grants
+  --live              with --preflight: ask the clouds (AWS Service Quotas, EKS versions, Cost
+                      Explorer; GCP projects and billing) with the credentials in the
+                      environment, and treat sampled or unset values as blockers
+  --today <date>      judge version support on this day (YYYY-MM-DD; default: today, UTC)
   -h, --help          this text
 
-Exit status: 0 clean, 1 a mandatory policy is violated, 2 a stack failed to render or bad usage.`;
+Exit status: 0 clean, 1 a mandatory policy is violated, 2 a stack failed to render or bad usage,
+3 the preflight found a blocker.`;
 
 const WORKER = join(__dirname, "worker.ts");
 const REPO_ROOT = resolve(__dirname, "..", "..");
@@ -59,6 +74,9 @@ interface CliOptions {
   jobs: number;
   policyModule?: string;
   timeoutMs: number;
+  preflight: boolean;
+  live: boolean;
+  today: string;
 }
 
 class UsageError extends Error {}
@@ -75,6 +93,9 @@ function parse(argv: string[]): CliOptions | "help" {
       jobs: { type: "string" },
       policy: { type: "string" },
       timeout: { type: "string" },
+      preflight: { type: "boolean", default: false },
+      live: { type: "boolean", default: false },
+      today: { type: "string" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -101,7 +122,13 @@ function parse(argv: string[]): CliOptions | "help" {
   const timeout = values.timeout === undefined ? 180 : Number(values.timeout);
   if (!(timeout > 0))
     throw new UsageError(`--timeout must be a positive number of seconds (got ${values.timeout})`);
+  if (values.live && !values.preflight) throw new UsageError("--live goes with --preflight");
+  if (values.today !== undefined && !/^\d{4}-\d{2}-\d{2}$/.test(values.today))
+    throw new UsageError(`--today must be a date such as 2026-12-06 (got ${values.today})`);
   return {
+    preflight: values.preflight,
+    live: values.live,
+    today: values.today ?? utcToday(),
     stacks: values.all ? known : [...new Set(positionals)],
     json: values.json,
     summary: values.summary,
@@ -112,7 +139,9 @@ function parse(argv: string[]): CliOptions | "help" {
   };
 }
 
-type Outcome = { ok: true; plan: PrintedPlan } | { ok: false; failure: StackFailure };
+type Outcome =
+  | { ok: true; plan: PrintedPlan }
+  | { ok: false; failure: StackFailure; config?: { problems: string[]; missing: string[] } };
 
 /** Lines the program logged that a reader should see (deprecation noise dropped). */
 function programMessages(output: string): string[] {
@@ -144,7 +173,11 @@ function renderInChild(request: WorkerRequest, timeoutMs: number): Promise<Outco
         (signal === "SIGKILL"
           ? `timed out after ${timeoutMs / 1000} s`
           : `worker exited with ${signal ?? `code ${code}`}: ${output.trim().split("\n").slice(-5).join("\n") || "no output"}`);
-      done({ ok: false, failure: { name: request.stack, error } });
+      done({
+        ok: false,
+        failure: { name: request.stack, error },
+        ...(message && !message.ok && message.config ? { config: message.config } : {}),
+      });
     });
   });
 }
@@ -166,6 +199,7 @@ async function renderAll(
           stack: options.stacks[i]!,
           stacksDir: options.stacksDir,
           policyModule: options.policyModule,
+          preflight: options.preflight,
         },
         options.timeoutMs,
       );
@@ -207,23 +241,42 @@ export async function main(
     );
   });
   const plans = outcomes.flatMap((o) => (o.ok ? [o.plan] : []));
-  const failures = outcomes.flatMap((o) => (o.ok ? [] : [o.failure]));
+  // With the preflight, an incomplete or invalid configuration is a finding, not a failure.
+  const configFailures: ConfigFailure[] = opts.preflight
+    ? outcomes.flatMap((o) => (!o.ok && o.config ? [{ stack: o.failure.name, ...o.config }] : []))
+    : [];
+  const failures = outcomes.flatMap((o) =>
+    o.ok || configFailures.some((c) => c.stack === o.failure.name) ? [] : [o.failure],
+  );
+  let findings: Finding[] | undefined;
+  if (opts.preflight) {
+    const facts = plans.flatMap((p) => (p.facts ? [p.facts] : []));
+    const live = opts.live
+      ? await readLiveFacts(facts, { log: (m) => io.stderr.write(`${m}\n`) })
+      : undefined;
+    findings = preflight(facts, { today: opts.today, failures: configFailures, live });
+  }
   if (many)
     io.stderr.write(
       `Rendered ${plans.length} of ${opts.stacks.length} stacks in ${((Date.now() - started) / 1000).toFixed(1)}s\n`,
     );
 
   if (opts.json) {
-    io.stdout.write(`${JSON.stringify(toJson(plans, failures), null, 2)}\n`);
+    const json = findings
+      ? { ...toJson(plans, failures), findings, preflight: summarize(findings) }
+      : toJson(plans, failures);
+    io.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   } else {
     const sections = plans.map((p) => formatStack(p, { tree: !opts.summary }));
     for (const f of failures) sections.push(`━━ ${f.name}: FAILED ━━\n${f.error}`);
     if (many) sections.push(formatSummary(plans, failures));
     sections.push(formatAssumptions([...new Set(plans.map((p) => p.environment as Environment))]));
+    if (findings) sections.push(formatFindings(findings, opts.stacks.length, opts.live));
     io.stdout.write(`${sections.join("\n\n")}\n`);
   }
   for (const f of failures) io.stderr.write(`plan: ${f.name} failed: ${f.error}\n`);
   if (failures.length) return EXIT.failure;
+  if (findings?.some((f) => f.severity === "blocker")) return EXIT.blocker;
   return plans.some((p) => p.policy.violations.some(isMandatory))
     ? EXIT.mandatoryViolation
     : EXIT.ok;

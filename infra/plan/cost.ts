@@ -10,6 +10,7 @@
  */
 import type { Environment } from "../../components/contracts";
 import PRICES from "./prices.json";
+import { DEFAULT_EKS_VERSION, eksVersionStatus, utcToday } from "../../components/versions";
 
 export type PriceTable = typeof PRICES;
 export type UsageAssumptions = PriceTable["usage"]["dev"];
@@ -49,6 +50,8 @@ export interface CostOptions {
   prices?: PriceTable;
   /** @default the environment's usage assumptions from the price table */
   usage?: UsageAssumptions;
+  /** The day (`YYYY-MM-DD`) support phases are judged on (EKS extended support). @default today */
+  today?: string;
 }
 
 export const DEFAULT_PRICES: PriceTable = PRICES;
@@ -92,6 +95,7 @@ export function estimateCost(
     resources,
     options.prices ?? PRICES,
     options.usage ?? usageFor(options.environment, options.prices),
+    options.today ?? utcToday(),
   );
   const items: CostItem[] = [];
   for (const r of resources) {
@@ -147,6 +151,7 @@ class Context {
     readonly resources: readonly CostResource[],
     readonly prices: PriceTable,
     readonly usage: UsageAssumptions,
+    readonly today: string,
   ) {
     this.hours = prices.hoursPerMonth;
     this.seconds = prices.hoursPerMonth * 3600;
@@ -380,9 +385,17 @@ const AWS: Record<string, Pricer> = {
     };
   },
 
-  "aws:eks/cluster:Cluster": (_r, ctx) => {
-    const rate = ctx.prices.aws.eks.clusterPerHour;
-    return { usd: rate * ctx.hours, detail: `control plane ${usd(rate)}/h x ${ctx.hours} h` };
+  "aws:eks/cluster:Cluster": (r, ctx) => {
+    const version = String(r.inputs.version ?? DEFAULT_EKS_VERSION);
+    const phase = eksVersionStatus(version, ctx.today).phase;
+    const extended = phase === "extended" || phase === "ended";
+    const rate = extended
+      ? ctx.prices.aws.eks.extendedSupportPerHour
+      : ctx.prices.aws.eks.clusterPerHour;
+    return {
+      usd: rate * ctx.hours,
+      detail: `control plane ${usd(rate)}/h x ${ctx.hours} h (Kubernetes ${version}, ${extended ? "extended" : "standard"} support)`,
+    };
   },
 
   "aws:eks/nodeGroup:NodeGroup": (r, ctx) => {

@@ -163,3 +163,57 @@ registerComputedOutputs("gcp:compute/regionAutoscaler:RegionAutoscaler", (ctx) =
   const id = `projects/${projectOf(ctx)}/regions/${regionOf(ctx)}/autoscalers/${name}`;
   return { id, name, selfLink: link(id) };
 });
+
+// --- DNS and certificates --------------------------------------------------------------------------
+
+registerInvoke("aws:lb/getLoadBalancer:getLoadBalancer", (ctx) => {
+  const name = String(ctx.inputs.name);
+  const arn = `arn:aws:elasticloadbalancing:${ctx.region}:${ctx.accountId}:loadbalancer/net/${name}/0123456789abcdef`;
+  return {
+    id: arn,
+    arn,
+    arnSuffix: `net/${name}/0123456789abcdef`,
+    name,
+    loadBalancerType: "network",
+    dnsName: `${name}-0123456789.elb.${ctx.region}.amazonaws.com`,
+    zoneId: "Z26RNL4JYFTOTI",
+  };
+});
+
+registerComputedOutputs("aws:acm/certificate:Certificate", (ctx) => {
+  const domain = String(ctx.plainInputs.domainName);
+  const arn = `arn:aws:acm:${ctx.region}:${ctx.accountId}:certificate/${ctx.hash(8)}-0000-4000-8000-${ctx.hash(12, "c")}`;
+  return {
+    id: arn,
+    arn,
+    status: "PENDING_VALIDATION",
+    domainValidationOptions: [
+      {
+        domainName: domain,
+        resourceRecordName: `_${ctx.hash(32, "n")}.${domain}.`,
+        resourceRecordType: "CNAME",
+        resourceRecordValue: `_${ctx.hash(32, "v")}.acm-validations.aws.`,
+      },
+    ],
+  };
+});
+
+registerComputedOutputs("aws:acm/certificateValidation:CertificateValidation", (ctx) => ({
+  id: String(ctx.plainInputs.certificateArn),
+}));
+
+registerComputedOutputs("aws:route53/record:Record", (ctx) => {
+  const name = String(ctx.plainInputs.name).replace(/\.$/, "");
+  return {
+    id: `${String(ctx.plainInputs.zoneId)}_${name}_${String(ctx.plainInputs.type)}`,
+    fqdn: name,
+  };
+});
+
+registerComputedOutputs("gcp:dns/recordSet:RecordSet", (ctx) => ({
+  id: `projects/${projectOf(ctx)}/managedZones/${String(ctx.plainInputs.managedZone)}/rrsets/${String(ctx.plainInputs.name)}/${String(ctx.plainInputs.type)}`,
+}));
+
+registerComputedOutputs("gcp:projects/service:Service", (ctx) => ({
+  id: `${projectOf(ctx)}/${String(ctx.plainInputs.service)}`,
+}));

@@ -18,32 +18,61 @@ import {
   type ResourceQuery,
 } from "./mock-runtime";
 import { parseStackConfig, type StackConfig } from "../config";
-import { readStackFile } from "../stack-files";
+import {
+  readOfflineSamples,
+  readStackFile,
+  stackFileKeys,
+  withOfflineSamples,
+} from "../stack-files";
 import type { ExportedArtifact } from "../artifact";
 import type { ProgramOutputs } from "../program";
+import { gcpResourceId } from "../naming";
 
 /** The placeholder for `agent:anthropicApiKey` (stack files never hold the real one). */
 export const TEST_ANTHROPIC_KEY = "sk-ant-api03-stack-render-test-key-000000000000";
+/** Secrets every stack needs, which stack files hold only once a user sets them. */
+const REQUIRED_SECRETS = ["agent:anthropicApiKey"];
 export const PROMOTED_DIGEST = `sha256:${"c0ffee".repeat(10)}abcd`;
 
-/** What a promoted stack's StackReference answers: the source stack's exported artifact. */
-export function exportedArtifactOf(source: string): ExportedArtifact {
-  if (source.includes("lambda")) {
+/**
+ * What a promoted stack's StackReference answers: the artifact the source stack would export,
+ * in the registry its own config (with the offline samples) puts it in.
+ */
+export function exportedArtifactOf(source: string, dir?: string): ExportedArtifact {
+  const name = source.split("/").at(-1)!;
+  if (name.includes("lambda")) {
     return {
       kind: "lambda-zip",
       location: `s3://agent-artifacts-1234567/lambda/${"ab".repeat(32)}.zip`,
       sha256: "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
     };
   }
+  let values: Record<string, string> = {};
+  try {
+    const raw = readStackFile(name, {
+      dir,
+      secrets: { "agent:anthropicApiKey": TEST_ANTHROPIC_KEY },
+    });
+    values = withOfflineSamples(raw, readOfflineSamples(dir)).raw.values;
+  } catch {
+    // A source outside the stacks directory: a registry of the same cloud, in general terms.
+  }
   // Where the source stack's registry lives: Artifact Registry for GCP stacks, ECR for AWS ones.
-  const registry = /gcp|cloudrun/.test(source)
-    ? "us-central1-docker.pkg.dev/acme-agent-dev/agent-image/agent"
-    : "123456789012.dkr.ecr.us-east-1.amazonaws.com/agent-image-1234567";
+  const registry =
+    values["gcp:project"] || /gcp|cloudrun/.test(name)
+      ? `${values["gcp:region"] ?? "us-central1"}-docker.pkg.dev/${values["gcp:project"] ?? "source-project"}/${gcpResourceId(`agent-${name}`)}/agent`
+      : `123456789012.dkr.ecr.${values["aws:region"] ?? "us-east-1"}.amazonaws.com/agent-image-repo-1234567`;
   return { kind: "image", imageRef: `${registry}@${PROMOTED_DIGEST}`, digest: PROMOTED_DIGEST };
 }
 
 export interface RenderedStack {
   config: StackConfig;
+  /** Required keys the stack file leaves unset that the render took from the offline samples. */
+  sampled: string[];
+  /** The stack file's own plain values (no samples, no secrets). */
+  fileValues: Record<string, string>;
+  /** Required secrets the stack file does not hold (the render supplied stand-ins). */
+  secretsUnset: string[];
   outputs: ProgramOutputs;
   q: ResourceQuery;
 }
@@ -70,8 +99,17 @@ export function stackRenderer(
     dir: options.dir,
     secrets: { "agent:anthropicApiKey": TEST_ANTHROPIC_KEY },
   });
-  const values = { ...raw.values, ...overrides };
-  const config = parseStackConfig({ ...raw, values });
+  const file = stackFileKeys(stack, options.dir);
+  const fileValues = Object.fromEntries(
+    Object.entries(raw.values).filter(([k]) => file.keys.includes(k) && !file.secure.includes(k)),
+  );
+  const secretsUnset = REQUIRED_SECRETS.filter((k) => !file.secure.includes(k));
+  const sampledStack = withOfflineSamples(
+    { ...raw, values: { ...raw.values, ...overrides } },
+    readOfflineSamples(options.dir),
+  );
+  const values = sampledStack.raw.values;
+  const config = parseStackConfig(sampledStack.raw);
   if (config.target === "lambda" && !config.promoteFrom) config.lambdaBundlePath = bundle;
   const region = values["aws:region"] ?? values["gcp:region"] ?? "us-east-1";
   setupPulumiMocks({ stack, config: values, secretKeys: raw.secretKeys, region });
@@ -80,7 +118,7 @@ export function stackRenderer(
     return {
       id: name,
       name,
-      outputs: { artifact: exportedArtifactOf(name) },
+      outputs: { artifact: exportedArtifactOf(name, options.dir) },
       secretOutputNames: [],
     };
   });
@@ -94,6 +132,13 @@ export function stackRenderer(
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { program } = require("../program") as typeof import("../program");
     const outputs = await renderInStack(() => program(config));
-    return { config, outputs, q: resources };
+    return {
+      config,
+      sampled: sampledStack.sampled,
+      fileValues,
+      secretsUnset,
+      outputs,
+      q: resources,
+    };
   };
 }

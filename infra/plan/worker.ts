@@ -10,10 +10,12 @@ import { alwaysOnUsage, estimateCost, usageFor } from "./cost";
 import { loadPolicyRunner, registerCostEstimator } from "./policy";
 import { resourceTree } from "./tree";
 import type { StackPlan, WorkerMessage, WorkerRequest } from "./types";
+import { StackConfigError } from "../config";
+import { stackFacts } from "../preflight/facts";
 
 async function plan(request: WorkerRequest): Promise<StackPlan> {
   const render = stackRenderer(request.stack, {}, { dir: request.stacksDir });
-  const { config, q } = await render();
+  const { config, q, sampled, fileValues, secretsUnset } = await render();
   const recorded = q.all();
   const cost = estimateCost(recorded, { environment: config.environment });
   const alwaysOn = estimateCost(recorded, {
@@ -34,6 +36,9 @@ async function plan(request: WorkerRequest): Promise<StackPlan> {
     policy: { violations },
     cost,
     alwaysOnMonthlyUsd: alwaysOn.monthlyUsd,
+    ...(request.preflight
+      ? { facts: stackFacts({ config, fileValues, sampled, secretsUnset, resources: recorded }) }
+      : {}),
   };
 }
 
@@ -46,5 +51,12 @@ function report(message: WorkerMessage): void {
 const request = JSON.parse(process.argv[2] ?? "{}") as WorkerRequest;
 plan(request).then(
   (result) => report({ ok: true, plan: result }),
-  (err: unknown) => report({ ok: false, error: err instanceof Error ? err.message : String(err) }),
+  (err: unknown) =>
+    report({
+      ok: false,
+      error: err instanceof Error ? err.message : String(err),
+      ...(err instanceof StackConfigError
+        ? { config: { problems: err.problems, missing: err.missing } }
+        : {}),
+    }),
 );

@@ -1,5 +1,14 @@
 import { parseStackConfig, StackConfigError, type RawStackConfig } from "../../infra/config";
-import { listStacks, readStackFile } from "../../infra/stack-files";
+import {
+  listStacks,
+  readOfflineSamples,
+  readStackFile,
+  withOfflineSamples,
+} from "../../infra/stack-files";
+
+/** A shipped stack file with the offline samples for the values only a user knows. */
+const readSampled = (stack: string) =>
+  withOfflineSamples(readStackFile(stack, { secrets: SECRET }), readOfflineSamples()).raw;
 
 const SECRET = { "agent:anthropicApiKey": "sk-ant-test-not-a-real-key" };
 
@@ -22,6 +31,7 @@ const base = (extra: Record<string, string> = {}): RawStackConfig => ({
     "agent:owner": "team",
     "agent:costCenter": "cc-1",
     "agent:anthropicApiKey": "sk-test",
+    "agent:alertEmails": '["oncall@acme.test"]',
     ...extra,
   },
   secretKeys: ["agent:anthropicApiKey"],
@@ -31,7 +41,7 @@ describe("stack files", () => {
   const stacks = listStacks();
 
   it("cover a dev and a prod stack for every target, and a dev-staging-prod lineage", () => {
-    const parsed = stacks.map((s) => parseStackConfig(readStackFile(s, { secrets: SECRET })));
+    const parsed = stacks.map((s) => parseStackConfig(readSampled(s)));
     const kinds = new Set(parsed.map((c) => `${c.target}/${c.cloud}/${c.environment}`));
     for (const t of ["lambda/aws", "cloudrun/gcp", "eks/aws", "vmgroup/aws", "vmgroup/gcp"]) {
       expect(kinds).toContain(`${t}/dev`);
@@ -46,7 +56,7 @@ describe("stack files", () => {
   it.each(listStacks())(
     "%s parses, keeps the API key secret and promotes prod from another stack",
     (stack) => {
-      const c = parseStackConfig(readStackFile(stack, { secrets: SECRET }));
+      const c = parseStackConfig(readSampled(stack));
       expect(c.stack).toBe(stack);
       if (c.environment !== "dev") expect(c.promoteFrom).toBeDefined();
       expect(c.alertEmails.length).toBeGreaterThan(0);
@@ -121,24 +131,40 @@ describe("parseStackConfig errors name the key and what is allowed", () => {
     ).toContain(
       "agent:scaling.min must be at least 2 in prod (got 1): one replica is a single point of failure",
     );
-    expect(problems(base({ "agent:target": "eks", "agent:domain": "a.example.com" }))).toEqual([
-      "agent:certificateArn is required with agent:domain on AWS: the ACM certificate that covers a.example.com",
+    const eks = (extra: Record<string, string>) =>
+      base({
+        "agent:target": "eks",
+        ...extra,
+        "agent:eks": JSON.stringify({
+          viewerPrincipalArns: ["arn:aws:iam::210987654321:role/preview"],
+          ...JSON.parse(extra["agent:eks"] ?? "{}"),
+        }),
+      });
+    expect(problems(eks({ "agent:domain": "a.example.com" }))).toEqual([
+      "agent:dnsZone is required with agent:domain on AWS (the Route 53 hosted zone of a.example.com: a DNS-validated certificate and the alias record are created in it), unless agent:certificateArn names an issued ACM certificate: set it with `pulumi config set agent:dnsZone <value>`",
     ]);
-    expect(
-      problems(base({ "agent:target": "eks", "agent:eks": '{"cluster": "existing"}' })),
-    ).toEqual([
-      'agent:kubeconfig is required when agent:eks.cluster is "existing" (set it with --secret)',
+    expect(problems(eks({ "agent:eks": '{"cluster": "existing"}' }))).toEqual([
+      'agent:kubeconfig is required when agent:eks.cluster is "existing": set it with `pulumi config set --secret agent:kubeconfig <value>`',
       'agent:eks.oidcProviderArn and agent:eks.oidcProviderUrl are required when agent:eks.cluster is "existing" (IAM roles for service accounts)',
     ]);
   });
 
-  it("requires the GCP project, region and billing account for GCP stacks", () => {
+  it("requires the GCP project, region and billing account for GCP stacks, and lists them as missing", () => {
     const raw = base({ "agent:target": "cloudrun" });
     expect(problems(raw)).toEqual([
-      "gcp:region is required: set it with `pulumi config set gcp:region <region>`",
-      "gcp:project is required for GCP stacks: `pulumi config set gcp:project <id>`",
-      "agent:billingAccount is required for GCP stacks (the budget with 50/80/100 % alerts is created on it)",
+      "gcp:region is required (where the stack's resources live): set it with `pulumi config set gcp:region <value>`",
+      "gcp:project is required for GCP stacks (the project id): set it with `pulumi config set gcp:project <value>`",
+      "agent:billingAccount is required for GCP stacks (the billing account the budget with 50/80/100 % alerts is created on, XXXXXX-XXXXXX-XXXXXX): set it with `pulumi config set agent:billingAccount <value>`",
     ]);
+    try {
+      parseStackConfig(raw);
+    } catch (err) {
+      expect((err as StackConfigError).missing).toEqual([
+        "gcp:region",
+        "gcp:project",
+        "agent:billingAccount",
+      ]);
+    }
   });
 
   it("accepts numbers written as strings and decodes objects", () => {

@@ -132,10 +132,27 @@ describe("AWS", () => {
         launchTemplate: { id: "lt-0nodes", version: "1" },
       }),
     ];
-    expect(usdOf(set, "cluster")).toBe(73); // 0.10 x 730
+    const cluster = (today: string) =>
+      estimateCost(set, { environment: "prod", today }).items.find((i) => i.name === "cluster")!;
+    // 1.31 was in standard support until 2025-11-26 (components/versions.ts).
+    expect(cluster("2025-06-01").monthlyUsd).toBe(73); // 0.10 x 730
     // 3 x (0.096 x 730 + 50 x 0.08) = 3 x (70.08 + 4.00)
     expect(usdOf(set, "nodes")).toBe(222.24);
     expect(priceOf(set, "nodes-lt").pricing).toBe("free");
+  });
+
+  test("EKS: a version past standard support is priced at the extended-support rate ($0.60/h)", () => {
+    const cluster = (version: string, today: string) =>
+      estimateCost([res("aws:eks/cluster:Cluster", "cluster", { version })], {
+        environment: "prod",
+        today,
+      }).items[0]!;
+    // AWS's calendar: 1.34 left standard support on 2026-12-02.
+    expect(cluster("1.34", "2026-12-02").monthlyUsd).toBe(73); // 0.10 x 730
+    const extended = cluster("1.34", "2026-12-06");
+    expect(extended.monthlyUsd).toBe(438); // 0.60 x 730
+    expect(extended.detail).toContain("extended support");
+    expect(cluster("1.35", "2026-12-06").monthlyUsd).toBe(73);
   });
 
   test("Auto Scaling group: min size x (launch template's instance, disk, detailed monitoring)", () => {

@@ -461,3 +461,42 @@ export function podRestartAlarmSpec(
     treatMissingData: "notBreaching",
   };
 }
+
+/**
+ * The NLB's name from the hostname Kubernetes put in the Service's status: AWS names NLB DNS
+ * entries `<name>-<hex id>.elb.<region>.amazonaws.com`
+ * (https://docs.aws.amazon.com/elasticloadbalancing/latest/network/network-load-balancers.html).
+ */
+export function loadBalancerNameOf(hostname: string): string {
+  const m = /^([a-zA-Z0-9-]+?)-[0-9a-f]+\.elb\.[a-z0-9-]+\.amazonaws\.com$/.exec(hostname);
+  if (!m) {
+    throw new Error(
+      `load balancer hostname "${hostname}" is not an NLB's <name>-<id>.elb.<region>.amazonaws.com: check the Service's status`,
+    );
+  }
+  return m[1]!;
+}
+
+/**
+ * The entry point's alarm: no healthy pod behind the NLB for three minutes. A Metrics Insights
+ * query, because the NLB's dimension value exists only once Kubernetes created it. Missing data
+ * (no load balancer reporting at all) is breaching: that is an outage too.
+ */
+export function nlbEntryAlarmSpec(query: Input<string>): AlarmSpec {
+  return {
+    key: "no-healthy-targets",
+    description: "EKS entry point: the NLB has had no healthy agent pod for 3 minutes",
+    query,
+    threshold: 1,
+    comparison: "LessThanThreshold",
+    period: 60,
+    evaluationPeriods: 3,
+    datapointsToAlarm: 3,
+    treatMissingData: "breaching",
+  };
+}
+
+/** `query` of `nlbEntryAlarmSpec` for the NLB whose ARN suffix is `net/<name>/<id>`. */
+export function healthyHostsQuery(loadBalancerArnSuffix: string): string {
+  return `SELECT MIN(HealthyHostCount) FROM SCHEMA("AWS/NetworkELB", LoadBalancer, TargetGroup) WHERE LoadBalancer = '${loadBalancerArnSuffix}'`;
+}

@@ -157,6 +157,8 @@ describe("resources per environment", () => {
       "aws:iam/rolePolicy:RolePolicy": 1,
       "aws:secretsmanager/secretVersion:SecretVersion": 3,
       "aws:sns/topicSubscription:TopicSubscription": 2,
+      // The final snapshot's unique suffix.
+      "random:index/randomId:RandomId": 1,
     });
   });
 });
@@ -180,7 +182,8 @@ describe("protection", () => {
     const db = prodQ.findOne(aws.rds.Instance).inputs;
     expect(db.deletionProtection).toBe(true);
     expect(db.skipFinalSnapshot).toBe(false);
-    expect(db.finalSnapshotIdentifier).toBe("prod-pg-final");
+    // Unique per account and region beyond the stack's life: stack name plus a random suffix.
+    expect(db.finalSnapshotIdentifier).toMatch(/^prod-pg-dev-final-[0-9a-f]{8}$/);
     expect(db.backupRetentionPeriod).toBe(30);
   });
 

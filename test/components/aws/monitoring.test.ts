@@ -165,7 +165,11 @@ describe("service alarm specs", () => {
     const specs = serviceAlarmSpecs({ kind: "http-api", apiId: "abc" });
     expect(
       specs.map((s) =>
-        "metricName" in s ? s.metricName : s.metrics.map((m) => m.metricName).join("/"),
+        "metricName" in s
+          ? s.metricName
+          : "metrics" in s
+            ? s.metrics.map((m) => m.metricName).join("/")
+            : s.key,
       ),
     ).toEqual(["5xx/Count", "Latency", "4xx/Count"]);
     for (const s of specs) expect(checkAlarmSpec(s)).toEqual([]);

@@ -119,7 +119,7 @@ describe("instance", () => {
       backupRetentionPeriod: 30,
       deletionProtection: true,
       skipFinalSnapshot: false,
-      finalSnapshotIdentifier: "prod-final",
+      finalSnapshotIdentifier: expect.stringMatching(/^prod-test-final-[0-9a-f]{8}$/),
       deleteAutomatedBackups: false,
       applyImmediately: false,
       dbName: "agent_prod",

@@ -108,6 +108,8 @@ describe("resources", () => {
       "agent:gcp:SecretAccessGrant": 1,
       "agent:gcp:ServiceAlerts": 1,
       "agent:gcp:ServiceUptimeCheck": 1,
+      // The service agent pulls the image: granted on its repository (cross-project promotion).
+      "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
       "gcp:cloudrunv2/service:Service": 1,
       "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 1,
       "gcp:monitoring/alertPolicy:AlertPolicy": 3,

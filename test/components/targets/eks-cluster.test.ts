@@ -4,6 +4,7 @@
  * kubeconfig) is asserted on the inputs the engine would receive.
  */
 import * as aws from "@pulumi/aws";
+import { DEFAULT_EKS_VERSION } from "../../../components/versions";
 import * as pulumi from "@pulumi/pulumi";
 import type { NetworkAttachment } from "../../../components/contracts";
 import {
@@ -116,7 +117,8 @@ describe("control plane", () => {
   test("version, private endpoint, public endpoint with an allow-list", () => {
     const d = devQ.findOne(aws.eks.Cluster).inputs;
     expect(d.name).toBe("agent-dev-dev");
-    expect(d.version).toBe("1.33");
+    // The newest version of the dated support table (components/versions.ts).
+    expect(d.version).toBe(DEFAULT_EKS_VERSION);
     expect(d.vpcConfig.endpointPrivateAccess).toBe(true);
     expect(d.vpcConfig.endpointPublicAccess).toBe(true);
     expect(d.vpcConfig.publicAccessCidrs).toEqual(["0.0.0.0/0"]);

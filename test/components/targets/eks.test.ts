@@ -16,6 +16,7 @@ import {
   resolveEksTargetSettings,
 } from "../../../components/targets/eks";
 import { targetScaling } from "../../../components/targets/scaling";
+import { loadBalancerNameOf } from "../../../components/targets/eks/specs";
 import {
   FAKE_AWS,
   FAKE_IMAGE_DIGEST,
@@ -167,6 +168,8 @@ describe("resources", () => {
   test("dev: namespace, IRSA role and policy, service account, Deployment, two Services, HPA, NetworkPolicy", () => {
     expect(q.dev.countsByType()).toEqual({
       ...K8S,
+      // The entry point's alarm (no healthy pod behind the NLB), in every environment.
+      "aws:cloudwatch/metricAlarm:MetricAlarm": 1,
       "aws:iam/role:Role": 1,
       "aws:iam/rolePolicy:RolePolicy": 1,
       "kubernetes:core/v1:Service": 2,
@@ -176,7 +179,7 @@ describe("resources", () => {
   test("prod adds the PodDisruptionBudget, the DNS name and the restart alarm", () => {
     expect(q.prod.countsByType()).toEqual({
       ...K8S,
-      "aws:cloudwatch/metricAlarm:MetricAlarm": 1,
+      "aws:cloudwatch/metricAlarm:MetricAlarm": 2,
       "aws:iam/role:Role": 1,
       "aws:iam/rolePolicy:RolePolicy": 1,
       "aws:route53/record:Record": 1,
@@ -643,7 +646,7 @@ describe("exposure", () => {
 
 describe("alarm", () => {
   test("prod (Container Insights on): pod restarts notify the data plane's topic", () => {
-    const alarm = q.prod.findOne(aws.cloudwatch.MetricAlarm).inputs;
+    const alarm = q.prod.findOne(aws.cloudwatch.MetricAlarm, "pod-restarts").inputs;
     expect(alarm).toMatchObject({
       namespace: "ContainerInsights",
       metricName: "pod_number_of_container_restarts",
@@ -656,8 +659,48 @@ describe("alarm", () => {
     });
   });
 
-  test("dev (no Container Insights): no alarm", () => {
-    expect(q.dev.count(aws.cloudwatch.MetricAlarm)).toBe(0);
+  test("dev (no Container Insights): no restart alarm, but the entry point's alarm (issue 12: eks-dev had none)", () => {
+    expect(q.dev.findByType(aws.cloudwatch.MetricAlarm).map((a) => a.name)).toEqual([
+      "dev-no-healthy-targets",
+    ]);
+  });
+
+  test("the entry point's alarm: a Metrics Insights query on the NLB Kubernetes named, missing data breaching", () => {
+    for (const env of ["dev", "prod"] as const) {
+      const alarm = q[env].findOne(aws.cloudwatch.MetricAlarm, "no-healthy-targets").inputs;
+      const name = loadBalancerNameOf(lbHostname(lbService(env)!));
+      expect(alarm).toMatchObject({
+        comparisonOperator: "LessThanThreshold",
+        threshold: 1,
+        evaluationPeriods: 3,
+        datapointsToAlarm: 3,
+        treatMissingData: "breaching",
+        alarmActions: [FAKE_AWS.alarmTopicArn],
+        metricQueries: [
+          {
+            id: "q1",
+            period: 60,
+            returnData: true,
+            expression: `SELECT MIN(HealthyHostCount) FROM SCHEMA("AWS/NetworkELB", LoadBalancer, TargetGroup) WHERE LoadBalancer = 'net/${name}/0123456789abcdef'`,
+          },
+        ],
+      });
+    }
+    expect(invocationsOf("aws:lb/getLoadBalancer:getLoadBalancer").length).toBeGreaterThanOrEqual(
+      2,
+    );
+  });
+
+  test("the NLB's name comes from its hostname, and a hostname of another shape is refused", () => {
+    expect(
+      loadBalancerNameOf(
+        "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6-0123456789abcdef.elb.us-east-2.amazonaws.com",
+      ),
+    ).toBe("a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6");
+    expect(loadBalancerNameOf("k8s-agent-public-abc-0123456789.elb.eu-west-1.amazonaws.com")).toBe(
+      "k8s-agent-public-abc",
+    );
+    expect(() => loadBalancerNameOf("agent.example.com")).toThrow(/not an NLB/);
   });
 });
 

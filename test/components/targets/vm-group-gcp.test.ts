@@ -107,6 +107,9 @@ describe("resources", () => {
   const common = {
     "agent:gcp:SecretAccessGrant": 1,
     "agent:gcp:ServiceAlerts": 1,
+    // Every target has an uptime check on its entry point (issue 12: vm-gcp had none).
+    "agent:gcp:ServiceUptimeCheck": 1,
+    "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gcp:compute/backendService:BackendService": 1,
     "gcp:compute/firewall:Firewall": 1,
@@ -116,7 +119,7 @@ describe("resources", () => {
     "gcp:compute/regionAutoscaler:RegionAutoscaler": 1,
     "gcp:compute/regionInstanceGroupManager:RegionInstanceGroupManager": 1,
     "gcp:compute/targetHttpProxy:TargetHttpProxy": 1,
-    "gcp:monitoring/alertPolicy:AlertPolicy": 2,
+    "gcp:monitoring/alertPolicy:AlertPolicy": 3,
     "gcp:projects/iAMMember:IAMMember": 2,
     "gcp:secretmanager/secretIamMember:SecretIamMember": 3,
     "gcp:serviceaccount/account:Account": 1,
@@ -128,7 +131,7 @@ describe("resources", () => {
       "gcp:compute/globalForwardingRule:GlobalForwardingRule": 1,
       "gcp:compute/uRLMap:URLMap": 1,
     });
-    expect(dev.q.count()).toBe(22);
+    expect(dev.q.count()).toBe(25);
   });
 
   test("prod (domain): managed certificate, TLS policy, HTTPS proxy, redirect URL map, two forwarding rules", () => {
@@ -140,7 +143,7 @@ describe("resources", () => {
       "gcp:compute/targetHttpsProxy:TargetHttpsProxy": 1,
       "gcp:compute/uRLMap:URLMap": 2,
     });
-    expect(prod.q.count()).toBe(27);
+    expect(prod.q.count()).toBe(30);
   });
 
   test("every resource is beneath the component and named after it", async () => {
@@ -479,10 +482,12 @@ describe("alerts", () => {
     expect(policies.map((p) => p.name).sort()).toEqual([
       "agent-dev-alerts-error-ratio",
       "agent-dev-alerts-latency",
+      "agent-dev-uptime-failing",
     ]);
     const urlMapName = String(dev.q.findOne(gcp.compute.URLMap).state.name);
     for (const p of policies) {
       expect(p.inputs.notificationChannels).toEqual([...FAKE_GCP.notificationChannelIds]);
+      if (p.name.endsWith("-uptime-failing")) continue;
       const filter = (p.inputs.conditions as Array<{ conditionThreshold: { filter: string } }>)[0]!
         .conditionThreshold.filter;
       expect(filter).toContain('resource.type = "https_lb_rule"');

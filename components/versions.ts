@@ -1,0 +1,123 @@
+/**
+ * Versions the clouds support, as dated data: what a mock runtime cannot know. The program's
+ * config check and the preflight of `npm run plan` (infra/preflight) read these tables; nothing
+ * else hard-codes a version.
+ *
+ * Bump a table by reading its source again, updating `takenOn`, and running `npm run plan --
+ * --all --preflight`: a shipped stack on a version that has left standard support is a blocker.
+ */
+
+/** One Kubernetes minor version on Amazon EKS. Dates are UTC days (`YYYY-MM-DD`). */
+export interface EksVersionSupport {
+  version: string;
+  released: string;
+  /** Last day of standard support ($0.10 per cluster-hour). */
+  endOfStandardSupport: string;
+  /** Last day of extended support ($0.60 per cluster-hour); after it AWS upgrades the cluster. */
+  endOfExtendedSupport: string;
+}
+
+/**
+ * Amazon EKS release calendar. 14 months of standard support, then 12 of extended support.
+ * Sources: https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html (lifecycle)
+ * and the calendar it links, cross-checked with https://endoflife.date/amazon-eks; taken
+ * 2026-12-06. A version missing here is refused until it is added with its dates.
+ */
+export const EKS_VERSIONS = {
+  takenOn: "2026-12-06",
+  source: "https://docs.aws.amazon.com/eks/latest/userguide/kubernetes-versions.html",
+  /** Per cluster-hour, us-east-1 (https://aws.amazon.com/eks/pricing/). */
+  pricePerClusterHour: { standard: 0.1, extended: 0.6 },
+  versions: [
+    {
+      version: "1.30",
+      released: "2024-05-23",
+      endOfStandardSupport: "2025-07-23",
+      endOfExtendedSupport: "2026-07-23",
+    },
+    {
+      version: "1.31",
+      released: "2024-09-26",
+      endOfStandardSupport: "2025-11-26",
+      endOfExtendedSupport: "2026-11-26",
+    },
+    {
+      version: "1.32",
+      released: "2025-01-23",
+      endOfStandardSupport: "2026-03-23",
+      endOfExtendedSupport: "2027-03-23",
+    },
+    {
+      version: "1.33",
+      released: "2025-05-29",
+      endOfStandardSupport: "2026-07-29",
+      endOfExtendedSupport: "2027-07-29",
+    },
+    {
+      version: "1.34",
+      released: "2025-10-02",
+      endOfStandardSupport: "2026-12-02",
+      endOfExtendedSupport: "2027-12-02",
+    },
+    {
+      version: "1.35",
+      released: "2026-01-27",
+      endOfStandardSupport: "2027-03-27",
+      endOfExtendedSupport: "2028-03-27",
+    },
+  ] satisfies EksVersionSupport[],
+} as const;
+
+/** The version new clusters get: the newest in the table (longest standard support left). */
+export const DEFAULT_EKS_VERSION: string =
+  EKS_VERSIONS.versions[EKS_VERSIONS.versions.length - 1]!.version;
+
+export type EksSupportPhase = "standard" | "extended" | "ended" | "unknown";
+
+export interface EksVersionStatus {
+  version: string;
+  phase: EksSupportPhase;
+  support?: EksVersionSupport;
+}
+
+/** Which support phase `version` is in on `today` (a `YYYY-MM-DD` day, UTC). Pure. */
+export function eksVersionStatus(version: string, today: string): EksVersionStatus {
+  const support = (EKS_VERSIONS.versions as readonly EksVersionSupport[]).find(
+    (v) => v.version === version,
+  );
+  if (!support) return { version, phase: "unknown" };
+  if (today <= support.endOfStandardSupport) return { version, phase: "standard", support };
+  if (today <= support.endOfExtendedSupport) return { version, phase: "extended", support };
+  return { version, phase: "ended", support };
+}
+
+/** Today as `YYYY-MM-DD` in UTC: the day the clouds' calendars are read against. */
+export function utcToday(now: Date = new Date()): string {
+  return now.toISOString().slice(0, 10);
+}
+
+/**
+ * Why `version` cannot be created on `today`, saying what to change; undefined when it can.
+ * `extendedSupport` is the stack's explicit opt-in to pay the extended-support rate.
+ */
+export function eksVersionProblem(
+  version: string,
+  today: string,
+  extendedSupport: boolean,
+  key = "agent:eks.kubernetesVersion",
+): string | undefined {
+  const status = eksVersionStatus(version, today);
+  const known = EKS_VERSIONS.versions.map((v) => v.version).join(", ");
+  switch (status.phase) {
+    case "standard":
+      return undefined;
+    case "unknown":
+      return `${key} is ${version}, which is not in the EKS version table (components/versions.ts, taken ${EKS_VERSIONS.takenOn}; known: ${known}): use ${DEFAULT_EKS_VERSION}, or add ${version} with its dates from ${EKS_VERSIONS.source}`;
+    case "ended":
+      return `${key} is ${version}, whose extended support ended on ${status.support!.endOfExtendedSupport}: EKS no longer creates it; use ${DEFAULT_EKS_VERSION}`;
+    case "extended":
+      return extendedSupport
+        ? undefined
+        : `${key} is ${version}, whose standard support ended on ${status.support!.endOfStandardSupport} (extended support costs $${EKS_VERSIONS.pricePerClusterHour.extended}/h per cluster instead of $${EKS_VERSIONS.pricePerClusterHour.standard}/h): use ${DEFAULT_EKS_VERSION}, or set agent:eks.extendedSupport to true to pay for extended support until ${status.support!.endOfExtendedSupport}`;
+  }
+}
