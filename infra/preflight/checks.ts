@@ -183,7 +183,8 @@ function eksVersion(s: StackFacts, o: PreflightOptions, add: Add): void {
   const liveVersions = o.live?.eksVersions?.[s.region];
   if (liveVersions) {
     const reported = liveVersions.find((v) => v.version === version);
-    if (!reported || !/SUPPORT/.test(reported.status)) {
+    const offered = ["STANDARD_SUPPORT", "EXTENDED_SUPPORT"];
+    if (!reported || !offered.includes(reported.status.toUpperCase().replace(/-/g, "_"))) {
       add({
         ...base,
         severity: "blocker",

@@ -3,7 +3,9 @@
  * test/infra/stacks/ renders one stack file and calls `describeStack`.
  */
 import type { RecordedResource, ResourceQuery } from "../support/pulumi";
-import { outputOf } from "../support/pulumi";
+import { invocationsOf, outputOf } from "../support/pulumi";
+import { apiForType } from "../../components/gcp/apis";
+import { EKS_VERSIONS, eksVersionProblem } from "../../components/versions";
 import {
   stackRenderer,
   TEST_ANTHROPIC_KEY,
@@ -176,6 +178,148 @@ export function describeStack(stack: string): void {
 
     test(`the ${stackTargetLabel(stack)} target is wired as configured`, async () => {
       await assertTarget(s);
+    });
+  });
+
+  describe(`stack ${stack}: what a first pulumi up would hit (issue 12)`, () => {
+    test("GCP: every API a resource calls is enabled by the stack, never disabled on destroy, and waited for", () => {
+      if (s.config.cloud !== "gcp") return;
+      const services = s.q.findByType("gcp:projects/service:Service");
+      for (const svc of services) {
+        expect(svc.inputs).toMatchObject({ disableOnDestroy: false, project: s.config.gcpProject });
+      }
+      const serviceUrn = new Map(services.map((x) => [String(x.inputs.service), x.urn]));
+      const providers = new Map(
+        s.q.findByType("pulumi:providers:gcp").map((p) => [`${p.urn}::${p.id}`, p]),
+      );
+      const gcpResources = s.q
+        .all()
+        .filter(
+          (r) => r.custom && r.type.startsWith("gcp:") && r.type !== "gcp:projects/service:Service",
+        );
+      expect(gcpResources.length).toBeGreaterThan(20);
+      for (const r of gcpResources) {
+        const api = apiForType(r.type);
+        expect({ resource: `${r.type} ${r.name}`, api }).toEqual({
+          resource: `${r.type} ${r.name}`,
+          api: expect.stringMatching(/\.googleapis\.com$/),
+        });
+        const provider = providers.get(r.options.provider);
+        expect({ resource: `${r.type} ${r.name}`, gated: provider?.options.dependencies }).toEqual({
+          resource: `${r.type} ${r.name}`,
+          gated: expect.arrayContaining([serviceUrn.get(api!)]),
+        });
+      }
+    });
+
+    test("GCP: the budget counts this stack's labelled spend, through the stack's own quota project", () => {
+      if (s.config.cloud !== "gcp") return;
+      const budget = one(s.q, "gcp:billing/budget:Budget");
+      const stackLabel = (
+        s.q.findByType("gcp:redis/instance:Instance")[0]!.inputs.labels as Record<string, string>
+      )["pulumi-stack"];
+      expect((budget.inputs as any).budgetFilter.labels).toEqual({ "pulumi-stack": stackLabel });
+      expect((budget.inputs as any).displayName).toBe(`agent-${s.config.stack}`);
+      const provider = s.q
+        .findByType("pulumi:providers:gcp")
+        .find((p) => budget.options.provider.startsWith(`${p.urn}::`))!;
+      expect(provider.inputs).toMatchObject({
+        userProjectOverride: "true",
+        billingProject: s.config.gcpProject,
+      });
+    });
+
+    test("names unique per project or account carry the stack's name", () => {
+      for (const repo of s.q.findByType("gcp:artifactregistry/repository:Repository")) {
+        expect(repo.inputs.repositoryId).toBe(`agent-${s.config.stack}`);
+      }
+      for (const db of s.q.findByType("aws:rds/instance:Instance")) {
+        const id = (db.inputs as { finalSnapshotIdentifier?: string }).finalSnapshotIdentifier;
+        if (id !== undefined)
+          expect(id).toMatch(new RegExp(`-${s.config.stack}-final-[0-9a-f]{8}$`));
+      }
+    });
+
+    test("a promoted Cloud Run service may pull its image: the service agent reads the source repository", async () => {
+      if (s.config.target !== "cloudrun") return;
+      const pull = s.q
+        .findByType("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
+        .find((m) =>
+          String(m.inputs.member).includes("@serverless-robot-prod.iam.gserviceaccount.com"),
+        )!;
+      expect(pull.inputs.role).toBe("roles/artifactregistry.reader");
+      const image = (one(s.q, "gcp:cloudrunv2/service:Service").inputs as any).template
+        .containers[0].image as string;
+      expect(image).toContain(`/${String(pull.inputs.project)}/${String(pull.inputs.repository)}/`);
+      if (s.config.promoteFrom) expect(pull.inputs.project).not.toBe(s.config.gcpProject);
+      expect(one(s.q, "gcp:cloudrunv2/service:Service").options.dependencies).toContain(pull.urn);
+    });
+
+    test("EKS: the preview/drift role reads the cluster through an access entry; standard support unless opted in", () => {
+      if (s.config.target !== "eks") return;
+      const viewers = s.q
+        .findByType("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+        .filter((a) => String(a.inputs.policyArn).endsWith("/AmazonEKSViewPolicy"));
+      expect(viewers.map((v) => v.inputs.principalArn)).toEqual(s.config.eks.viewerPrincipalArns);
+      const cluster = one(s.q, "aws:eks/cluster:Cluster").inputs as any;
+      expect(cluster.upgradePolicy).toEqual({ supportType: "STANDARD" });
+      expect(eksVersionProblem(cluster.version, EKS_VERSIONS.takenOn, false)).toBeUndefined();
+    });
+
+    test("a domain gets its certificate and record in the configured zone, or the stack exports what to create", async () => {
+      const records = await outputOf(s.outputs.dnsRecords);
+      if (!s.config.domain) {
+        expect(records).toEqual([]);
+        return;
+      }
+      expect(records).toEqual([
+        expect.objectContaining({ name: s.config.domain, managed: Boolean(s.config.dnsZone) }),
+      ]);
+      if (s.config.cloud === "aws" && s.config.dnsZone) {
+        const routes = s.q.findByType("aws:route53/record:Record");
+        expect(routes.map((r) => r.inputs.zoneId)).toEqual([s.config.dnsZone, s.config.dnsZone]);
+        expect(routes.map((r) => r.inputs.name)).toContain(s.config.domain);
+        expect(one(s.q, "aws:acm/certificate:Certificate").inputs).toMatchObject({
+          domainName: s.config.domain,
+          validationMethod: "DNS",
+        });
+      }
+      if (s.config.cloud === "gcp") {
+        expect(s.q.findByType("gcp:dns/recordSet:RecordSet")).toHaveLength(
+          s.config.dnsZone ? 1 : 0,
+        );
+      }
+    });
+
+    test("the VM image is pinned by the stack: no AMI lookup that drifts", () => {
+      if (s.config.target !== "vmgroup" || s.config.cloud !== "aws") return;
+      expect((one(s.q, "aws:ec2/launchTemplate:LaunchTemplate").inputs as any).imageId).toBe(
+        s.config.vmgroup.imageId,
+      );
+      expect(invocationsOf("aws:ssm/getParameter:getParameter")).toEqual([]);
+    });
+
+    test("every entry point is watched: an uptime check (GCP) or an alarm on it (AWS)", () => {
+      if (s.config.cloud === "gcp") {
+        expect(s.q.findByType("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")).toHaveLength(
+          1,
+        );
+      } else {
+        const alarms = s.q.findByType("aws:cloudwatch/metricAlarm:MetricAlarm").map((a) => a.name);
+        const entry =
+          s.config.target === "eks"
+            ? /no-healthy-targets$/
+            : s.config.target === "lambda"
+              ? /error-rate$/
+              : /unhealthy|5xx|error/;
+        expect(alarms.some((n) => entry.test(n))).toBe(true);
+      }
+    });
+
+    test("a dev ECR repository can be destroyed with images in it; others keep theirs", () => {
+      for (const repo of s.q.findByType("aws:ecr/repository:Repository")) {
+        expect(repo.inputs.forceDelete).toBe(s.config.environment === "dev");
+      }
     });
   });
 }

@@ -17,6 +17,7 @@ import {
   MARKER,
   cell,
   main,
+  normalizeFindings,
   normalizePlan,
   parseArgs,
   renderComment,
@@ -415,6 +416,47 @@ describe("renderComment", () => {
     expect(body).toContain("keep logs \\| 90 days &lt;/details&gt; &lt;b&gt;x&lt;/b&gt;");
     expect(count(body, "<details")).toBe(count(body, "</details>"));
     expect(cell("a\nb|c")).toBe("a b\\|c");
+  });
+
+  it("puts the preflight's findings in the same comment: blockers open, warnings folded", () => {
+    const plan = smallPlan();
+    plan.stacks[1]!.policy!.violations = [];
+    plan.stacks.pop();
+    const findings = normalizeFindings({
+      ...plan,
+      findings: [
+        {
+          severity: "blocker",
+          rule: "eks.version",
+          stack: "eks-dev",
+          resource: "agent:eks.kubernetesVersion",
+          message: "agent:eks.kubernetesVersion is 1.31: its extended support ended on 2026-11-26",
+          fix: "set agent:eks.kubernetesVersion to 1.35",
+        },
+        {
+          severity: "warning",
+          rule: "dns.manual",
+          stack: "vm-gcp-prod",
+          resource: "agent:domain",
+          message: "agent.acme.io needs an A record | created by you",
+          fix: "pulumi stack output dnsRecords",
+        },
+      ],
+    });
+    const body = renderComment(normalizePlan(plan), { planExitCode: 3, findings });
+    expect(body).toContain(
+      "**Preflight** (what the clouds would refuse on `pulumi up`): ❌ 1 blocker(s), 1 warning(s)",
+    );
+    expect(body).toContain("<details open><summary><b>Preflight blockers</b> (1)</summary>");
+    expect(body).toContain(
+      "| `eks.version` | `eks-dev` | agent:eks.kubernetesVersion | agent:eks.kubernetesVersion is 1.31: its extended support ended on 2026-11-26 | set agent:eks.kubernetesVersion to 1.35 |",
+    );
+    expect(body).toContain("<details><summary><b>Preflight warnings</b> (1)</summary>");
+    expect(body).toContain("needs an A record \\| created by you");
+    // Exit 3 is the blockers above, not an unexplained failure of the plan.
+    expect(body).toContain("policy: ✅ no mandatory violations");
+    expect(body).not.toContain("plan exited with 3");
+    expect(normalizeFindings(plan)).toBeUndefined();
   });
 
   it("says everything is fine when it is", () => {
