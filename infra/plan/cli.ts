@@ -29,7 +29,14 @@ import {
   type StackFailure,
 } from "./format";
 import type { WorkerMessage, WorkerRequest } from "./types";
-import { preflight, summarize, type ConfigFailure, type Finding } from "../preflight/checks";
+import {
+  preflight,
+  quotaUsage,
+  summarize,
+  type ConfigFailure,
+  type Finding,
+  type QuotaUse,
+} from "../preflight/checks";
 import { formatFindings } from "../preflight/format";
 import { readLiveFacts } from "../preflight/live";
 import { utcToday } from "../../components/versions";
@@ -249,12 +256,14 @@ export async function main(
     o.ok || configFailures.some((c) => c.stack === o.failure.name) ? [] : [o.failure],
   );
   let findings: Finding[] | undefined;
+  let quotas: QuotaUse[] = [];
   if (opts.preflight) {
     const facts = plans.flatMap((p) => (p.facts ? [p.facts] : []));
     const live = opts.live
       ? await readLiveFacts(facts, { log: (m) => io.stderr.write(`${m}\n`) })
       : undefined;
     findings = preflight(facts, { today: opts.today, failures: configFailures, live });
+    quotas = quotaUsage(facts, live);
   }
   if (many)
     io.stderr.write(
@@ -263,7 +272,7 @@ export async function main(
 
   if (opts.json) {
     const json = findings
-      ? { ...toJson(plans, failures), findings, preflight: summarize(findings) }
+      ? { ...toJson(plans, failures), findings, preflight: { ...summarize(findings), quotas } }
       : toJson(plans, failures);
     io.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   } else {
@@ -271,7 +280,7 @@ export async function main(
     for (const f of failures) sections.push(`━━ ${f.name}: FAILED ━━\n${f.error}`);
     if (many) sections.push(formatSummary(plans, failures));
     sections.push(formatAssumptions([...new Set(plans.map((p) => p.environment as Environment))]));
-    if (findings) sections.push(formatFindings(findings, opts.stacks.length, opts.live));
+    if (findings) sections.push(formatFindings(findings, opts.stacks.length, opts.live, quotas));
     io.stdout.write(`${sections.join("\n\n")}\n`);
   }
   for (const f of failures) io.stderr.write(`plan: ${f.name} failed: ${f.error}\n`);

@@ -553,6 +553,49 @@ function promotion(stacks: readonly StackFacts[], add: Add): void {
   }
 }
 
+export interface QuotaUse {
+  account: string;
+  region: string;
+  stacks: string[];
+  vpcs: { used: number; limit: number };
+  elasticIps: { used: number; limit: number };
+  lambdaReserved: { used: number; limit: number };
+  /** Whether the limits came from the account (`--live`) or the documented defaults. */
+  source: "live" | "default";
+}
+
+/** What the AWS stacks use per account and region, against the limits: the plan prints it. */
+export function quotaUsage(stacks: readonly StackFacts[], live?: LiveFacts): QuotaUse[] {
+  const groups = new Map<string, StackFacts[]>();
+  for (const s of stacks.filter((x) => x.cloud === "aws")) {
+    const key = `${s.account}/${s.region}`;
+    groups.set(key, [...(groups.get(key) ?? []), s]);
+  }
+  return [...groups]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([key, group]) => {
+      const q = live?.quotas?.[key] ?? {};
+      const sum = (f: (s: StackFacts) => number) => group.reduce((t, s) => t + f(s), 0);
+      return {
+        account: group[0]!.account,
+        region: group[0]!.region,
+        stacks: group.map((s) => s.stack),
+        vpcs: { used: sum((s) => s.counts.vpcs), limit: q.vpcs ?? AWS_QUOTAS.vpcs.defaultValue },
+        elasticIps: {
+          used: sum((s) => s.counts.elasticIps),
+          limit: q.elasticIps ?? AWS_QUOTAS.elasticIps.defaultValue,
+        },
+        lambdaReserved: {
+          used: sum((s) => s.counts.lambdaReserved),
+          limit:
+            (q.lambdaConcurrency ?? AWS_QUOTAS.lambdaConcurrency.defaultValue) -
+            LAMBDA_UNRESERVED_MINIMUM,
+        },
+        source: Object.keys(q).length > 0 ? "live" : "default",
+      };
+    });
+}
+
 /** One line per rule: how many findings of each severity. */
 export function summarize(findings: readonly Finding[]): { blockers: number; warnings: number } {
   return {

@@ -2,7 +2,7 @@
  * The preflight's rules on facts that carry each problem. Pure and fast; test/preflight/cli.test.ts
  * runs the same rules over rendered fixture stacks end to end.
  */
-import { preflight, type Finding, type LiveFacts } from "../../infra/preflight/checks";
+import { preflight, quotaUsage, type Finding, type LiveFacts } from "../../infra/preflight/checks";
 import type { StackFacts } from "../../infra/preflight/facts";
 
 const TODAY = "2026-12-06";
@@ -297,6 +297,27 @@ describe("quotas per account and region", () => {
       "create 13 Elastic IP addresses",
     );
     expect(f[0]!.fix).toContain("--quota-code L-0263D0A3 --desired-value 13");
+  });
+
+  test("the plan reports the sums per account and region against the limits", () => {
+    expect(quotaUsage(seven)).toEqual([
+      {
+        account: "the default account",
+        region: "us-east-1",
+        stacks: ["s0", "s1", "s2", "s3", "s4", "s5", "s6"],
+        vpcs: { used: 7, limit: 5 },
+        elasticIps: { used: 13, limit: 5 },
+        lambdaReserved: { used: 0, limit: 900 },
+        source: "default",
+      },
+    ]);
+    const live: LiveFacts = {
+      quotas: { "the default account/us-east-1": { lambdaConcurrency: 10 } },
+    };
+    expect(quotaUsage(seven, live)[0]).toMatchObject({
+      lambdaReserved: { used: 0, limit: -90 },
+      source: "live",
+    });
   });
 
   test("--live quotas replace the defaults", () => {
