@@ -52,7 +52,7 @@ test("blockers exit 3, and --json carries the documented finding shape next to t
     expect(Object.keys(f)).toEqual(["severity", "rule", "stack", "resource", "message", "fix"]);
     expect(["blocker", "warning"]).toContain(f.severity);
   }
-  expect(json.preflight).toEqual({
+  expect(json.preflight).toMatchObject({
     blockers: json.findings.filter((f) => f.severity === "blocker").length,
     warnings: json.findings.filter((f) => f.severity === "warning").length,
   });
@@ -61,6 +61,23 @@ test("blockers exit 3, and --json carries the documented finding shape next to t
   expect(json.stacks.map((s) => [s.name, s.error])).toEqual([
     ["vm-a", undefined],
     ["vm-b", undefined],
+  ]);
+});
+
+test("quota sums per account and region: two prod VM groups in us-west-2 need 6 Elastic IPs of 5", () => {
+  expect(of("quota.elastic-ips").map((f) => f.message)).toEqual([
+    "vm-a, vm-b create 6 Elastic IP addresses in the default account/us-west-2, over the default quota of 5 (stacks without aws:allowedAccountIds are assumed to share one account)",
+  ]);
+  expect((json.preflight as { quotas: unknown[] }).quotas).toEqual([
+    {
+      account: "the default account",
+      region: "us-west-2",
+      stacks: ["vm-a", "vm-b"],
+      vpcs: { used: 2, limit: 5 },
+      elasticIps: { used: 6, limit: 5 },
+      lambdaReserved: { used: 0, limit: 900 },
+      source: "default",
+    },
   ]);
 });
 
