@@ -7,7 +7,7 @@
  * (Cloud Run secret env, Kubernetes secret volumes) may use `secretBindings` instead.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { DataPlaneOutputs, SecretRef } from "./contracts";
+import type { Cloud, DataPlaneOutputs, SecretRef } from "./contracts";
 
 export interface ServiceEnvOptions {
   /** @default 8080 */
@@ -19,14 +19,14 @@ export interface ServiceEnvOptions {
 }
 
 /** A secret the service needs, by the variable it ends up in. */
-export interface SecretBinding {
+export interface SecretBinding<C extends Cloud = Cloud> {
   variable: "ANTHROPIC_API_KEY" | "DATABASE_PASSWORD" | "REDIS_PASSWORD";
-  secret: SecretRef;
+  secret: SecretRef<C>;
 }
 
-export function secretBindings(
-  dp: Pick<DataPlaneOutputs, "anthropicKey" | "postgres" | "redis">,
-): SecretBinding[] {
+export function secretBindings<C extends Cloud>(
+  dp: Pick<DataPlaneOutputs<C>, "anthropicKey" | "postgres" | "redis">,
+): SecretBinding<C>[] {
   return [
     { variable: "ANTHROPIC_API_KEY", secret: dp.anthropicKey },
     { variable: "DATABASE_PASSWORD", secret: dp.postgres.passwordSecret },

@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import dockerignore from "@balena/dockerignore";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact } from "../components/contracts";
+import type { Artifact, ImageArtifact, ZipArtifact } from "../components/contracts";
 
 export const REPO_ROOT = join(__dirname, "..");
 
@@ -19,6 +19,16 @@ export type ExportedArtifact =
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** Pure: check what a source stack exported before deploying it anywhere. */
+export function checkExportedArtifact(
+  value: unknown,
+  expected: "image",
+  source: string,
+): ExportedOf<"image">;
+export function checkExportedArtifact(
+  value: unknown,
+  expected: "lambda-zip",
+  source: string,
+): ExportedOf<"lambda-zip">;
 export function checkExportedArtifact(
   value: unknown,
   expected: Artifact["kind"],
@@ -54,33 +64,49 @@ export function checkExportedArtifact(
   throw new Error(`stack ${source} exported an artifact of unknown kind`);
 }
 
-export function promotedArtifact(
-  source: string,
-  expected: Artifact["kind"],
-): { artifact: Artifact; reference: pulumi.StackReference } {
-  const reference = new pulumi.StackReference(source);
-  const exported = reference
+/** What each kind of artifact exports, and what a promoted stack of that kind deploys. */
+type ExportedOf<K extends Artifact["kind"]> = Extract<ExportedArtifact, { kind: K }>;
+
+function reference(source: string): pulumi.StackReference {
+  return new pulumi.StackReference(source);
+}
+
+/** The image a source stack exported, exactly (read through a StackReference). */
+export function promotedImage(source: string): {
+  artifact: ImageArtifact;
+  reference: pulumi.StackReference;
+} {
+  const ref = reference(source);
+  const exported = ref
     .requireOutput("artifact")
-    .apply((v) => checkExportedArtifact(v, expected, source));
-  const artifact: Artifact =
-    expected === "image"
-      ? {
-          kind: "image",
-          imageRef: exported.apply(
-            (a) => (a as Extract<ExportedArtifact, { kind: "image" }>).imageRef,
-          ),
-          digest: exported.apply((a) => (a as Extract<ExportedArtifact, { kind: "image" }>).digest),
-        }
-      : {
-          kind: "lambda-zip",
-          location: exported.apply(
-            (a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).location,
-          ),
-          sha256: exported.apply(
-            (a) => (a as Extract<ExportedArtifact, { kind: "lambda-zip" }>).sha256,
-          ),
-        };
-  return { artifact, reference };
+    .apply((v) => checkExportedArtifact(v, "image", source));
+  return {
+    artifact: {
+      kind: "image",
+      imageRef: exported.apply((a) => a.imageRef),
+      digest: exported.apply((a) => a.digest),
+    },
+    reference: ref,
+  };
+}
+
+/** The Lambda bundle a source stack exported, exactly. */
+export function promotedZip(source: string): {
+  artifact: ZipArtifact;
+  reference: pulumi.StackReference;
+} {
+  const ref = reference(source);
+  const exported = ref
+    .requireOutput("artifact")
+    .apply((v) => checkExportedArtifact(v, "lambda-zip", source));
+  return {
+    artifact: {
+      kind: "lambda-zip",
+      location: exported.apply((a) => a.location),
+      sha256: exported.apply((a) => a.sha256),
+    },
+    reference: ref,
+  };
 }
 
 /** The artifact as a plain output to export (what promoted stacks read). */

@@ -10,6 +10,12 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
+import { SECTIONS, TARGETS } from "./targets";
+import type { LambdaSection } from "./targets/lambda";
+import type { CloudRunSection } from "./targets/cloud-run";
+import type { EksSection } from "./targets/eks";
+import type { VmGroupSection } from "./targets/vm-group";
+import { TARGET_CLOUD } from "./targets/types";
 
 const NS = "agent";
 
@@ -20,15 +26,10 @@ const str = z.preprocess(
   z.string().min(1),
 );
 const email = z.email({ message: "must be an e-mail address" });
-const positiveInt = z.number().int().positive();
-/** An IAM role or user that EKS access entries can name. */
-const iamPrincipalArn = z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:(role|user)\/[\w+=,.@/-]+$/, {
-  message: "must be an IAM role or user ARN (arn:aws:iam::<account>:role/<name>)",
-});
 
 const scalingSchema = z.strictObject({
   min: z.number().int().min(0).optional(),
-  max: positiveInt.max(1000).optional(),
+  max: z.number().int().positive().max(1000).optional(),
   /** Target CPU utilisation in percent for autoscalers. */
   cpuTargetPercent: z.number().int().min(10).max(95).optional(),
 });
@@ -38,87 +39,6 @@ const appBudgetsSchema = z.strictObject({
   sessionUsd: z.number().positive().optional(),
   userDailyUsd: z.number().positive().optional(),
   dailyUsd: z.number().positive().optional(),
-});
-
-const lambdaSchema = z.strictObject({
-  memoryMb: z.number().int().min(128).max(10240).optional(),
-  timeoutSeconds: z.number().int().min(1).max(900).optional(),
-  reservedConcurrency: z.number().int().min(1).max(10000).optional(),
-  provisionedConcurrency: z.number().int().min(0).max(10000).optional(),
-  exposure: z.enum(["function-url", "http-api"]).optional(),
-  /** HTTP API stage throttling. */
-  throttleRatePerSecond: positiveInt.optional(),
-  throttleBurst: positiveInt.optional(),
-});
-
-const cloudRunSchema = z.strictObject({
-  concurrency: z.number().int().min(1).max(1000).optional(),
-  cpu: z.enum(["1", "2", "4", "8"]).optional(),
-  memory: z
-    .string()
-    .regex(/^\d+(Mi|Gi)$/, { message: 'must look like "512Mi" or "2Gi"' })
-    .optional(),
-  ingress: z
-    .enum([
-      "INGRESS_TRAFFIC_ALL",
-      "INGRESS_TRAFFIC_INTERNAL_ONLY",
-      "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
-    ])
-    .optional(),
-  /** Members allowed to invoke; `allUsers` makes it public (the app still requires its API keys). */
-  invokers: z.array(z.string().min(1)).optional(),
-});
-
-const eksSchema = z.strictObject({
-  /** Create a cluster, or deploy onto an existing one (then `agent:kubeconfig` is required). */
-  cluster: z.enum(["create", "existing"]).optional(),
-  kubernetesVersion: z
-    .string()
-    .regex(/^1\.\d{2}$/, { message: 'must look like "1.35"' })
-    .optional(),
-  /**
-   * Pay for extended support ($0.60 instead of $0.10 per cluster-hour) to stay on a version past
-   * its standard support; without it such versions are refused and AWS upgrades the cluster when
-   * standard support ends.
-   */
-  extendedSupport: z.boolean().optional(),
-  nodeInstanceTypes: z.array(z.string().min(1)).min(1).optional(),
-  nodeMin: z.number().int().min(1).max(100).optional(),
-  nodeMax: z.number().int().min(1).max(100).optional(),
-  exposure: z.enum(["nlb", "alb"]).optional(),
-  internal: z.boolean().optional(),
-  /** Whether the Kubernetes API answers outside the VPC at all (false: deploy from inside it). */
-  publicEndpoint: z.boolean().optional(),
-  publicEndpointCidrs: z.array(z.cidrv4({ message: "must be an IPv4 CIDR" })).optional(),
-  /** IAM roles or users given cluster-admin through EKS access entries (the deploy role). */
-  adminPrincipalArns: z.array(iamPrincipalArn).optional(),
-  /** IAM roles or users given read access (the preview and drift role of the workflows). */
-  viewerPrincipalArns: z.array(iamPrincipalArn).optional(),
-  oidcProviderArn: z.string().startsWith("arn:").optional(),
-  oidcProviderUrl: z.string().min(1).optional(),
-  namespace: z
-    .string()
-    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
-    .max(63)
-    .optional(),
-});
-
-const vmGroupSchema = z.strictObject({
-  /** AWS instance type (e.g. t4g.small) or GCP machine type (e.g. e2-small). */
-  instanceType: z.string().min(1).optional(),
-  diskGb: z.number().int().min(10).max(1000).optional(),
-  /**
-   * The machine image, pinned so a new image release is not drift: an AMI id on AWS (required;
-   * bump it with the command in the README), a Container-Optimized OS image on GCP (default: the
-   * cos-stable family, which a template resolves once).
-   */
-  imageId: z
-    .string()
-    .regex(/^(ami-[0-9a-f]{8,17}|projects\/[a-z][-a-z0-9]*\/global\/images\/[-a-z0-9/]+)$/, {
-      message:
-        'must be an AMI id ("ami-...") or a GCP image ("projects/cos-cloud/global/images/...")',
-    })
-    .optional(),
 });
 
 const common = {
@@ -175,48 +95,31 @@ const common = {
   lambdaBundlePath: str.optional(),
 };
 
-const lambdaStack = z.strictObject({
-  ...common,
-  target: z.literal("lambda"),
-  cloud: z.literal("aws").optional(),
-  lambda: lambdaSchema.optional(),
-});
-const cloudRunStack = z.strictObject({
-  ...common,
-  target: z.literal("cloudrun"),
-  cloud: z.literal("gcp").optional(),
-  cloudrun: cloudRunSchema.optional(),
-});
-const eksStack = z.strictObject({
-  ...common,
-  target: z.literal("eks"),
-  cloud: z.literal("aws").optional(),
-  eks: eksSchema.optional(),
-});
-const vmGroupStack = z.strictObject({
-  ...common,
-  target: z.literal("vmgroup"),
-  cloud: z.enum(["aws", "gcp"]),
-  vmgroup: vmGroupSchema.optional(),
-});
+/** The stack schema of one target key: the common keys, its target and cloud, its own section. */
+function stackSchemaFor(key: TargetKey) {
+  const kind = TARGETS[key].kind;
+  const cloud = TARGET_CLOUD[key];
+  const sectionKey = kind as SectionKey;
+  return z.strictObject({
+    ...common,
+    target: z.literal(kind),
+    // `vmgroup` runs on either cloud and must say which; the others imply theirs.
+    cloud: kind === "vmgroup" ? z.literal(cloud) : z.literal(cloud).optional(),
+    [sectionKey]: SECTIONS[sectionKey].optional(),
+  });
+}
 
-const stackSchema = z.discriminatedUnion("target", [
-  lambdaStack,
-  cloudRunStack,
-  eksStack,
-  vmGroupStack,
-]);
+type Common = z.infer<z.ZodObject<typeof common>>;
+type SectionKey = keyof typeof SECTIONS;
 
-type Raw = z.infer<typeof stackSchema>;
+/** The target keys: one per target and cloud (`vmgroup` has one per cloud). */
+export type TargetKey = "lambda" | "cloudrun" | "eks" | "vmgroup-aws" | "vmgroup-gcp";
 
 interface Base {
   stack: string;
   environment: Environment;
-  cloud: Cloud;
   /** aws:region or gcp:region. */
   region: string;
-  /** gcp:project, for GCP stacks. */
-  gcpProject?: string;
   owner: string;
   costCenter: string;
   anthropicApiKey: pulumi.Output<string>;
@@ -226,24 +129,46 @@ interface Base {
   certificateArn?: string;
   dnsZone?: string;
   promoteFrom?: string;
-  scaling: z.infer<typeof scalingSchema>;
-  appBudgets: z.infer<typeof appBudgetsSchema>;
+  scaling: Common["scaling"] & {};
+  appBudgets: Common["appBudgets"] & {};
   logLevel: string;
-  billingAccount?: string;
   imageTag?: string;
   lambdaBundlePath?: string;
 }
+interface AwsBase extends Base {
+  cloud: "aws";
+}
+interface GcpBase extends Base {
+  cloud: "gcp";
+  /** gcp:project */
+  gcpProject: string;
+  /** The billing account the budget is created on. */
+  billingAccount: string;
+}
 
-export type StackConfig =
-  | (Base & { target: "lambda"; cloud: "aws"; lambda: z.infer<typeof lambdaSchema> })
-  | (Base & { target: "cloudrun"; cloud: "gcp"; cloudrun: z.infer<typeof cloudRunSchema> })
-  | (Base & {
-      target: "eks";
-      cloud: "aws";
-      eks: z.infer<typeof eksSchema>;
-      kubeconfig?: pulumi.Output<string>;
-    })
-  | (Base & { target: "vmgroup"; cloud: Cloud; vmgroup: z.infer<typeof vmGroupSchema> });
+/** An existing EKS cluster, with what the config check required for it. */
+export interface ExistingCluster {
+  kubeconfig: pulumi.Output<string>;
+  oidcProviderArn: string;
+  oidcProviderUrl: string;
+}
+
+/** What each target key's stack config carries, once validated. */
+interface StackConfigs {
+  lambda: AwsBase & { key: "lambda"; target: "lambda"; lambda: LambdaSection };
+  cloudrun: GcpBase & { key: "cloudrun"; target: "cloudrun"; cloudrun: CloudRunSection };
+  eks: AwsBase & {
+    key: "eks";
+    target: "eks";
+    eks: EksSection;
+    /** Set when `agent:eks.cluster` is "existing". */
+    existingCluster?: ExistingCluster;
+  };
+  "vmgroup-aws": AwsBase & { key: "vmgroup-aws"; target: "vmgroup"; vmgroup: VmGroupSection };
+  "vmgroup-gcp": GcpBase & { key: "vmgroup-gcp"; target: "vmgroup"; vmgroup: VmGroupSection };
+}
+export type StackConfigOf<K extends TargetKey> = StackConfigs[K];
+export type StackConfig = StackConfigs[TargetKey];
 
 export class StackConfigError extends Error {
   /**
@@ -266,8 +191,8 @@ export interface ParseOptions {
   today?: string;
 }
 
-const TARGETS: readonly TargetKind[] = ["lambda", "cloudrun", "eks", "vmgroup"];
-const TARGET_SECTIONS = new Set<string>(TARGETS);
+const KINDS: readonly TargetKind[] = [...new Set(Object.values(TARGETS).map((t) => t.kind))];
+const TARGET_SECTIONS = new Set<string>(Object.keys(SECTIONS));
 const SECRET_KEYS = ["anthropicApiKey", "kubeconfig"] as const;
 
 /** Values arrive as strings; objects, arrays, numbers and booleans as their JSON text. */
@@ -296,7 +221,7 @@ function describe(issue: z.core.$ZodIssue, input: Record<string, unknown>): stri
     return `unknown key${names.length > 1 ? "s" : ""} ${names.join(", ")}${hint}: remove or rename ${names.length > 1 ? "them" : "it"}`;
   }
   if (issue.code === "invalid_union" && head === "target") {
-    return `${NS}:target must be one of ${TARGETS.join(", ")} (got ${JSON.stringify(input.target)})`;
+    return `${NS}:target must be one of ${KINDS.join(", ")} (got ${JSON.stringify(input.target)})`;
   }
   if (issue.code === "invalid_value" && issue.values) {
     if (pick(input, issue.path) === undefined) {
@@ -346,15 +271,30 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
       `${key} is required ${why}: set it with \`pulumi config set ${secret ? "--secret " : ""}${key} <value>\``,
     );
   };
-  if (typeof input.target === "string" && !TARGETS.includes(input.target as TargetKind)) {
+  if (typeof input.target === "string" && !KINDS.includes(input.target as TargetKind)) {
     throw new StackConfigError([
-      `${NS}:target must be one of ${TARGETS.join(", ")} (got "${input.target}")`,
+      `${NS}:target must be one of ${KINDS.join(", ")} (got "${input.target}")`,
     ]);
   }
   if (input.target === undefined) {
-    throw new StackConfigError([`${NS}:target is required: one of ${TARGETS.join(", ")}`]);
+    throw new StackConfigError([`${NS}:target is required: one of ${KINDS.join(", ")}`]);
   }
-  const parsed = stackSchema.safeParse(input);
+  const key = targetKeyOf(input.target as TargetKind, input.cloud);
+  if (!key) {
+    const clouds = Object.entries(TARGETS)
+      .filter(([, t]) => t.kind === input.target)
+      .map(([, t]) => JSON.stringify(t.cloud));
+    if (input.cloud === undefined) {
+      throw new StackConfigError(
+        [`${NS}:cloud is required here: one of ${clouds.join(", ")}`],
+        [`${NS}:cloud`],
+      );
+    }
+    throw new StackConfigError([
+      `${NS}:cloud must be one of ${clouds.join(", ")} for ${NS}:target ${String(input.target)} (got ${JSON.stringify(input.cloud)})`,
+    ]);
+  }
+  const parsed = stackSchemaFor(key).safeParse(input);
   if (!parsed.success) {
     const unset = parsed.error.issues
       .filter(
@@ -368,7 +308,14 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
       unset,
     );
   }
-  const c: Raw = parsed.data;
+  const c = parsed.data as Common & {
+    target: TargetKind;
+    lambda?: LambdaSection;
+    cloudrun?: CloudRunSection;
+    eks?: EksSection;
+    vmgroup?: VmGroupSection;
+  };
+
   for (const key of SECRET_KEYS) {
     const fq = `${NS}:${key}`;
     if (raw.values[fq] !== undefined && !raw.secretKeys.includes(fq)) {
@@ -377,7 +324,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
       );
     }
   }
-  const cloud: Cloud = c.target === "vmgroup" ? c.cloud : c.target === "cloudrun" ? "gcp" : "aws";
+  const cloud: Cloud = TARGET_CLOUD[key];
   const region = cloud === "aws" ? raw.values["aws:region"] : raw.values["gcp:region"];
   if (!region) requireKey(`${cloud}:region`, "(where the stack's resources live)");
   const gcpProject = raw.values["gcp:project"];
@@ -500,14 +447,14 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   }
   if (c.target === "vmgroup") {
     const imageId = c.vmgroup?.imageId;
-    if (c.cloud === "aws" && !imageId) {
+    if (cloud === "aws" && !imageId) {
       requireKey(
         `${NS}:vmgroup.imageId`,
         "on AWS (the Amazon Linux 2023 AMI, pinned so an AMI release is not drift; the README's `aws ssm get-parameter` command prints the current one)",
       );
-    } else if (imageId && (c.cloud === "aws") !== imageId.startsWith("ami-")) {
+    } else if (imageId && (cloud === "aws") !== imageId.startsWith("ami-")) {
       problems.push(
-        `${NS}:vmgroup.imageId "${imageId}" is not a${c.cloud === "aws" ? "n AMI id (ami-...)" : " GCP image (projects/cos-cloud/global/images/...)"}`,
+        `${NS}:vmgroup.imageId "${imageId}" is not a${cloud === "aws" ? "n AMI id (ami-...)" : " GCP image (projects/cos-cloud/global/images/...)"}`,
       );
     }
   }
@@ -526,9 +473,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   const base: Base = {
     stack: raw.stack,
     environment: c.environment,
-    cloud,
     region: region!,
-    gcpProject: cloud === "gcp" ? gcpProject : undefined,
     owner: c.owner,
     costCenter: c.costCenter,
     anthropicApiKey: pulumi.secret(c.anthropicApiKey),
@@ -541,26 +486,51 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
     scaling: s,
     appBudgets: c.appBudgets ?? {},
     logLevel: c.logLevel ?? "info",
-    billingAccount: c.billingAccount,
     imageTag: c.imageTag,
     lambdaBundlePath: c.lambdaBundlePath,
   };
-  switch (c.target) {
+  const aws = (): AwsBase => ({ ...base, cloud: "aws" });
+  const gcp = (): GcpBase => ({
+    ...base,
+    cloud: "gcp",
+    gcpProject: gcpProject!,
+    billingAccount: c.billingAccount!,
+  });
+  switch (key) {
     case "lambda":
-      return { ...base, target: "lambda", cloud: "aws", lambda: c.lambda ?? {} };
+      return { ...aws(), key, target: "lambda", lambda: c.lambda ?? {} };
     case "cloudrun":
-      return { ...base, target: "cloudrun", cloud: "gcp", cloudrun: c.cloudrun ?? {} };
-    case "eks":
+      return { ...gcp(), key, target: "cloudrun", cloudrun: c.cloudrun ?? {} };
+    case "eks": {
+      const e = c.eks ?? {};
       return {
-        ...base,
+        ...aws(),
+        key,
         target: "eks",
-        cloud: "aws",
-        eks: c.eks ?? {},
-        kubeconfig: c.kubeconfig ? pulumi.secret(c.kubeconfig) : undefined,
+        eks: e,
+        existingCluster:
+          e.cluster === "existing"
+            ? {
+                kubeconfig: pulumi.secret(c.kubeconfig!),
+                oidcProviderArn: e.oidcProviderArn!,
+                oidcProviderUrl: e.oidcProviderUrl!,
+              }
+            : undefined,
       };
-    case "vmgroup":
-      return { ...base, target: "vmgroup", cloud: c.cloud, vmgroup: c.vmgroup ?? {} };
+    }
+    case "vmgroup-aws":
+      return { ...aws(), key, target: "vmgroup", vmgroup: c.vmgroup ?? {} };
+    case "vmgroup-gcp":
+      return { ...gcp(), key, target: "vmgroup", vmgroup: c.vmgroup ?? {} };
   }
+}
+
+/** The target key of a target and cloud, or undefined when the cloud does not fit the target. */
+function targetKeyOf(kind: TargetKind, cloud: unknown): TargetKey | undefined {
+  const keys = (Object.keys(TARGETS) as TargetKey[]).filter((k) => TARGETS[k].kind === kind);
+  if (keys.length === 1 && (cloud === undefined || cloud === TARGET_CLOUD[keys[0]!]))
+    return keys[0];
+  return keys.find((k) => TARGET_CLOUD[k] === cloud);
 }
 
 /** Read the running stack's configuration (pulumi up, preview, or the mock runtime). */

@@ -11,7 +11,7 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DOMAIN } from "../targets/common";
+import { DOMAIN } from "../targets/service";
 
 export interface DnsValidatedCertificateArgs {
   /** The host name, e.g. `agent.example.com`. */

@@ -57,7 +57,7 @@ export class AwsDataPlane extends pulumi.ComponentResource {
   readonly budget: Budget;
   readonly sizing: AwsSizing;
   /** What targets consume. */
-  readonly outputs: DataPlaneOutputs;
+  readonly outputs: DataPlaneOutputs<"aws">;
 
   constructor(name: string, args: AwsDataPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:aws:DataPlane", name, {}, opts);
@@ -86,7 +86,7 @@ export class AwsDataPlane extends pulumi.ComponentResource {
         this.redis.endpoint.authSecret,
         this.postgres.endpoint.passwordSecret,
       ],
-    } satisfies DataPlaneOutputs;
+    } satisfies DataPlaneOutputs<"aws">;
     this.registerOutputs({
       redisHost: this.redis.host,
       postgresHost: this.postgres.host,

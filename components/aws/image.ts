@@ -7,7 +7,7 @@
 import * as aws from "@pulumi/aws";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact } from "../contracts";
+import type { ImageArtifact } from "../contracts";
 
 export interface ImageBuild {
   /**
@@ -30,7 +30,7 @@ export interface ImageBuild {
   target?: string;
 }
 
-export type ImageSource = { build: ImageBuild } | { artifact: Artifact };
+export type ImageSource = { build: ImageBuild } | { artifact: ImageArtifact };
 
 export interface ContainerImageArgs {
   source: ImageSource;
@@ -96,7 +96,7 @@ export class ContainerImage extends pulumi.ComponentResource {
   /** Absent when an existing artifact was passed. */
   readonly repository?: aws.ecr.Repository;
   readonly image?: docker.Image;
-  readonly artifact: Extract<Artifact, { kind: "image" }>;
+  readonly artifact: ImageArtifact;
 
   constructor(name: string, args: ContainerImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:aws:ContainerImage", name, {}, opts);
@@ -119,14 +119,7 @@ export class ContainerImage extends pulumi.ComponentResource {
     const keep = args.keepImages ?? 30;
     if (!Number.isInteger(keep) || keep < 1 || keep > 1000)
       fail(`keepImages is ${keep}: use 1 to 1000.`);
-    if ("artifact" in args.source) {
-      if (args.source.artifact.kind !== "image") {
-        fail(
-          `the artifact is of kind "${args.source.artifact.kind}", not a container image: pass the image artifact of the previous stage.`,
-        );
-      }
-      return;
-    }
+    if ("artifact" in args.source) return;
     const tagProblem = checkImageTag(args.source.build.tag);
     if (tagProblem) fail(tagProblem);
     const platform = args.source.build.platform ?? "linux/arm64";
@@ -135,9 +128,8 @@ export class ContainerImage extends pulumi.ComponentResource {
   }
 
   /** Re-exposes an artifact built elsewhere, refusing (at deploy time) references not pinned by digest. */
-  private promote(artifact: Artifact): Extract<Artifact, { kind: "image" }> {
-    const a = artifact as Extract<Artifact, { kind: "image" }>;
-    const imageRef = pulumi.output(a.imageRef).apply((ref) => {
+  private promote(artifact: ImageArtifact): ImageArtifact {
+    const imageRef = pulumi.output(artifact.imageRef).apply((ref) => {
       parsePinnedImageRef(ref);
       return ref;
     });
@@ -199,7 +191,7 @@ export class ContainerImage extends pulumi.ComponentResource {
   }
 
   /** `repoDigest` is `<repository>@sha256:<hex>`: exactly the pinned reference targets need. */
-  private publish(image: docker.Image): Extract<Artifact, { kind: "image" }> {
+  private publish(image: docker.Image): ImageArtifact {
     const imageRef = image.repoDigest.apply((ref) => {
       parsePinnedImageRef(ref);
       return ref;

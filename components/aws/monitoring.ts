@@ -297,7 +297,7 @@ export class Monitoring extends pulumi.ComponentResource {
   readonly alarmTopicArn: pulumi.Output<string>;
   readonly dashboardUrl: pulumi.Output<string>;
   /** What targets need, in the contract's shape. */
-  readonly hooks: MonitoringHooks;
+  readonly hooks: MonitoringHooks<"aws">;
 
   private readonly name: string;
 

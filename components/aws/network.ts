@@ -133,7 +133,7 @@ export class Network extends pulumi.ComponentResource {
   readonly privateSubnetIds: pulumi.Output<string[]>;
   readonly publicSubnetIds: pulumi.Output<string[]>;
   /** What compute needs, in the cloud-neutral contract's shape. */
-  readonly attachment: Extract<NetworkAttachment, { cloud: "aws" }>;
+  readonly attachment: NetworkAttachment<"aws">;
 
   private readonly name: string;
 

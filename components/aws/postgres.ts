@@ -130,7 +130,7 @@ export class Postgres extends pulumi.ComponentResource {
   readonly databaseName: string;
   readonly username: string;
   /** The cloud-neutral endpoint targets consume. */
-  readonly endpoint: PostgresEndpoint;
+  readonly endpoint: PostgresEndpoint<"aws">;
 
   private readonly name: string;
 

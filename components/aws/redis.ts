@@ -91,7 +91,7 @@ export class Redis extends pulumi.ComponentResource {
   readonly host: pulumi.Output<string>;
   readonly port: pulumi.Output<number>;
   /** The cloud-neutral endpoint targets consume. */
-  readonly endpoint: RedisEndpoint;
+  readonly endpoint: RedisEndpoint<"aws">;
 
   private readonly name: string;
 
@@ -126,7 +126,7 @@ export class Redis extends pulumi.ComponentResource {
     });
   }
 
-  get authSecretRef(): SecretRef {
+  get authSecretRef(): SecretRef<"aws"> {
     return this.authSecret.ref;
   }
 

@@ -97,7 +97,7 @@ export function secretReadPolicyDocument(
 
 /** `secretReadPolicyDocument` over Outputs: the JSON a target puts in an `aws.iam.RolePolicy`. */
 export function secretReadPolicy(
-  secrets: Array<SecretRef | pulumi.Input<string>>,
+  secrets: Array<SecretRef<"aws"> | pulumi.Input<string>>,
   kmsKeyArns: pulumi.Input<string>[] = [],
 ): pulumi.Output<string> {
   const arns = secrets.map((s) => (typeof s === "object" && s !== null && "store" in s ? s.id : s));
@@ -111,7 +111,7 @@ export function secretReadPolicy(
  */
 export class Secrets extends pulumi.ComponentResource {
   readonly anthropicKey: StoredSecret;
-  readonly anthropicKeyRef: SecretRef;
+  readonly anthropicKeyRef: SecretRef<"aws">;
   /** Key to grant `kms:Decrypt` on alongside the secrets, when a CMK is used. */
   readonly kmsKeyArn?: pulumi.Input<string>;
 

@@ -50,7 +50,7 @@ export class StoredSecret extends pulumi.ComponentResource {
   readonly secret: aws.secretsmanager.Secret;
   readonly version?: aws.secretsmanager.SecretVersion;
   /** What targets consume: the ARN, the name and the version stage. */
-  readonly ref: SecretRef;
+  readonly ref: SecretRef<"aws">;
 
   constructor(name: string, args: StoredSecretArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:aws:StoredSecret", name, {}, opts);

@@ -96,12 +96,12 @@ export function validateDataPlaneArgs(name: string, args: GcpDataPlaneArgs): str
  * $197, Cloud SQL db-custom-2-7680 REGIONAL $210), plus traffic, backups and log storage.
  */
 export class GcpDataPlane extends pulumi.ComponentResource {
-  public readonly outputs: DataPlaneOutputs;
+  public readonly outputs: DataPlaneOutputs<"gcp">;
   public readonly sizing: GcpSizing;
   /** The data plane's secrets by stable key: what `grantAccess` binds. */
   public readonly secretRefs: Record<
     "anthropic-key" | "redis-auth" | "postgres-password",
-    SecretRef
+    SecretRef<"gcp">
   >;
   /** PEM CA certificates of Memorystore, for clients' TLS verification. */
   public readonly redisServerCaCerts: pulumi.Output<string[]>;
@@ -144,7 +144,7 @@ export class GcpDataPlane extends pulumi.ComponentResource {
       network: this.network.attachment,
       monitoring: this.monitoring.hooks,
       secrets: Object.values(this.secretRefs),
-    } satisfies DataPlaneOutputs;
+    } satisfies DataPlaneOutputs<"gcp">;
 
     this.registerOutputs({
       redisHost: this.outputs.redis.host,

@@ -650,7 +650,7 @@ export function validateMonitoringArgs(name: string, args: GcpMonitoringArgs): s
  * beyond 30 days cost about $0.01/GiB/month (prod keeps 90).
  */
 export class GcpMonitoring extends pulumi.ComponentResource {
-  public readonly hooks: MonitoringHooks;
+  public readonly hooks: MonitoringHooks<"gcp">;
   public readonly notificationChannelIds: pulumi.Output<string[]>;
   public readonly channels: gcp.monitoring.NotificationChannel[];
   public readonly alertPolicies: gcp.monitoring.AlertPolicy[];

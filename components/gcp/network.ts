@@ -124,7 +124,7 @@ export function validateNetworkArgs(name: string, args: GcpNetworkArgs): string 
  * $32/month per gateway in us-central1 plus $0.045/GB processed.
  */
 export class GcpNetwork extends pulumi.ComponentResource {
-  public readonly attachment: NetworkAttachment & { cloud: "gcp" };
+  public readonly attachment: NetworkAttachment<"gcp">;
   public readonly directVpcEgress: DirectVpcEgress;
   /** Dependency for anything that takes a private IP from the PSA range (Cloud SQL, Memorystore). */
   public readonly privateServiceConnection: gcp.servicenetworking.Connection;

@@ -123,7 +123,7 @@ export function postgresSettings(sizing: PostgresSizing, protect: boolean) {
  * (db-custom-2-7680, REGIONAL, 50 GB) about $210/month before backups and egress.
  */
 export class GcpPostgres extends pulumi.ComponentResource {
-  public readonly endpoint: PostgresEndpoint;
+  public readonly endpoint: PostgresEndpoint<"gcp">;
   /** `project:instance`, as Cloud Monitoring's `resource.labels.database_id` spells it. */
   public readonly monitoringDatabaseId: pulumi.Output<string>;
   public readonly connectionName: pulumi.Output<string>;

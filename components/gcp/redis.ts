@@ -74,7 +74,7 @@ export function redisInstanceSettings(sizing: RedisSizing, protect: boolean) {
  * Cost in us-central1: BASIC 1 GB about $36/month (dev); STANDARD_HA 5 GB about $197/month (prod).
  */
 export class GcpRedis extends pulumi.ComponentResource {
-  public readonly endpoint: RedisEndpoint;
+  public readonly endpoint: RedisEndpoint<"gcp">;
   /** PEM certificates of the instance's CA: clients must trust these for TLS. */
   public readonly serverCaCerts: pulumi.Output<string[]>;
   /** The AUTH string, as a Pulumi secret. Prefer `endpoint.authSecret` at runtime. */

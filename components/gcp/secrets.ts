@@ -56,7 +56,7 @@ export interface GcpSecretArgs {
  * Cost: $0.06 per active version per month plus $0.03 per 10,000 reads; pennies for this stack.
  */
 export class GcpSecret extends pulumi.ComponentResource {
-  public readonly ref: SecretRef;
+  public readonly ref: SecretRef<"gcp">;
   public readonly secret: gcp.secretmanager.Secret;
   public readonly version: gcp.secretmanager.SecretVersion;
 
@@ -155,7 +155,7 @@ export interface SecretAccessGrantArgs {
    * Exactly the secrets to grant. Prefer a record: its keys name the IAM bindings, so reordering
    * never replaces (and briefly revokes) a binding. Array entries are keyed by position.
    */
-  secrets: Record<string, SecretRef> | SecretRef[];
+  secrets: Record<string, SecretRef<"gcp">> | SecretRef<"gcp">[];
 }
 
 export function checkServiceAccountEmail(email: pulumi.Input<string>): string | undefined {
@@ -166,7 +166,9 @@ export function checkServiceAccountEmail(email: pulumi.Input<string>): string | 
 }
 
 /** Stable binding keys for the secrets to grant. */
-export function grantKeys(secrets: Record<string, SecretRef> | SecretRef[]): [string, SecretRef][] {
+export function grantKeys(
+  secrets: Record<string, SecretRef<"gcp">> | SecretRef<"gcp">[],
+): [string, SecretRef<"gcp">][] {
   return Array.isArray(secrets) ? secrets.map((s, i) => [String(i), s]) : Object.entries(secrets);
 }
 
@@ -184,9 +186,6 @@ export class SecretAccessGrant extends pulumi.ComponentResource {
     const problem = joinProblems(`SecretAccessGrant "${name}"`, [
       checkServiceAccountEmail(args.serviceAccountEmail),
       entries.length === 0 ? "no secrets given: pass the data plane's secrets." : undefined,
-      entries.every(([, ref]) => ref.store === "gcp-secretmanager")
-        ? undefined
-        : "only gcp-secretmanager secrets can be granted here: pass the GCP data plane's secrets.",
       ...entries.map(([key]) =>
         /^[a-z0-9][-a-z0-9]*$/.test(key)
           ? undefined

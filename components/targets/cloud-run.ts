@@ -5,8 +5,8 @@
  */
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs, TargetOutputs } from "../contracts";
-import type { EnvironmentProfile } from "../environment";
+import type { DataPlaneOutputs, ImageArtifact, TargetOutputs } from "../contracts";
+import { environmentProfile } from "../environment";
 import { plainServiceEnv, secretBindings } from "../runtime-env";
 import type { SecretAccessGrant } from "../gcp/secrets";
 import {
@@ -15,25 +15,18 @@ import {
   type ServiceAlertThresholds,
 } from "../gcp/monitoring";
 import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import { type ServiceEnvArgs, isPinnedByDigest } from "./service";
+import { attempt, problemsOf, secretsProblem, settingsOrFail } from "./problems";
 import {
-  type ServiceEnvArgs,
-  artifactKindProblem,
-  attempt,
   createGcpServiceAccount,
   createGcpServiceAlerts,
-  dataPlaneProblems,
-  environmentProblem,
   grantGcpSecretAccess,
-  isPinnedByDigest,
-  problemsOf,
-  secretStoreProblems,
-  settingsOrFail,
-} from "./common";
+} from "../gcp/service-identity";
 import { targetScaling, type CloudRunScaling } from "./scaling";
 import { requireArtifactRepository } from "../gcp/image";
 
 // Moved to ./common (the GCP VM group shares them); still exported here.
-export { secretGrantKeys, serviceAccountId } from "./common";
+export { secretGrantKeys, serviceAccountId } from "../gcp/service-identity";
 
 export type CloudRunIngress =
   | "INGRESS_TRAFFIC_ALL"
@@ -54,11 +47,9 @@ export interface CloudRunTargetArgs extends ServiceEnvArgs {
   /** The project's number, for its Cloud Run service agent. @default looked up from `project` */
   projectNumber?: pulumi.Input<string>;
   /** The GCP data plane's contract: stores, secrets, network, notification channels. */
-  dataPlane: DataPlaneOutputs;
+  dataPlane: DataPlaneOutputs<"gcp">;
   /** The `image` artifact, pinned by digest. */
-  artifact: Artifact;
-  /** The environment profile: deletion protection and the environment whose defaults apply. */
-  profile: EnvironmentProfile;
+  artifact: ImageArtifact;
   /** @default targetScaling(env).cloudRun.minInstances (dev 0, staging 1, prod 2) */
   minInstances?: number;
   /** Always set: bounds cost. @default targetScaling(env).cloudRun.maxInstances (dev 5, staging 10, prod 20) */
@@ -149,23 +140,13 @@ export function resolveCloudRunSettings(
   const invoker = args.invoker ?? "public";
   const timeoutSeconds = args.timeoutSeconds ?? CLOUD_RUN_MAX_TIMEOUT_SECONDS;
   const problems = problemsOf(
-    dataPlaneProblems(dp, {
-      cloud: "gcp",
-      name: "CloudRunTarget",
-      alternative: "the lambda target on AWS",
-    }),
-    artifactKindProblem(args.artifact, "image", "Cloud Run runs a container"),
     checkProjectId(args.project),
     checkAutonamedName(`${name}-service`, SERVICE_NAME_MAX),
-    environmentProblem(dp, args.profile),
     CLOUD_RUN_INGRESS.includes(ingress)
       ? undefined
       : `ingress "${String(ingress)}" is unknown: use one of ${CLOUD_RUN_INGRESS.join(", ")}.`,
     invokerProblems(invoker),
-    secretStoreProblems(dp, "gcp-secretmanager", {
-      empty: "the service account must be granted the secrets it reads",
-      foreign: "Cloud Run can only inject Secret Manager secrets",
-    }),
+    secretsProblem(dp.secrets, "the service account must be granted the secrets it reads"),
     Number.isInteger(timeoutSeconds) &&
       timeoutSeconds >= 1 &&
       timeoutSeconds <= CLOUD_RUN_MAX_TIMEOUT_SECONDS
@@ -190,7 +171,7 @@ export function resolveCloudRunSettings(
   const scaling: CloudRunScaling | undefined = attempt(
     problems,
     () =>
-      targetScaling(args.profile.environment, {
+      targetScaling(environmentProfile(args.dataPlane.environment).environment, {
         cloudRun: {
           minInstances: args.minInstances,
           maxInstances: args.maxInstances,
@@ -209,7 +190,8 @@ export function resolveCloudRunSettings(
       ingress,
       invokerMembers: isPublic ? ["allUsers"] : [...invoker],
       public: isPublic,
-      deletionProtection: args.deletionProtection ?? args.profile.protectData,
+      deletionProtection:
+        args.deletionProtection ?? environmentProfile(args.dataPlane.environment).protectData,
       timeoutSeconds,
       uptimeCheck: isPublic && ingress === "INGRESS_TRAFFIC_ALL",
     },
@@ -348,9 +330,13 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   private createService(args: CloudRunTargetArgs): gcp.cloudrunv2.Service {
     const s = this.settings;
     const dp = args.dataPlane;
-    const network = dp.network as Extract<DataPlaneOutputs["network"], { cloud: "gcp" }>;
-    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
-    const labels = { ...args.labels, target: "cloudrun", environment: args.profile.environment };
+    const network = dp.network;
+    const artifact = args.artifact;
+    const labels = {
+      ...args.labels,
+      target: "cloudrun",
+      environment: environmentProfile(args.dataPlane.environment).environment,
+    };
     return new gcp.cloudrunv2.Service(
       `${this.name}-service`,
       {
@@ -412,7 +398,7 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
    * `roles/artifactregistry.reader` there (https://cloud.google.com/run/docs/deploying#other-projects).
    */
   private grantImagePull(args: CloudRunTargetArgs): gcp.artifactregistry.RepositoryIamMember {
-    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const artifact = args.artifact;
     const repo = artifact.imageRef.apply(requireArtifactRepository);
     const projectNumber =
       args.projectNumber ??

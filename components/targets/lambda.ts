@@ -5,25 +5,15 @@
  */
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs, TargetOutputs } from "../contracts";
-import type { EnvironmentProfile } from "../environment";
+import type { DataPlaneOutputs, TargetOutputs, ZipArtifact } from "../contracts";
+import { environmentProfile } from "../environment";
 import { serviceEnv } from "../runtime-env";
 import type { PolicyDocument } from "../aws/secrets";
 import { ServiceAlarms, type ServiceAlarmThresholds } from "../aws/service-alarms";
 import { checkLogRetention } from "../aws/checks";
-import {
-  type ServiceEnvArgs,
-  artifactKindProblem,
-  attempt,
-  createLogGroup,
-  createServiceRole,
-  dataPlaneProblems,
-  environmentProblem,
-  grantRuntimeAndSecrets,
-  problemsOf,
-  secretStoreProblems,
-  settingsOrFail,
-} from "./common";
+import { type ServiceEnvArgs } from "./service";
+import { attempt, problemsOf, secretsProblem, settingsOrFail, natProblem } from "./problems";
+import { createLogGroup, createServiceRole, grantRuntimeAndSecrets } from "../aws/service-identity";
 import { targetScaling, type LambdaScaling } from "./scaling";
 
 /**
@@ -38,11 +28,9 @@ export type LambdaInvokeMode = "RESPONSE_STREAM" | "BUFFERED";
 
 export interface LambdaTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
-  dataPlane: DataPlaneOutputs;
+  dataPlane: DataPlaneOutputs<"aws">;
   /** The `lambda-zip` artifact: a local `dist/lambda.zip` or `s3://bucket/key`, with its SHA-256. */
-  artifact: Artifact;
-  /** The environment profile: log retention, and the environment whose scaling defaults apply. */
-  profile: EnvironmentProfile;
+  artifact: ZipArtifact;
   /** @default "function-url" */
   exposure?: LambdaExposure;
   /** Memory in MB (CPU scales with it). @default targetScaling(env).lambda.memoryMb (dev 512, prod 1024) */
@@ -102,37 +90,31 @@ export function resolveLambdaSettings(args: LambdaTargetArgs): {
 } {
   const dp = args.dataPlane;
   const exposure = args.exposure ?? "function-url";
-  const foreign = dp.secrets.filter((s) => s.store !== "aws-secretsmanager");
   const problems = problemsOf(
-    dataPlaneProblems(dp, {
-      cloud: "aws",
-      name: "LambdaTarget",
-      alternative: "the cloudrun target on GCP",
-      natConsequence: "the function could not reach the LLM API or Secrets Manager",
-    }),
-    artifactKindProblem(args.artifact, "lambda-zip", "LambdaTarget deploys a zip"),
+    natProblem(dp.network.hasNat, "the function could not reach the LLM API or Secrets Manager"),
     exposure === "function-url" || exposure === "http-api"
       ? undefined
       : `exposure "${String(exposure)}" is unknown: use "function-url" or "http-api".`,
-    environmentProblem(dp, args.profile),
-    secretStoreProblems(dp, "aws-secretsmanager", {
-      empty:
-        "the function must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
-    }),
-    foreign.length > 0
-      ? `dataPlane.secrets holds ${foreign.length} secret(s) not in AWS Secrets Manager: the function's role can only be granted Secrets Manager ARNs.`
-      : undefined,
-    checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays"),
+    secretsProblem(
+      dp.secrets,
+      "the function must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
+    ),
+    checkLogRetention(
+      environmentProfile(args.dataPlane.environment).logRetentionDays,
+      "profile.logRetentionDays",
+    ),
   );
 
   const scaling: LambdaScaling | undefined = attempt(problems, () => {
-    const defaults = targetScaling(args.profile.environment).lambda;
+    const defaults = targetScaling(
+      environmentProfile(args.dataPlane.environment).environment,
+    ).lambda;
     const timeoutSeconds =
       args.timeoutSeconds ??
       (exposure === "http-api"
         ? Math.min(defaults.timeoutSeconds, HTTP_API_MAX_TIMEOUT_SECONDS)
         : undefined);
-    return targetScaling(args.profile.environment, {
+    return targetScaling(environmentProfile(args.dataPlane.environment).environment, {
       lambda: {
         ...args.scaling,
         memoryMb: args.memoryMb,
@@ -176,8 +158,8 @@ export function resolveLambdaSettings(args: LambdaTargetArgs): {
       exposure,
       invokeMode: lambdaInvokeMode(exposure),
       scaling,
-      logRetentionDays: args.profile.logRetentionDays,
-      retainLogs: args.profile.protectData,
+      logRetentionDays: environmentProfile(args.dataPlane.environment).logRetentionDays,
+      retainLogs: environmentProfile(args.dataPlane.environment).protectData,
     },
   };
 }
@@ -428,8 +410,8 @@ export class LambdaTarget extends pulumi.ComponentResource implements TargetOutp
   private createFunction(args: LambdaTargetArgs): aws.lambda.Function {
     const s = this.settings.scaling;
     const dp = args.dataPlane;
-    const network = dp.network as Extract<DataPlaneOutputs["network"], { cloud: "aws" }>;
-    const artifact = args.artifact as Extract<Artifact, { kind: "lambda-zip" }>;
+    const network = dp.network;
+    const artifact = args.artifact;
     const code = artifact.location.apply(parseLambdaCodeLocation);
     const env = lambdaEnvironment(dp, {
       invokeMode: this.settings.invokeMode,

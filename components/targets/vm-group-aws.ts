@@ -13,38 +13,34 @@ import { type AlarmSpec, checkAlarmSpec, createAlarms } from "../aws/alarms";
 import { checkAutonamedIdentifier, checkLogRetention } from "../aws/checks";
 import type { PolicyDocument } from "../aws/secrets";
 import { ServiceAlarms, type ServiceAlarmThresholds } from "../aws/service-alarms";
-import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
-import type { EnvironmentProfile } from "../environment";
+import type {
+  DataPlaneOutputs,
+  ImageArtifact,
+  NetworkAttachment,
+  TargetOutputs,
+} from "../contracts";
+import { environmentProfile } from "../environment";
 import { CONTAINER_PORT, ecrImage } from "./cloud-init";
+import { type ServiceEnvArgs, hostNameProblem, serviceUrl } from "./service";
+import { createLogGroup, createServiceRole, grantRuntimeAndSecrets } from "../aws/service-identity";
 import {
-  type ServiceEnvArgs,
-  artifactKindProblem,
-  createLogGroup,
-  createServiceRole,
-  dataPlaneProblems,
-  environmentProblem,
   failOnProblems,
-  grantRuntimeAndSecrets,
-  hostNameProblem,
   problemsOf,
-  resolveVmScaling,
-  secretStoreProblems,
-  serviceCloudConfig,
-  serviceUrl,
+  secretsProblem,
   settingsOrFail,
   wholeNumberProblem,
-} from "./common";
+  natProblem,
+} from "./problems";
+import { resolveVmScaling, serviceCloudConfig } from "./vm-service";
 import type { VmScaling } from "./scaling";
 
-type AwsNetwork = Extract<NetworkAttachment, { cloud: "aws" }>;
+type AwsNetwork = NetworkAttachment<"aws">;
 
 export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
-  dataPlane: DataPlaneOutputs;
+  dataPlane: DataPlaneOutputs<"aws">;
   /** The `image` artifact, pinned by digest (an ECR repository, or any registry the NAT reaches). */
-  artifact: Artifact;
-  /** The environment profile: log retention, deletion protection, scaling defaults. */
-  profile: EnvironmentProfile;
+  artifact: ImageArtifact;
   /**
    * EC2 instance type. The architecture (and the AMI) follows it: Graviton families (`t4g`,
    * `m7g`...) run arm64, which is what the image build produces by default.
@@ -148,20 +144,15 @@ export function resolveAwsVmGroupSettings(
 ): { settings?: AwsVmGroupSettings; problems: string[] } {
   const dp = args.dataPlane;
   const problems = problemsOf(
-    dataPlaneProblems(dp, {
-      cloud: "aws",
-      name: "AwsVmGroupTarget",
-      alternative: "GcpVmGroupTarget on GCP",
-      natConsequence: "instances could not pull the image or reach the LLM API",
-    }),
-    artifactKindProblem(args.artifact, "image", "a VM group runs a container"),
-    environmentProblem(dp, args.profile),
-    secretStoreProblems(dp, "aws-secretsmanager", {
-      empty:
-        "the instance role must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
-      foreign: "the instance role can only be granted Secrets Manager ARNs",
-    }),
-    checkLogRetention(args.profile.logRetentionDays, "profile.logRetentionDays"),
+    natProblem(dp.network.hasNat, "instances could not pull the image or reach the LLM API"),
+    secretsProblem(
+      dp.secrets,
+      "the instance role must be granted the secrets it reads (Anthropic key, database and Redis passwords)",
+    ),
+    checkLogRetention(
+      environmentProfile(args.dataPlane.environment).logRetentionDays,
+      "profile.logRetentionDays",
+    ),
     checkAutonamedIdentifier(`${name}-alb`, LB_NAME_MAX, "load balancer"),
     checkAutonamedIdentifier(`${name}-tg`, LB_NAME_MAX, "target group"),
     hostNameProblem(args.domain),
@@ -213,7 +204,11 @@ export function resolveAwsVmGroupSettings(
 
   problems.push(...alarmThresholdProblems(args.alarmThresholds));
 
-  const scaling: VmScaling | undefined = resolveVmScaling(problems, args.profile.environment, args);
+  const scaling: VmScaling | undefined = resolveVmScaling(
+    problems,
+    environmentProfile(args.dataPlane.environment).environment,
+    args,
+  );
   if (problems.length > 0 || !scaling) return { problems };
   return {
     problems,
@@ -229,8 +224,8 @@ export function resolveAwsVmGroupSettings(
       domain: args.domain,
       allowedCidrs: [...allowedCidrs],
       healthCheckGracePeriodSeconds: grace,
-      logRetentionDays: args.profile.logRetentionDays,
-      protect: args.profile.protectData,
+      logRetentionDays: environmentProfile(args.dataPlane.environment).logRetentionDays,
+      protect: environmentProfile(args.dataPlane.environment).protectData,
     },
   };
 }
@@ -397,7 +392,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       this,
     );
     const network = args.dataPlane.network as AwsNetwork;
-    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const artifact = args.artifact;
 
     this.logGroup = createLogGroup(
       this,
@@ -644,7 +639,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
 
   private renderUserData(
     args: AwsVmGroupTargetArgs,
-    artifact: Extract<Artifact, { kind: "image" }>,
+    artifact: ImageArtifact,
   ): pulumi.Output<string> {
     const dp = args.dataPlane;
     const host = pulumi
@@ -667,7 +662,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       ...args.tags,
       Name: this.name,
       target: "vmgroup",
-      environment: args.profile.environment,
+      environment: environmentProfile(args.dataPlane.environment).environment,
     };
     return new aws.ec2.LaunchTemplate(
       `${this.name}-lt`,

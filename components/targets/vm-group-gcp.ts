@@ -9,8 +9,13 @@
  */
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
-import type { EnvironmentProfile } from "../environment";
+import type {
+  DataPlaneOutputs,
+  ImageArtifact,
+  NetworkAttachment,
+  TargetOutputs,
+} from "../contracts";
+import { environmentProfile } from "../environment";
 import {
   checkThresholds,
   ServiceUptimeCheck,
@@ -27,36 +32,25 @@ import {
 } from "../gcp/image";
 
 export { artifactRepository, requireArtifactRepository, type ArtifactRepository };
+import { type ServiceEnvArgs, hostNameProblem, serviceUrl } from "./service";
 import {
-  type ServiceEnvArgs,
-  artifactKindProblem,
   createGcpServiceAccount,
   createGcpServiceAlerts,
-  dataPlaneProblems,
-  environmentProblem,
   grantGcpSecretAccess,
-  hostNameProblem,
-  problemsOf,
-  resolveVmScaling,
-  secretStoreProblems,
-  serviceCloudConfig,
-  serviceUrl,
-  settingsOrFail,
-  wholeNumberProblem,
-} from "./common";
+} from "../gcp/service-identity";
+import { problemsOf, secretsProblem, settingsOrFail, wholeNumberProblem } from "./problems";
+import { resolveVmScaling, serviceCloudConfig } from "./vm-service";
 import type { VmScaling } from "./scaling";
 
-type GcpNetwork = Extract<NetworkAttachment, { cloud: "gcp" }>;
+type GcpNetwork = NetworkAttachment<"gcp">;
 
 export interface GcpVmGroupTargetArgs extends ServiceEnvArgs {
   /** GCP project of the VMs, the load balancer, the service account and the alerts. */
   project: string;
   /** The GCP data plane's contract: stores, secrets, network, notification channels. */
-  dataPlane: DataPlaneOutputs;
+  dataPlane: DataPlaneOutputs<"gcp">;
   /** The `image` artifact, pinned by digest, in Artifact Registry (`<location>-docker.pkg.dev`). */
-  artifact: Artifact;
-  /** The environment profile: scaling defaults and the environment label. */
-  profile: EnvironmentProfile;
+  artifact: ImageArtifact;
   /** @default "e2-small" (2 shared vCPUs, 2 GB) */
   machineType?: string;
   /** @default targetScaling(env).vm.minInstances (dev 1, staging 1, prod 2) */
@@ -145,18 +139,8 @@ export function resolveGcpVmGroupSettings(
   const dp = args.dataPlane;
   const machineType = args.machineType ?? "e2-small";
   const problems = problemsOf(
-    dataPlaneProblems(dp, {
-      cloud: "gcp",
-      name: "GcpVmGroupTarget",
-      alternative: "AwsVmGroupTarget on AWS",
-    }),
-    artifactKindProblem(args.artifact, "image", "a VM group runs a container"),
     checkProjectId(args.project),
-    environmentProblem(dp, args.profile),
-    secretStoreProblems(dp, "gcp-secretmanager", {
-      empty: "the service account must be granted the secrets it reads",
-      foreign: "the service account can only be granted Secret Manager secrets",
-    }),
+    secretsProblem(dp.secrets, "the service account must be granted the secrets it reads"),
     // The longest logical names this component creates (GCP names: at most 63 characters).
     ...["autoheal-hc", "https-proxy", "autoscaler"].map((suffix) =>
       checkAutonamedName(`${name}-${suffix}`, 63),
@@ -208,7 +192,11 @@ export function resolveGcpVmGroupSettings(
     if (p) problems.push(`alertThresholds.${p}`);
   }
 
-  const scaling: VmScaling | undefined = resolveVmScaling(problems, args.profile.environment, args);
+  const scaling: VmScaling | undefined = resolveVmScaling(
+    problems,
+    environmentProfile(args.dataPlane.environment).environment,
+    args,
+  );
   if (problems.length > 0 || !scaling) return { problems };
   return {
     problems,
@@ -222,7 +210,11 @@ export function resolveGcpVmGroupSettings(
       initialDelaySeconds,
       requestTimeoutSeconds,
       logSampleRate,
-      labels: { ...args.labels, target: "vmgroup", environment: args.profile.environment },
+      labels: {
+        ...args.labels,
+        target: "vmgroup",
+        environment: environmentProfile(args.dataPlane.environment).environment,
+      },
     },
   };
 }
@@ -290,8 +282,8 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       `GcpVmGroupTarget "${name}"`,
       this,
     );
-    const network = args.dataPlane.network as GcpNetwork;
-    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const network = args.dataPlane.network;
+    const artifact = args.artifact;
 
     this.serviceAccount = createGcpServiceAccount(this, name, args.project, {
       displayName: `Agent service (${name}) on a VM group`,
@@ -379,9 +371,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
    * Reader on the image's repository only, in whatever project holds it (a shared registry
    * serves every environment when one artifact is promoted).
    */
-  private grantImageAccess(
-    artifact: Extract<Artifact, { kind: "image" }>,
-  ): gcp.artifactregistry.RepositoryIamMember {
+  private grantImageAccess(artifact: ImageArtifact): gcp.artifactregistry.RepositoryIamMember {
     const repo = artifact.imageRef.apply(requireArtifactRepository);
     return new gcp.artifactregistry.RepositoryIamMember(
       `${this.name}-image-reader`,

@@ -8,10 +8,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type {
-  Artifact,
+  Cloud,
   DataPlaneOutputs,
   Environment,
+  ImageArtifact,
   SecretRef,
+  ZipArtifact,
 } from "../../components/contracts";
 
 export const FAKE_AWS = {
@@ -53,7 +55,7 @@ export const FAKE_GCP = {
   },
 } as const;
 
-export interface FakeDataPlaneOptions {
+export interface FakeDataPlaneOptions<C extends Cloud = Cloud> {
   /** @default "dev" */
   environment?: Environment;
   /** AWS: whether the private subnets reach the internet. @default true */
@@ -61,10 +63,10 @@ export interface FakeDataPlaneOptions {
   /** Leave the alarm topic / notification channels out. @default false */
   withoutAlerting?: boolean;
   /** Extra secrets beyond the three the service reads (they must be granted too). */
-  extraSecrets?: SecretRef[];
+  extraSecrets?: SecretRef<C>[];
 }
 
-function awsSecret(arn: string): SecretRef {
+function awsSecret(arn: string): SecretRef<"aws"> {
   return {
     store: "aws-secretsmanager",
     id: pulumi.output(arn),
@@ -73,7 +75,7 @@ function awsSecret(arn: string): SecretRef {
   };
 }
 
-function gcpSecret(id: string): SecretRef {
+function gcpSecret(id: string): SecretRef<"gcp"> {
   return {
     store: "gcp-secretmanager",
     id: pulumi.output(id),
@@ -83,7 +85,7 @@ function gcpSecret(id: string): SecretRef {
 }
 
 /** The AWS data plane's contract, from constants. */
-export function fakeAwsDataPlane(opts: FakeDataPlaneOptions = {}): DataPlaneOutputs {
+export function fakeAwsDataPlane(opts: FakeDataPlaneOptions<"aws"> = {}): DataPlaneOutputs<"aws"> {
   const anthropicKey = awsSecret(FAKE_AWS.secretArns.anthropic);
   const pgPassword = awsSecret(FAKE_AWS.secretArns.postgres);
   const redisAuth = awsSecret(FAKE_AWS.secretArns.redis);
@@ -127,7 +129,7 @@ export function fakeAwsDataPlane(opts: FakeDataPlaneOptions = {}): DataPlaneOutp
 }
 
 /** The GCP data plane's contract, from constants. */
-export function fakeGcpDataPlane(opts: FakeDataPlaneOptions = {}): DataPlaneOutputs {
+export function fakeGcpDataPlane(opts: FakeDataPlaneOptions<"gcp"> = {}): DataPlaneOutputs<"gcp"> {
   const anthropicKey = gcpSecret(FAKE_GCP.secretIds.anthropic);
   const pgPassword = gcpSecret(FAKE_GCP.secretIds.postgres);
   const redisAuth = gcpSecret(FAKE_GCP.secretIds.redis);
@@ -172,12 +174,16 @@ export function fakeGcpDataPlane(opts: FakeDataPlaneOptions = {}): DataPlaneOutp
   };
 }
 
-/** Either cloud's fake data plane. */
-export function fakeDataPlane(
-  cloud: "aws" | "gcp",
-  opts: FakeDataPlaneOptions = {},
-): DataPlaneOutputs {
-  return cloud === "aws" ? fakeAwsDataPlane(opts) : fakeGcpDataPlane(opts);
+/** A cloud's fake data plane. */
+export function fakeDataPlane<C extends Cloud>(
+  cloud: C,
+  opts: FakeDataPlaneOptions<C> = {},
+): DataPlaneOutputs<C> {
+  const planes: { [K in Cloud]: (o: FakeDataPlaneOptions<K>) => DataPlaneOutputs<K> } = {
+    aws: fakeAwsDataPlane,
+    gcp: fakeGcpDataPlane,
+  };
+  return planes[cloud](opts);
 }
 
 export const FAKE_IMAGE_DIGEST = `sha256:${"ab".repeat(32)}`;
@@ -185,7 +191,7 @@ export const FAKE_IMAGE_REF = `us-central1-docker.pkg.dev/agent-test-project/age
 /** Base64 SHA-256, as Lambda's sourceCodeHash expects. */
 export const FAKE_ZIP_SHA256 = "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=";
 
-export function fakeImageArtifact(imageRef: string = FAKE_IMAGE_REF): Artifact {
+export function fakeImageArtifact(imageRef: string = FAKE_IMAGE_REF): ImageArtifact {
   const digest = imageRef.includes("@") ? imageRef.split("@")[1]! : "";
   return { kind: "image", imageRef: pulumi.output(imageRef), digest: pulumi.output(digest) };
 }
@@ -193,6 +199,6 @@ export function fakeImageArtifact(imageRef: string = FAKE_IMAGE_REF): Artifact {
 export function fakeLambdaZipArtifact(
   location = "dist/lambda.zip",
   sha256: string = FAKE_ZIP_SHA256,
-): Artifact {
+): ZipArtifact {
   return { kind: "lambda-zip", location: pulumi.output(location), sha256: pulumi.output(sha256) };
 }

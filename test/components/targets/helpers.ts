@@ -9,28 +9,34 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import type { DataPlaneOutputs, SecretRef } from "../../../components/contracts";
-import { environmentProfile, type EnvironmentProfile } from "../../../components/environment";
+import type {
+  Cloud,
+  DataPlaneOutputs,
+  SecretRef,
+  SecretStoreOf,
+} from "../../../components/contracts";
 import { fakeDataPlane } from "../../support/fake-data-plane";
 import { recordOf, within, type RecordedResource, type ResourceQuery } from "../../support/pulumi";
 
 // ---------------------------------------------------------------------------------------------
 // Args and renders
 
-/** Overrides of a target's args; `env` picks the data plane and profile, `dp` replaces the data plane. */
-export type RenderArgs<A> = Partial<A> & { env?: "dev" | "prod"; dp?: DataPlaneOutputs };
+/** Overrides of a target's args; `env` picks the data plane's environment, `dp` replaces the data plane. */
+export type RenderArgs<A extends { dataPlane: unknown }> = Partial<A> & {
+  env?: "dev" | "prod";
+  dp?: A["dataPlane"];
+};
 
-/** A target's args on `cloud`'s fake data plane and the environment's profile (dev by default). */
-export function targetArgs<A extends { dataPlane: DataPlaneOutputs; profile: EnvironmentProfile }>(
-  cloud: "aws" | "gcp",
-  fixed: Omit<A, "dataPlane" | "profile">,
+/** A target's args on `cloud`'s fake data plane (dev by default): the environment comes from it. */
+export function targetArgs<A extends { dataPlane: DataPlaneOutputs }>(
+  cloud: A["dataPlane"]["cloud"],
+  fixed: Omit<A, "dataPlane">,
   overrides: RenderArgs<A> = {},
 ): A {
   const env = overrides.env ?? "dev";
   const { env: _env, dp, ...rest } = overrides;
   return {
-    dataPlane: dp ?? fakeDataPlane(cloud, { environment: env }),
-    profile: environmentProfile(env),
+    dataPlane: dp ?? fakeDataPlane<Cloud>(cloud, { environment: env }),
     ...fixed,
     ...rest,
   } as A;
@@ -53,7 +59,19 @@ export async function renderAll<K extends string, T extends pulumi.Resource>(
 
 /** A secret beyond the data plane's three, in `store`. */
 export function extraSecret(
-  store: SecretRef["store"],
+  store: "aws-secretsmanager",
+  id: string,
+  name: string,
+  version: string,
+): SecretRef<"aws">;
+export function extraSecret(
+  store: "gcp-secretmanager",
+  id: string,
+  name: string,
+  version: string,
+): SecretRef<"gcp">;
+export function extraSecret(
+  store: SecretStoreOf[Cloud],
   id: string,
   name: string,
   version: string,

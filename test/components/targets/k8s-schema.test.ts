@@ -30,8 +30,8 @@ import {
 import { Namespace, type INamespace } from "kubernetes-models/v1/Namespace";
 import { Service, type IService } from "kubernetes-models/v1/Service";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
-import { EksTarget } from "../../../components/targets/eks";
-import { EksCluster } from "../../../components/targets/eks-cluster";
+import { EksTarget } from "../../../components/targets/eks/target";
+import { EksCluster } from "../../../components/targets/eks/cluster";
 import {
   albIngressAnnotations,
   albIngressSpec,

@@ -9,19 +9,19 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { type AlarmSpec, checkAlarmSpec, createAlarms } from "../aws/alarms";
-import { secretReadPolicy } from "../aws/secrets";
-import type { Artifact, DataPlaneOutputs, NetworkAttachment, TargetOutputs } from "../contracts";
-import { serviceEnv } from "../runtime-env";
-import {
-  DOMAIN,
-  type ServiceEnvArgs,
-  failOnProblems,
-  isPinnedByDigest,
-  serviceUrl,
-} from "./common";
-import type { EksClusterInfo } from "./eks-cluster";
-import { checkKubernetesName, irsaTrustPolicy } from "./eks/iam";
+import { type AlarmSpec, checkAlarmSpec, createAlarms } from "../../aws/alarms";
+import { secretReadPolicy } from "../../aws/secrets";
+import type {
+  DataPlaneOutputs,
+  ImageArtifact,
+  NetworkAttachment,
+  TargetOutputs,
+} from "../../contracts";
+import { serviceEnv } from "../../runtime-env";
+import { DOMAIN, type ServiceEnvArgs, isPinnedByDigest, serviceUrl } from "../service";
+import { failOnProblems } from "../problems";
+import type { EksClusterInfo } from "./cluster";
+import { checkKubernetesName, irsaTrustPolicy } from "./iam";
 import {
   IRSA_TOKEN_FILE,
   type LoadBalancerScheme,
@@ -41,14 +41,14 @@ import {
   pdbSpec,
   podRestartAlarmSpec,
   selectorLabels,
-} from "./eks/specs";
-import { type EksScaling, eksScalingProblems, targetScaling } from "./scaling";
+} from "./specs";
+import { type EksScaling, eksScalingProblems, targetScaling } from "../scaling";
 
 export interface EksTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: endpoints, secret references, network, alarm topic. */
-  dataPlane: DataPlaneOutputs;
+  dataPlane: DataPlaneOutputs<"aws">;
   /** The container image, pinned by digest. */
-  artifact: Artifact;
+  artifact: ImageArtifact;
   /** `EksCluster.info`: the Kubernetes provider and the OIDC issuer for IRSA. */
   cluster: EksClusterInfo;
   /** @default "agent" */
@@ -129,18 +129,9 @@ export function checkImageRef(ref: string): string | undefined {
 /** Every problem with the arguments, each saying what to change. Pure. */
 export function checkEksTargetArgs(args: EksTargetArgs, s: Settings): string[] {
   const problems: string[] = [];
-  if (args.dataPlane.cloud !== "aws" || args.dataPlane.network.cloud !== "aws") {
-    problems.push(
-      `the data plane is ${args.dataPlane.cloud}: EKS runs on AWS; pass the AWS data plane's outputs.`,
-    );
-  } else if (!args.dataPlane.network.hasNat) {
+  if (!args.dataPlane.network.hasNat) {
     problems.push(
       "the data plane's private subnets have no NAT: pods could not reach the LLM API; use a network with NAT gateways.",
-    );
-  }
-  if (args.artifact.kind !== "image") {
-    problems.push(
-      `the artifact is a ${args.artifact.kind}: EKS runs a container image; pass the image artifact (kind "image").`,
     );
   }
   if (args.dataPlane.secrets.some((ref) => ref.store !== "aws-secretsmanager")) {
@@ -240,7 +231,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     this.name = name;
     const s = resolveEksTargetSettings(args);
     this.validate(args, s);
-    const network = args.dataPlane.network as Extract<NetworkAttachment, { cloud: "aws" }>;
+    const network = args.dataPlane.network;
     this.k8sOpts = { parent: this, provider: args.cluster.provider };
     const labels = selectorLabels(s.appName, name);
 
@@ -340,7 +331,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     s: Settings,
     labels: Record<string, string>,
   ): k8s.apps.v1.Deployment {
-    const artifact = args.artifact as Extract<Artifact, { kind: "image" }>;
+    const artifact = args.artifact;
     const image = artifact.imageRef.apply((ref) => {
       const problem = checkImageRef(ref);
       if (problem) throw new pulumi.ResourceError(`EksTarget "${this.name}": ${problem}`, this);
@@ -394,11 +385,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     );
   }
 
-  private exposureInput(
-    args: EksTargetArgs,
-    s: Settings,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
-  ) {
+  private exposureInput(args: EksTargetArgs, s: Settings, network: NetworkAttachment<"aws">) {
     const subnetIds =
       s.scheme === "internet-facing" ? network.publicSubnetIds : network.privateSubnetIds;
     return {
@@ -419,7 +406,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
   private createLoadBalancer(
     args: EksTargetArgs,
     s: Settings,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
     labels: Record<string, string>,
   ): k8s.core.v1.Service {
     return new k8s.core.v1.Service(
@@ -443,7 +430,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
   private createIngress(
     args: EksTargetArgs,
     s: Settings,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
   ): k8s.networking.v1.Ingress {
     return new k8s.networking.v1.Ingress(
       `${this.name}-ingress`,
@@ -490,7 +477,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
   private createNetworkPolicy(
     args: EksTargetArgs,
     s: Settings,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
     labels: Record<string, string>,
   ): k8s.networking.v1.NetworkPolicy {
     const vpcCidr =

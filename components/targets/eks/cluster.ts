@@ -10,8 +10,8 @@
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { checkLogRetention } from "../aws/checks";
-import type { Environment, NetworkAttachment } from "../contracts";
+import { checkLogRetention } from "../../aws/checks";
+import type { Environment, NetworkAttachment } from "../../contracts";
 import {
   amiTypeFor,
   CLUSTER_LOG_TYPES,
@@ -23,11 +23,11 @@ import {
   eksClusterSizing,
   kubeconfigFor,
   NODE_ROLE_POLICIES,
-} from "./eks/cluster-config";
-import { irsaTrustPolicy, serviceTrustPolicy } from "./eks/iam";
-import { DEFAULT_EKS_VERSION } from "../versions";
+} from "./cluster-config";
+import { irsaTrustPolicy, serviceTrustPolicy } from "./iam";
+import { DEFAULT_EKS_VERSION } from "../../versions";
 
-export * from "./eks/cluster-config";
+export * from "./cluster-config";
 
 /** An existing cluster: only the Kubernetes provider is created. */
 export interface ExistingEksCluster {
@@ -53,7 +53,7 @@ export interface EksClusterArgs {
   /** Picks the sizing (nodes, logs, Container Insights, deletion protection). */
   environment: Environment;
   /** The data plane's network: private subnets for nodes and control-plane ENIs, the compute security group. Required unless `existing`. */
-  network?: NetworkAttachment;
+  network?: NetworkAttachment<"aws">;
   /** Adopt a cluster instead of creating one. @default none: a cluster is created */
   existing?: ExistingEksCluster;
   /**
@@ -150,10 +150,6 @@ export function checkEksClusterArgs(
   if (!args.network) {
     problems.push(
       "`network` is required to create a cluster: pass the data plane's `outputs.network` (or `existing`).",
-    );
-  } else if (args.network.cloud !== "aws") {
-    problems.push(
-      `network is a ${args.network.cloud} network: EKS runs on AWS; use the AWS data plane.`,
     );
   }
   const version = args.version ?? DEFAULT_EKS_VERSION;
@@ -301,7 +297,8 @@ export class EksCluster extends pulumi.ComponentResource {
 
   /** The table of contents of a new cluster, in dependency order. */
   private create(args: EksClusterArgs, sizing: EksClusterSizing): ClusterParts {
-    const network = args.network as Extract<NetworkAttachment, { cloud: "aws" }>;
+    // checkEksClusterArgs refused a creation without a network.
+    const network = args.network!;
     const clusterName = args.clusterName ?? `${this.name}-${pulumi.getStack()}`;
     const partition = aws.getPartitionOutput({}, { parent: this }).partition;
     const plan = eksAddonPlan(sizing);
@@ -454,7 +451,7 @@ export class EksCluster extends pulumi.ComponentResource {
     clusterName: string,
     args: EksClusterArgs,
     sizing: EksClusterSizing,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
     keyArn: pulumi.Input<string>,
     logGroup: aws.cloudwatch.LogGroup,
   ): aws.eks.Cluster {
@@ -616,7 +613,7 @@ export class EksCluster extends pulumi.ComponentResource {
    */
   private createLaunchTemplate(
     cluster: aws.eks.Cluster,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
     sizing: EksClusterSizing,
   ): aws.ec2.LaunchTemplate {
     return new aws.ec2.LaunchTemplate(
@@ -653,7 +650,7 @@ export class EksCluster extends pulumi.ComponentResource {
 
   private createNodeGroup(
     cluster: aws.eks.Cluster,
-    network: Extract<NetworkAttachment, { cloud: "aws" }>,
+    network: NetworkAttachment<"aws">,
     sizing: EksClusterSizing,
     nodeRole: RoleWithPolicies,
     lt: aws.ec2.LaunchTemplate,

@@ -1,0 +1,103 @@
+/**
+ * What several target modules need from the stack config: the artifact they run (built here, or
+ * promoted from the source stack), the certificate for an AWS domain, and the service's plain
+ * settings. Functions of the config only; no module state.
+ */
+import * as path from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
+import type { ImageArtifact, ZipArtifact } from "../../components/contracts";
+import { ContainerImage } from "../../components/aws/image";
+import { LambdaBundle } from "../../components/aws/lambda-bundle";
+import { ArtifactBucket } from "../../components/aws/artifact-bucket";
+import { DnsValidatedCertificate } from "../../components/aws/certificate";
+import { GcpImage } from "../../components/gcp/image";
+import type { StackConfig, StackConfigOf } from "../config";
+import { promotedImage, promotedZip, REPO_ROOT, sourceTag } from "../artifact";
+import { gcpResourceId } from "../naming";
+import type { DataPlaneOf } from "./types";
+
+/** The one name every stack's resources hang from; short, because Memorystore ids are capped. */
+export const NAME = "agent";
+
+/** App-level budgets travel as plain environment variables (they are limits, not secrets). */
+export function budgetEnv(config: StackConfig): Record<string, string> {
+  const b = config.appBudgets;
+  const env: Record<string, string> = {};
+  if (b.requestUsd !== undefined) env.BUDGET_REQUEST_USD = String(b.requestUsd);
+  if (b.sessionUsd !== undefined) env.BUDGET_SESSION_USD = String(b.sessionUsd);
+  if (b.userDailyUsd !== undefined) env.BUDGET_USER_DAILY_USD = String(b.userDailyUsd);
+  if (b.dailyUsd !== undefined) env.BUDGET_DAILY_USD = String(b.dailyUsd);
+  return env;
+}
+
+/** Graviton families (t4g, m7g, c7g, ...) run arm64 images; everything else amd64. */
+export function awsPlatformFor(instanceTypes: string[]): "linux/arm64" | "linux/amd64" {
+  const arm = instanceTypes.map((t) => /^[a-z]+\d+[a-z]*g[a-z]*\./.test(t));
+  if (arm.every(Boolean)) return "linux/arm64";
+  if (arm.some(Boolean))
+    throw new Error(
+      `instance types ${instanceTypes.join(", ")} mix arm64 and x86: use one architecture`,
+    );
+  return "linux/amd64";
+}
+
+/** The Lambda bundle: uploaded under a content-addressed key, or the source stack's. */
+export function lambdaZip(config: StackConfigOf<"lambda">): ZipArtifact {
+  if (config.promoteFrom) return promotedZip(config.promoteFrom).artifact;
+  const bucket = new ArtifactBucket(`${NAME}-artifacts`, {
+    forceDestroy: config.environment === "dev",
+  });
+  return new LambdaBundle(`${NAME}-bundle`, {
+    source: { path: path.resolve(REPO_ROOT, config.lambdaBundlePath ?? "dist/lambda.zip") },
+    upload: { bucket: bucket.bucketName, keyPrefix: "lambda/" },
+  }).artifact;
+}
+
+/** An image in this stack's ECR repository, or the source stack's by digest. */
+export function awsImage(
+  config: StackConfig,
+  platform: "linux/arm64" | "linux/amd64",
+): ImageArtifact {
+  if (config.promoteFrom) return promotedImage(config.promoteFrom).artifact;
+  return new ContainerImage(`${NAME}-image`, {
+    source: { build: { tag: config.imageTag ?? sourceTag({ platform }), platform } },
+    // Dev stacks come and go; a repository with images in it refuses deletion otherwise.
+    forceDelete: config.environment === "dev",
+  }).artifact;
+}
+
+/** An image in this stack's Artifact Registry repository, or the source stack's by digest. */
+export function gcpImage(config: StackConfig, dp: DataPlaneOf["gcp"]): ImageArtifact {
+  if (config.promoteFrom) return promotedImage(config.promoteFrom).artifact;
+  return new GcpImage(
+    `${NAME}-image`,
+    {
+      project: dp.project,
+      region: config.region,
+      // Repository ids are unique per project and location, and stacks share projects.
+      repositoryId: gcpResourceId(`${NAME}-${config.stack}`),
+      source: {
+        kind: "build",
+        tag: config.imageTag ?? sourceTag({ platform: "linux/amd64" }),
+        platform: "linux/amd64",
+      },
+    },
+    dp.opts,
+  ).artifact;
+}
+
+/**
+ * The ACM certificate for an AWS stack's domain: the configured one, or one this stack issues
+ * and validates in its Route 53 zone (the config requires one of the two with a domain).
+ */
+export function awsCertificateArn(
+  config: StackConfigOf<"eks" | "vmgroup-aws">,
+): pulumi.Input<string> | undefined {
+  if (!config.domain) return undefined;
+  if (config.certificateArn) return config.certificateArn;
+  if (!config.dnsZone) return undefined;
+  return new DnsValidatedCertificate(`${NAME}-cert`, {
+    domain: config.domain,
+    hostedZoneId: config.dnsZone,
+  }).certificateArn;
+}
