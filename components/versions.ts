@@ -121,3 +121,43 @@ export function eksVersionProblem(
         : `${key} is ${version}, whose standard support ended on ${status.support!.endOfStandardSupport} (extended support costs $${EKS_VERSIONS.pricePerClusterHour.extended}/h per cluster instead of $${EKS_VERSIONS.pricePerClusterHour.standard}/h): use ${DEFAULT_EKS_VERSION}, or set agent:eks.extendedSupport to true to pay for extended support until ${status.support!.endOfExtendedSupport}`;
   }
 }
+
+/**
+ * Data-store engines, each with the parameter family its version implies (derived, so the two can
+ * never disagree). Taken 2026-12-06 from each service's supported-versions page:
+ * - ElastiCache for Valkey 8.0 (https://docs.aws.amazon.com/AmazonElastiCache/latest/dg/supported-engine-versions.html):
+ *   parameter family `valkey8`.
+ * - RDS for PostgreSQL 16 (https://docs.aws.amazon.com/AmazonRDS/latest/PostgreSQLReleaseNotes/postgresql-release-calendar.html):
+ *   standard support until 2028-02-29; a major version only, RDS picks the newest minor and
+ *   `autoMinorVersionUpgrade` keeps it patched; parameter family `postgres16`.
+ * - Memorystore for Redis 7.2 (https://cloud.google.com/memorystore/docs/redis/supported-versions).
+ * - Cloud SQL for PostgreSQL 16 (https://cloud.google.com/sql/docs/postgres/db-versions).
+ */
+export const ENGINE_VERSIONS = {
+  takenOn: "2026-12-06",
+  aws: {
+    valkey: { engine: "valkey", major: 8, minor: 0 },
+    postgres: { engine: "postgres", major: 16, endOfStandardSupport: "2028-02-29" },
+  },
+  gcp: {
+    redis: { major: 7, minor: 2 },
+    postgres: { major: 16 },
+  },
+} as const;
+
+/** ElastiCache: the engine version and its parameter group family. */
+export function valkeyVersion(): { engineVersion: string; parameterGroupFamily: string } {
+  const v = ENGINE_VERSIONS.aws.valkey;
+  return { engineVersion: `${v.major}.${v.minor}`, parameterGroupFamily: `valkey${v.major}` };
+}
+
+/** RDS: the major version (RDS picks the newest minor) and its parameter group family. */
+export function rdsPostgresVersion(): { engineVersion: string; parameterGroupFamily: string } {
+  const v = ENGINE_VERSIONS.aws.postgres;
+  return { engineVersion: `${v.major}`, parameterGroupFamily: `postgres${v.major}` };
+}
+
+/** Memorystore's `redisVersion`. */
+export const MEMORYSTORE_REDIS_VERSION = `REDIS_${ENGINE_VERSIONS.gcp.redis.major}_${ENGINE_VERSIONS.gcp.redis.minor}`;
+/** Cloud SQL's `databaseVersion`. */
+export const CLOUD_SQL_POSTGRES_VERSION = `POSTGRES_${ENGINE_VERSIONS.gcp.postgres.major}`;

@@ -7,6 +7,7 @@
  */
 import type { Environment } from "../contracts";
 import type { EnvironmentProfile } from "../environment";
+import { rdsPostgresVersion, valkeyVersion } from "../versions";
 
 export type CacheEngine = "valkey" | "redis";
 
@@ -66,37 +67,14 @@ export interface AwsSizing {
   secretRecoveryWindowDays: number;
 }
 
-interface Shape {
-  cacheNode: string;
-  dbClass: string;
-  storage: number;
-  maxStorage: number;
-}
-
-/** Instance shapes per environment. Graviton (g) classes: same price band, more throughput. */
-const SHAPES: Record<Environment, Shape> = {
-  // cache.t4g.micro ~$9/month (valkey); db.t4g.micro ~$12/month + 20 GB gp3 ~$2.3/month.
-  dev: { cacheNode: "cache.t4g.micro", dbClass: "db.t4g.micro", storage: 20, maxStorage: 50 },
-  // cache.t4g.small ~$18/month; db.t4g.small ~$24/month.
-  staging: { cacheNode: "cache.t4g.small", dbClass: "db.t4g.small", storage: 20, maxStorage: 100 },
-  // 2 x cache.m7g.large ~$240/month; db.m7g.large Multi-AZ ~$250/month + 100 GB gp3 Multi-AZ ~$23.
-  prod: { cacheNode: "cache.m7g.large", dbClass: "db.m7g.large", storage: 100, maxStorage: 500 },
-};
-
 export function awsSizing(profile: EnvironmentProfile): AwsSizing {
-  const shape = SHAPES[profile.environment];
-  if (!shape) {
-    throw new Error(
-      `No AWS sizing for environment "${String(profile.environment)}": use dev, staging or prod.`,
-    );
-  }
+  const shape = profile.aws;
   const ha = profile.highAvailability;
   return {
     environment: profile.environment,
     redis: {
       engine: "valkey",
-      engineVersion: "8.0",
-      parameterGroupFamily: "valkey8",
+      ...valkeyVersion(),
       nodeType: shape.cacheNode,
       numCacheClusters: ha ? 2 : 1,
       automaticFailover: ha,
@@ -107,8 +85,7 @@ export function awsSizing(profile: EnvironmentProfile): AwsSizing {
       applyImmediately: !profile.protectData,
     },
     postgres: {
-      engineVersion: "16",
-      parameterGroupFamily: "postgres16",
+      ...rdsPostgresVersion(),
       instanceClass: shape.dbClass,
       allocatedStorageGb: shape.storage,
       maxAllocatedStorageGb: shape.maxStorage,

@@ -2,11 +2,13 @@ import * as pulumi from "@pulumi/pulumi";
 import * as gcp from "@pulumi/gcp";
 import * as random from "@pulumi/random";
 import type { PostgresEndpoint } from "../contracts";
+import { CLOUD_SQL_POSTGRES_VERSION } from "../versions";
 import type { PostgresSizing } from "./sizing";
 import { GcpSecret, type SecretReplicationPolicy } from "./secrets";
 import { checkAutonamedName, checkProjectId, checkRegion, joinProblems } from "./naming";
 
-export const POSTGRES_VERSION = "POSTGRES_16";
+/** From components/versions.ts. */
+export const POSTGRES_VERSION = CLOUD_SQL_POSTGRES_VERSION;
 
 export interface GcpPostgresArgs {
   project: string;

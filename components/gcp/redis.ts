@@ -1,12 +1,14 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as gcp from "@pulumi/gcp";
 import type { RedisEndpoint } from "../contracts";
+import { MEMORYSTORE_REDIS_VERSION } from "../versions";
 import type { RedisSizing } from "./sizing";
 import { GcpSecret, type SecretReplicationPolicy } from "./secrets";
 import { checkAutonamedName, checkProjectId, checkRegion, joinProblems } from "./naming";
 
 /** Memorystore's 7.x line. */
-export const REDIS_VERSION = "REDIS_7_2";
+/** From components/versions.ts. */
+export const REDIS_VERSION = MEMORYSTORE_REDIS_VERSION;
 
 export interface GcpRedisArgs {
   project: string;

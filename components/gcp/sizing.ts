@@ -54,26 +54,9 @@ export interface GcpSizing {
   flowLogSampling: number;
 }
 
-/** Machine types and memory per environment: the only per-environment numbers that are GCP-specific. */
-const MACHINES: Record<
-  Environment,
-  { sqlTier: string; diskGb: number; diskLimitGb: number; redisGb: number }
-> = {
-  // db-g1-small is shared-core (no SLA): fine for a dev database, about $26/month.
-  dev: { sqlTier: "db-g1-small", diskGb: 10, diskLimitGb: 50, redisGb: 1 },
-  staging: { sqlTier: "db-custom-1-3840", diskGb: 20, diskLimitGb: 100, redisGb: 1 },
-  // 2 vCPU / 7.5 GB: room for a connection per replica at maxReplicas=20 and a pool of 5 each.
-  prod: { sqlTier: "db-custom-2-7680", diskGb: 50, diskLimitGb: 500, redisGb: 5 },
-};
-
 /** GCP sizing for an environment profile. */
 export function gcpSizing(profile: EnvironmentProfile): GcpSizing {
-  const machines = MACHINES[profile.environment];
-  if (!machines) {
-    throw new Error(
-      `No GCP sizing for environment "${String(profile.environment)}": use dev, staging or prod.`,
-    );
-  }
+  const machines = profile.gcp;
   return {
     environment: profile.environment,
     redis: redisSizing(profile.highAvailability, machines.redisGb),

@@ -49,7 +49,7 @@ export interface LambdaTargetArgs extends ServiceEnvArgs {
    * @default targetScaling(env).lambda
    */
   scaling?: Partial<
-    Pick<LambdaScaling, "databasePoolMax" | "httpApiBurstLimit" | "httpApiRateLimit">
+    Pick<LambdaScaling, "databasePoolMax" | "throttleBurst" | "throttleRatePerSecond">
   >;
   /**
    * Service alarm thresholds.
@@ -532,8 +532,8 @@ export class LambdaTarget extends pulumi.ComponentResource implements TargetOutp
         autoDeploy: true,
         // Rate limits at the edge: excess requests get 429 before they cost a Lambda invocation.
         defaultRouteSettings: {
-          throttlingBurstLimit: s.httpApiBurstLimit,
-          throttlingRateLimit: s.httpApiRateLimit,
+          throttlingBurstLimit: s.throttleBurst,
+          throttlingRateLimit: s.throttleRatePerSecond,
         },
       },
       { parent: this, dependsOn: [route] },

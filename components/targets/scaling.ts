@@ -1,6 +1,7 @@
 /**
- * Scaling and sizing defaults for every deployment target, per environment: the one place that
- * says how many replicas, how much concurrency, CPU and memory each target gets.
+ * Scaling and sizing of every deployment target: the shapes, their checks, and the environment's
+ * defaults (from components/environment.ts, the one place per-environment numbers live) under
+ * the stack's overrides.
  *
  * Pure and cloud-SDK free: targets call `targetScaling(environment, overrides)` and take their
  * part; the stack config layer feeds `overrides`. Every number is validated here, and errors name
@@ -9,6 +10,7 @@
  * Costs below are list prices for orientation (us-east-1 / us-central1).
  */
 import type { Environment } from "../contracts";
+import { environmentProfile } from "../environment";
 
 /** AWS Lambda. */
 export interface LambdaScaling {
@@ -29,9 +31,9 @@ export interface LambdaScaling {
   /** Connections per sandbox. One request per sandbox; the second lets a ledger flush overlap. */
   databasePoolMax: number;
   /** HTTP API stage throttling (only for the `http-api` exposure). */
-  httpApiBurstLimit: number;
+  throttleBurst: number;
   /** Steady requests per second for the HTTP API stage. */
-  httpApiRateLimit: number;
+  throttleRatePerSecond: number;
 }
 
 /** Cloud Run v2. */
@@ -81,6 +83,9 @@ export interface TargetScaling {
   vm: VmScaling;
 }
 
+/** Each target's defaults for one environment (components/environment.ts). */
+export type TargetScalingDefaults = Omit<TargetScaling, "environment">;
+
 /** What the stack config may override: any field of any target. */
 export interface ScalingOverrides {
   lambda?: Partial<LambdaScaling>;
@@ -92,73 +97,6 @@ export interface ScalingOverrides {
   vm?: Partial<VmScaling>;
 }
 
-const DEFAULTS: Record<Environment, Omit<TargetScaling, "environment">> = {
-  dev: {
-    // 10 sandboxes at most: a runaway client cannot run up the bill or the database.
-    lambda: {
-      memoryMb: 512,
-      timeoutSeconds: 300,
-      reservedConcurrency: 10,
-      provisionedConcurrency: 0,
-      databasePoolMax: 2,
-      httpApiBurstLimit: 20,
-      httpApiRateLimit: 10,
-    },
-    // Scale to zero: dev costs nothing while idle.
-    cloudRun: { minInstances: 0, maxInstances: 5, concurrency: 80, cpu: "1", memory: "1Gi" },
-    eks: {
-      minReplicas: 1,
-      maxReplicas: 3,
-      targetCpuPercent: 70,
-      requests: { cpu: "100m", memory: "256Mi" },
-      limits: { cpu: "500m", memory: "512Mi" },
-    },
-    vm: { minInstances: 1, maxInstances: 3, targetCpuPercent: 60 },
-  },
-  staging: {
-    lambda: {
-      memoryMb: 1024,
-      timeoutSeconds: 300,
-      reservedConcurrency: 50,
-      provisionedConcurrency: 0,
-      databasePoolMax: 2,
-      httpApiBurstLimit: 100,
-      httpApiRateLimit: 50,
-    },
-    cloudRun: { minInstances: 1, maxInstances: 10, concurrency: 80, cpu: "1", memory: "1Gi" },
-    eks: {
-      minReplicas: 2,
-      maxReplicas: 6,
-      targetCpuPercent: 70,
-      requests: { cpu: "250m", memory: "512Mi" },
-      limits: { cpu: "500m", memory: "1Gi" },
-    },
-    vm: { minInstances: 1, maxInstances: 4, targetCpuPercent: 60 },
-  },
-  prod: {
-    // Two warm sandboxes (about $18/month) take the cold start off the first requests after a lull.
-    lambda: {
-      memoryMb: 1024,
-      timeoutSeconds: 300,
-      reservedConcurrency: 200,
-      provisionedConcurrency: 2,
-      databasePoolMax: 2,
-      httpApiBurstLimit: 500,
-      httpApiRateLimit: 200,
-    },
-    // Two warm instances (about $26/month at 1 vCPU / 1 GiB, the idle rate of request-based billing).
-    cloudRun: { minInstances: 2, maxInstances: 20, concurrency: 80, cpu: "1", memory: "1Gi" },
-    eks: {
-      minReplicas: 2,
-      maxReplicas: 20,
-      targetCpuPercent: 70,
-      requests: { cpu: "250m", memory: "512Mi" },
-      limits: { cpu: "500m", memory: "1Gi" },
-    },
-    vm: { minInstances: 2, maxInstances: 10, targetCpuPercent: 60 },
-  },
-};
-
 /**
  * The scaling of every target for an environment, with overrides applied and validated.
  * Throws an `Error` listing every invalid field, each by its path (`lambda.timeoutSeconds`).
@@ -167,10 +105,7 @@ export function targetScaling(
   environment: Environment,
   overrides: ScalingOverrides = {},
 ): TargetScaling {
-  const base = DEFAULTS[environment];
-  if (!base) {
-    throw new Error(`Unknown environment "${String(environment)}": use one of dev, staging, prod.`);
-  }
+  const base = environmentProfile(environment).scaling;
   const eks = overrides.eks ?? {};
   const scaling: TargetScaling = {
     environment,
@@ -247,10 +182,10 @@ export function lambdaScalingProblems(l: LambdaScaling): string[] {
       ? `lambda.provisionedConcurrency (${l.provisionedConcurrency}) is greater than lambda.reservedConcurrency (${l.reservedConcurrency}): AWS rejects it; lower provisionedConcurrency or raise reservedConcurrency.`
       : undefined,
     integerIn("lambda.databasePoolMax", l.databasePoolMax, 1, 500),
-    integerIn("lambda.httpApiBurstLimit", l.httpApiBurstLimit, 1),
-    Number.isFinite(l.httpApiRateLimit) && l.httpApiRateLimit > 0
+    integerIn("lambda.throttleBurst", l.throttleBurst, 1),
+    Number.isFinite(l.throttleRatePerSecond) && l.throttleRatePerSecond > 0
       ? undefined
-      : `lambda.httpApiRateLimit is ${l.httpApiRateLimit}: use a positive number of requests per second.`,
+      : `lambda.throttleRatePerSecond is ${l.throttleRatePerSecond}: use a positive number of requests per second.`,
   ]);
 }
 

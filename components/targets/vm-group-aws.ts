@@ -84,7 +84,7 @@ export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   /** ALB access logs to an S3 bucket whose policy admits the region's ELB account. @default undefined (off) */
   accessLogs?: { bucket: pulumi.Input<string>; prefix?: pulumi.Input<string> };
   /** Root volume size in GiB (gp3, encrypted). @default 20 */
-  rootVolumeGiB?: number;
+  diskGb?: number;
   /** Seconds after launch before ELB health checks can mark an instance unhealthy. @default 300 */
   healthCheckGracePeriodSeconds?: number;
   /** Customer-managed KMS keys of the data plane's secrets, decrypted via Secrets Manager only. @default [] */
@@ -104,7 +104,7 @@ export interface AwsVmGroupSettings {
   scalingMetric: VmScalingMetric;
   instanceType: string;
   architecture: "arm64" | "x86_64";
-  rootVolumeGiB: number;
+  diskGb: number;
   /** HTTPS with this host name, or plain HTTP (dev). */
   domain?: string;
   allowedCidrs: string[];
@@ -172,7 +172,7 @@ export function resolveAwsVmGroupSettings(
   }
 
   const instanceType = args.instanceType ?? "t4g.small";
-  const rootVolumeGiB = args.rootVolumeGiB ?? 20;
+  const diskGb = args.diskGb ?? 20;
   const grace = args.healthCheckGracePeriodSeconds ?? 300;
   problems.push(
     ...problemsOf(
@@ -180,7 +180,7 @@ export function resolveAwsVmGroupSettings(
         ? undefined
         : `instanceType "${instanceType}" is not an EC2 instance type such as "t4g.small".`,
       // The AL2023 AMI's snapshot is 8 GiB; images and Docker layers need room beyond it.
-      wholeNumberProblem("rootVolumeGiB", rootVolumeGiB, 10, 16384),
+      wholeNumberProblem("diskGb", diskGb, 10, 16384),
       wholeNumberProblem("healthCheckGracePeriodSeconds", grace, 0, 7200),
     ),
   );
@@ -220,7 +220,7 @@ export function resolveAwsVmGroupSettings(
           : { kind: "cpu", targetPercent: scaling.targetCpuPercent },
       instanceType,
       architecture: architectureOf(instanceType),
-      rootVolumeGiB,
+      diskGb,
       domain: args.domain,
       allowedCidrs: [...allowedCidrs],
       healthCheckGracePeriodSeconds: grace,
@@ -683,7 +683,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
           {
             deviceName: "/dev/xvda",
             ebs: {
-              volumeSize: s.rootVolumeGiB,
+              volumeSize: s.diskGb,
               volumeType: "gp3",
               encrypted: "true",
               deleteOnTermination: "true",

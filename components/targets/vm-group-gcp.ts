@@ -84,7 +84,7 @@ export interface GcpVmGroupTargetArgs extends ServiceEnvArgs {
    */
   zones?: string[];
   /** Boot disk size in GB (pd-balanced). @default 20 */
-  bootDiskGb?: number;
+  diskGb?: number;
   /** Seconds after boot before auto-healing may recreate a VM (boot, pull, start). @default 300 */
   initialDelaySeconds?: number;
   /**
@@ -108,7 +108,7 @@ export interface GcpVmGroupSettings {
   zones?: string[];
   /** Fixed surge of the rolling update: the zone count, or 4 when GCP picks the zones. */
   maxSurge: number;
-  bootDiskGb: number;
+  diskGb: number;
   initialDelaySeconds: number;
   requestTimeoutSeconds: number;
   logSampleRate: number;
@@ -170,7 +170,7 @@ export function resolveGcpVmGroupSettings(
     if (new Set(args.zones).size !== args.zones.length)
       problems.push("zones lists a zone twice: list each once.");
   }
-  const bootDiskGb = args.bootDiskGb ?? 20;
+  const diskGb = args.diskGb ?? 20;
   const initialDelaySeconds = args.initialDelaySeconds ?? 300;
   const requestTimeoutSeconds = args.requestTimeoutSeconds ?? 3600;
   const logSampleRate = args.logSampleRate ?? 1;
@@ -178,7 +178,7 @@ export function resolveGcpVmGroupSettings(
   problems.push(
     ...problemsOf(
       // COS images need 10 GB; Docker's layers need room beyond it.
-      wholeNumberProblem("bootDiskGb", bootDiskGb, 10, 65536),
+      wholeNumberProblem("diskGb", diskGb, 10, 65536),
       wholeNumberProblem("initialDelaySeconds", initialDelaySeconds, 0, 3600),
       wholeNumberProblem("requestTimeoutSeconds", requestTimeoutSeconds, 1, 86400),
       logSampleRate >= 0 && logSampleRate <= 1
@@ -206,7 +206,7 @@ export function resolveGcpVmGroupSettings(
       domain: args.domain,
       zones: args.zones ? [...args.zones] : undefined,
       maxSurge: args.zones?.length ?? DEFAULT_SURGE,
-      bootDiskGb,
+      diskGb,
       initialDelaySeconds,
       requestTimeoutSeconds,
       logSampleRate,
@@ -422,7 +422,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
             autoDelete: true,
             sourceImage: args.sourceImage ?? COS_IMAGE,
             diskType: "pd-balanced",
-            diskSizeGb: s.bootDiskGb,
+            diskSizeGb: s.diskGb,
           },
         ],
         // No accessConfigs: no external IP.

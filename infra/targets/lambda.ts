@@ -45,7 +45,7 @@ export const lambdaTarget: TargetModule<"lambda"> = {
       provisionedConcurrency: scaling.provisionedConcurrency,
       scaling:
         l.throttleBurst || l.throttleRatePerSecond
-          ? { httpApiBurstLimit: l.throttleBurst, httpApiRateLimit: l.throttleRatePerSecond }
+          ? { throttleBurst: l.throttleBurst, throttleRatePerSecond: l.throttleRatePerSecond }
           : undefined,
       logLevel: config.logLevel,
       extraEnv: ctx.extraEnv,

@@ -45,46 +45,14 @@ export interface EksClusterSizing {
   deletionProtection: boolean;
 }
 
-/**
- * Nodes per environment. Prices are on-demand us-east-1: t3.medium ~$30/month, t3.large ~$61,
- * m7i.large ~$74. Prod's three nodes hold the HPA's 20 replicas at 250m each with room for
- * system pods; growing beyond that needs a node autoscaler (not installed here).
- */
-const NODE_GROUPS: Record<Environment, EksNodeGroupSizing> = {
-  dev: {
-    instanceTypes: ["t3.medium"],
-    minSize: 1,
-    maxSize: 3,
-    desiredSize: 2,
-    capacityType: "ON_DEMAND",
-    diskSizeGb: 20,
-  },
-  staging: {
-    instanceTypes: ["t3.large"],
-    minSize: 2,
-    maxSize: 4,
-    desiredSize: 2,
-    capacityType: "ON_DEMAND",
-    diskSizeGb: 30,
-  },
-  prod: {
-    instanceTypes: ["m7i.large"],
-    minSize: 3,
-    maxSize: 10,
-    desiredSize: 3,
-    capacityType: "ON_DEMAND",
-    diskSizeGb: 50,
-  },
-};
-
 /** Cluster settings for an environment: the one place EKS differs between dev and prod. */
 export function eksClusterSizing(environment: Environment): EksClusterSizing {
   const profile = environmentProfile(environment);
   return {
     environment,
     nodeGroup: {
-      ...NODE_GROUPS[environment],
-      instanceTypes: [...NODE_GROUPS[environment].instanceTypes],
+      ...profile.eksNodes,
+      instanceTypes: [...profile.eksNodes.instanceTypes],
     },
     // The audit log is what answers "who changed this"; prod keeps everything.
     logTypes: profile.protectData ? [...CLUSTER_LOG_TYPES] : ["api", "audit", "authenticator"],

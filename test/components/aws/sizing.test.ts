@@ -68,9 +68,9 @@ describe("awsSizing", () => {
       expect(checkLogRetention(s!.logRetentionDays)).toBeUndefined();
   });
 
-  test("an unknown environment is refused", () => {
-    expect(() => awsSizing({ ...environmentProfile("dev"), environment: "qa" as never })).toThrow(
-      /No AWS sizing for environment "qa"/,
+  test("an unknown environment is refused where profiles come from (the one per-environment table)", () => {
+    expect(() => environmentProfile("qa" as never)).toThrow(
+      'Unknown environment "qa": use one of dev, staging, prod.',
     );
   });
 });

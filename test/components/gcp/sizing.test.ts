@@ -72,9 +72,10 @@ describe("gcpSizing", () => {
     }
   });
 
-  test("an unknown environment is refused by name", () => {
-    const bogus = { ...environmentProfile("dev"), environment: "qa" as never };
-    expect(() => gcpSizing(bogus)).toThrow(/No GCP sizing for environment "qa"/);
+  test("an unknown environment is refused by name where profiles come from (the one per-environment table)", () => {
+    expect(() => environmentProfile("qa" as never)).toThrow(
+      'Unknown environment "qa": use one of dev, staging, prod.',
+    );
   });
 });
 

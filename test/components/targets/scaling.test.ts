@@ -128,7 +128,11 @@ describe("targetScaling overrides", () => {
       { lambda: { reservedConcurrency: 5, provisionedConcurrency: 6 } },
       /lambda\.provisionedConcurrency \(6\) is greater than lambda\.reservedConcurrency \(5\)/,
     ],
-    ["throttle rate", { lambda: { httpApiRateLimit: 0 } }, /lambda\.httpApiRateLimit is 0/],
+    [
+      "throttle rate",
+      { lambda: { throttleRatePerSecond: 0 } },
+      /lambda\.throttleRatePerSecond is 0/,
+    ],
     ["cpu format", { cloudRun: { cpu: "one" } }, /cloudRun\.cpu is "one"/],
     ["cpu 3 does not exist", { cloudRun: { cpu: "3" } }, /cloudRun\.cpu is "3"/],
     [

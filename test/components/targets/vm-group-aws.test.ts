@@ -75,7 +75,7 @@ beforeAll(async () => {
       minInstances: 2,
       maxInstances: 4,
       requestsPerTarget: 120,
-      rootVolumeGiB: 40,
+      diskGb: 40,
       allowedCidrs: ["203.0.113.0/24", "198.51.100.0/24"],
       secretKmsKeyArns: [KMS_KEY],
       tags: { team: "agents" },
