@@ -43,7 +43,7 @@ import type { Logger } from "pino";
 import type { AppConfig } from "../config";
 import { ApiError } from "../errors";
 import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
-import type { BudgetOverrides, SpendFilter, Store, UserBudgetName } from "../store/types";
+import type { BudgetOverrides, Store, UserBudgetName } from "../store/types";
 import { AlertDispatcher, type AlertListener, type BudgetName, type BudgetWindow } from "./alerts";
 import {
   MemoryBudgetEngine,
@@ -52,15 +52,17 @@ import {
   usd,
   type BudgetEngine,
   type Crossing,
-  type EngineLine,
   type EngineReserveResult,
   type LineState,
 } from "./engine";
 import { RedisBudgetEngine } from "./redis-engine";
+import { budgetLines, DAY_MS, type Limit, type Limits, type Line } from "./lines";
+import { budgetExceeded, type Refusal } from "./refusal";
 
 import { estimateInput } from "./estimate";
 export { estimateInput, estimateInputTokens } from "./estimate";
 export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
+export { utcDay } from "./lines";
 
 export interface BudgetLimits {
   requestUsd?: number;
@@ -190,28 +192,6 @@ export interface UsageReport {
   budgets: BudgetUsage[];
 }
 
-interface Limit {
-  usd: number;
-  source: "default" | "override";
-}
-
-interface Limits {
-  request?: Limit;
-  session?: Limit;
-  user_daily?: Limit;
-  daily?: Limit;
-}
-
-/** One budget window a hold counts against, with what alerts and errors say about it. */
-interface Line extends EngineLine {
-  budget: Exclude<BudgetName, "request">;
-  scopeId: string;
-  limitUsd: number;
-  source: Limit["source"];
-  window: BudgetWindow | null;
-  seedFilter: SpendFilter;
-}
-
 /** A hold on the budgets, returned by `reserve` and handed back to `settle`. */
 export class Reservation {
   /** @internal */ settled = false;
@@ -237,15 +217,8 @@ interface PendingSettle {
   quiet: boolean;
 }
 
-const DAY_MS = 86_400_000;
 const MAX_PENDING_SETTLES = 10_000;
 const MAX_CACHED = 10_000;
-
-export function utcDay(ms: number): { id: string; start: number; end: number } {
-  const d = new Date(ms);
-  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-  return { id: new Date(start).toISOString().slice(0, 10), start, end: start + DAY_MS };
-}
 
 class TimeoutError extends Error {}
 
@@ -794,19 +767,7 @@ export class BudgetService {
     });
   }
 
-  private refuse(
-    userId: string,
-    speculative: boolean,
-    r: {
-      budget: BudgetName;
-      scopeId: string;
-      limitUsd: number;
-      window: BudgetWindow | null;
-      state: LineState | null;
-      requested: number;
-      retryable: boolean;
-    },
-  ): ReserveResult {
+  private refuse(userId: string, speculative: boolean, r: Refusal): ReserveResult {
     let reported = false;
     const report = () => {
       if (reported) return;
@@ -821,108 +782,21 @@ export class BudgetService {
       }
     };
     if (!speculative) report();
-    const resetsAt = r.window?.end ?? null;
-    const label = {
-      request: "the per-request budget",
-      session: "this session's budget",
-      user_daily: "your daily budget",
-      daily: "the service's daily budget",
-    }[r.budget];
-    const state = r.state
-      ? ` ($${money(usd(r.state.spent))} spent, $${money(usd(r.state.reserved))} held by requests in flight)`
-      : "";
-    const when = r.retryable
-      ? "it will fit once requests in flight finish; retry shortly"
-      : resetsAt
-        ? `it resets at ${resetsAt}`
-        : r.budget === "session"
-          ? "session budgets do not reset; start a new session"
-          : "its input alone costs more; shorten it";
-    const message = `${label} of $${money(r.limitUsd)} cannot cover this request (up to $${money(usd(r.requested))})${state}: ${when}`;
-    const headers: Record<string, string> = {};
-    if (r.retryable) headers["retry-after"] = "1";
-    else {
-      // The official SDK retries 429s unless told not to; an exhausted budget will not recover by retrying.
-      headers["x-should-retry"] = "false";
-      if (resetsAt)
-        headers["retry-after"] = String(
-          Math.max(1, Math.ceil((Date.parse(resetsAt) - this.now()) / 1000)),
-        );
-    }
-    const details = {
-      budget: r.budget,
-      scope_id: r.scopeId,
-      limit_usd: r.limitUsd,
-      spent_usd: r.state ? usd(r.state.spent) : null,
-      reserved_usd: r.state ? usd(r.state.reserved) : null,
-      requested_usd: usd(r.requested),
-      resets_at: resetsAt,
-      window: r.window,
-      retryable: r.retryable,
-    };
     return {
       ok: false,
-      error: new ApiError(429, "budget_exceeded", message, headers, details),
+      error: budgetExceeded(r, this.now()),
       report: speculative ? report : () => {},
     };
   }
 
   private linesFor(userId: string, sessionId: string | null, limits: Limits, now: number): Line[] {
-    const lines: Line[] = [];
-    const day = utcDay(now);
-    const window: BudgetWindow = {
-      start: new Date(day.start).toISOString(),
-      end: new Date(day.end).toISOString(),
-    };
-    const key = (...parts: string[]) =>
-      `{${this.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
-    const line = (
-      budget: Line["budget"],
-      limit: Limit,
-      rest: Pick<Line, "key" | "scopeId" | "window" | "seedFilter" | "expireAt">,
-    ): Line => ({
-      budget,
-      limit: microsFloor(limit.usd),
-      limitUsd: limit.usd,
-      source: limit.source,
-      ...rest,
-    });
-    if (sessionId && limits.session) {
-      lines.push(
-        line("session", limits.session, {
-          key: key("s", sessionId),
-          scopeId: sessionId,
-          window: null,
-          seedFilter: { sessionId },
-          expireAt: now + this.sessionIdleMs,
-        }),
-      );
-    }
-    // Counters outlive their day by a day, so a hold taken just before midnight settles into it.
-    const dayRange = { sinceIso: window.start, untilIso: window.end };
-    if (limits.user_daily) {
-      lines.push(
-        line("user_daily", limits.user_daily, {
-          key: key("u", userId, day.id),
-          scopeId: userId,
-          window,
-          seedFilter: { userId, ...dayRange },
-          expireAt: day.end + DAY_MS,
-        }),
-      );
-    }
-    if (limits.daily) {
-      lines.push(
-        line("daily", limits.daily, {
-          key: key("d", day.id),
-          scopeId: "deployment",
-          window,
-          seedFilter: dayRange,
-          expireAt: day.end + DAY_MS,
-        }),
-      );
-    }
-    return lines;
+    return budgetLines(
+      { keyTag: this.keyTag, sessionIdleMs: this.sessionIdleMs },
+      userId,
+      sessionId,
+      limits,
+      now,
+    );
   }
 
   private async limitsFor(userId: string): Promise<Limits> {
@@ -980,10 +854,4 @@ export class BudgetService {
     if (this.overrides.size > MAX_CACHED)
       this.overrides.delete(this.overrides.keys().next().value!);
   }
-}
-
-function money(n: number): string {
-  if (n === 0) return "0";
-  if (Math.abs(n) >= 1) return n.toFixed(2);
-  return String(Number(n.toPrecision(3)));
 }
