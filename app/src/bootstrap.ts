@@ -15,6 +15,7 @@ import { MemoryResponseCache } from "./cache/memory";
 import { RedisResponseCache } from "./cache/redis";
 import { BatchedLedger } from "./budget/ledger";
 import { BudgetService } from "./budget/budgets";
+import { batchBudgetHooks } from "./budget/batch-hold";
 import { ModelCatalog } from "./llm/models";
 import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
@@ -214,8 +215,10 @@ function assemble({
     promptCaching: config.PROMPT_CACHING,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
   });
-  if (config.BATCH_POLLER_ENABLED) batches.start();
   const budgets = BudgetService.fromConfig(config, { catalog, store, logger, redis });
+  // Batches hold their worst case on the budgets before anything is submitted.
+  batches.budget = batchBudgetHooks(budgets);
+  if (config.BATCH_POLLER_ENABLED) batches.start();
   const deps: AppDeps = {
     config,
     logger,

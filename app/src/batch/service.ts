@@ -75,13 +75,19 @@ export interface BatchBudgetHooks {
     batchId: string;
     worstCaseUsd: number;
     requestCount: number;
+    /** Each request's own worst case (the per-request budget applies to each). */
+    requests: ReadonlyArray<{ customId: string; worstCaseUsd: number }>;
   }): Promise<void>;
-  settleBatch?(input: {
-    userId: string;
-    batchId: string;
-    reservedUsd: number;
-    actualUsd: number;
-  }): Promise<void>;
+  settleBatch?(
+    input: {
+      userId: string;
+      batchId: string;
+      reservedUsd: number;
+      actualUsd: number;
+    },
+    /** When the batch was accepted (and its worst case held): the budget windows it counts in. */
+    batch: { createdAt: string },
+  ): Promise<void>;
 }
 
 export interface BatchRequestInput {
@@ -153,20 +159,20 @@ export class BatchService {
     });
     const id = randomUUID();
     const synthetic = this.mode === "local" && this.o.llm.synthetic;
-    const worstCaseUsd = synthetic
-      ? 0
-      : worstCaseCostUsd(
-          prepared.map((p) => p.params),
-          catalog,
-          this.mode === "upstream",
-        );
+    const each = prepared.map((p) => ({
+      customId: p.customId,
+      worstCaseUsd: synthetic ? 0 : worstCaseCostUsd([p.params], catalog, this.mode === "upstream"),
+    }));
+    const worstCaseUsd = each.reduce((sum, r) => sum + r.worstCaseUsd, 0);
+    const createdAt = new Date().toISOString();
     await this.budget?.reserveBatch({
       userId,
       batchId: id,
       worstCaseUsd,
       requestCount: prepared.length,
+      requests: each,
     });
-    const release = () => this.settleBudget(userId, id, worstCaseUsd, 0);
+    const release = () => this.settleBudget(userId, id, createdAt, worstCaseUsd, 0);
 
     let record: BatchRecord;
     try {
@@ -562,7 +568,7 @@ export class BatchService {
     );
     if (!ended) return; // the lease ran out meanwhile: the replica that holds it now finishes
     this.o.logger.info({ batch: batch.id, ...counts, costUsd }, "batch ended");
-    await this.settleBudget(batch.userId, batch.id, batch.reservedUsd, costUsd);
+    await this.settleBudget(batch.userId, batch.id, batch.createdAt, batch.reservedUsd, costUsd);
   }
 
   /** A submission that never completed (the process died during it): whether upstream got it is unknown. */
@@ -578,12 +584,13 @@ export class BatchService {
   private async settleBudget(
     userId: string,
     batchId: string,
+    createdAt: string,
     reservedUsd: number,
     actualUsd: number,
   ): Promise<void> {
     if (!this.budget?.settleBatch) return;
     await this.budget
-      .settleBatch({ userId, batchId, reservedUsd, actualUsd })
+      .settleBatch({ userId, batchId, reservedUsd, actualUsd }, { createdAt })
       .catch((err: Error) =>
         this.o.logger.error({ err: err.message, batch: batchId }, "batch budget settle failed"),
       );

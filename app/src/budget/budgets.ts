@@ -140,6 +140,20 @@ export function reserveRequestFor(
   };
 }
 
+/** A fixed hold (`reserveHold`): a batch's worst case. */
+export interface HoldRequest {
+  /** Unique per hold; `settleHold` settles it by this id. */
+  id: string;
+  userId: string;
+  amountUsd: number;
+  /** How long before an unsettled hold is released (longer than the work it covers). */
+  ttlMs: number;
+  /** What a refusal tells the client to do. */
+  hint?: string;
+  /** The requests the hold covers: each must fit the per-request budget on its own. */
+  requests?: ReadonlyArray<{ name: string; amountUsd: number }>;
+}
+
 export interface ReserveOptions {
   /**
    * The hold leaves before the caller knows it will spend anything (POST /v1/messages sends it
@@ -396,32 +410,75 @@ export class BudgetService {
         engine,
         amount,
       );
-    if (lines.length === 0) return { ok: true, reservation: hold(null), maxTokens };
+    const held = await this.holdOn(req.userId, lines, id, amount, minCost, now, this.ttlMs, {
+      speculative,
+    });
+    if (!held.ok) return held;
+    return { ok: true, reservation: hold(held.engine), maxTokens };
+  }
 
-    const { engine, result } = await this.runReserve(id, lines, amount, minCost, now);
-    this.stats.reclaimed += result.reclaimed;
-    if (result.kind === "refused") {
-      const line = lines[result.index]!;
-      if (result.exhausted)
-        this.alert(
-          line,
-          100,
-          result.state.spent,
-          engine !== this.redisEngine && engine !== this.embedded,
-        );
-      return this.refuse(req.userId, speculative, {
-        budget: line.budget,
-        scopeId: line.scopeId,
-        limitUsd: line.limitUsd,
-        window: line.window,
-        state: result.state,
-        requested: amount,
-        retryable: result.state.spent + amount <= line.limit,
+  /**
+   * Hold a fixed amount on the user's window budgets, all or nothing, under the caller's id and
+   * time to live: a batch's worst case, held until it ends (a day or more). Whichever replica
+   * finishes the work settles it with `settleHold`, from ids alone. Never throws.
+   */
+  async reserveHold(req: HoldRequest): Promise<{ ok: true } | { ok: false; error: ApiError }> {
+    const now = this.now();
+    const limits = await this.limitsFor(req.userId);
+    const amount = microsCeil(req.amountUsd);
+    const perRequest = limits.request;
+    const over = perRequest && req.requests?.find((r) => r.amountUsd > perRequest.usd);
+    if (perRequest && over) {
+      return this.refuse(req.userId, false, {
+        budget: "request",
+        scopeId: req.id,
+        limitUsd: perRequest.usd,
+        window: null,
+        state: null,
+        requested: microsCeil(over.amountUsd),
+        retryable: false,
+        hint: `request "${over.name}" alone may cost more; lower its max_tokens`,
       });
     }
-    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
-    this.stats.reserved++;
-    return { ok: true, reservation: hold(engine), maxTokens };
+    const lines = this.linesFor(req.userId, null, limits, now);
+    const held = await this.holdOn(req.userId, lines, req.id, amount, amount, now, req.ttlMs, {
+      hint: req.hint,
+    });
+    return held.ok ? { ok: true } : { ok: false, error: held.error };
+  }
+
+  /**
+   * Settle a hold taken with `reserveHold` at `heldAt`, possibly by another replica or before a
+   * restart: its windows are found again from the user, the time it was taken and today's limits.
+   */
+  async settleHold(req: {
+    id: string;
+    userId: string;
+    heldAt: number;
+    reservedUsd: number;
+    actualUsd: number;
+  }): Promise<void> {
+    const limits = await this.limitsFor(req.userId);
+    const lines = this.linesFor(req.userId, null, limits, req.heldAt);
+    const engine = this.redisEngine ?? this.embedded ?? null;
+    const amount = microsCeil(req.reservedUsd);
+    const reservation = new Reservation(
+      req.id,
+      req.userId,
+      null,
+      "",
+      0,
+      req.reservedUsd,
+      lines,
+      engine,
+      amount,
+    );
+    await this.settle(reservation, req.actualUsd);
+  }
+
+  /** The per-request limit that applies to the user (USD), if any. */
+  async requestLimitUsd(userId: string): Promise<number | undefined> {
+    return (await this.limitsFor(userId)).request?.usd;
   }
 
   /** Give back a hold nothing was spent against (a speculative one the request did not use). */
@@ -591,14 +648,54 @@ export class BudgetService {
     );
   }
 
+  /** Hold `amount` µ$ on every line, all or nothing; or the refusal the client gets. */
+  private async holdOn(
+    userId: string,
+    lines: Line[],
+    id: string,
+    amount: number,
+    minCost: number,
+    now: number,
+    ttlMs: number,
+    options: { speculative?: boolean; hint?: string },
+  ): Promise<{ ok: true; engine: BudgetEngine | null } | Extract<ReserveResult, { ok: false }>> {
+    if (lines.length === 0) return { ok: true, engine: null };
+    const { engine, result } = await this.runReserve(id, lines, amount, minCost, now, ttlMs);
+    this.stats.reclaimed += result.reclaimed;
+    if (result.kind === "refused") {
+      const line = lines[result.index]!;
+      if (result.exhausted)
+        this.alert(
+          line,
+          100,
+          result.state.spent,
+          engine !== this.redisEngine && engine !== this.embedded,
+        );
+      return this.refuse(userId, options.speculative === true, {
+        budget: line.budget,
+        scopeId: line.scopeId,
+        limitUsd: line.limitUsd,
+        window: line.window,
+        state: result.state,
+        requested: amount,
+        retryable: result.state.spent + amount <= line.limit,
+        hint: options.hint,
+      });
+    }
+    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
+    this.stats.reserved++;
+    return { ok: true, engine };
+  }
+
   private async runReserve(
     id: string,
     lines: Line[],
     amount: number,
     minCost: number,
     now: number,
+    ttlMs: number,
   ): Promise<{ engine: BudgetEngine; result: EngineReserveResult }> {
-    const deadline = now + this.ttlMs;
+    const deadline = now + ttlMs;
     if (this.redisEngine && this.redisUsable()) {
       const engine = this.redisEngine;
       try {
@@ -767,7 +864,11 @@ export class BudgetService {
     });
   }
 
-  private refuse(userId: string, speculative: boolean, r: Refusal): ReserveResult {
+  private refuse(
+    userId: string,
+    speculative: boolean,
+    r: Refusal,
+  ): Extract<ReserveResult, { ok: false }> {
     let reported = false;
     const report = () => {
       if (reported) return;

@@ -116,6 +116,7 @@ interface Held {
   limits: number[];
   amount: number;
   deadline: number;
+  ttl: number;
 }
 
 export interface MemoryEngineOptions {
@@ -133,8 +134,12 @@ export interface MemoryEngineOptions {
 export class MemoryBudgetEngine implements BudgetEngine {
   readonly kind = "memory" as const;
   private readonly windows = new Map<string, Window>();
-  /** Insertion order is deadline order (one TTL per service), so expiry scans stop early. */
   private readonly held = new Map<string, Held>();
+  /**
+   * Holds grouped by time to live (requests use the service's TTL, batches a day and more): within
+   * a group insertion order is deadline order, so expiry scans stop at the first live hold.
+   */
+  private readonly byTtl = new Map<number, Map<string, Held>>();
   private readonly share: number;
   private readonly now: () => number;
   private lastPrune = 0;
@@ -184,12 +189,17 @@ export class MemoryBudgetEngine implements BudgetEngine {
       w.expireAt = Math.max(w.expireAt, lines[i]!.expireAt);
       return { spent: w.spent, reserved: w.reserved };
     });
-    this.held.set(id, {
+    const held: Held = {
       keys: lines.map((l) => l.key),
       limits: lines.map((l) => l.limit),
       amount,
       deadline,
-    });
+      ttl: deadline - now,
+    };
+    this.held.set(id, held);
+    let group = this.byTtl.get(held.ttl);
+    if (!group) this.byTtl.set(held.ttl, (group = new Map()));
+    group.set(id, held);
     return { kind: "ok", states, reclaimed };
   }
 
@@ -249,6 +259,7 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   private release(id: string, held: Held) {
     this.held.delete(id);
+    this.byTtl.get(held.ttl)?.delete(id);
     for (const key of held.keys) {
       const w = this.windows.get(key);
       if (w) w.reserved = Math.max(0, w.reserved - held.amount);
@@ -257,10 +268,12 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   private reclaim(now: number): number {
     let n = 0;
-    for (const [id, held] of this.held) {
-      if (held.deadline > now) break;
-      this.release(id, held);
-      n++;
+    for (const group of this.byTtl.values()) {
+      for (const [id, held] of group) {
+        if (held.deadline > now) break;
+        this.release(id, held);
+        n++;
+      }
     }
     return n;
   }

@@ -17,7 +17,7 @@ export interface Refusal {
   requested: number;
   /** The budget would cover the request once requests in flight settle. */
   retryable: boolean;
-  /** Replaces the default explanation of what to do (e.g. which batch request is too large). */
+  /** Replaces the default advice when retrying cannot help (e.g. which batch request is too large). */
   hint?: string;
 }
 
@@ -32,15 +32,14 @@ export function budgetExceeded(r: Refusal, now: number): ApiError {
   const state = r.state
     ? ` ($${money(usd(r.state.spent))} spent, $${money(usd(r.state.reserved))} held by requests in flight)`
     : "";
-  const when =
-    r.hint ??
-    (r.retryable
-      ? "it will fit once requests in flight finish; retry shortly"
-      : resetsAt
+  const when = r.retryable
+    ? "it will fit once requests in flight finish; retry shortly"
+    : (r.hint ??
+      (resetsAt
         ? `it resets at ${resetsAt}`
         : r.budget === "session"
           ? "session budgets do not reset; start a new session"
-          : "its input alone costs more; shorten it");
+          : "its input alone costs more; shorten it"));
   const message = `${label} of $${money(r.limitUsd)} cannot cover this request (up to $${money(usd(r.requested))})${state}: ${when}`;
   const headers: Record<string, string> = {};
   if (r.retryable) headers["retry-after"] = "1";
