@@ -29,7 +29,15 @@ import type { ToolRegistry } from "./tools";
  */
 export const MAX_TOOL_ITERATIONS_STOP = "max_tool_iterations";
 
-export type TurnStopReason = MessageResponse["stop_reason"] | typeof MAX_TOOL_ITERATIONS_STOP;
+/**
+ * The turn's stop_reason when a budget (the per-request budget covers the whole turn) could not
+ * cover another model call after the first: the calls already paid for and the tools' results
+ * are kept, and the next turn carries on from them.
+ */
+export const BUDGET_STOP = "budget_exceeded";
+
+export type TurnStopReason =
+  MessageResponse["stop_reason"] | typeof MAX_TOOL_ITERATIONS_STOP | typeof BUDGET_STOP;
 
 export interface ProducedMessage extends HistoryMessage {
   /** The model that wrote an assistant message; null for tool results. */
@@ -84,8 +92,10 @@ export interface AgentTurnOptions {
   /** Called exactly once per model call, however it ended. */
   onModelCall?(call: ModelCallRecord): void;
   /**
-   * Admission before each model call (budgets): may cap `max_tokens`, or throw to refuse the call.
-   * `settle` receives the call's real cost once it ends, however it ends.
+   * Admission before each model call (budgets): may cap `max_tokens`, or throw to refuse the call
+   * (an error whose `type` is "budget_exceeded" after the first call ends the turn with
+   * BUDGET_STOP instead of failing it). `settle` receives the call's real cost once it ends,
+   * however it ends.
    */
   admit?(request: MessageRequest): Promise<Admission>;
 }
@@ -110,6 +120,7 @@ export async function* runAgentTurn(
   const produced: ProducedMessage[] = [];
   const total: TurnUsage = { ...zeroUsage(), cost_usd: 0 };
   let toolRounds = 0;
+  let last: MessageResponse | undefined;
 
   for (let iteration = 1; ; iteration++) {
     // Tools ignore cancellation once running; stop here rather than start another paid call.
@@ -121,7 +132,14 @@ export async function* runAgentTurn(
       tools: o.tools.definitions(),
       ...(o.system ? { system: o.system } : {}),
     };
-    const admission = o.admit ? await o.admit(request) : undefined;
+    let admission: Admission | undefined;
+    try {
+      admission = o.admit ? await o.admit(request) : undefined;
+    } catch (err) {
+      if (last && (err as { type?: unknown })?.type === BUDGET_STOP)
+        return finish(last, BUDGET_STOP);
+      throw err;
+    }
     const report = (record: ModelCallRecord) => {
       admission?.settle(record.costUsd);
       o.onModelCall?.(record);
@@ -132,6 +150,7 @@ export async function* runAgentTurn(
       : await jsonCall(o, admitted, iteration, report);
     addUsage(total, call);
     const { message } = call;
+    last = message;
     const assistant: ProducedMessage = {
       role: "assistant",
       content: message.content as unknown as ContentBlock[],

@@ -40,6 +40,7 @@ import type {
 } from "../store/types";
 import { AgentMetrics } from "../telemetry/metrics";
 import { withSpan } from "../telemetry/otel";
+import { withoutNul } from "../json-limits";
 import type { Tracer } from "@opentelemetry/api";
 import type { BatchUpstream, UpstreamBatch, UpstreamBatchResult } from "./upstream";
 
@@ -507,7 +508,8 @@ export class BatchService {
     return {
       customId: String(line.custom_id),
       type,
-      result: line.result,
+      // Model output, stored in Postgres, which cannot hold a NUL character.
+      result: withoutNul(line.result),
       model,
       inputTokens: usage.input_tokens,
       outputTokens: usage.output_tokens,

@@ -116,6 +116,11 @@ export interface ReserveRequest {
    * to a pricier model cannot settle above its hold.
    */
   fallbackModels?: readonly string[];
+  /**
+   * What earlier model calls of the same request already spent (USD): the calls of one agent
+   * turn share the per-request budget.
+   */
+  requestSpentUsd?: number;
 }
 
 /**
@@ -374,7 +379,7 @@ export class BudgetService {
     let maxTokens = Math.max(1, Math.floor(req.maxTokens));
 
     if (limits.request) {
-      const limit = microsFloor(limits.request.usd);
+      const limit = microsFloor(limits.request.usd) - microsCeil(req.requestSpentUsd ?? 0);
       const cheapest = Math.ceil(inputCost + outPrice);
       if (cheapest > limit) {
         return this.refuse(req.userId, speculative, {

@@ -20,6 +20,7 @@ import { batchView, type BatchService } from "../batch/service";
 import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
 import { asApiError, messagesRequestSchema } from "./messages";
+import { nulMessage, nulPath } from "../json-limits";
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
 const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
@@ -46,6 +47,9 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
   for (const prefix of PREFIXES) {
     app.post(prefix, async (c) => {
       const body = await readJson(c, schema);
+      // Requests are kept in Postgres until they run, and Postgres cannot hold a NUL character.
+      const nul = nulPath(body);
+      if (nul !== null) throw badRequest(nulMessage(nul));
       const seen = new Set<string>();
       body.requests.forEach((r, i) => {
         if (seen.has(r.custom_id))

@@ -34,6 +34,7 @@ import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError } from "./messages";
+import { NUL_REFUSED, nulPath, withoutNul } from "../json-limits";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SYSTEM_CHARS = 100_000;
@@ -53,6 +54,7 @@ export const createSessionSchema = z.strictObject({
   system: z
     .string()
     .max(MAX_SYSTEM_CHARS, `must be at most ${MAX_SYSTEM_CHARS} characters`)
+    .refine((s) => !s.includes("\u0000"), NUL_REFUSED)
     .nullish(),
   metadata: z
     .record(z.string(), z.unknown())
@@ -60,6 +62,7 @@ export const createSessionSchema = z.strictObject({
       (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,
       `must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
     )
+    .refine((m) => nulPath(m) === null, NUL_REFUSED)
     .nullish(),
 });
 
@@ -73,6 +76,9 @@ const userContent = z.unknown().transform((value, ctx): ContentBlock[] => {
     return z.NEVER;
   };
   if (value === undefined) return fail("required: a string or an array of content blocks");
+  // Checked before anything else: a turn whose input cannot be stored must not reach the model.
+  const nul = nulPath(value);
+  if (nul !== null) return fail(NUL_REFUSED, nul);
   if (typeof value === "string") {
     return value.trim() === ""
       ? fail("must contain non-whitespace text")
@@ -285,7 +291,8 @@ async function appendTurn(
   messages: ProducedMessage[],
 ) {
   try {
-    await deps.store.appendMessages(sessionId, expectedNextSeq, messages);
+    // Model output is stored as it came, but for NUL characters, which Postgres cannot hold.
+    await deps.store.appendMessages(sessionId, expectedNextSeq, withoutNul(messages));
   } catch (err) {
     if (err instanceof ConcurrentAppendError) {
       throw new ApiError(
@@ -362,7 +369,11 @@ async function readOptionalJson<S extends z.ZodType>(
   return parsed.data;
 }
 
-/** Each model call of a turn holds its worst case against the budgets, like /v1/messages. */
+/**
+ * Each model call of a turn holds its worst case against the budgets, like /v1/messages; the
+ * per-request budget covers the whole turn, so each call may use only what the calls before it
+ * left of it.
+ */
 function budgetAdmission(
   deps: AppDeps,
   catalog: ModelCatalog,
@@ -373,21 +384,26 @@ function budgetAdmission(
   const budgets = deps.budgets;
   if (!budgets) return undefined;
   let call = 0;
+  let spentUsd = 0;
   return async (request) => {
-    const held = await budgets.reserve(
-      reserveRequestFor(
+    const held = await budgets.reserve({
+      ...reserveRequestFor(
         request,
         { requestId: `${requestId}:${++call}`, userId, sessionId },
         catalog,
         deps.config.MODEL_FALLBACK,
       ),
-    );
+      requestSpentUsd: spentUsd,
+    });
     if (!held.ok) throw held.error;
     const admitted =
       held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
     return {
       request: admitted,
-      settle: (costUsd) => void budgets.settle(held.reservation, costUsd),
+      settle: (costUsd) => {
+        spentUsd += costUsd;
+        void budgets.settle(held.reservation, costUsd);
+      },
     };
   };
 }
