@@ -17,7 +17,12 @@ export interface AbuseRig {
   user: string;
   key: string;
   /** POST JSON with the user's key. */
-  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  post(
+    path: string,
+    body: unknown,
+    headers?: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<Response>;
   get(path: string): Promise<Response>;
   /** Ledger rows of the user, after flushing what is queued. */
   ledger(): Promise<LedgerRow[]>;
@@ -86,11 +91,12 @@ export async function openRig(
     service,
     user,
     key,
-    post: (path, body, extra = {}) =>
+    post: (path, body, extra = {}, signal) =>
       fetch(`${service.url}${path}`, {
         method: "POST",
         headers: { ...headers, ...extra },
         body: typeof body === "string" ? body : JSON.stringify(body),
+        signal,
       }),
     get: (path) => fetch(`${service.url}${path}`, { headers }),
     ledger: () => ledgerRows(service.deps, user),

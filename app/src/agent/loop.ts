@@ -21,6 +21,7 @@ import { UpstreamError } from "../llm/types";
 import type { ContentBlock, UsageStatus } from "../store/types";
 import { toRequestMessages, withCacheBreakpoint, type HistoryMessage } from "./history";
 import type { ToolRegistry } from "./tools";
+import { boundUsage } from "../llm/usage-bounds";
 
 /**
  * The turn's stop_reason when the model still wanted tools after AGENT_MAX_TOOL_ITERATIONS rounds.
@@ -85,7 +86,17 @@ export interface AgentTurnOptions {
   maxToolIterations: number;
   /** Stream each model call, yielding its events as they arrive, or make plain JSON calls. */
   stream: boolean;
+  /** The turn is cancelled (client gone): no further model call or tool starts, a stream stops. */
   signal: AbortSignal;
+  /**
+   * Aborts a JSON model call in flight (shutdown). The turn's `signal` does not: a JSON call is
+   * billed either way and reports its usage only once complete, so it is left to finish.
+   */
+  callSignal?: AbortSignal;
+  /** The model's context window, bounding the input usage charged (default 200,000 tokens). */
+  contextWindow?(model: string): number;
+  /** Told when the upstream reported usage beyond max_tokens or the context window (then clamped). */
+  onUsageBounded?(model: string, reported: FullUsage, charged: FullUsage): void;
   timeoutMs?: number;
   requestId?: string;
   costUsd(model: string, usage: FullUsage): number;
@@ -227,7 +238,7 @@ async function jsonCall(
   const started = performance.now();
   let message: MessageResponse;
   try {
-    message = await o.llm.createMessage(request, callOptions(o));
+    message = await o.llm.createMessage(request, { ...callOptions(o), signal: o.callSignal });
   } catch (err) {
     // A failed JSON call reports no usage; it is metered at zero so the attempt is still on record.
     report({
@@ -240,7 +251,7 @@ async function jsonCall(
     });
     throw err;
   }
-  const usage = fullUsage(message.usage);
+  const usage = bounded(o, message.model, fullUsage(message.usage), request);
   const costUsd = o.costUsd(message.model, usage);
   report({
     iteration,
@@ -276,7 +287,7 @@ async function* streamedCall(
     if (!tracker.completed)
       throw new UpstreamError(502, "api_error", "the model's stream ended before message_stop");
     const message = assemble(events);
-    const usage = tracker.finalUsage();
+    const usage = bounded(o, message.model, tracker.finalUsage(), request);
     result = { message, usage, costUsd: o.costUsd(message.model, usage) };
     return result;
   } catch (err) {
@@ -287,7 +298,7 @@ async function* streamedCall(
     // upstream stream so the model stops generating tokens nobody will read.
     if (!result && !failed) await upstream.return?.().catch(() => undefined);
     const model = tracker.model ?? request.model;
-    const usage = result?.usage ?? tracker.finalUsage();
+    const usage = result?.usage ?? bounded(o, model, tracker.finalUsage(), request);
     report({
       iteration,
       model,
@@ -311,6 +322,23 @@ function assemble(events: StreamEvent[]): MessageResponse {
     throw new UpstreamError(502, "api_error", "the model's stream had no message_start");
   return message;
 }
+
+/** Usage within max_tokens and the context window (see llm/usage-bounds.ts). */
+function bounded(
+  o: AgentTurnOptions,
+  model: string,
+  usage: FullUsage,
+  request: MessageRequest,
+): FullUsage {
+  const b = boundUsage(usage, {
+    maxTokens: request.max_tokens,
+    contextWindow: o.contextWindow?.(model) ?? DEFAULT_CONTEXT_WINDOW,
+  });
+  if (b.reported) o.onUsageBounded?.(model, b.reported, b.usage);
+  return b.usage;
+}
+
+const DEFAULT_CONTEXT_WINDOW = 200_000;
 
 function callOptions(o: AgentTurnOptions): CallOptions {
   return { signal: o.signal, timeoutMs: o.timeoutMs, requestId: o.requestId };

@@ -41,6 +41,7 @@ import type {
 import { AgentMetrics } from "../telemetry/metrics";
 import { withSpan } from "../telemetry/otel";
 import { withoutNul } from "../json-limits";
+import { boundUsage } from "../llm/usage-bounds";
 import type { Tracer } from "@opentelemetry/api";
 import type { BatchUpstream, UpstreamBatch, UpstreamBatchResult } from "./upstream";
 
@@ -401,9 +402,10 @@ export class BatchService {
       );
       return;
     }
+    const admitted = await this.maxTokensOf(batch.id);
     let chunk: BatchResultInput[] = [];
     for await (const line of upstream.results(batch.upstreamId!)) {
-      chunk.push(this.resultInput(line, true));
+      chunk.push(this.resultInput(line, true, admitted.get(String(line.custom_id))));
       if (chunk.length >= 500) {
         await this.save(batch, chunk);
         chunk = [];
@@ -412,6 +414,21 @@ export class BatchService {
     }
     await this.save(batch, chunk);
     await this.finish(batch, "missing from the upstream batch's results");
+  }
+
+  /** max_tokens of each request still waiting for its result (the bound of its output usage). */
+  private async maxTokensOf(batchId: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (let after = -1; ;) {
+      const items = await this.o.store.listBatchItems(batchId, {
+        pendingOnly: true,
+        afterSeq: after,
+        limit: 1000,
+      });
+      if (items.length === 0) return out;
+      for (const i of items) out.set(i.customId, Number(i.params?.max_tokens));
+      after = items[items.length - 1]!.seq;
+    }
   }
 
   private async runLocal(batch: BatchRecord): Promise<void> {
@@ -460,6 +477,7 @@ export class BatchService {
       return this.resultInput(
         { custom_id: customId, result: { type: "succeeded", message } as never },
         false,
+        Number(params.max_tokens),
       );
     } catch (err) {
       const e =
@@ -485,7 +503,15 @@ export class BatchService {
     };
   }
 
-  private resultInput(line: UpstreamBatchResult, batchPrice: boolean): BatchResultInput {
+  /**
+   * A result as stored and charged. Usage beyond the request's `maxTokens` or the model's context
+   * window is clamped to it (and logged), as for live calls (llm/usage-bounds.ts).
+   */
+  private resultInput(
+    line: UpstreamBatchResult,
+    batchPrice: boolean,
+    maxTokens: number | undefined,
+  ): BatchResultInput {
     const type = (
       RESULT_TYPES.has(line.result?.type) ? line.result.type : "errored"
     ) as BatchResultType;
@@ -497,14 +523,24 @@ export class BatchService {
     const int = (v: unknown) =>
       typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0;
     const split = (u.cache_creation ?? {}) as Record<string, unknown>;
-    const usage = {
+    const model = message?.model ?? null;
+    const reported = {
       input_tokens: int(u.input_tokens),
       output_tokens: int(u.output_tokens),
       cache_creation_input_tokens: int(u.cache_creation_input_tokens),
       cache_read_input_tokens: int(u.cache_read_input_tokens),
       cache_creation: { ephemeral_1h_input_tokens: int(split.ephemeral_1h_input_tokens) },
     };
-    const model = message?.model ?? null;
+    const bounded = boundUsage(reported, {
+      maxTokens: Number.isFinite(maxTokens) ? maxTokens! : Infinity,
+      contextWindow: this.o.catalog.prices(model ?? "").contextWindow,
+    });
+    const usage = bounded.usage;
+    if (bounded.reported)
+      this.o.logger.warn(
+        { customId: line.custom_id, model, reported: bounded.reported, charged: usage },
+        "batch result reported usage beyond what was admitted; charging the admitted bounds",
+      );
     return {
       customId: String(line.custom_id),
       type,

@@ -20,6 +20,7 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
+import { boundUsage } from "../llm/usage-bounds";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -120,6 +121,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       catalog,
       requestId,
       userId,
+      request.max_tokens,
       reservation,
       claimTokenReservation(c),
     );
@@ -175,7 +177,8 @@ const NO_USAGE: FullUsage = {
 
 /**
  * Records one upstream call in the usage ledger and settles its budget hold and its rate-limit
- * token reservation, whatever way it ends.
+ * token reservation, whatever way it ends. Usage beyond what was admitted (max_tokens, the
+ * model's context window) is clamped to it and logged.
  */
 class Meter {
   private readonly started = performance.now();
@@ -185,13 +188,24 @@ class Meter {
     private readonly catalog: ModelCatalog,
     private readonly requestId: string,
     private readonly userId: string,
+    private readonly maxTokens: number,
     private readonly reservation?: Reservation,
     private readonly tokens?: Admission,
   ) {}
 
-  settle(model: string, usage: FullUsage, status: UsageStatus) {
+  settle(model: string, reported: FullUsage, status: UsageStatus) {
     if (this.settled) return;
     this.settled = true;
+    const bounded = boundUsage(reported, {
+      maxTokens: this.maxTokens,
+      contextWindow: this.catalog.prices(model).contextWindow,
+    });
+    const usage = bounded.usage;
+    if (bounded.reported)
+      this.deps.logger.warn(
+        { requestId: this.requestId, model, reported: bounded.reported, charged: usage },
+        "upstream reported usage beyond what was admitted; charging the admitted bounds",
+      );
     const costUsd = status === "cached" ? 0 : this.catalog.costUsd(model, usage);
     if (this.reservation) void this.deps.budgets?.settle(this.reservation, costUsd);
     void this.tokens?.settle(usageTokens(usage) ?? 0);
@@ -219,20 +233,23 @@ async function jsonFromUpstream(
   meter: Meter,
   cacheKey: string | null,
 ): Promise<Response> {
+  // Not cancelled when the client leaves: the model bills what it generated either way, and a
+  // JSON answer reports usage only once it is complete. The call finishes, its real usage is
+  // recorded (status "aborted") and the answer nobody received is not cached.
   const message = await deps.llm
     .createMessage(request, {
-      signal: c.req.raw.signal,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
     })
     .catch((err: unknown) => {
       // Nothing was generated: release the hold and keep a ledger line of the failure.
-      meter.settle(request.model, NO_USAGE, c.req.raw.signal.aborted ? "aborted" : "error");
+      meter.settle(request.model, NO_USAGE, "error");
       throw asApiError(err);
     });
   const usage = fullUsage(message.usage);
-  meter.settle(message.model, usage, "ok");
-  if (cacheKey)
+  const left = c.req.raw.signal.aborted;
+  meter.settle(message.model, usage, left ? "aborted" : "ok");
+  if (cacheKey && !left)
     void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
   c.header("x-agent-model", message.model);
   if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");

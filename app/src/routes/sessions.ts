@@ -205,6 +205,12 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
         requestId,
         costUsd: (model, usage) => catalog.costUsd(model, usage),
+        contextWindow: (model) => catalog.prices(model).contextWindow,
+        onUsageBounded: (model, reported, charged) =>
+          deps.logger.warn(
+            { requestId, model, reported, charged },
+            "upstream reported usage beyond what was admitted; charging the admitted bounds",
+          ),
         onModelCall: meter,
         admit: budgetAdmission(deps, catalog, c.get("requestId"), c.get("userId"), session.id),
       });
