@@ -30,6 +30,7 @@ import { BatchService } from "./batch/service";
 import { AnthropicBatchUpstream } from "./batch/upstream";
 import { ResilientProvider, resilienceOptions } from "./llm/resilient";
 import { rateLimiterFromConfig } from "./ratelimit/limiter";
+import { Lifecycle } from "./lifecycle";
 
 export interface CreateDepsOptions {
   logger?: Logger;
@@ -234,7 +235,7 @@ function assemble({
     usage,
     budgets,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),
-    lifecycle: { draining: false },
+    lifecycle: new Lifecycle(),
     async close() {
       await batches.stop();
       if (!options.llm && llm instanceof ResilientProvider) llm.close();

@@ -22,6 +22,7 @@ import type { ContentBlock, UsageStatus } from "../store/types";
 import { toRequestMessages, withCacheBreakpoint, type HistoryMessage } from "./history";
 import type { ToolRegistry } from "./tools";
 import { boundUsage } from "../llm/usage-bounds";
+import { estimateInputTokens } from "../budget/estimate";
 
 /**
  * The turn's stop_reason when the model still wanted tools after AGENT_MAX_TOOL_ITERATIONS rounds.
@@ -240,13 +241,22 @@ async function jsonCall(
   try {
     message = await o.llm.createMessage(request, { ...callOptions(o), signal: o.callSignal });
   } catch (err) {
-    // A failed JSON call reports no usage; it is metered at zero so the attempt is still on record.
+    // A failed JSON call reports no usage; it is metered at zero so the attempt is still on
+    // record. One cut by shutdown may have generated everything it was allowed: its worst case.
+    const cut = o.callSignal?.aborted === true;
+    const usage = cut
+      ? {
+          ...zeroUsage(),
+          input_tokens: estimateInputTokens(request),
+          output_tokens: request.max_tokens,
+        }
+      : zeroUsage();
     report({
       iteration,
       model: request.model,
-      usage: zeroUsage(),
-      costUsd: 0,
-      status: o.signal.aborted ? "aborted" : "error",
+      usage,
+      costUsd: cut ? o.costUsd(request.model, usage) : 0,
+      status: cut || o.signal.aborted ? "aborted" : "error",
       latencyMs: elapsed(started),
     });
     throw err;

@@ -277,6 +277,7 @@ export class BudgetService {
   /** Last spent + reserved seen in Redis per window: the floor a degraded engine starts from. */
   private readonly lastSeen = new Map<string, number>();
   private readonly pending: PendingSettle[] = [];
+  private readonly settling = new Set<Promise<void>>();
   private flushing = false;
   private closed = false;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -495,7 +496,15 @@ export class BudgetService {
    * Replace the hold with the real cost (0 releases it). Idempotent; never throws. Call it in a
    * `finally`, with the cost of whatever was used, including a stream the client abandoned.
    */
-  async settle(reservation: Reservation, actualCostUsd: number): Promise<void> {
+  settle(reservation: Reservation, actualCostUsd: number): Promise<void> {
+    const running = this.settleNow(reservation, actualCostUsd);
+    // close() waits for these: a settlement issued just before shutdown still reaches Redis.
+    this.settling.add(running);
+    void running.finally(() => this.settling.delete(running));
+    return running;
+  }
+
+  private async settleNow(reservation: Reservation, actualCostUsd: number): Promise<void> {
     if (reservation.settled) return;
     reservation.settled = true;
     this.stats.settled++;
@@ -603,6 +612,7 @@ export class BudgetService {
 
   /** Replay what can be replayed into Redis, then stop timers and the alert queue. */
   async close(): Promise<void> {
+    await Promise.allSettled([...this.settling]);
     this.closed = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;

@@ -21,6 +21,7 @@ import { applyPromptCaching } from "../llm/prompt-cache";
 import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import { boundUsage } from "../llm/usage-bounds";
+import { estimateInputTokens } from "../budget/estimate";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -183,6 +184,8 @@ const NO_USAGE: FullUsage = {
 class Meter {
   private readonly started = performance.now();
   private settled = false;
+  /** Shutdown waits for this meter to settle. */
+  private readonly done: (() => void) | undefined;
   constructor(
     private readonly deps: AppDeps,
     private readonly catalog: ModelCatalog,
@@ -191,11 +194,37 @@ class Meter {
     private readonly maxTokens: number,
     private readonly reservation?: Reservation,
     private readonly tokens?: Admission,
-  ) {}
+  ) {
+    this.done = deps.lifecycle.track?.();
+  }
+
+  /**
+   * A JSON call cut by shutdown reports no usage: charge its worst case (what was held), since
+   * the model may have generated all of it.
+   */
+  chargeHeld(request: MessageRequest) {
+    this.settle(
+      request.model,
+      {
+        ...NO_USAGE,
+        input_tokens: estimateInputTokens(request),
+        output_tokens: request.max_tokens,
+      },
+      "aborted",
+    );
+  }
 
   settle(model: string, reported: FullUsage, status: UsageStatus) {
     if (this.settled) return;
     this.settled = true;
+    try {
+      this.record(model, reported, status);
+    } finally {
+      this.done?.();
+    }
+  }
+
+  private record(model: string, reported: FullUsage, status: UsageStatus) {
     const bounded = boundUsage(reported, {
       maxTokens: this.maxTokens,
       contextWindow: this.catalog.prices(model).contextWindow,
@@ -236,14 +265,18 @@ async function jsonFromUpstream(
   // Not cancelled when the client leaves: the model bills what it generated either way, and a
   // JSON answer reports usage only once it is complete. The call finishes, its real usage is
   // recorded (status "aborted") and the answer nobody received is not cached.
+  // The end of the shutdown grace period does cut it.
+  const stopping = deps.lifecycle.stopping;
   const message = await deps.llm
     .createMessage(request, {
+      signal: stopping,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
     })
     .catch((err: unknown) => {
+      if (stopping?.aborted) meter.chargeHeld(request);
       // Nothing was generated: release the hold and keep a ledger line of the failure.
-      meter.settle(request.model, NO_USAGE, "error");
+      else meter.settle(request.model, NO_USAGE, "error");
       throw asApiError(err);
     });
   const usage = fullUsage(message.usage);

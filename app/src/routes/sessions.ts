@@ -160,6 +160,8 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       );
     }
     busy.add(session.id);
+    // Shutdown waits until the turn has settled what it spent.
+    const settled = deps.lifecycle.track?.();
     let releasedByStream = false;
     try {
       const history = await deps.store.listMessages(session.id);
@@ -202,6 +204,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         stream: body.stream === true,
         // The request's own signal covers a client that leaves before the stream starts.
         signal: AbortSignal.any([c.req.raw.signal, controller.signal]),
+        callSignal: deps.lifecycle.stopping,
         timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
         requestId,
         costUsd: (model, usage) => catalog.costUsd(model, usage),
@@ -274,10 +277,14 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
           if (!next.done)
             await turn.return(undefined as unknown as TurnResult).catch(() => undefined);
           busy.delete(session.id);
+          settled?.();
         }
       });
     } finally {
-      if (!releasedByStream) busy.delete(session.id);
+      if (!releasedByStream) {
+        busy.delete(session.id);
+        settled?.();
+      }
     }
   });
 }
