@@ -129,6 +129,12 @@ export const envSchema = z.object({
   BUDGET_USER_DAILY_USD: z.coerce.number().positive().optional(),
   /** Most the whole deployment may spend per UTC day, in USD. Unset: no limit. */
   BUDGET_DAILY_USD: z.coerce.number().positive().optional(),
+  /**
+   * Near the edge of a budget, max_tokens is capped to what remains (header
+   * x-agent-max-tokens-capped) rather than the request refused, but not below this many output
+   * tokens (or the request's own max_tokens, if smaller): below it the request is refused.
+   */
+  BUDGET_MIN_OUTPUT_TOKENS: z.coerce.number().int().min(1).max(200_000).default(64),
   /** A reservation never settled (crashed replica) is released after this long: keep it above the longest request. */
   BUDGET_RESERVATION_TTL_SECONDS: z.coerce.number().int().min(30).max(86_400).default(900),
   /**

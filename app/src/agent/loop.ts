@@ -115,6 +115,8 @@ export interface AgentTurnOptions {
 export interface Admission {
   request: MessageRequest;
   settle(costUsd: number): void;
+  /** Asked before a fallback to another model (CallOptions.admitModel). */
+  admitModel?(model: string): Promise<boolean>;
 }
 
 interface CallResult {
@@ -158,8 +160,8 @@ export async function* runAgentTurn(
     };
     const admitted = admission?.request ?? request;
     const call = o.stream
-      ? yield* streamedCall(o, admitted, iteration, report)
-      : await jsonCall(o, admitted, iteration, report);
+      ? yield* streamedCall(o, admitted, iteration, report, admission?.admitModel)
+      : await jsonCall(o, admitted, iteration, report, admission?.admitModel);
     addUsage(total, call);
     const { message } = call;
     last = message;
@@ -235,11 +237,16 @@ async function jsonCall(
   request: MessageRequest,
   iteration: number,
   report: (call: ModelCallRecord) => void,
+  admitModel?: CallOptions["admitModel"],
 ): Promise<CallResult> {
   const started = performance.now();
   let message: MessageResponse;
   try {
-    message = await o.llm.createMessage(request, { ...callOptions(o), signal: o.callSignal });
+    message = await o.llm.createMessage(request, {
+      ...callOptions(o),
+      signal: o.callSignal,
+      admitModel,
+    });
   } catch (err) {
     // A failed JSON call reports no usage; it is metered at zero so the attempt is still on
     // record. One cut by shutdown may have generated everything it was allowed: its worst case.
@@ -279,11 +286,14 @@ async function* streamedCall(
   request: MessageRequest,
   iteration: number,
   report: (call: ModelCallRecord) => void,
+  admitModel?: CallOptions["admitModel"],
 ): AsyncGenerator<TurnEvent, CallResult, void> {
   const started = performance.now();
   const tracker = new StreamTracker();
   const events: StreamEvent[] = [];
-  const upstream = o.llm.streamMessage(request, callOptions(o))[Symbol.asyncIterator]();
+  const upstream = o.llm
+    .streamMessage(request, { ...callOptions(o), admitModel })
+    [Symbol.asyncIterator]();
   let result: CallResult | undefined;
   let failed = false;
   try {

@@ -42,9 +42,8 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AppConfig } from "../config";
 import { ApiError } from "../errors";
-import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
-import type { BudgetOverrides, Store, UserBudgetName } from "../store/types";
-import { AlertDispatcher, type AlertListener, type BudgetName, type BudgetWindow } from "./alerts";
+import type { ModelCatalog } from "../llm/models";
+import { AlertDispatcher, type AlertListener, type BudgetName } from "./alerts";
 import {
   MemoryBudgetEngine,
   microsCeil,
@@ -56,205 +55,50 @@ import {
   type LineState,
 } from "./engine";
 import { RedisBudgetEngine } from "./redis-engine";
-import { budgetLines, DAY_MS, type Limit, type Limits, type Line } from "./lines";
+import { budgetLines, DAY_MS, type Limits, type Line } from "./lines";
+import { LimitResolver } from "./limits";
+import { withTimeout } from "./timeout";
+import { SettlementReplay, type PendingSettle } from "./replay";
+import type {
+  BudgetServiceOptions,
+  BudgetStore,
+  BudgetUsage,
+  HoldRequest,
+  RefusalEvent,
+  ReserveOptions,
+  ReserveResult,
+  UsageReport,
+} from "./types";
 import { budgetExceeded, type Refusal } from "./refusal";
+import {
+  holdAmount,
+  holdPrice,
+  Reservation,
+  tokensWithin,
+  type ReserveRequest,
+} from "./reservation";
 
-import { estimateInput } from "./estimate";
 export { estimateInput, estimateInputTokens } from "./estimate";
 export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
 export { utcDay } from "./lines";
+export type { BudgetLimits } from "./limits";
+export type {
+  BudgetServiceOptions,
+  BudgetStore,
+  BudgetUsage,
+  HoldRequest,
+  RefusalEvent,
+  ReserveOptions,
+  ReserveResult,
+  UsageReport,
+} from "./types";
+export { Reservation, reserveRequestFor, type ReserveRequest } from "./reservation";
 
-export interface BudgetLimits {
-  requestUsd?: number;
-  sessionUsd?: number;
-  userDailyUsd?: number;
-  dailyUsd?: number;
-}
-
-export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides">;
-
-export interface BudgetServiceOptions {
-  limits: BudgetLimits;
-  catalog: ModelCatalog;
-  store: BudgetStore;
-  logger: Logger;
-  /** Shared counters across replicas; without it budgets are counted in this process. */
-  redis?: Redis;
-  /** Where alerts go. @default a dispatcher logging alerts, posting to `webhookUrl` when given */
-  alerts?: AlertDispatcher;
-  webhookUrl?: string;
-  /** @default 900000 (BUDGET_RESERVATION_TTL_SECONDS) */
-  reservationTtlMs?: number;
-  /** @default 0.25 (BUDGET_DEGRADED_SHARE) */
-  degradedShare?: number;
-  /** How long a user's overrides are cached; bounds how long a changed override takes. @default 30000 */
-  overrideCacheMs?: number;
-  /** Redis key hash tag; tests use their own. @default "budget" */
-  keyTag?: string;
-  /** A Redis or ledger call slower than this counts as failed (degraded mode). @default 1000 */
-  redisTimeoutMs?: number;
-  /** A session's counter is dropped after this long unused (and re-seeded when used). @default 7 days */
-  sessionIdleMs?: number;
-  now?: () => number;
-}
-
-export interface ReserveRequest {
-  /** Used in the hold's id, for correlation. */
-  requestId: string;
-  userId: string;
-  sessionId?: string | null;
-  model: string;
-  /** estimateInputTokens(body) */
-  inputTokensEstimate: number;
-  maxTokens: number;
-  /** The request uses cache_control: input is reserved at the cache-write price. */
-  promptCaching?: boolean;
-  /** ... with `ttl: "1h"`: at the 1-hour cache-write price. */
-  longCacheWrites?: boolean;
-  /**
-   * Models the call may fall back to: the hold is priced at the dearest of them, so a fallback
-   * to a pricier model cannot settle above its hold.
-   */
-  fallbackModels?: readonly string[];
-  /**
-   * What earlier model calls of the same request already spent (USD): the calls of one agent
-   * turn share the per-request budget.
-   */
-  requestSpentUsd?: number;
-}
-
-/**
- * The hold for one Messages API request: its estimated input, its max_tokens, and the models
- * it may fall back to (its tier's chain when fallback is on).
- */
-export function reserveRequestFor(
-  request: Parameters<typeof estimateInput>[0] & { model: string; max_tokens: number },
-  ids: { requestId: string; userId: string; sessionId: string | null },
-  catalog: ModelCatalog,
-  fallback: boolean,
-): ReserveRequest {
-  const estimate = estimateInput(request);
-  return {
-    ...ids,
-    model: request.model,
-    inputTokensEstimate: estimate.tokens,
-    maxTokens: request.max_tokens,
-    promptCaching: estimate.promptCaching,
-    longCacheWrites: estimate.longCacheWrites,
-    fallbackModels: fallback ? catalog.chainFor(request.model) : [request.model],
-  };
-}
-
-/** A fixed hold (`reserveHold`): a batch's worst case. */
-export interface HoldRequest {
-  /** Unique per hold; `settleHold` settles it by this id. */
-  id: string;
-  userId: string;
-  amountUsd: number;
-  /** How long before an unsettled hold is released (longer than the work it covers). */
-  ttlMs: number;
-  /** What a refusal tells the client to do. */
-  hint?: string;
-  /** The requests the hold covers: each must fit the per-request budget on its own. */
-  requests?: ReadonlyArray<{ name: string; amountUsd: number }>;
-}
-
-export interface ReserveOptions {
-  /**
-   * The hold leaves before the caller knows it will spend anything (POST /v1/messages sends it
-   * with the rate-limit admission and the response-cache lookup, one round trip). A refusal is
-   * then neither counted nor reported to refusal listeners until the caller confirms it with
-   * `report()`, and a hold the caller does not use goes back with `release`. A 100 % alert the
-   * refusal finds due is sent at once: it describes the budget, not this request.
-   */
-  speculative?: boolean;
-}
-
-export type ReserveResult =
-  | { ok: true; reservation: Reservation; maxTokens: number }
-  | {
-      ok: false;
-      error: ApiError;
-      /** Counts and reports a speculative refusal (once); a no-op otherwise. */
-      report: () => void;
-    };
-
-export interface RefusalEvent {
-  budget: BudgetName;
-  scopeId: string;
-  userId: string;
-  /** The budget would cover the request once requests in flight settle. */
-  retryable: boolean;
-}
-
-/** What `usageFor` reports per budget (the JSON of GET /v1/usage). */
-export interface BudgetUsage {
-  budget: BudgetName;
-  scope_id: string;
-  limit_usd: number;
-  /** Null for the request budget, which has no running total. */
-  spent_usd: number | null;
-  reserved_usd: number | null;
-  remaining_usd: number;
-  window: BudgetWindow | null;
-  resets_at: string | null;
-  source: "default" | "override";
-}
-
-export interface UsageReport {
-  object: "usage";
-  user_id: string;
-  session_id: string | null;
-  at: string;
-  /** Where the counters came from: shared Redis, this process (embedded), or this process while Redis is down. */
-  mode: "redis" | "embedded" | "degraded";
-  budgets: BudgetUsage[];
-}
-
-/** A hold on the budgets, returned by `reserve` and handed back to `settle`. */
-export class Reservation {
-  /** @internal */ settled = false;
-  constructor(
-    readonly id: string,
-    readonly userId: string,
-    readonly sessionId: string | null,
-    readonly model: string,
-    /** max_tokens to send upstream: the request's, or less when the request budget capped it. */
-    readonly maxTokens: number,
-    /** The worst-case cost held. */
-    readonly reservedUsd: number,
-    /** @internal */ readonly lines: readonly Line[],
-    /** @internal */ readonly engine: BudgetEngine | null,
-    /** @internal */ readonly amount: number,
-  ) {}
-}
-
-interface PendingSettle {
-  id: string;
-  lines: readonly Line[];
-  actual: number;
-  quiet: boolean;
-}
-
-const MAX_PENDING_SETTLES = 10_000;
 const MAX_CACHED = 10_000;
-
-class TimeoutError extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 export class BudgetService {
   readonly alerts: AlertDispatcher;
   private readonly ownsAlerts: boolean;
-  private readonly limits: BudgetLimits;
   private readonly catalog: ModelCatalog;
   private readonly store: BudgetStore;
   private readonly logger: Logger;
@@ -267,20 +111,16 @@ export class BudgetService {
   private readonly now: () => number;
   private readonly ttlMs: number;
   private readonly share: number;
-  private readonly overrideCacheMs: number;
   private readonly timeoutMs: number;
   private readonly sessionIdleMs: number;
   private readonly keyTag: string;
-  private readonly overrides = new Map<string, { value: BudgetOverrides; until: number }>();
-  private readonly overrideLookups = new Map<string, Promise<BudgetOverrides>>();
+  private readonly limitResolver: LimitResolver;
   private readonly seeding = new WeakMap<BudgetEngine, Map<string, Promise<void>>>();
   /** Last spent + reserved seen in Redis per window: the floor a degraded engine starts from. */
   private readonly lastSeen = new Map<string, number>();
-  private readonly pending: PendingSettle[] = [];
+  /** Settlements waiting for Redis (absent without Redis). */
+  private readonly replay?: SettlementReplay;
   private readonly settling = new Set<Promise<void>>();
-  private flushing = false;
-  private closed = false;
-  private flushTimer: NodeJS.Timeout | undefined;
   private lastRedisWarn = 0;
   private readonly refusalListeners = new Set<(e: RefusalEvent) => void>();
   /** Counters for metrics and tests. */
@@ -295,7 +135,6 @@ export class BudgetService {
   };
 
   constructor(options: BudgetServiceOptions) {
-    this.limits = options.limits;
     this.catalog = options.catalog;
     this.store = options.store;
     this.logger = options.logger;
@@ -303,15 +142,27 @@ export class BudgetService {
     this.now = options.now ?? Date.now;
     this.ttlMs = options.reservationTtlMs ?? 900_000;
     this.share = options.degradedShare ?? 0.25;
-    this.overrideCacheMs = options.overrideCacheMs ?? 30_000;
     this.timeoutMs = options.redisTimeoutMs ?? 1000;
+    this.limitResolver = new LimitResolver(options.limits, options.store, options.logger, {
+      cacheMs: options.overrideCacheMs ?? 30_000,
+      timeoutMs: this.timeoutMs,
+      now: this.now,
+    });
     this.sessionIdleMs = options.sessionIdleMs ?? 7 * DAY_MS;
     this.keyTag = options.keyTag ?? "budget";
     if (!(this.share > 0 && this.share <= 1))
       throw new Error(`degradedShare must be in (0, 1], got ${this.share}`);
-    if (options.redis)
+    if (options.redis) {
       this.redisEngine = new RedisBudgetEngine(options.redis, { tag: this.keyTag });
-    else this.embedded = new MemoryBudgetEngine({ now: this.now });
+      this.replay = new SettlementReplay(this.redisEngine, {
+        usable: () => this.redisUsable(),
+        timeoutMs: this.timeoutMs,
+        logger: this.logger,
+        stats: this.stats,
+        crossed: (lines, crossings) => this.alertCrossings(lines, crossings, false),
+        failed: (err) => this.redisFailed(err),
+      });
+    } else this.embedded = new MemoryBudgetEngine({ now: this.now });
     this.ownsAlerts = !options.alerts;
     this.alerts =
       options.alerts ??
@@ -350,7 +201,7 @@ export class BudgetService {
 
   /** Settlements waiting for Redis to come back. */
   get pendingSettles(): number {
-    return this.pending.length;
+    return this.replay?.length ?? 0;
   }
 
   /** Metrics hook: called for every alert (after it is logged, before the webhook). */
@@ -372,17 +223,15 @@ export class BudgetService {
     const speculative = options.speculative === true;
     const now = this.now();
     const limits = await this.limitsFor(req.userId);
-    const priced = [req.model, ...(req.fallbackModels ?? [])].map((m) => this.catalog.prices(m));
-    // $/MTok is µ$/token. Input that may be written to the prompt cache costs the write price.
-    const inPrice = Math.max(...priced.map((p) => worstInputPerMTok(p, req)));
-    const outPrice = Math.max(...priced.map((p) => p.outputPerMTok));
-    const inputCost = Math.max(0, Math.ceil(req.inputTokensEstimate)) * inPrice;
+    const price = holdPrice(this.catalog.prices(req.model), req);
     let maxTokens = Math.max(1, Math.floor(req.maxTokens));
+    let cappedBy: BudgetName | null = null;
+    let requestLimit = Infinity;
 
     if (limits.request) {
-      const limit = microsFloor(limits.request.usd) - microsCeil(req.requestSpentUsd ?? 0);
-      const cheapest = Math.ceil(inputCost + outPrice);
-      if (cheapest > limit) {
+      requestLimit = microsFloor(limits.request.usd) - microsCeil(req.requestSpentUsd ?? 0);
+      const cheapest = holdAmount(price, 1);
+      if (cheapest > requestLimit) {
         return this.refuse(req.userId, speculative, {
           budget: "request",
           scopeId: req.requestId,
@@ -393,34 +242,90 @@ export class BudgetService {
           retryable: false,
         });
       }
-      if (outPrice > 0) {
-        let cap = Math.floor((limit - inputCost) / outPrice);
-        while (cap > 1 && Math.ceil(inputCost + cap * outPrice) > limit) cap--;
-        maxTokens = Math.min(maxTokens, Math.max(1, cap));
+      const cap = Math.max(1, tokensWithin(price, requestLimit));
+      if (cap < maxTokens) {
+        maxTokens = cap;
+        cappedBy = "request";
       }
     }
 
-    const amount = Math.ceil(inputCost + maxTokens * outPrice);
-    const minCost = Math.ceil(inputCost + outPrice);
+    const amount = holdAmount(price, maxTokens);
+    const floor =
+      req.minOutputTokens === undefined
+        ? maxTokens
+        : Math.min(maxTokens, Math.max(1, Math.floor(req.minOutputTokens)));
+    const minAmount = holdAmount(price, floor);
+    const minCost = holdAmount(price, 1);
     const lines = this.linesFor(req.userId, req.sessionId ?? null, limits, now);
     const id = `${req.requestId}.${randomUUID()}`;
-    const hold = (engine: BudgetEngine | null) =>
-      new Reservation(
-        id,
-        req.userId,
-        req.sessionId ?? null,
-        req.model,
-        maxTokens,
-        usd(amount),
-        lines,
-        engine,
-        amount,
-      );
     const held = await this.holdOn(req.userId, lines, id, amount, minCost, now, this.ttlMs, {
       speculative,
+      minAmount,
     });
     if (!held.ok) return held;
-    return { ok: true, reservation: hold(held.engine), maxTokens };
+    let granted = amount;
+    if (held.granted < amount) {
+      // What the tightest budget had left: max_tokens shrinks to fit it.
+      granted = held.granted;
+      maxTokens = Math.max(floor, Math.min(maxTokens, tokensWithin(price, granted)));
+      cappedBy = lines[held.binding]?.budget ?? cappedBy;
+    }
+    const reservation = new Reservation(
+      id,
+      req.userId,
+      req.sessionId ?? null,
+      req.model,
+      maxTokens,
+      usd(granted),
+      lines,
+      held.engine,
+      granted,
+      cappedBy,
+      req,
+      requestLimit,
+    );
+    return { ok: true, reservation, maxTokens, cappedBy };
+  }
+
+  /**
+   * Before a fallback to `model`: raise the hold to that model's worst case (same input and
+   * max_tokens), atomically, on every budget the request holds. False when a budget (the
+   * per-request one included) cannot cover it: the caller skips that model. A model no dearer
+   * than what is held needs nothing more.
+   */
+  async topUp(reservation: Reservation, model: string): Promise<boolean> {
+    const req = reservation.request;
+    if (!req || reservation.settled) return false;
+    const need = holdAmount(holdPrice(this.catalog.prices(model), req), reservation.maxTokens);
+    const delta = need - reservation.held;
+    if (delta <= 0) return true;
+    if (need > reservation.requestLimit) return false;
+    const id = `${reservation.id}.up${reservation.extras.length + 1}`;
+    const held = await this.holdOn(
+      reservation.userId,
+      [...reservation.lines],
+      id,
+      delta,
+      delta,
+      this.now(),
+      this.ttlMs,
+      { speculative: true },
+    );
+    if (!held.ok) return false;
+    reservation.extras.push(
+      new Reservation(
+        id,
+        reservation.userId,
+        reservation.sessionId,
+        model,
+        0,
+        usd(delta),
+        reservation.lines,
+        held.engine,
+        delta,
+      ),
+    );
+    return true;
   }
 
   /**
@@ -506,6 +411,8 @@ export class BudgetService {
 
   private async settleNow(reservation: Reservation, actualCostUsd: number): Promise<void> {
     if (reservation.settled) return;
+    // Top-ups only held room for a dearer fallback: the real cost goes on the main hold.
+    for (const extra of reservation.extras) void this.settle(extra, 0);
     reservation.settled = true;
     this.stats.settled++;
     let actual: number;
@@ -606,23 +513,13 @@ export class BudgetService {
 
   /** Forget cached overrides (after changing them, or in tests). */
   invalidateOverrides(userId?: string) {
-    if (userId === undefined) this.overrides.clear();
-    else this.overrides.delete(userId);
+    this.limitResolver.invalidate(userId);
   }
 
   /** Replay what can be replayed into Redis, then stop timers and the alert queue. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.settling]);
-    this.closed = true;
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    await this.flushPending();
-    if (this.pending.length > 0) {
-      this.logger.error(
-        { pending: this.pending.length },
-        "budget settlements not replayed into Redis at shutdown; the ledger still has them",
-      );
-    }
+    await this.replay?.close();
     if (this.ownsAlerts) await this.alerts.close();
   }
 
@@ -650,7 +547,7 @@ export class BudgetService {
       this.degraded = null;
       this.logger.info("budgets: Redis reachable again; shared counters in use");
     }
-    if (this.pending.length > 0) void this.flushPending();
+    if (this.replay?.length) void this.replay.flush();
   }
 
   private redisFailed(err: unknown) {
@@ -672,10 +569,22 @@ export class BudgetService {
     minCost: number,
     now: number,
     ttlMs: number,
-    options: { speculative?: boolean; hint?: string },
-  ): Promise<{ ok: true; engine: BudgetEngine | null } | Extract<ReserveResult, { ok: false }>> {
-    if (lines.length === 0) return { ok: true, engine: null };
-    const { engine, result } = await this.runReserve(id, lines, amount, minCost, now, ttlMs);
+    options: { speculative?: boolean; hint?: string; minAmount?: number },
+  ): Promise<
+    | { ok: true; engine: BudgetEngine | null; granted: number; binding: number }
+    | Extract<ReserveResult, { ok: false }>
+  > {
+    if (lines.length === 0) return { ok: true, engine: null, granted: amount, binding: -1 };
+    const minAmount = options.minAmount ?? amount;
+    const { engine, result } = await this.runReserve(
+      id,
+      lines,
+      amount,
+      minCost,
+      now,
+      ttlMs,
+      minAmount,
+    );
     this.stats.reclaimed += result.reclaimed;
     if (result.kind === "refused") {
       const line = lines[result.index]!;
@@ -692,14 +601,14 @@ export class BudgetService {
         limitUsd: line.limitUsd,
         window: line.window,
         state: result.state,
-        requested: amount,
-        retryable: result.state.spent + amount <= line.limit,
+        requested: minAmount,
+        retryable: result.state.spent + minAmount <= line.limit,
         hint: options.hint,
       });
     }
     if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
     this.stats.reserved++;
-    return { ok: true, engine };
+    return { ok: true, engine, granted: result.granted, binding: result.binding };
   }
 
   private async runReserve(
@@ -709,6 +618,7 @@ export class BudgetService {
     minCost: number,
     now: number,
     ttlMs: number,
+    minAmount: number,
   ): Promise<{ engine: BudgetEngine; result: EngineReserveResult }> {
     const deadline = now + ttlMs;
     if (this.redisEngine && this.redisUsable()) {
@@ -716,7 +626,7 @@ export class BudgetService {
       try {
         const result = await this.withSeeding(engine, lines, () =>
           withTimeout(
-            engine.reserve(id, lines, amount, minCost, now, deadline),
+            engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
             this.timeoutMs,
             "budget reserve",
           ),
@@ -735,7 +645,7 @@ export class BudgetService {
     const engine = this.localEngine();
     if (engine !== this.embedded) this.stats.degradedReservations++;
     const result = await this.withSeeding(engine, lines, () =>
-      engine.reserve(id, lines, amount, minCost, now, deadline),
+      engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
     );
     return { engine, result };
   }
@@ -818,48 +728,7 @@ export class BudgetService {
   }
 
   private queueSettle(p: PendingSettle) {
-    if (this.pending.length >= MAX_PENDING_SETTLES) {
-      this.pending.shift();
-      this.stats.replayDropped++;
-      this.logger.error(
-        "budgets: replay queue full; oldest settlement dropped (the ledger still has it)",
-      );
-    }
-    this.pending.push(p);
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush() {
-    if (this.flushTimer || this.closed) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flushPending();
-    }, 1000);
-    this.flushTimer.unref();
-  }
-
-  private async flushPending(): Promise<void> {
-    if (this.flushing || this.pending.length === 0 || !this.redisEngine) return;
-    if (!this.redisUsable()) return this.scheduleFlush();
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0) {
-        const p = this.pending[0]!;
-        const r = await withTimeout(
-          this.redisEngine.settle(p.id, p.lines as Line[], p.actual, { quiet: p.quiet }),
-          this.timeoutMs,
-          "budget replay",
-        );
-        this.pending.shift();
-        this.stats.replayed++;
-        this.alertCrossings(p.lines, r.crossings, false);
-      }
-    } catch (err) {
-      this.redisFailed(err);
-      this.scheduleFlush();
-    } finally {
-      this.flushing = false;
-    }
+    this.replay?.queue(p);
   }
 
   private alertCrossings(lines: readonly Line[], crossings: Crossing[], degraded: boolean) {
@@ -915,59 +784,7 @@ export class BudgetService {
     );
   }
 
-  private async limitsFor(userId: string): Promise<Limits> {
-    const o = await this.overridesFor(userId);
-    const pick = (name: UserBudgetName, fallback: number | undefined): Limit | undefined => {
-      const v = o[name];
-      if (v === null) return undefined;
-      if (v !== undefined) return { usd: v, source: "override" };
-      return fallback === undefined ? undefined : { usd: fallback, source: "default" };
-    };
-    return {
-      request: pick("request", this.limits.requestUsd),
-      session: pick("session", this.limits.sessionUsd),
-      user_daily: pick("user_daily", this.limits.userDailyUsd),
-      daily:
-        this.limits.dailyUsd === undefined
-          ? undefined
-          : { usd: this.limits.dailyUsd, source: "default" },
-    };
-  }
-
-  private overridesFor(userId: string): Promise<BudgetOverrides> {
-    const now = this.now();
-    const hit = this.overrides.get(userId);
-    if (hit && hit.until > now) return Promise.resolve(hit.value);
-    const running = this.overrideLookups.get(userId);
-    if (running) return running;
-    const lookup = withTimeout(
-      this.store.getBudgetOverrides(userId),
-      Math.max(this.timeoutMs, 2000),
-      "budget overrides",
-    )
-      .then((value) => {
-        this.cacheOverrides(userId, value, now + this.overrideCacheMs);
-        return value;
-      })
-      .catch((err: unknown) => {
-        // Keep serving: the last known overrides, else the defaults; ask again in a few seconds.
-        this.logger.warn(
-          { err: (err as Error).message },
-          "budgets: cannot read per-user overrides; using the last known or the defaults",
-        );
-        const value = hit?.value ?? {};
-        this.cacheOverrides(userId, value, now + Math.min(5000, this.overrideCacheMs));
-        return value;
-      })
-      .finally(() => this.overrideLookups.delete(userId));
-    this.overrideLookups.set(userId, lookup);
-    return lookup;
-  }
-
-  private cacheOverrides(userId: string, value: BudgetOverrides, until: number) {
-    this.overrides.delete(userId);
-    this.overrides.set(userId, { value, until });
-    if (this.overrides.size > MAX_CACHED)
-      this.overrides.delete(this.overrides.keys().next().value!);
+  private limitsFor(userId: string): Promise<Limits> {
+    return this.limitResolver.limitsFor(userId);
   }
 }

@@ -17,6 +17,11 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Our request id, forwarded for correlation. */
   requestId?: string;
+  /**
+   * Asked before a fallback to a model other than the request's own: false skips that model
+   * (the request's budget hold could not be raised to that model's price).
+   */
+  admitModel?(model: string): Promise<boolean>;
 }
 
 export interface LlmProvider {

@@ -81,8 +81,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         reserveRequestFor(
           request,
           { requestId, userId, sessionId: null },
-          catalog,
-          deps.config.MODEL_FALLBACK,
+          deps.config.BUDGET_MIN_OUTPUT_TOKENS,
         ),
         { speculative },
       );
@@ -114,9 +113,13 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         throw held.error;
       }
       reservation = held.reservation;
-      if (held.maxTokens !== request.max_tokens)
+      if (held.maxTokens < request.max_tokens) {
         request = { ...request, max_tokens: held.maxTokens };
+        capped(c, held.maxTokens, held.cappedBy);
+      }
     }
+    // A capped answer is not what the same request gets with budget to spare: never cached.
+    const storeAs = cacheable && request.max_tokens === body.max_tokens ? cacheKey : null;
     const meter = new Meter(
       deps,
       catalog,
@@ -126,10 +129,22 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       reservation,
       claimTokenReservation(c),
     );
+    const admitModel = reservation && topUp(deps, reservation);
     return wantsStream
-      ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
-      : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
+      ? streamFromUpstream(c, deps, request, meter, storeAs, admitModel)
+      : jsonFromUpstream(c, deps, request, meter, storeAs, admitModel);
   });
+}
+
+/** Response headers saying max_tokens was lowered to fit a budget, and which one. */
+export function capped(c: AppContext, maxTokens: number, by: string | null) {
+  c.header("x-agent-max-tokens-capped", String(maxTokens));
+  if (by) c.header("x-agent-max-tokens-capped-by", by);
+}
+
+/** A fallback to a dearer model first raises the hold to its price, or is skipped. */
+export function topUp(deps: AppDeps, reservation: Reservation) {
+  return (model: string) => deps.budgets?.topUp(reservation, model) ?? Promise.resolve(true);
 }
 
 /**
@@ -261,6 +276,7 @@ async function jsonFromUpstream(
   request: MessageRequest,
   meter: Meter,
   cacheKey: string | null,
+  admitModel?: (model: string) => Promise<boolean>,
 ): Promise<Response> {
   // Not cancelled when the client leaves: the model bills what it generated either way, and a
   // JSON answer reports usage only once it is complete. The call finishes, its real usage is
@@ -272,6 +288,7 @@ async function jsonFromUpstream(
       signal: stopping,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
+      admitModel,
     })
     .catch((err: unknown) => {
       if (stopping?.aborted) meter.chargeHeld(request);
@@ -295,6 +312,7 @@ async function streamFromUpstream(
   request: MessageRequest,
   meter: Meter,
   cacheKey: string | null,
+  admitModel?: (model: string) => Promise<boolean>,
 ): Promise<Response> {
   const controller = new AbortController();
   const iterator = deps.llm
@@ -302,6 +320,7 @@ async function streamFromUpstream(
       signal: controller.signal,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
+      admitModel,
     })
     [Symbol.asyncIterator]();
   // Wait for the first event before committing to a 200: an upstream refusal (429, 529, 400)

@@ -33,7 +33,7 @@ import {
 import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
-import { asApiError } from "./messages";
+import { asApiError, capped, topUp } from "./messages";
 import { NUL_REFUSED, nulPath, withoutNul } from "../json-limits";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -215,7 +215,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
             "upstream reported usage beyond what was admitted; charging the admitted bounds",
           ),
         onModelCall: meter,
-        admit: budgetAdmission(deps, catalog, c.get("requestId"), c.get("userId"), session.id),
+        admit: budgetAdmission(c, deps, session.id),
       });
       const save = (result: TurnResult) =>
         appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
@@ -388,14 +388,14 @@ async function readOptionalJson<S extends z.ZodType>(
  * left of it.
  */
 function budgetAdmission(
+  c: AppContext,
   deps: AppDeps,
-  catalog: ModelCatalog,
-  requestId: string,
-  userId: string,
   sessionId: string,
 ): ((request: MessageRequest) => Promise<Admission>) | undefined {
   const budgets = deps.budgets;
   if (!budgets) return undefined;
+  const requestId = c.get("requestId");
+  const userId = c.get("userId");
   let call = 0;
   let spentUsd = 0;
   return async (request) => {
@@ -403,16 +403,20 @@ function budgetAdmission(
       ...reserveRequestFor(
         request,
         { requestId: `${requestId}:${++call}`, userId, sessionId },
-        catalog,
-        deps.config.MODEL_FALLBACK,
+        deps.config.BUDGET_MIN_OUTPUT_TOKENS,
       ),
       requestSpentUsd: spentUsd,
     });
     if (!held.ok) throw held.error;
-    const admitted =
-      held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
+    let admitted = request;
+    if (held.maxTokens < request.max_tokens) {
+      admitted = { ...request, max_tokens: held.maxTokens };
+      // Seen by the client when headers are still to be sent (JSON turns, a stream's first call).
+      capped(c, held.maxTokens, held.cappedBy);
+    }
     return {
       request: admitted,
+      admitModel: topUp(deps, held.reservation),
       settle: (costUsd) => {
         spentUsd += costUsd;
         void budgets.settle(held.reservation, costUsd);
