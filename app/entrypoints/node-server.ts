@@ -20,6 +20,7 @@ import type { AppConfig } from "../src/config";
 import type { AppDeps } from "../src/deps";
 import type { AppEnv } from "../src/http";
 import { Lifecycle } from "../src/lifecycle";
+import { buildMetricsApp } from "../src/routes/metrics";
 
 /** How long settlements of requests cut at the end of the grace period may take. */
 export const SETTLE_WAIT_MS = 5_000;
@@ -27,6 +28,8 @@ export const SETTLE_WAIT_MS = 5_000;
 export interface NodeServer {
   server: Server;
   url: string;
+  /** Where GET /metrics is served (METRICS_PORT), when it is on. */
+  metricsUrl?: string;
   /** Requests received and not yet answered (streams until their last byte). */
   readonly inflight: number;
   /** Drain and close everything (see the module comment); resolves when all is written. */
@@ -53,13 +56,19 @@ export async function startNodeServer(
       if (--inflight === 0) idleWake?.();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.PORT;
-  const url = `http://${config.HOST === "0.0.0.0" ? "localhost" : config.HOST}:${port}`;
+  const url = await listening(server, config.HOST, config.PORT);
+  // /metrics on a port of its own, which the deploy targets keep private.
+  const metricsApp = buildMetricsApp(deps);
+  const metricsServer = metricsApp
+    ? (serve({
+        fetch: metricsApp.fetch,
+        port: config.METRICS_PORT,
+        hostname: config.METRICS_HOST,
+      }) as Server)
+    : undefined;
+  const metricsUrl = metricsServer
+    ? await listening(metricsServer, config.METRICS_HOST, config.METRICS_PORT)
+    : undefined;
 
   const requestsDone = (ms: number) =>
     new Promise<boolean>((resolve) => {
@@ -97,6 +106,9 @@ export async function startNodeServer(
         "requests still unsettled at shutdown; their holds expire on their own",
       );
     await closed;
+    await new Promise<void>((resolve) =>
+      metricsServer ? metricsServer.close(() => resolve()) : resolve(),
+    );
     try {
       await deps.close();
     } catch (err) {
@@ -109,9 +121,22 @@ export async function startNodeServer(
   return {
     server,
     url,
+    metricsUrl,
     get inflight() {
       return inflight;
     },
     drain: () => (draining ??= drain()),
   };
+}
+
+/** Resolves with the server's URL once it listens. */
+async function listening(server: Server, host: string, port: number): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    if (server.listening) return resolve();
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+  const address = server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  return `http://${host === "0.0.0.0" ? "localhost" : host}:${bound}`;
 }

@@ -27,9 +27,15 @@ async function main() {
   const localKey = embedded ? await ensureLocalApiKey(deps.store, config.DATA_DIR) : undefined;
 
   const app = buildApp(deps);
-  const { url, drain } = await startNodeServer(config, deps, app);
+  const { url, metricsUrl, drain } = await startNodeServer(config, deps, app);
   logger.info(
-    { url, store: deps.store.kind, cache: deps.cache.kind, synthetic: deps.llm.synthetic },
+    {
+      url,
+      metrics: metricsUrl ? `${metricsUrl}/metrics` : "off",
+      store: deps.store.kind,
+      cache: deps.cache.kind,
+      synthetic: deps.llm.synthetic,
+    },
     "agent service listening",
   );
   if (localKey) {

@@ -14,7 +14,6 @@ import { registerHealthRoutes } from "./routes/health";
 import { registerMessageRoutes } from "./routes/messages";
 import { registerSessionRoutes } from "./routes/sessions";
 import { registerBatchRoutes } from "./routes/batches";
-import { registerMetricsRoute } from "./routes/metrics";
 import { telemetryMiddleware } from "./telemetry/otel";
 import { rateLimitMiddleware } from "./ratelimit/middleware";
 import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "./idempotency";
@@ -43,9 +42,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   const catalog = options.catalog ?? ModelCatalog.load();
   const log = deps.logger;
 
-  // routing, batches, telemetry: /metrics first, so scrapes are never logged, traced or counted;
-  // then the server span and request metrics, outside the logger so its lines carry trace ids.
-  registerMetricsRoute(app, deps);
+  // routing, batches, telemetry: the server span and request metrics, outside the logger so its
+  // lines carry trace ids. /metrics is not on this app: it has a port of its own (routes/metrics.ts).
   const telemetry = deps.telemetry && telemetryMiddleware(deps.telemetry);
   if (telemetry) app.use("*", telemetry);
 
@@ -147,7 +145,7 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
 
   registerMessageRoutes(app, deps, catalog);
   registerSessionRoutes(app, deps, catalog);
-  registerBatchRoutes(app, deps); // routing, batches, telemetry
+  registerBatchRoutes(app, deps, catalog); // routing, batches, telemetry
   registerUsageRoutes(app, deps);
 
   app.notFound((c) =>

@@ -39,6 +39,8 @@ export interface CreateDepsOptions {
   store?: Store;
   /** Use this telemetry instead of building it from the configuration (tests: in-memory span exporter). */
   telemetry?: Telemetry;
+  /** The model table (default app/config/models.json); buildApp must get the same one. */
+  catalog?: ModelCatalog;
 }
 
 export function createRedis(url: string, logger: Logger, password?: string, ca?: string): Redis {
@@ -113,7 +115,9 @@ export async function createDeps(
     if (opening || redis) await new Promise<void>((resolve) => setImmediate(resolve));
     telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
     // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
-    const catalog = ModelCatalog.load();
+    const catalog = options.catalog ?? ModelCatalog.load();
+    // Metric labels name table models only; any other id is `other`.
+    telemetry.metrics.labelModels((model) => catalog.labelOf(model));
     const provider =
       options.llm ??
       (config.ANTHROPIC_API_KEY

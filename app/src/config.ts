@@ -158,8 +158,15 @@ export const envSchema = z.object({
   BATCH_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(30_000),
   /** Most requests in one batch (the Message Batches API allows 100,000; MAX_BODY_BYTES also applies). */
   BATCH_MAX_REQUESTS: z.coerce.number().int().min(1).max(100_000).default(10_000),
-  /** Serve Prometheus metrics on GET /metrics (no API key: keep the port private, or turn it off). */
+  /** Serve Prometheus metrics on GET /metrics of METRICS_PORT (no API key: keep that port private). */
   METRICS_ENABLED: bool.default(true),
+  /**
+   * The port /metrics is served on, apart from PORT (which never serves it): expose it to the
+   * scraper only, never publicly. 9464 is the OpenTelemetry Prometheus exporter's usual port.
+   */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Listen address of METRICS_PORT (127.0.0.1 keeps it to the host's own scraper). */
+  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
   /** Standard OpenTelemetry variables; OTLP export is on when an endpoint is set (telemetry/otel.ts). */
   OTEL_SDK_DISABLED: bool.default(false),
   OTEL_SERVICE_NAME: z.string().min(1).default("agent-service"),
@@ -192,7 +199,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     const v = env[key];
     if (v !== undefined && v !== "") input[key] = v;
   }
-  const parsed = envSchema.safeParse(input);
+  const parsed = envSchema
+    .refine((c) => !c.METRICS_ENABLED || c.PORT === 0 || c.METRICS_PORT !== c.PORT, {
+      path: ["METRICS_PORT"],
+      message: "must differ from PORT: /metrics is never served on the public port",
+    })
+    .safeParse(input);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) => ({

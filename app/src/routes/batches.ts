@@ -21,6 +21,8 @@ import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
 import { asApiError, messagesRequestSchema } from "./messages";
 import { nulMessage, nulPath } from "../json-limits";
+import { checkModel } from "../llm/known-models";
+import type { ModelCatalog } from "../llm/models";
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
 const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
@@ -39,7 +41,7 @@ export function batchCreateSchema(maxRequests: number) {
   });
 }
 
-export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
+export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
   const batches = deps.batches;
   if (!batches) return;
   const schema = batchCreateSchema(deps.config.BATCH_MAX_REQUESTS);
@@ -52,6 +54,7 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
       if (nul !== null) throw badRequest(nulMessage(nul));
       const seen = new Set<string>();
       body.requests.forEach((r, i) => {
+        checkModel(catalog, r.params.model, `requests.${i}.params.model`);
         if (seen.has(r.custom_id))
           throw badRequest(`requests.${i}.custom_id: duplicate custom_id "${r.custom_id}"`);
         seen.add(r.custom_id);

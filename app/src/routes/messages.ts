@@ -22,6 +22,7 @@ import { reserveRequestFor, type Reservation, type ReserveResult } from "../budg
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import { boundUsage } from "../llm/usage-bounds";
 import { estimateInputTokens } from "../budget/estimate";
+import { checkModel } from "../llm/known-models";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -52,6 +53,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
   const holdTiming = new HoldTiming();
   app.post("/v1/messages", async (c) => {
     const body = await readJson(c, messagesRequestSchema);
+    checkModel(catalog, body.model);
     const { stream: wantsStream, ...rest } = body;
     // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
     const route = routeModel(rest as unknown as MessageRequest, catalog);

@@ -35,6 +35,7 @@ import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError, capped, topUp } from "./messages";
 import { NUL_REFUSED, nulPath, withoutNul } from "../json-limits";
+import { checkModel } from "../llm/known-models";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SYSTEM_CHARS = 100_000;
@@ -125,6 +126,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
 
   app.post("/v1/sessions", async (c) => {
     const body = await readOptionalJson(c, createSessionSchema);
+    if (body.model) checkModel(catalog, body.model);
     const session = await deps.store.createSession({
       userId: c.get("userId"),
       model: body.model ?? null,
