@@ -8,6 +8,27 @@
 
 const NUL = "\u0000";
 
+/**
+ * Deepest nesting a request body may have. A Messages request needs about ten levels around a
+ * tool's input or schema; 64 leaves room for deep tool schemas and keeps every walk cheap.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** True when `value` nests arrays and objects deeper than `max` levels. */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: Array<{ v: unknown; depth: number }> = [{ v: value, depth: 0 }];
+  while (stack.length > 0) {
+    const { v, depth } = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as object))
+      if (child !== null && typeof child === "object") stack.push({ v: child, depth: depth + 1 });
+  }
+  return false;
+}
+
+export const TOO_DEEP = `request body nests deeper than ${MAX_JSON_DEPTH} levels of arrays and objects`;
+
 export const NUL_REFUSED = "contains a NUL character (U+0000), which cannot be stored; remove it";
 
 /** The path (keys and indexes) of the first string or object key holding a NUL character, or null. */

@@ -34,7 +34,14 @@ import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError, capped, topUp } from "./messages";
-import { NUL_REFUSED, nulPath, withoutNul } from "../json-limits";
+import {
+  MAX_JSON_DEPTH,
+  nestsDeeperThan,
+  NUL_REFUSED,
+  nulPath,
+  TOO_DEEP,
+  withoutNul,
+} from "../json-limits";
 import { checkModel } from "../llm/known-models";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -379,6 +386,7 @@ async function readOptionalJson<S extends z.ZodType>(
       throw badRequest("request body is not valid JSON");
     }
   }
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) throw badRequest(TOO_DEEP);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
   return parsed.data;
