@@ -8,6 +8,7 @@ import { buildApp } from "../src/app";
 import { ensureLocalApiKey } from "./local-key";
 import { resolveSecretReferences } from "../src/secrets";
 import { startNodeServer } from "./node-server";
+import { isToolWorker } from "../src/agent/tool-worker";
 
 async function main() {
   await resolveSecretReferences(process.env); // <NAME>_SECRET refs -> <NAME>, before validation
@@ -57,7 +58,12 @@ async function main() {
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`agent service failed to start: ${(err as Error)?.stack ?? String(err)}\n`);
-  process.exit(1);
-});
+// The bundle is also the script of the tool worker threads: there it serves tool calls only.
+if (!isToolWorker()) {
+  main().catch((err: unknown) => {
+    process.stderr.write(
+      `agent service failed to start: ${(err as Error)?.stack ?? String(err)}\n`,
+    );
+    process.exit(1);
+  });
+}
