@@ -417,7 +417,7 @@ function withRetryAfter(err: UpstreamError, ms: number): UpstreamError {
   if (!Number.isFinite(ms) || ms <= 0) return err;
   const headers = { ...err.headers, ...retryAfterHeader(ms) };
   delete headers["retry-after-ms"];
-  return Object.assign(new UpstreamError(err.status, err.type, err.message, headers), {
+  return Object.assign(new UpstreamError(err.status, err.type, err.message, headers, err.remote), {
     cause: err,
   });
 }

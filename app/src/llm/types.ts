@@ -39,6 +39,11 @@ export class UpstreamError extends Error {
     public readonly type: string,
     message: string,
     public readonly headers: Record<string, string> = {},
+    /**
+     * The status, type and message came from the upstream (its body may echo anything: a key,
+     * an HTML page): never shown to a client as they are (llm/upstream-errors.ts).
+     */
+    public readonly remote = false,
   ) {
     super(message);
     this.name = "UpstreamError";

@@ -19,7 +19,7 @@ import { ApiError, badRequest, notFound } from "../errors";
 import { batchView, type BatchService } from "../batch/service";
 import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
-import { asApiError, messagesRequestSchema } from "./messages";
+import { asApiError, failureLog, messagesRequestSchema } from "./messages";
 import { nulMessage, nulPath } from "../json-limits";
 import { checkModel } from "../llm/known-models";
 import type { ModelCatalog } from "../llm/models";
@@ -69,7 +69,8 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
         );
       } catch (err) {
         // Upstream refusals keep their status; anything else is ours (500 from onError).
-        if (err instanceof UpstreamError || err instanceof ApiError) throw asApiError(err);
+        if (err instanceof UpstreamError || err instanceof ApiError)
+          throw asApiError(err, failureLog(c, deps));
         throw err;
       }
       return respond(c, record, prefix);

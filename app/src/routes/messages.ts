@@ -23,6 +23,8 @@ import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middl
 import { boundUsage } from "../llm/usage-bounds";
 import { estimateInputTokens } from "../budget/estimate";
 import { checkModel } from "../llm/known-models";
+import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
+import type { Logger } from "pino";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -296,7 +298,7 @@ async function jsonFromUpstream(
       if (stopping?.aborted) meter.chargeHeld(request);
       // Nothing was generated: release the hold and keep a ledger line of the failure.
       else meter.settle(request.model, NO_USAGE, "error");
-      throw asApiError(err);
+      throw asApiError(err, failureLog(c, deps));
     });
   const usage = fullUsage(message.usage);
   const left = c.req.raw.signal.aborted;
@@ -332,7 +334,7 @@ async function streamFromUpstream(
     first = await iterator.next();
   } catch (err) {
     meter.settle(request.model, NO_USAGE, "error");
-    throw asApiError(err);
+    throw asApiError(err, failureLog(c, deps));
   }
   const tracker = new StreamTracker();
   const recorded: StreamEvent[] | null = cacheKey ? [] : null;
@@ -370,7 +372,7 @@ async function streamFromUpstream(
     } catch (err) {
       if (!out.aborted) {
         status = "error";
-        const e = asApiError(err);
+        const e = asApiError(err, failureLog(c, deps));
         await out.write(
           `${unsent}event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
         );
@@ -448,13 +450,44 @@ function toEntryTokens(u: FullUsage) {
   };
 }
 
-/** Upstream failures keep their status and type; anything else is a 502 in Anthropic's shape. */
-export function asApiError(err: unknown): ApiError {
+/**
+ * An error for the client. Upstream failures become a fixed message (llm/upstream-errors.ts); what
+ * the upstream said is logged, redacted, with the request id. Anything else is a 502.
+ */
+export function asApiError(
+  err: unknown,
+  log?: {
+    logger: Pick<Logger, "warn">;
+    requestId: string;
+    secrets?: ReadonlyArray<string | undefined>;
+  },
+): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof UpstreamError) {
+    if (err.remote) {
+      log?.logger.warn(
+        {
+          requestId: log.requestId,
+          upstreamStatus: err.status,
+          upstreamType: redactSecrets(err.type, log.secrets).slice(0, 64),
+          upstreamMessage: redactSecrets(err.message, log.secrets),
+        },
+        "model API call failed",
+      );
+      return clientErrorFor(err);
+    }
     const status =
       err.status === 499 ? 499 : err.status >= 400 && err.status <= 599 ? err.status : 502;
     return new ApiError(status as ApiError["status"], err.type, err.message, err.headers);
   }
   return new ApiError(502, "api_error", "upstream model API call failed");
+}
+
+/** asApiError's log context for a request. */
+export function failureLog(c: AppContext, deps: Pick<AppDeps, "config">) {
+  return {
+    logger: c.get("logger"),
+    requestId: c.get("requestId"),
+    secrets: [deps.config.ANTHROPIC_API_KEY],
+  };
 }

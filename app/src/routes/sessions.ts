@@ -33,7 +33,7 @@ import {
 import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
-import { asApiError, capped, topUp } from "./messages";
+import { asApiError, capped, failureLog, topUp } from "./messages";
 import {
   MAX_JSON_DEPTH,
   nestsDeeperThan,
@@ -239,7 +239,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
             }
           }
         } catch (err) {
-          throw turnError(c, err);
+          throw turnError(c, deps, err);
         }
         await save(result);
         c.header("x-agent-model", result.message.model);
@@ -253,7 +253,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       try {
         first = await turn.next();
       } catch (err) {
-        throw turnError(c, err);
+        throw turnError(c, deps, err);
       }
       c.header("content-type", "text/event-stream; charset=utf-8");
       c.header("cache-control", "no-cache");
@@ -278,7 +278,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
           );
         } catch (err) {
           if (out.aborted) return;
-          const e = err instanceof ApiError ? err : turnError(c, err);
+          const e = err instanceof ApiError ? err : turnError(c, deps, err);
           await out.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
         } finally {
           // Client gone mid-turn: returning the generator stops the model call in flight, which
@@ -329,8 +329,9 @@ async function appendTurn(
 }
 
 /** Upstream failures keep their status and type; anything else is our bug, logged and a 500. */
-function turnError(c: AppContext, err: unknown): ApiError {
-  if (err instanceof ApiError || err instanceof UpstreamError) return asApiError(err);
+function turnError(c: AppContext, deps: AppDeps, err: unknown): ApiError {
+  if (err instanceof ApiError || err instanceof UpstreamError)
+    return asApiError(err, failureLog(c, deps));
   c.get("logger").error(
     { err: (err as Error)?.message, stack: (err as Error)?.stack, requestId: c.get("requestId") },
     "agent turn failed",
