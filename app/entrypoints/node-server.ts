@@ -42,11 +42,21 @@ export async function startNodeServer(
   app: Hono<AppEnv>,
 ): Promise<NodeServer> {
   const lifecycle = deps.lifecycle instanceof Lifecycle ? deps.lifecycle : undefined;
-  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
-  // Streams can outlive the default request timeout; the upstream timeout bounds them instead.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts (60 s)
-  server.headersTimeout = 66_000;
+  // A client that sends its request slowly (a byte at a time) holds a connection and a slot of
+  // its user's concurrency: headers and body get a deadline (408), idle connections one too.
+  // requestTimeout bounds receiving the request only: a long stream back is not cut by it.
+  const server = serve({
+    fetch: app.fetch,
+    port: config.PORT,
+    hostname: config.HOST,
+    serverOptions: {
+      headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.HTTP_BODY_TIMEOUT_MS,
+      keepAliveTimeout: config.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      // How often Node checks those deadlines (its default, 30 s, would let them run long).
+      connectionsCheckingInterval: Math.min(1000, config.HTTP_HEADERS_TIMEOUT_MS),
+    },
+  }) as Server;
   let inflight = 0;
   let idleWake: (() => void) | undefined;
   server.on("request", (_req, res) => {

@@ -18,6 +18,7 @@ import { telemetryMiddleware } from "./telemetry/otel";
 import { rateLimitMiddleware } from "./ratelimit/middleware";
 import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "./idempotency";
 import { registerUsageRoutes } from "./routes/usage";
+import { concurrencyMiddleware } from "./concurrency";
 
 /** Request ids are 12 random bytes; drawn from a pooled buffer, as randomUUID does (one syscall per 256 ids). */
 const ID_BYTES = 12;
@@ -120,6 +121,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     c.set("userId", user);
     await next();
   });
+  if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)
+    app.use("/v1/*", concurrencyMiddleware(deps.config.MAX_CONCURRENT_REQUESTS_PER_USER));
 
   // --- rate limits and idempotency (after auth: both key on the user) ---
   // POST /v1/messages admits lazily: its cache lookup shares the admission's round trip (a

@@ -80,6 +80,20 @@ export const envSchema = z.object({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /** A client must send a request's headers within this long (Node's headersTimeout). */
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  /**
+   * A client must send its whole request, headers and body, within this long, or it gets 408
+   * (Node's requestTimeout; the response, a stream say, is not bounded by it).
+   */
+  HTTP_BODY_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+  /** An idle keep-alive connection is closed after this long (above load balancers' 60 s). */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(65_000),
+  /**
+   * Most requests one user (all of their keys) may have in flight on one replica; more are 429.
+   * 0: no limit.
+   */
+  MAX_CONCURRENT_REQUESTS_PER_USER: z.coerce.number().int().min(0).max(100_000).default(64),
   /** How long SIGTERM waits for in-flight requests and streams before closing. */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   /** Default model when a request or session names none. */
@@ -203,6 +217,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     .refine((c) => !c.METRICS_ENABLED || c.PORT === 0 || c.METRICS_PORT !== c.PORT, {
       path: ["METRICS_PORT"],
       message: "must differ from PORT: /metrics is never served on the public port",
+    })
+    .refine((c) => c.HTTP_HEADERS_TIMEOUT_MS <= c.HTTP_BODY_TIMEOUT_MS, {
+      path: ["HTTP_HEADERS_TIMEOUT_MS"],
+      message: "must not exceed HTTP_BODY_TIMEOUT_MS (the whole request, headers included)",
     })
     .safeParse(input);
   if (!parsed.success) {

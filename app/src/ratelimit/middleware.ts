@@ -72,8 +72,9 @@ export function rateLimitMiddleware(
   options: RateLimitMiddlewareOptions = {},
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const estimate = await estimateRequestTokens(c);
-    const admitting = limiter.admit(c.get("userId"), estimate);
+    // The request counts against RPM now, while its body may still be arriving (a client that
+    // sends it a byte at a time is counted like any other); tokens once the body is read.
+    const admitting = limiter.admit(c.get("userId"), estimateRequestTokens(c));
     const apply = (a: Admission) => {
       for (const k in a.headers) c.header(k, a.headers[k]);
       if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
