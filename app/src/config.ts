@@ -94,6 +94,11 @@ export const envSchema = z.object({
    * 0: no limit.
    */
   MAX_CONCURRENT_REQUESTS_PER_USER: z.coerce.number().int().min(0).max(100_000).default(64),
+  /**
+   * A stream the client has not read any of for this long is ended (its usage settled): the
+   * service writes only as fast as the client reads, so the upstream is not read meanwhile.
+   */
+  STREAM_STALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How long SIGTERM waits for in-flight requests and streams before closing. */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   /** Default model when a request or session names none. */

@@ -21,6 +21,7 @@ import { applyPromptCaching } from "../llm/prompt-cache";
 import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import { boundUsage } from "../llm/usage-bounds";
+import { StallGuard } from "./stall";
 import { estimateInputTokens } from "../budget/estimate";
 import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
@@ -348,6 +349,9 @@ async function streamFromUpstream(
       status = "aborted";
       controller.abort();
     });
+    // Each write waits until the client has taken it (no upstream read meanwhile), at most
+    // STREAM_STALL_TIMEOUT_MS: a client that stops reading ends its request.
+    const guard = new StallGuard(c, out, deps.config.STREAM_STALL_TIMEOUT_MS);
     // Events parsed from one upstream read arrive within one turn of the event loop: they go to
     // the client in one write (one syscall, one wake-up of the reader) instead of one each. An
     // event that arrives later waits for nothing: the buffer is written before awaiting it.
@@ -361,24 +365,30 @@ async function streamFromUpstream(
         const pending = iterator.next();
         let ready = await withinThisTurn(pending);
         if (ready === LATER) {
-          await out.write(unsent);
+          const taken = await guard.write(unsent);
           unsent = "";
-          if (out.aborted) break;
+          if (!taken) break;
           ready = await pending;
         }
         next = ready;
       }
-      if (unsent && !out.aborted) await out.write(unsent);
+      if (unsent && !out.aborted) await guard.write(unsent);
     } catch (err) {
       if (!out.aborted) {
         status = "error";
         const e = asApiError(err, failureLog(c, deps));
-        await out.write(
+        await guard.write(
           `${unsent}event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
         );
       }
     } finally {
-      if (out.aborted) {
+      guard.close();
+      if (guard.stalled)
+        c.get("logger").warn(
+          { requestId: c.get("requestId"), stallMs: deps.config.STREAM_STALL_TIMEOUT_MS },
+          "client stopped reading the stream; request ended and settled",
+        );
+      if (out.aborted || guard.stalled) {
         status = "aborted";
         await iterator.return?.();
       }

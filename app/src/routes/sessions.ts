@@ -34,6 +34,7 @@ import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError, capped, failureLog, topUp } from "./messages";
+import { StallGuard } from "./stall";
 import {
   MAX_JSON_DEPTH,
   nestsDeeperThan,
@@ -262,25 +263,27 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       releasedByStream = true;
       return stream(c, async (out) => {
         out.onAbort(() => controller.abort());
+        // A client that stops reading ends its turn after STREAM_STALL_TIMEOUT_MS (routes/stall.ts).
+        const guard = new StallGuard(c, out, deps.config.STREAM_STALL_TIMEOUT_MS);
         let next = first;
         try {
           while (!next.done) {
-            await out.write(eventFrame(next.value));
-            if (out.aborted) return;
+            if (!(await guard.write(eventFrame(next.value)))) return;
             next = await turn.next();
           }
           await save(next.value);
-          await out.write(
+          await guard.write(
             frame("turn_complete", {
               type: "turn_complete",
               ...turnSummary(session.id, next.value),
             }),
           );
         } catch (err) {
-          if (out.aborted) return;
+          if (out.aborted || guard.stalled) return;
           const e = err instanceof ApiError ? err : turnError(c, deps, err);
-          await out.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
+          await guard.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
         } finally {
+          guard.close();
           // Client gone mid-turn: returning the generator stops the model call in flight, which
           // is metered as aborted; nothing of the turn is stored.
           if (!next.done)
