@@ -22,6 +22,7 @@ import { reserveRequestFor, type Reservation, type ReserveResult } from "../budg
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
 import { boundUsage } from "../llm/usage-bounds";
 import { StallGuard } from "./stall";
+import { completionText, logPrompt } from "../telemetry/prompt-log";
 import { estimateInputTokens } from "../budget/estimate";
 import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
@@ -304,6 +305,8 @@ async function jsonFromUpstream(
   const usage = fullUsage(message.usage);
   const left = c.req.raw.signal.aborted;
   meter.settle(message.model, usage, left ? "aborted" : "ok");
+  if (deps.config.LOG_PROMPTS)
+    logMessagePrompt(c, request, message.model, completionText(message.content as never));
   if (cacheKey && !left)
     void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
   c.header("x-agent-model", message.model);
@@ -356,10 +359,16 @@ async function streamFromUpstream(
     // the client in one write (one syscall, one wake-up of the reader) instead of one each. An
     // event that arrives later waits for nothing: the buffer is written before awaiting it.
     let unsent = "";
+    // LOG_PROMPTS: the answer's text, gathered as it streams.
+    let said: string | null = deps.config.LOG_PROMPTS ? "" : null;
     try {
       let next = first;
       while (!next.done) {
         tracker.observe(next.value);
+        if (said !== null && next.value.type === "content_block_delta") {
+          const delta = next.value.delta as { text?: string };
+          if (delta.text) said += delta.text;
+        }
         recorded?.push(next.value);
         unsent += sse(next.value);
         const pending = iterator.next();
@@ -393,6 +402,7 @@ async function streamFromUpstream(
         await iterator.return?.();
       }
       meter.settle(tracker.model ?? request.model, tracker.finalUsage(), status);
+      if (said !== null) logMessagePrompt(c, request, tracker.model ?? request.model, said);
       // Only a stream that ran to message_stop is cached: never a cut or failed one.
       if (recorded && status === "ok" && tracker.completed) {
         void deps.cache.set(
@@ -402,6 +412,18 @@ async function streamFromUpstream(
         );
       }
     }
+  });
+}
+
+function logMessagePrompt(c: AppContext, request: MessageRequest, model: string, said: string) {
+  logPrompt(c.get("logger"), {
+    requestId: c.get("requestId"),
+    userId: c.get("userId"),
+    model,
+    route: "messages",
+    system: request.system,
+    messages: request.messages,
+    completion: said,
   });
 }
 

@@ -35,6 +35,7 @@ import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
 import { asApiError, capped, failureLog, topUp } from "./messages";
 import { StallGuard } from "./stall";
+import { completionText, logPrompt } from "../telemetry/prompt-log";
 import {
   MAX_JSON_DEPTH,
   nestsDeeperThan,
@@ -227,8 +228,22 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         onModelCall: meter,
         admit: budgetAdmission(c, deps, session.id),
       });
-      const save = (result: TurnResult) =>
-        appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
+      const save = async (result: TurnResult) => {
+        await appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
+        if (deps.config.LOG_PROMPTS)
+          logPrompt(c.get("logger"), {
+            requestId,
+            userId,
+            model: result.message.model,
+            route: "session",
+            system: session.system ?? undefined,
+            messages: plan.conversation,
+            completion: result.produced
+              .filter((m) => m.role === "assistant")
+              .map((m) => completionText(m.content))
+              .join("\n"),
+          });
+      };
 
       if (!body.stream) {
         let result: TurnResult;
