@@ -5,62 +5,27 @@
  * with pass-through allowed, they reach the upstream and are all labelled `other`.
  */
 import { randomBytes } from "node:crypto";
-import pino from "pino";
-import { loadConfig } from "../../app/src/config";
-import { createDeps } from "../../app/src/bootstrap";
 import { buildApp } from "../../app/src/app";
-import type { AppDeps } from "../../app/src/deps";
 import { ModelCatalog } from "../../app/src/llm/models";
-import { startNodeServer, type NodeServer } from "../../app/entrypoints/node-server";
+import type { NodeServer } from "../../app/entrypoints/node-server";
 import defaultTable from "../../app/config/models.json";
-import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
 import { serviceBackends } from "../support/services";
-import type { ErrorJson } from "../support/abuse";
+import { openServerRig, type ErrorJson, type ServerRig } from "../support/abuse";
 
 const KNOWN = ["claude-haiku-4-5", "claude-sonnet-4-6", "claude-opus-4-5"];
 
 describe.each(serviceBackends())("abuse: /metrics with $name", (backend) => {
-  let fake: FakeAnthropic;
-  let cleanup: () => Promise<void>;
-  let env: Record<string, string>;
-  const user = `metrics-${randomBytes(3).toString("hex")}`;
-  const key = `metrics-key-${randomBytes(6).toString("hex")}`;
-
+  let rig: ServerRig;
   beforeAll(async () => {
-    fake = await startFakeAnthropic();
-    const opened = await backend.open();
-    cleanup = opened.cleanup;
-    env = {
-      ...opened.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      METRICS_PORT: "0",
-      METRICS_HOST: "127.0.0.1",
-      LOG_LEVEL: "silent",
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      AGENT_API_KEYS: `${user}:${key}`,
-      RATE_LIMIT_RPM: "0",
-      RATE_LIMIT_TPM: "0",
-      CACHE_TTL_SECONDS: "0",
-    };
+    rig = await openServerRig(backend, "metrics");
   });
-  afterAll(async () => {
-    await fake?.close();
-    await cleanup?.();
-  });
-
-  async function start(catalog?: ModelCatalog): Promise<{ node: NodeServer; deps: AppDeps }> {
-    const config = loadConfig(env);
-    const deps = await createDeps(config, { logger: pino({ level: "silent" }), catalog });
-    const node = await startNodeServer(config, deps, buildApp(deps, { catalog }));
-    return { node, deps };
-  }
+  afterAll(() => rig?.close());
+  const start = (catalog?: ModelCatalog) => rig.start({}, { catalog });
 
   const ask = (node: NodeServer, model: string) =>
     fetch(`${node.url}/v1/messages`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": key },
+      headers: { "content-type": "application/json", "x-api-key": rig.key },
       body: JSON.stringify({
         model,
         max_tokens: 16,
@@ -92,7 +57,7 @@ describe.each(serviceBackends())("abuse: /metrics with $name", (backend) => {
       expect(body.request_id).toMatch(/^req_/);
       const before = (await scrape(node)).length;
 
-      const calls = fake.requestCount;
+      const calls = rig.fake.requestCount;
       const names: string[] = [];
       for (let i = 1; i <= 500; i++) {
         names.push(madeUp(i));
@@ -100,7 +65,7 @@ describe.each(serviceBackends())("abuse: /metrics with $name", (backend) => {
         expect(res.status).toBe(400);
         await res.text();
       }
-      expect(fake.requestCount).toBe(calls);
+      expect(rig.fake.requestCount).toBe(calls);
       const after = await scrape(node);
       process.stdout.write(
         `[abuse] ${backend.name}: /metrics ${before} bytes before, ${after.length} after 500 made-up model names\n`,

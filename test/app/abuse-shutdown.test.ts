@@ -9,15 +9,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import pino from "pino";
 import { openStore } from "../../app/src/store";
 import { loadConfig } from "../../app/src/config";
 import { utcDay } from "../../app/src/budget/budgets";
-import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
 import { serviceBackends } from "../support/services";
-import { until } from "../support/abuse";
+import { openServerRig, until, type ServerRig } from "../support/abuse";
 
 const ROOT = path.resolve(__dirname, "../..");
 
@@ -49,18 +47,16 @@ async function startServer(env: Record<string, string>): Promise<Child> {
 }
 
 describe.each(serviceBackends())("abuse: shutdown with $name", (backend) => {
-  let fake: FakeAnthropic;
+  let rig: ServerRig;
   let env: Record<string, string>;
-  let cleanup: () => Promise<void>;
   let dataDir: string | undefined;
-  const user = `drain-${randomBytes(4).toString("hex")}`;
-  const key = `drain-key-${randomBytes(6).toString("hex")}`;
+  let user = "";
+  let key = "";
 
   beforeAll(async () => {
-    fake = await startFakeAnthropic();
-    const opened = await backend.open();
-    cleanup = opened.cleanup;
-    env = { ...opened.env };
+    rig = await openServerRig(backend, "drain");
+    ({ user, key } = rig);
+    env = { ...rig.env };
     if (env.DATA_DIR === "memory://") {
       // The ledger must outlive the process to be read afterwards.
       dataDir = mkdtempSync(path.join(tmpdir(), "agent-drain-"));
@@ -68,24 +64,17 @@ describe.each(serviceBackends())("abuse: shutdown with $name", (backend) => {
     }
   });
   afterAll(async () => {
-    await fake?.close();
-    await cleanup?.();
+    await rig?.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
+  const fake = () => rig.fake;
 
   it("answers /ready with 503 while draining, and settles and writes every request cut at the end of the grace period", async () => {
     const child = await startServer({
       ...env,
-      PORT: "0",
-      HOST: "127.0.0.1",
       LOG_LEVEL: "info",
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      AGENT_API_KEYS: `${user}:${key}`,
       SHUTDOWN_GRACE_MS: "1500",
       BUDGET_USER_DAILY_USD: "5",
-      RATE_LIMIT_RPM: "0",
-      RATE_LIMIT_TPM: "0",
       METRICS_ENABLED: "false",
       BATCH_POLLER_ENABLED: "false",
     });
@@ -110,7 +99,7 @@ describe.each(serviceBackends())("abuse: shutdown with $name", (backend) => {
       const reader = streaming.body!.getReader();
       await reader.read(); // under way
       const json = post('long call [[fake:{"latencyMs":60000}]]', false).catch(() => null);
-      await until(async () => fake.requestCount >= 2, "both upstream calls");
+      await until(async () => fake().requestCount >= 2, "both upstream calls");
 
       child.proc.kill("SIGTERM");
       // Draining: the port still answers, and /ready says so.

@@ -8,15 +8,9 @@
  */
 import net from "node:net";
 import { randomBytes } from "node:crypto";
-import pino from "pino";
-import { loadConfig } from "../../app/src/config";
-import { createDeps } from "../../app/src/bootstrap";
-import { buildApp } from "../../app/src/app";
-import type { AppDeps } from "../../app/src/deps";
-import { startNodeServer, type NodeServer } from "../../app/entrypoints/node-server";
-import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
+import type { NodeServer } from "../../app/entrypoints/node-server";
 import { serviceBackends } from "../support/services";
-import { until, type ErrorJson } from "../support/abuse";
+import { openServerRig, until, type ErrorJson, type ServerRig } from "../support/abuse";
 import { CachedKeyResolver } from "../../app/src/auth";
 
 const BODY = JSON.stringify({
@@ -44,39 +38,14 @@ function trickle(
 }
 
 describe.each(serviceBackends())("abuse: slow clients and unknown keys with $name", (backend) => {
-  let fake: FakeAnthropic;
-  let cleanup: () => Promise<void>;
-  let baseEnv: Record<string, string>;
-  const user = `slow-${randomBytes(3).toString("hex")}`;
-  const key = `slow-key-${randomBytes(6).toString("hex")}`;
-
+  let rig: ServerRig;
+  let key = "";
   beforeAll(async () => {
-    fake = await startFakeAnthropic();
-    const opened = await backend.open();
-    cleanup = opened.cleanup;
-    baseEnv = {
-      ...opened.env,
-      PORT: "0",
-      HOST: "127.0.0.1",
-      METRICS_ENABLED: "false",
-      LOG_LEVEL: "silent",
-      ANTHROPIC_API_KEY: FAKE_API_KEY,
-      ANTHROPIC_BASE_URL: fake.url,
-      AGENT_API_KEYS: `${user}:${key}`,
-      RATE_LIMIT_TPM: "0",
-      CACHE_TTL_SECONDS: "0",
-    };
+    rig = await openServerRig(backend, "slow");
+    key = rig.key;
   });
-  afterAll(async () => {
-    await fake?.close();
-    await cleanup?.();
-  });
-
-  async function start(env: Record<string, string>): Promise<{ node: NodeServer; deps: AppDeps }> {
-    const config = loadConfig({ ...baseEnv, ...env });
-    const deps = await createDeps(config, { logger: pino({ level: "silent" }) });
-    return { node: await startNodeServer(config, deps, buildApp(deps)), deps };
-  }
+  afterAll(() => rig?.close());
+  const start = (env: Record<string, string>) => rig.start({ METRICS_ENABLED: "false", ...env });
   const post = (node: NodeServer, k = key) =>
     fetch(`${node.url}/v1/messages`, {
       method: "POST",

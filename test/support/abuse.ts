@@ -4,6 +4,12 @@
  * what an operator would check afterwards (ledger rows and sums, budget counters).
  */
 import { randomBytes } from "node:crypto";
+import pino from "pino";
+import { loadConfig } from "../../app/src/config";
+import { createDeps } from "../../app/src/bootstrap";
+import { buildApp } from "../../app/src/app";
+import type { ModelCatalog } from "../../app/src/llm/models";
+import { startNodeServer, type NodeServer } from "../../app/entrypoints/node-server";
 import type { SqlClient } from "../../app/src/store/types";
 import type { AppDeps } from "../../app/src/deps";
 import type { CreateDepsOptions } from "../../app/src/bootstrap";
@@ -129,4 +135,62 @@ export interface ErrorJson {
   type: string;
   error: { type: string; message: string; budget?: string; [k: string]: unknown };
   request_id: string | null;
+}
+
+/**
+ * For the tests that run the Node server itself (timeouts, metrics port, shutdown): a fake
+ * upstream, the backend's store and cache, one user and key, and the environment that ties them
+ * together (ephemeral loopback ports, silent logs). `start` runs createDeps + buildApp + the Node
+ * server of app/entrypoints with more variables on top.
+ */
+export interface ServerRig {
+  fake: FakeAnthropic;
+  env: Record<string, string>;
+  user: string;
+  key: string;
+  start(
+    env?: Record<string, string>,
+    options?: { catalog?: ModelCatalog },
+  ): Promise<{ node: NodeServer; deps: AppDeps }>;
+  close(): Promise<void>;
+}
+
+export async function openServerRig(backend: ServiceBackend, tag: string): Promise<ServerRig> {
+  const fake = await startFakeAnthropic();
+  const opened = await backend.open();
+  const user = `${tag}-${randomBytes(3).toString("hex")}`;
+  const key = `${tag}-key-${randomBytes(6).toString("hex")}`;
+  const env: Record<string, string> = {
+    ...opened.env,
+    PORT: "0",
+    HOST: "127.0.0.1",
+    METRICS_PORT: "0",
+    METRICS_HOST: "127.0.0.1",
+    LOG_LEVEL: "silent",
+    ANTHROPIC_API_KEY: FAKE_API_KEY,
+    ANTHROPIC_BASE_URL: fake.url,
+    AGENT_API_KEYS: `${user}:${key}`,
+    RATE_LIMIT_RPM: "0",
+    RATE_LIMIT_TPM: "0",
+    CACHE_TTL_SECONDS: "0",
+  };
+  return {
+    fake,
+    env,
+    user,
+    key,
+    async start(more = {}, options = {}) {
+      const config = loadConfig({ ...env, ...more });
+      const deps = await createDeps(config, {
+        logger: pino({ level: "silent" }),
+        catalog: options.catalog,
+      });
+      const node = await startNodeServer(config, deps, buildApp(deps, options));
+      return { node, deps };
+    },
+    async close() {
+      await fake.close();
+      await opened.cleanup();
+    },
+  };
 }

@@ -91,59 +91,41 @@ export class ToolRegistry {
       );
     }
     const timeoutMs = tool.timeoutMs ?? this.defaultTimeoutMs;
-    if (this.sandbox?.names.has(name)) {
-      try {
-        const output = await this.sandbox.run(name, parsed.data, {
-          timeoutMs,
-          now: this.now(),
-          signal,
-        });
-        return { content: truncate(output, cap), isError: false };
-      } catch (err) {
-        if (err instanceof ToolTimeoutError)
-          return this.failure(`tool "${name}" timed out after ${timeoutMs} ms`, cap);
-        if (err instanceof ToolCancelledError)
-          return this.failure(`tool "${name}" was cancelled: the request was aborted`, cap);
-        if (err instanceof ToolCrashError)
-          return this.failure(`tool "${name}" ${err.message}; try a smaller input`, cap);
-        if (err instanceof ToolError) return this.failure(err.message, cap);
-        return this.failure(
-          `tool "${name}" failed: ${(err as Error)?.message ?? String(err)}`,
-          cap,
-        );
-      }
-    }
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const onCancel = () => controller.abort();
     signal?.addEventListener("abort", onCancel, { once: true });
     try {
-      if (signal?.aborted) throw new CancelledError();
-      // In process, the race bounds only tools that await: no timer interrupts running
-      // JavaScript. That is why the built-in tools run in the sandbox instead.
-      const output = await Promise.race([
-        Promise.resolve().then(() =>
-          tool.run(parsed.data, { signal: controller.signal, now: this.now }),
-        ),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            controller.abort();
-            reject(new TimeoutError());
-          }, timeoutMs);
-          controller.signal.addEventListener(
-            "abort",
-            () => reject(signal?.aborted ? new CancelledError() : new TimeoutError()),
-            { once: true },
-          );
-        }),
-      ]);
+      if (signal?.aborted) throw new ToolCancelledError();
+      const output = this.sandbox?.names.has(name)
+        ? await this.sandbox.run(name, parsed.data, { timeoutMs, now: this.now(), signal })
+        : // In process, the race bounds only tools that await: no timer interrupts running
+          // JavaScript. That is why the built-in tools run in the sandbox instead.
+          await Promise.race([
+            Promise.resolve().then(() =>
+              tool.run(parsed.data, { signal: controller.signal, now: this.now }),
+            ),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => {
+                controller.abort();
+                reject(new ToolTimeoutError());
+              }, timeoutMs);
+              controller.signal.addEventListener(
+                "abort",
+                () => reject(signal?.aborted ? new ToolCancelledError() : new ToolTimeoutError()),
+                { once: true },
+              );
+            }),
+          ]);
       if (typeof output !== "string") throw new Error(`returned ${typeof output}, not a string`);
       return { content: truncate(output, cap), isError: false };
     } catch (err) {
-      if (err instanceof TimeoutError)
+      if (err instanceof ToolTimeoutError)
         return this.failure(`tool "${name}" timed out after ${timeoutMs} ms`, cap);
-      if (err instanceof CancelledError)
+      if (err instanceof ToolCancelledError)
         return this.failure(`tool "${name}" was cancelled: the request was aborted`, cap);
+      if (err instanceof ToolCrashError)
+        return this.failure(`tool "${name}" ${err.message}; try a smaller input`, cap);
       if (err instanceof ToolError) return this.failure(err.message, cap);
       return this.failure(`tool "${name}" failed: ${(err as Error)?.message ?? String(err)}`, cap);
     } finally {
@@ -156,9 +138,6 @@ export class ToolRegistry {
     return { content: truncate(message, cap), isError: true };
   }
 }
-
-class TimeoutError extends Error {}
-class CancelledError extends Error {}
 
 function formatIssues(issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
   return issues

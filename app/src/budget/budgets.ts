@@ -82,16 +82,7 @@ export { estimateInput, estimateInputTokens } from "./estimate";
 export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
 export { utcDay } from "./lines";
 export type { BudgetLimits } from "./limits";
-export type {
-  BudgetServiceOptions,
-  BudgetStore,
-  BudgetUsage,
-  HoldRequest,
-  RefusalEvent,
-  ReserveOptions,
-  ReserveResult,
-  UsageReport,
-} from "./types";
+export type * from "./types";
 export { Reservation, reserveRequestFor, type ReserveRequest } from "./reservation";
 
 const MAX_CACHED = 10_000;
