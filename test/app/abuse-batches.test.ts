@@ -4,6 +4,9 @@
  * is called, is refused with 429 budget_exceeded (upstream never called) when that does not fit,
  * and is settled from its results when it ends.
  */
+import pino from "pino";
+import { BudgetService } from "../../app/src/budget/budgets";
+import { ModelCatalog } from "../../app/src/llm/models";
 import { openRig, QUIET, until, type AbuseRig, type ErrorJson } from "../support/abuse";
 import { serviceBackends } from "../support/services";
 
@@ -134,3 +137,47 @@ describe.each(serviceBackends())("abuse: batches and RATE_LIMIT_TPM with $name",
     expect(upstreamBatches(rig)).toBe(1);
   });
 });
+
+describe.each(serviceBackends().filter((b) => b.name.includes("Redis")))(
+  "abuse: a batch's hold settled by another replica, with $name",
+  (backend) => {
+    let rig: AbuseRig;
+    beforeAll(async () => {
+      rig = await openRig(backend, { ...QUIET, BUDGET_USER_DAILY_USD: "1" });
+    });
+    afterAll(() => rig?.close());
+
+    it("is settled from ids alone by a replica that never saw it (a restart, another pod)", async () => {
+      const { deps } = rig.service;
+      const other = BudgetService.fromConfig(deps.config, {
+        catalog: ModelCatalog.load(),
+        store: deps.store,
+        logger: pino({ level: "silent" }),
+        redis: deps.redis,
+      });
+      try {
+        const heldAt = Date.now();
+        const held = await deps.budgets!.reserveHold({
+          id: "batch.replica-test",
+          userId: rig.user,
+          amountUsd: 0.4,
+          ttlMs: 3_600_000,
+        });
+        expect(held.ok).toBe(true);
+        expect((await daily(rig)).reserved_usd).toBeCloseTo(0.4, 6);
+        await other.settleHold({
+          id: "batch.replica-test",
+          userId: rig.user,
+          heldAt,
+          reservedUsd: 0.4,
+          actualUsd: 0.1,
+        });
+        const after = await daily(rig);
+        expect(after.reserved_usd).toBe(0);
+        expect(after.spent_usd).toBeCloseTo(0.1, 6);
+      } finally {
+        await other.close();
+      }
+    });
+  },
+);
