@@ -23,6 +23,7 @@ import { buildApp } from "../src/app";
 import type { AppDeps } from "../src/deps";
 import { hasSecretReferences, resolveSecretReferences } from "../src/secrets";
 import { createLogger } from "../src/telemetry/logger";
+import { isToolWorker } from "../src/agent/tool-worker";
 
 export type InvokeMode = "BUFFERED" | "RESPONSE_STREAM";
 
@@ -281,7 +282,8 @@ function lambdaRuntime(): AwsLambdaGlobal {
 
 // Signal handlers and the eager start only inside Lambda: importing this module elsewhere (tests)
 // must neither touch the process nor open connections.
-const inLambda = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME);
+// The bundle is also the script of the tool worker threads, which must not start the service.
+const inLambda = Boolean(process.env.AWS_LAMBDA_FUNCTION_NAME) && !isToolWorker();
 export const handler = createLambdaHandler({
   env: process.env,
   handleSignals: inLambda,

@@ -2,13 +2,13 @@
  * Node server entrypoint for Cloud Run, Kubernetes and VMs (and `npm start` on a laptop).
  * Thin on purpose: configuration, listen, signals. Everything else is in app/src.
  */
-import { serve } from "@hono/node-server";
-import type { Server } from "node:http";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 import { createDeps } from "../src/bootstrap";
 import { buildApp } from "../src/app";
 import { ensureLocalApiKey } from "./local-key";
 import { resolveSecretReferences } from "../src/secrets";
+import { startNodeServer } from "./node-server";
+import { isToolWorker } from "../src/agent/tool-worker";
 
 async function main() {
   await resolveSecretReferences(process.env); // <NAME>_SECRET refs -> <NAME>, before validation
@@ -28,20 +28,15 @@ async function main() {
   const localKey = embedded ? await ensureLocalApiKey(deps.store, config.DATA_DIR) : undefined;
 
   const app = buildApp(deps);
-  const server = serve({ fetch: app.fetch, port: config.PORT, hostname: config.HOST }) as Server;
-  // Streams can outlive the default request timeout; the upstream timeout bounds them instead.
-  server.requestTimeout = 0;
-  server.keepAliveTimeout = 65_000; // longer than common load balancer idle timeouts (60 s)
-  server.headersTimeout = 66_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("listening", resolve);
-    server.once("error", reject);
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : config.PORT;
-  const url = `http://${config.HOST === "0.0.0.0" ? "localhost" : config.HOST}:${port}`;
+  const { url, metricsUrl, drain } = await startNodeServer(config, deps, app);
   logger.info(
-    { url, store: deps.store.kind, cache: deps.cache.kind, synthetic: deps.llm.synthetic },
+    {
+      url,
+      metrics: metricsUrl ? `${metricsUrl}/metrics` : "off",
+      store: deps.store.kind,
+      cache: deps.cache.kind,
+      synthetic: deps.llm.synthetic,
+    },
     "agent service listening",
   );
   if (localKey) {
@@ -56,37 +51,19 @@ async function main() {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    deps.lifecycle.draining = true;
-    logger.info(
-      { signal, graceMs: config.SHUTDOWN_GRACE_MS },
-      "draining: finishing in-flight requests and streams",
-    );
-    const force = setTimeout(() => {
-      logger.warn("grace period over: closing remaining connections");
-      server.closeAllConnections();
-    }, config.SHUTDOWN_GRACE_MS);
-    force.unref();
-    server.close(() => {
-      clearTimeout(force);
-      void deps
-        .close()
-        .catch((err: unknown) =>
-          logger.error({ err: (err as Error).message }, "error while closing"),
-        )
-        .finally(() => {
-          logger.info("stopped");
-          logger.flush?.();
-          process.exit(0);
-        });
-    });
-    // Idle keep-alive sockets would hold close() open; busy ones finish their request first.
-    server.closeIdleConnections();
+    logger.info({ signal }, "shutdown requested");
+    void drain().finally(() => process.exit(0));
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`agent service failed to start: ${(err as Error)?.stack ?? String(err)}\n`);
-  process.exit(1);
-});
+// The bundle is also the script of the tool worker threads: there it serves tool calls only.
+if (!isToolWorker()) {
+  main().catch((err: unknown) => {
+    process.stderr.write(
+      `agent service failed to start: ${(err as Error)?.stack ?? String(err)}\n`,
+    );
+    process.exit(1);
+  });
+}

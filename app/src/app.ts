@@ -14,11 +14,11 @@ import { registerHealthRoutes } from "./routes/health";
 import { registerMessageRoutes } from "./routes/messages";
 import { registerSessionRoutes } from "./routes/sessions";
 import { registerBatchRoutes } from "./routes/batches";
-import { registerMetricsRoute } from "./routes/metrics";
 import { telemetryMiddleware } from "./telemetry/otel";
 import { rateLimitMiddleware } from "./ratelimit/middleware";
 import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "./idempotency";
 import { registerUsageRoutes } from "./routes/usage";
+import { concurrencyMiddleware } from "./concurrency";
 
 /** Request ids are 12 random bytes; drawn from a pooled buffer, as randomUUID does (one syscall per 256 ids). */
 const ID_BYTES = 12;
@@ -43,9 +43,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   const catalog = options.catalog ?? ModelCatalog.load();
   const log = deps.logger;
 
-  // routing, batches, telemetry: /metrics first, so scrapes are never logged, traced or counted;
-  // then the server span and request metrics, outside the logger so its lines carry trace ids.
-  registerMetricsRoute(app, deps);
+  // routing, batches, telemetry: the server span and request metrics, outside the logger so its
+  // lines carry trace ids. /metrics is not on this app: it has a port of its own (routes/metrics.ts).
   const telemetry = deps.telemetry && telemetryMiddleware(deps.telemetry);
   if (telemetry) app.use("*", telemetry);
 
@@ -122,6 +121,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     c.set("userId", user);
     await next();
   });
+  if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)
+    app.use("/v1/*", concurrencyMiddleware(deps.config.MAX_CONCURRENT_REQUESTS_PER_USER));
 
   // --- rate limits and idempotency (after auth: both key on the user) ---
   // POST /v1/messages admits lazily: its cache lookup shares the admission's round trip (a
@@ -147,7 +148,7 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
 
   registerMessageRoutes(app, deps, catalog);
   registerSessionRoutes(app, deps, catalog);
-  registerBatchRoutes(app, deps); // routing, batches, telemetry
+  registerBatchRoutes(app, deps, catalog); // routing, batches, telemetry
   registerUsageRoutes(app, deps);
 
   app.notFound((c) =>

@@ -32,14 +32,26 @@ export interface KeyResolverOptions {
   positiveTtlMs?: number;
   /** Unknown keys are remembered briefly so a flood of bad keys does not reach the database. @default 5000 */
   negativeTtlMs?: number;
+  /** Keys remembered of each kind (known, unknown), the oldest forgotten first. @default 10000 */
   maxEntries?: number;
   now?: () => number;
 }
 
+/**
+ * The shape of the keys this service issues (`createApiKey`: "ak_" and 32 random bytes in
+ * base64url). Anything else cannot be in the database: it is refused without a query.
+ */
+export const ISSUED_KEY = /^ak_[A-Za-z0-9_-]{43}$/;
+
 export class CachedKeyResolver implements ApiKeyResolver {
   // Static keys are compared by hash, so lookup time does not depend on how much of a key matches.
   private readonly staticByHash = new Map<string, string>();
-  private readonly remembered = new Map<string, { user: string | null; until: number }>();
+  // Known and unknown keys are remembered apart: a flood of unknown ones cannot push out the
+  // known ones (every real client would then reach the database again).
+  private readonly known = new Map<string, { user: string; until: number }>();
+  private readonly unknown = new Map<string, number>();
+  /** Lookups under way: the same key arriving many times at once costs one query. */
+  private readonly pending = new Map<string, Promise<string | null>>();
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
   private readonly maxEntries: number;
@@ -58,16 +70,32 @@ export class CachedKeyResolver implements ApiKeyResolver {
     const hash = sha256(key);
     const fixed = this.staticByHash.get(hash);
     if (fixed) return fixed;
-    if (!this.options.store) return null;
+    const store = this.options.store;
+    if (!store || !ISSUED_KEY.test(key)) return null;
     const now = this.now();
-    const hit = this.remembered.get(hash);
+    const hit = this.known.get(hash);
     if (hit && hit.until > now) return hit.user;
-    const user = await this.options.store.findUserByApiKey(key);
-    if (this.remembered.size >= this.maxEntries) this.remembered.clear();
-    this.remembered.set(hash, {
-      user,
-      until: now + (user ? this.positiveTtlMs : this.negativeTtlMs),
-    });
-    return user;
+    const miss = this.unknown.get(hash);
+    if (miss !== undefined && miss > now) return null;
+    const running = this.pending.get(hash);
+    if (running) return running;
+    const lookup = store
+      .findUserByApiKey(key)
+      .then((user) => {
+        this.remember(hash, user, this.now());
+        return user;
+      })
+      .finally(() => this.pending.delete(hash));
+    this.pending.set(hash, lookup);
+    return lookup;
+  }
+
+  private remember(hash: string, user: string | null, now: number) {
+    this.known.delete(hash);
+    this.unknown.delete(hash);
+    if (user) this.known.set(hash, { user, until: now + this.positiveTtlMs });
+    else this.unknown.set(hash, now + this.negativeTtlMs);
+    for (const map of [this.known, this.unknown] as Array<Map<string, unknown>>)
+      if (map.size > this.maxEntries) map.delete(map.keys().next().value!);
   }
 }

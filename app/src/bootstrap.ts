@@ -15,6 +15,7 @@ import { MemoryResponseCache } from "./cache/memory";
 import { RedisResponseCache } from "./cache/redis";
 import { BatchedLedger } from "./budget/ledger";
 import { BudgetService } from "./budget/budgets";
+import { batchBudgetHooks } from "./budget/batch-hold";
 import { ModelCatalog } from "./llm/models";
 import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
@@ -29,6 +30,7 @@ import { BatchService } from "./batch/service";
 import { AnthropicBatchUpstream } from "./batch/upstream";
 import { ResilientProvider, resilienceOptions } from "./llm/resilient";
 import { rateLimiterFromConfig } from "./ratelimit/limiter";
+import { Lifecycle } from "./lifecycle";
 
 export interface CreateDepsOptions {
   logger?: Logger;
@@ -37,6 +39,8 @@ export interface CreateDepsOptions {
   store?: Store;
   /** Use this telemetry instead of building it from the configuration (tests: in-memory span exporter). */
   telemetry?: Telemetry;
+  /** The model table (default app/config/models.json); buildApp must get the same one. */
+  catalog?: ModelCatalog;
 }
 
 export function createRedis(url: string, logger: Logger, password?: string, ca?: string): Redis {
@@ -111,7 +115,9 @@ export async function createDeps(
     if (opening || redis) await new Promise<void>((resolve) => setImmediate(resolve));
     telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
     // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
-    const catalog = ModelCatalog.load();
+    const catalog = options.catalog ?? ModelCatalog.load();
+    // Metric labels name table models only; any other id is `other`.
+    telemetry.metrics.labelModels((model) => catalog.labelOf(model));
     const provider =
       options.llm ??
       (config.ANTHROPIC_API_KEY
@@ -214,8 +220,10 @@ function assemble({
     promptCaching: config.PROMPT_CACHING,
     timeoutMs: config.UPSTREAM_TIMEOUT_MS,
   });
-  if (config.BATCH_POLLER_ENABLED) batches.start();
   const budgets = BudgetService.fromConfig(config, { catalog, store, logger, redis });
+  // Batches hold their worst case on the budgets before anything is submitted.
+  batches.budget = batchBudgetHooks(budgets);
+  if (config.BATCH_POLLER_ENABLED) batches.start();
   const deps: AppDeps = {
     config,
     logger,
@@ -231,7 +239,7 @@ function assemble({
     usage,
     budgets,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),
-    lifecycle: { draining: false },
+    lifecycle: new Lifecycle(),
     async close() {
       await batches.stop();
       if (!options.llm && llm instanceof ResilientProvider) llm.close();

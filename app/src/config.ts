@@ -80,6 +80,25 @@ export const envSchema = z.object({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /** A client must send a request's headers within this long (Node's headersTimeout). */
+  HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
+  /**
+   * A client must send its whole request, headers and body, within this long, or it gets 408
+   * (Node's requestTimeout; the response, a stream say, is not bounded by it).
+   */
+  HTTP_BODY_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(30_000),
+  /** An idle keep-alive connection is closed after this long (above load balancers' 60 s). */
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).max(3_600_000).default(65_000),
+  /**
+   * Most requests one user (all of their keys) may have in flight on one replica; more are 429.
+   * 0: no limit.
+   */
+  MAX_CONCURRENT_REQUESTS_PER_USER: z.coerce.number().int().min(0).max(100_000).default(64),
+  /**
+   * A stream the client has not read any of for this long is ended (its usage settled): the
+   * service writes only as fast as the client reads, so the upstream is not read meanwhile.
+   */
+  STREAM_STALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How long SIGTERM waits for in-flight requests and streams before closing. */
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   /** Default model when a request or session names none. */
@@ -129,6 +148,12 @@ export const envSchema = z.object({
   BUDGET_USER_DAILY_USD: z.coerce.number().positive().optional(),
   /** Most the whole deployment may spend per UTC day, in USD. Unset: no limit. */
   BUDGET_DAILY_USD: z.coerce.number().positive().optional(),
+  /**
+   * Near the edge of a budget, max_tokens is capped to what remains (header
+   * x-agent-max-tokens-capped) rather than the request refused, but not below this many output
+   * tokens (or the request's own max_tokens, if smaller): below it the request is refused.
+   */
+  BUDGET_MIN_OUTPUT_TOKENS: z.coerce.number().int().min(1).max(200_000).default(64),
   /** A reservation never settled (crashed replica) is released after this long: keep it above the longest request. */
   BUDGET_RESERVATION_TTL_SECONDS: z.coerce.number().int().min(30).max(86_400).default(900),
   /**
@@ -152,8 +177,15 @@ export const envSchema = z.object({
   BATCH_POLL_INTERVAL_MS: z.coerce.number().int().min(50).max(3_600_000).default(30_000),
   /** Most requests in one batch (the Message Batches API allows 100,000; MAX_BODY_BYTES also applies). */
   BATCH_MAX_REQUESTS: z.coerce.number().int().min(1).max(100_000).default(10_000),
-  /** Serve Prometheus metrics on GET /metrics (no API key: keep the port private, or turn it off). */
+  /** Serve Prometheus metrics on GET /metrics of METRICS_PORT (no API key: keep that port private). */
   METRICS_ENABLED: bool.default(true),
+  /**
+   * The port /metrics is served on, apart from PORT (which never serves it): expose it to the
+   * scraper only, never publicly. 9464 is the OpenTelemetry Prometheus exporter's usual port.
+   */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** Listen address of METRICS_PORT (127.0.0.1 keeps it to the host's own scraper). */
+  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
   /** Standard OpenTelemetry variables; OTLP export is on when an endpoint is set (telemetry/otel.ts). */
   OTEL_SDK_DISABLED: bool.default(false),
   OTEL_SERVICE_NAME: z.string().min(1).default("agent-service"),
@@ -186,7 +218,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     const v = env[key];
     if (v !== undefined && v !== "") input[key] = v;
   }
-  const parsed = envSchema.safeParse(input);
+  const parsed = envSchema
+    .refine((c) => !c.METRICS_ENABLED || c.PORT === 0 || c.METRICS_PORT !== c.PORT, {
+      path: ["METRICS_PORT"],
+      message: "must differ from PORT: /metrics is never served on the public port",
+    })
+    .refine((c) => c.HTTP_HEADERS_TIMEOUT_MS <= c.HTTP_BODY_TIMEOUT_MS, {
+      path: ["HTTP_HEADERS_TIMEOUT_MS"],
+      message: "must not exceed HTTP_BODY_TIMEOUT_MS (the whole request, headers included)",
+    })
+    .safeParse(input);
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((issue) => ({

@@ -15,6 +15,7 @@ import type { BatchService } from "./batch/service";
 import type { RequestRateLimiter } from "./ratelimit/limiter";
 import type { ResilientProvider } from "./llm/resilient";
 import type { BudgetService } from "./budget/budgets";
+import type { LifecycleState } from "./lifecycle";
 
 export interface AppDeps {
   config: AppConfig;
@@ -37,8 +38,8 @@ export interface AppDeps {
   batches?: BatchService;
   /** Present when REDIS_URL is configured. */
   redis?: Redis;
-  /** Set by the entrypoint on SIGTERM: /ready turns 503 while in-flight work finishes. */
-  lifecycle: { draining: boolean };
+  /** Draining (set on SIGTERM: /ready turns 503), unsettled work, and the end of the grace period. */
+  lifecycle: LifecycleState;
   /** Release everything: flush the ledger, close pools and connections. */
   close(): Promise<void>;
 }

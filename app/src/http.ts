@@ -3,6 +3,7 @@ import type { Context } from "hono";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import { ApiError, badRequest } from "./errors";
+import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP } from "./json-limits";
 
 export type AppEnv = {
   Variables: {
@@ -24,6 +25,8 @@ export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): P
     if (err instanceof ApiError) throw err;
     throw badRequest("request body is not valid JSON");
   }
+  // Before any other walk over it (validation, cache key, estimates): a deep one is refused.
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) throw badRequest(TOO_DEEP);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
   return parsed.data;

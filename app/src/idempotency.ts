@@ -26,6 +26,7 @@ import type { AppEnv } from "./http";
 import { ApiError } from "./errors";
 import type { IdempotentResponse, Store } from "./store/types";
 import { tapResponse } from "./ratelimit/body-tap";
+import { canonicalJson } from "./cache/key";
 
 export const IDEMPOTENCY_HEADER = "idempotency-key";
 /** Visible ASCII, as Stripe and the IETF draft allow: UUIDs, ULIDs and the like. */
@@ -189,20 +190,9 @@ export function streamCompleted(text: string): boolean {
 export function fingerprint(method: string, path: string, body: string): string {
   let canonical = body;
   try {
-    canonical = stableStringify(JSON.parse(body));
+    canonical = canonicalJson(JSON.parse(body));
   } catch {
     // Not JSON: the route refuses it anyway; compare the raw text.
   }
   return createHash("sha256").update(`${method} ${path}\n${canonical}`).digest("hex");
-}
-
-function stableStringify(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableStringify).join(",")}]`;
-  if (typeof value === "object" && value !== null) {
-    const entries = Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`);
-    return `{${entries.join(",")}}`;
-  }
-  return JSON.stringify(value) ?? "null";
 }

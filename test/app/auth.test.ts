@@ -30,12 +30,14 @@ describe("CachedKeyResolver", () => {
       negativeTtlMs: 5_000,
       now: () => now,
     });
-    expect(await r.resolve("db-key-123456")).toBe("bob");
+    // Issue 13: only keys of the issued shape (ak_ + 43 base64url characters) reach the store.
+    const key = `ak_${"k".repeat(43)}`;
+    expect(await r.resolve(key)).toBe("bob");
     owner = null; // revoked
-    expect(await r.resolve("db-key-123456")).toBe("bob");
+    expect(await r.resolve(key)).toBe("bob");
     expect(store.findUserByApiKey).toHaveBeenCalledTimes(1);
     now += 30_001;
-    expect(await r.resolve("db-key-123456")).toBeNull();
+    expect(await r.resolve(key)).toBeNull();
     expect(store.findUserByApiKey).toHaveBeenCalledTimes(2);
   });
 

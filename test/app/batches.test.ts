@@ -389,10 +389,9 @@ describe("a batch the upstream refuses", () => {
     const res = await client(service, ALICE.key).create({
       requests: [{ custom_id: "a", params: params("hi") }],
     });
-    expect(res.status).toBe(401);
-    expect(((await res.json()) as { error: { type: string } }).error.type).toBe(
-      "authentication_error",
-    );
+    // Issue 13: the upstream refused the service's key, not the client's: 502 api_error.
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { type: string } }).error.type).toBe("api_error");
     expect(calls).toEqual(["reserve", "settle:0"]);
     expect(await service.deps.store.getBatch(batchId)).toBeNull();
   });

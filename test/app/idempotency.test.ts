@@ -189,7 +189,8 @@ describe.each(setups)("Idempotency-Key with $name", ({ open }) => {
       `flaky ${directive({ failFirst: { key: tag(), times: 1, fault: { kind: "api_error" } } })}`,
     );
     const before = fake.requestCount;
-    expect((await post("/v1/messages", body, key)).status).toBe(500);
+    // An upstream 500 reaches the client as a 502 (issue 13, item 9).
+    expect((await post("/v1/messages", body, key)).status).toBe(502);
     const ok = await post("/v1/messages", body, key);
     expect(ok.status).toBe(200);
     expect(ok.headers.get("idempotent-replayed")).toBeNull();

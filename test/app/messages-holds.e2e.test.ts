@@ -73,9 +73,10 @@ describe.each(serviceBackends())(
       const spent = (await heldSettles()).spent_usd ?? 0;
       expect(spent).toBeGreaterThan(0);
 
-      // Now the user's daily budget cannot hold max_tokens 1000 at haiku's output price ($0.005).
+      // Now the user's daily budget cannot hold even the fewest output tokens a request may be
+      // capped to near the edge (BUDGET_MIN_OUTPUT_TOKENS, 64 at haiku's price: $0.00032).
       const store = service.deps.store;
-      await store.setBudgetOverride(user, "user_daily", spent + 0.001);
+      await store.setBudgetOverride(user, "user_daily", spent + 0.0002);
       service.deps.budgets!.invalidateOverrides(user);
       const refusedBefore = service.deps.budgets!.stats.refused;
       const calls = fake.requestCount;

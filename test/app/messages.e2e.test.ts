@@ -176,9 +176,10 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
   it.each([
     ["rate_limit", 429, Anthropic.RateLimitError, "rate_limit_error"],
     ["overloaded", 529, Anthropic.InternalServerError, "overloaded_error"],
-    ["api_error", 500, Anthropic.InternalServerError, "api_error"],
+    // Issue 13: an upstream 5xx is the model API's failure, a 502 with a fixed message.
+    ["api_error", 502, Anthropic.InternalServerError, "api_error"],
   ] as const)(
-    "passes an upstream %s through as %i in Anthropic's error shape",
+    "passes an upstream %s on as %i in Anthropic's error shape",
     async (kind, status, cls, type) => {
       const err = await alice.messages
         .create({

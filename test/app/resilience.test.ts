@@ -556,7 +556,9 @@ describe("wired into the service", () => {
     ).toEqual(catalog.table.models.map((m) => m.id).sort());
   });
 
-  it("a spend-limit refusal reaches the client once, as the upstream sent it", async () => {
+  // Issue 13: the upstream's spend limit is the service's unavailability, not the client's rate
+  // limit: 503 with a fixed message, still marked as not worth retrying.
+  it("a spend-limit refusal reaches the client once, as a 503 not worth retrying", async () => {
     const before = fakeA.requestCount;
     const err = await client.messages
       .create({
@@ -567,10 +569,11 @@ describe("wired into the service", () => {
         ],
       })
       .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
-    expect(
-      (err as InstanceType<typeof Anthropic.RateLimitError>).headers?.get("x-should-retry"),
-    ).toBe("false");
+    expect(err).toBeInstanceOf(Anthropic.InternalServerError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).status).toBe(503);
+    expect((err as InstanceType<typeof Anthropic.APIError>).headers?.get("x-should-retry")).toBe(
+      "false",
+    );
     expect(fakeA.requestCount - before).toBe(1);
   });
 });

@@ -14,6 +14,7 @@ import { Writable } from "node:stream";
 import { context, trace, SpanKind } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { buildApp } from "../../app/src/app";
+import { buildMetricsApp } from "../../app/src/routes/metrics";
 import { createDeps } from "../../app/src/bootstrap";
 import { loadConfig } from "../../app/src/config";
 import type { AppDeps } from "../../app/src/deps";
@@ -113,6 +114,8 @@ describe("telemetryPlan", () => {
 describe("/metrics", () => {
   let deps: AppDeps;
   let app: ReturnType<typeof buildApp>;
+  // /metrics has an app (and a port: METRICS_PORT) of its own since issue 13.
+  let metricsApp: NonNullable<ReturnType<typeof buildMetricsApp>>;
   const logs = captureLogs();
 
   beforeAll(async () => {
@@ -122,6 +125,7 @@ describe("/metrics", () => {
       logger: createLogger({ level: "info", destination: logs.stream }),
     });
     app = buildApp(deps);
+    metricsApp = buildMetricsApp(deps)!;
   });
   afterAll(() => deps.close());
 
@@ -159,7 +163,7 @@ describe("/metrics", () => {
       ).status,
     ).toBe(401);
 
-    const res = await app.request("/metrics");
+    const res = await metricsApp.request("/metrics");
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
@@ -194,12 +198,12 @@ describe("/metrics", () => {
     expect(text).not.toContain('http_route="/metrics"');
     // Gauges are read at each scrape, until their callback is removed.
     depth = 9;
-    expect(await (await app.request("/metrics")).text()).toMatch(
+    expect(await (await metricsApp.request("/metrics")).text()).toMatch(
       /^agent_custom_queue_depth\{queue="q1"[^}]*\} 9$/m,
     );
     stop();
     depth = 11;
-    expect(await (await app.request("/metrics")).text()).not.toMatch(
+    expect(await (await metricsApp.request("/metrics")).text()).not.toMatch(
       /^agent_custom_queue_depth\{[^}]*\} 11$/m,
     );
     // Requests are logged; scrapes are not.
@@ -210,7 +214,7 @@ describe("/metrics", () => {
 
   it("labels requests no route matched as 'unmatched'", async () => {
     await app.request("/nothing/here/42");
-    const text = await (await app.request("/metrics")).text();
+    const text = await (await metricsApp.request("/metrics")).text();
     expect(text).toMatch(/http_route="unmatched",http_response_status_code="404"/);
     expect(text).not.toContain("/nothing/here/42");
   });
@@ -232,6 +236,7 @@ describe("with METRICS_ENABLED=false and no OTLP endpoint", () => {
       expect(deps.llm).toBe(llm);
       const app = buildApp(deps);
       expect((await app.request("/metrics")).status).toBe(404);
+      expect(buildMetricsApp(deps)).toBeNull();
     } finally {
       await deps.close();
     }

@@ -135,6 +135,11 @@ export interface FakeBehavior {
   /** Fail every request this behaviour applies to. `undefined` clears it in `setBehavior`. */
   fault?: FakeFault;
   /**
+   * A misbehaving upstream: report this many output tokens in `usage` (JSON, and the stream's
+   * final `message_delta`), whatever was generated and whatever max_tokens allowed.
+   */
+  reportedOutputTokens?: number;
+  /**
    * Fail the first `times` requests that carry this `key`, then succeed: "fail N times then
    * succeed" scoped to one test, for retry tests that run in parallel with others.
    */
@@ -260,6 +265,7 @@ const behaviorSchema = z.strictObject({
   reply: z.string().optional(),
   minReplyChars: nonNegInt.optional(),
   fault: faultSchema.optional(),
+  reportedOutputTokens: nonNegInt.optional(),
   failFirst: z
     .strictObject({
       key: z.string().min(1),
@@ -1398,7 +1404,12 @@ class FakeAnthropicServer implements FakeAnthropic {
         stop_details: null,
         container: null,
         diagnostics: null,
-        usage: usageOf(inputTokens, cache, reply.outputTokens, "standard"),
+        usage: usageOf(
+          inputTokens,
+          cache,
+          behavior.reportedOutputTokens ?? reply.outputTokens,
+          "standard",
+        ),
       };
       return this.sendJson(ctx, 200, message);
     }
@@ -1516,7 +1527,7 @@ class FakeAnthropicServer implements FakeAnthropic {
       },
       usage: {
         input_tokens: inputTokens,
-        output_tokens: reply.outputTokens,
+        output_tokens: behavior.reportedOutputTokens ?? reply.outputTokens,
         cache_creation_input_tokens: cache.write5m + cache.write1h,
         cache_read_input_tokens: cache.read,
         output_tokens_details: null,
@@ -1734,7 +1745,7 @@ class FakeAnthropicServer implements FakeAnthropic {
         usage: usageOf(
           prompt.totalTokens - cache.read - cache.write5m - cache.write1h,
           cache,
-          reply.outputTokens,
+          behavior.reportedOutputTokens ?? reply.outputTokens,
           "batch",
         ),
       },

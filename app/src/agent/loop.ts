@@ -21,6 +21,8 @@ import { UpstreamError } from "../llm/types";
 import type { ContentBlock, UsageStatus } from "../store/types";
 import { toRequestMessages, withCacheBreakpoint, type HistoryMessage } from "./history";
 import type { ToolRegistry } from "./tools";
+import { boundUsage } from "../llm/usage-bounds";
+import { estimateInputTokens } from "../budget/estimate";
 
 /**
  * The turn's stop_reason when the model still wanted tools after AGENT_MAX_TOOL_ITERATIONS rounds.
@@ -29,7 +31,15 @@ import type { ToolRegistry } from "./tools";
  */
 export const MAX_TOOL_ITERATIONS_STOP = "max_tool_iterations";
 
-export type TurnStopReason = MessageResponse["stop_reason"] | typeof MAX_TOOL_ITERATIONS_STOP;
+/**
+ * The turn's stop_reason when a budget (the per-request budget covers the whole turn) could not
+ * cover another model call after the first: the calls already paid for and the tools' results
+ * are kept, and the next turn carries on from them.
+ */
+export const BUDGET_STOP = "budget_exceeded";
+
+export type TurnStopReason =
+  MessageResponse["stop_reason"] | typeof MAX_TOOL_ITERATIONS_STOP | typeof BUDGET_STOP;
 
 export interface ProducedMessage extends HistoryMessage {
   /** The model that wrote an assistant message; null for tool results. */
@@ -77,15 +87,27 @@ export interface AgentTurnOptions {
   maxToolIterations: number;
   /** Stream each model call, yielding its events as they arrive, or make plain JSON calls. */
   stream: boolean;
+  /** The turn is cancelled (client gone): no further model call or tool starts, a stream stops. */
   signal: AbortSignal;
+  /**
+   * Aborts a JSON model call in flight (shutdown). The turn's `signal` does not: a JSON call is
+   * billed either way and reports its usage only once complete, so it is left to finish.
+   */
+  callSignal?: AbortSignal;
+  /** The model's context window, bounding the input usage charged (default 200,000 tokens). */
+  contextWindow?(model: string): number;
+  /** Told when the upstream reported usage beyond max_tokens or the context window (then clamped). */
+  onUsageBounded?(model: string, reported: FullUsage, charged: FullUsage): void;
   timeoutMs?: number;
   requestId?: string;
   costUsd(model: string, usage: FullUsage): number;
   /** Called exactly once per model call, however it ended. */
   onModelCall?(call: ModelCallRecord): void;
   /**
-   * Admission before each model call (budgets): may cap `max_tokens`, or throw to refuse the call.
-   * `settle` receives the call's real cost once it ends, however it ends.
+   * Admission before each model call (budgets): may cap `max_tokens`, or throw to refuse the call
+   * (an error whose `type` is "budget_exceeded" after the first call ends the turn with
+   * BUDGET_STOP instead of failing it). `settle` receives the call's real cost once it ends,
+   * however it ends.
    */
   admit?(request: MessageRequest): Promise<Admission>;
 }
@@ -93,6 +115,8 @@ export interface AgentTurnOptions {
 export interface Admission {
   request: MessageRequest;
   settle(costUsd: number): void;
+  /** Asked before a fallback to another model (CallOptions.admitModel). */
+  admitModel?(model: string): Promise<boolean>;
 }
 
 interface CallResult {
@@ -110,6 +134,7 @@ export async function* runAgentTurn(
   const produced: ProducedMessage[] = [];
   const total: TurnUsage = { ...zeroUsage(), cost_usd: 0 };
   let toolRounds = 0;
+  let last: MessageResponse | undefined;
 
   for (let iteration = 1; ; iteration++) {
     // Tools ignore cancellation once running; stop here rather than start another paid call.
@@ -121,17 +146,25 @@ export async function* runAgentTurn(
       tools: o.tools.definitions(),
       ...(o.system ? { system: o.system } : {}),
     };
-    const admission = o.admit ? await o.admit(request) : undefined;
+    let admission: Admission | undefined;
+    try {
+      admission = o.admit ? await o.admit(request) : undefined;
+    } catch (err) {
+      if (last && (err as { type?: unknown })?.type === BUDGET_STOP)
+        return finish(last, BUDGET_STOP);
+      throw err;
+    }
     const report = (record: ModelCallRecord) => {
       admission?.settle(record.costUsd);
       o.onModelCall?.(record);
     };
     const admitted = admission?.request ?? request;
     const call = o.stream
-      ? yield* streamedCall(o, admitted, iteration, report)
-      : await jsonCall(o, admitted, iteration, report);
+      ? yield* streamedCall(o, admitted, iteration, report, admission?.admitModel)
+      : await jsonCall(o, admitted, iteration, report, admission?.admitModel);
     addUsage(total, call);
     const { message } = call;
+    last = message;
     const assistant: ProducedMessage = {
       role: "assistant",
       content: message.content as unknown as ContentBlock[],
@@ -204,24 +237,38 @@ async function jsonCall(
   request: MessageRequest,
   iteration: number,
   report: (call: ModelCallRecord) => void,
+  admitModel?: CallOptions["admitModel"],
 ): Promise<CallResult> {
   const started = performance.now();
   let message: MessageResponse;
   try {
-    message = await o.llm.createMessage(request, callOptions(o));
+    message = await o.llm.createMessage(request, {
+      ...callOptions(o),
+      signal: o.callSignal,
+      admitModel,
+    });
   } catch (err) {
-    // A failed JSON call reports no usage; it is metered at zero so the attempt is still on record.
+    // A failed JSON call reports no usage; it is metered at zero so the attempt is still on
+    // record. One cut by shutdown may have generated everything it was allowed: its worst case.
+    const cut = o.callSignal?.aborted === true;
+    const usage = cut
+      ? {
+          ...zeroUsage(),
+          input_tokens: estimateInputTokens(request),
+          output_tokens: request.max_tokens,
+        }
+      : zeroUsage();
     report({
       iteration,
       model: request.model,
-      usage: zeroUsage(),
-      costUsd: 0,
-      status: o.signal.aborted ? "aborted" : "error",
+      usage,
+      costUsd: cut ? o.costUsd(request.model, usage) : 0,
+      status: cut || o.signal.aborted ? "aborted" : "error",
       latencyMs: elapsed(started),
     });
     throw err;
   }
-  const usage = fullUsage(message.usage);
+  const usage = bounded(o, message.model, fullUsage(message.usage), request);
   const costUsd = o.costUsd(message.model, usage);
   report({
     iteration,
@@ -239,11 +286,14 @@ async function* streamedCall(
   request: MessageRequest,
   iteration: number,
   report: (call: ModelCallRecord) => void,
+  admitModel?: CallOptions["admitModel"],
 ): AsyncGenerator<TurnEvent, CallResult, void> {
   const started = performance.now();
   const tracker = new StreamTracker();
   const events: StreamEvent[] = [];
-  const upstream = o.llm.streamMessage(request, callOptions(o))[Symbol.asyncIterator]();
+  const upstream = o.llm
+    .streamMessage(request, { ...callOptions(o), admitModel })
+    [Symbol.asyncIterator]();
   let result: CallResult | undefined;
   let failed = false;
   try {
@@ -257,7 +307,7 @@ async function* streamedCall(
     if (!tracker.completed)
       throw new UpstreamError(502, "api_error", "the model's stream ended before message_stop");
     const message = assemble(events);
-    const usage = tracker.finalUsage();
+    const usage = bounded(o, message.model, tracker.finalUsage(), request);
     result = { message, usage, costUsd: o.costUsd(message.model, usage) };
     return result;
   } catch (err) {
@@ -268,7 +318,7 @@ async function* streamedCall(
     // upstream stream so the model stops generating tokens nobody will read.
     if (!result && !failed) await upstream.return?.().catch(() => undefined);
     const model = tracker.model ?? request.model;
-    const usage = result?.usage ?? tracker.finalUsage();
+    const usage = result?.usage ?? bounded(o, model, tracker.finalUsage(), request);
     report({
       iteration,
       model,
@@ -292,6 +342,23 @@ function assemble(events: StreamEvent[]): MessageResponse {
     throw new UpstreamError(502, "api_error", "the model's stream had no message_start");
   return message;
 }
+
+/** Usage within max_tokens and the context window (see llm/usage-bounds.ts). */
+function bounded(
+  o: AgentTurnOptions,
+  model: string,
+  usage: FullUsage,
+  request: MessageRequest,
+): FullUsage {
+  const b = boundUsage(usage, {
+    maxTokens: request.max_tokens,
+    contextWindow: o.contextWindow?.(model) ?? DEFAULT_CONTEXT_WINDOW,
+  });
+  if (b.reported) o.onUsageBounded?.(model, b.reported, b.usage);
+  return b.usage;
+}
+
+const DEFAULT_CONTEXT_WINDOW = 200_000;
 
 function callOptions(o: AgentTurnOptions): CallOptions {
   return { signal: o.signal, timeoutMs: o.timeoutMs, requestId: o.requestId };

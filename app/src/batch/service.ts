@@ -40,6 +40,8 @@ import type {
 } from "../store/types";
 import { AgentMetrics } from "../telemetry/metrics";
 import { withSpan } from "../telemetry/otel";
+import { withoutNul } from "../json-limits";
+import { boundUsage } from "../llm/usage-bounds";
 import type { Tracer } from "@opentelemetry/api";
 import type { BatchUpstream, UpstreamBatch, UpstreamBatchResult } from "./upstream";
 
@@ -75,13 +77,19 @@ export interface BatchBudgetHooks {
     batchId: string;
     worstCaseUsd: number;
     requestCount: number;
+    /** Each request's own worst case (the per-request budget applies to each). */
+    requests: ReadonlyArray<{ customId: string; worstCaseUsd: number }>;
   }): Promise<void>;
-  settleBatch?(input: {
-    userId: string;
-    batchId: string;
-    reservedUsd: number;
-    actualUsd: number;
-  }): Promise<void>;
+  settleBatch?(
+    input: {
+      userId: string;
+      batchId: string;
+      reservedUsd: number;
+      actualUsd: number;
+    },
+    /** When the batch was accepted (and its worst case held): the budget windows it counts in. */
+    batch: { createdAt: string },
+  ): Promise<void>;
 }
 
 export interface BatchRequestInput {
@@ -153,20 +161,20 @@ export class BatchService {
     });
     const id = randomUUID();
     const synthetic = this.mode === "local" && this.o.llm.synthetic;
-    const worstCaseUsd = synthetic
-      ? 0
-      : worstCaseCostUsd(
-          prepared.map((p) => p.params),
-          catalog,
-          this.mode === "upstream",
-        );
+    const each = prepared.map((p) => ({
+      customId: p.customId,
+      worstCaseUsd: synthetic ? 0 : worstCaseCostUsd([p.params], catalog, this.mode === "upstream"),
+    }));
+    const worstCaseUsd = each.reduce((sum, r) => sum + r.worstCaseUsd, 0);
+    const createdAt = new Date().toISOString();
     await this.budget?.reserveBatch({
       userId,
       batchId: id,
       worstCaseUsd,
       requestCount: prepared.length,
+      requests: each,
     });
-    const release = () => this.settleBudget(userId, id, worstCaseUsd, 0);
+    const release = () => this.settleBudget(userId, id, createdAt, worstCaseUsd, 0);
 
     let record: BatchRecord;
     try {
@@ -394,9 +402,10 @@ export class BatchService {
       );
       return;
     }
+    const admitted = await this.maxTokensOf(batch.id);
     let chunk: BatchResultInput[] = [];
     for await (const line of upstream.results(batch.upstreamId!)) {
-      chunk.push(this.resultInput(line, true));
+      chunk.push(this.resultInput(line, true, admitted.get(String(line.custom_id))));
       if (chunk.length >= 500) {
         await this.save(batch, chunk);
         chunk = [];
@@ -405,6 +414,21 @@ export class BatchService {
     }
     await this.save(batch, chunk);
     await this.finish(batch, "missing from the upstream batch's results");
+  }
+
+  /** max_tokens of each request still waiting for its result (the bound of its output usage). */
+  private async maxTokensOf(batchId: string): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    for (let after = -1; ;) {
+      const items = await this.o.store.listBatchItems(batchId, {
+        pendingOnly: true,
+        afterSeq: after,
+        limit: 1000,
+      });
+      if (items.length === 0) return out;
+      for (const i of items) out.set(i.customId, Number(i.params?.max_tokens));
+      after = items[items.length - 1]!.seq;
+    }
   }
 
   private async runLocal(batch: BatchRecord): Promise<void> {
@@ -453,6 +477,7 @@ export class BatchService {
       return this.resultInput(
         { custom_id: customId, result: { type: "succeeded", message } as never },
         false,
+        Number(params.max_tokens),
       );
     } catch (err) {
       const e =
@@ -478,7 +503,15 @@ export class BatchService {
     };
   }
 
-  private resultInput(line: UpstreamBatchResult, batchPrice: boolean): BatchResultInput {
+  /**
+   * A result as stored and charged. Usage beyond the request's `maxTokens` or the model's context
+   * window is clamped to it (and logged), as for live calls (llm/usage-bounds.ts).
+   */
+  private resultInput(
+    line: UpstreamBatchResult,
+    batchPrice: boolean,
+    maxTokens: number | undefined,
+  ): BatchResultInput {
     const type = (
       RESULT_TYPES.has(line.result?.type) ? line.result.type : "errored"
     ) as BatchResultType;
@@ -490,18 +523,29 @@ export class BatchService {
     const int = (v: unknown) =>
       typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0;
     const split = (u.cache_creation ?? {}) as Record<string, unknown>;
-    const usage = {
+    const model = message?.model ?? null;
+    const reported = {
       input_tokens: int(u.input_tokens),
       output_tokens: int(u.output_tokens),
       cache_creation_input_tokens: int(u.cache_creation_input_tokens),
       cache_read_input_tokens: int(u.cache_read_input_tokens),
       cache_creation: { ephemeral_1h_input_tokens: int(split.ephemeral_1h_input_tokens) },
     };
-    const model = message?.model ?? null;
+    const bounded = boundUsage(reported, {
+      maxTokens: Number.isFinite(maxTokens) ? maxTokens! : Infinity,
+      contextWindow: this.o.catalog.prices(model ?? "").contextWindow,
+    });
+    const usage = bounded.usage;
+    if (bounded.reported)
+      this.o.logger.warn(
+        { customId: line.custom_id, model, reported: bounded.reported, charged: usage },
+        "batch result reported usage beyond what was admitted; charging the admitted bounds",
+      );
     return {
       customId: String(line.custom_id),
       type,
-      result: line.result,
+      // Model output, stored in Postgres, which cannot hold a NUL character.
+      result: withoutNul(line.result),
       model,
       inputTokens: usage.input_tokens,
       outputTokens: usage.output_tokens,
@@ -562,7 +606,7 @@ export class BatchService {
     );
     if (!ended) return; // the lease ran out meanwhile: the replica that holds it now finishes
     this.o.logger.info({ batch: batch.id, ...counts, costUsd }, "batch ended");
-    await this.settleBudget(batch.userId, batch.id, batch.reservedUsd, costUsd);
+    await this.settleBudget(batch.userId, batch.id, batch.createdAt, batch.reservedUsd, costUsd);
   }
 
   /** A submission that never completed (the process died during it): whether upstream got it is unknown. */
@@ -578,12 +622,13 @@ export class BatchService {
   private async settleBudget(
     userId: string,
     batchId: string,
+    createdAt: string,
     reservedUsd: number,
     actualUsd: number,
   ): Promise<void> {
     if (!this.budget?.settleBatch) return;
     await this.budget
-      .settleBatch({ userId, batchId, reservedUsd, actualUsd })
+      .settleBatch({ userId, batchId, reservedUsd, actualUsd }, { createdAt })
       .catch((err: Error) =>
         this.o.logger.error({ err: err.message, batch: batchId }, "batch budget settle failed"),
       );

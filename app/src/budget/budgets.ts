@@ -42,9 +42,8 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AppConfig } from "../config";
 import { ApiError } from "../errors";
-import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
-import type { BudgetOverrides, SpendFilter, Store, UserBudgetName } from "../store/types";
-import { AlertDispatcher, type AlertListener, type BudgetName, type BudgetWindow } from "./alerts";
+import type { ModelCatalog } from "../llm/models";
+import { AlertDispatcher, type AlertListener, type BudgetName } from "./alerts";
 import {
   MemoryBudgetEngine,
   microsCeil,
@@ -52,217 +51,45 @@ import {
   usd,
   type BudgetEngine,
   type Crossing,
-  type EngineLine,
   type EngineReserveResult,
   type LineState,
 } from "./engine";
 import { RedisBudgetEngine } from "./redis-engine";
+import { budgetLines, DAY_MS, type Limits, type Line } from "./lines";
+import { LimitResolver } from "./limits";
+import { withTimeout } from "./timeout";
+import { SettlementReplay, type PendingSettle } from "./replay";
+import type {
+  BudgetServiceOptions,
+  BudgetStore,
+  BudgetUsage,
+  HoldRequest,
+  RefusalEvent,
+  ReserveOptions,
+  ReserveResult,
+  UsageReport,
+} from "./types";
+import { budgetExceeded, type Refusal } from "./refusal";
+import {
+  holdAmount,
+  holdPrice,
+  Reservation,
+  tokensWithin,
+  type ReserveRequest,
+} from "./reservation";
 
-import { estimateInput } from "./estimate";
 export { estimateInput, estimateInputTokens } from "./estimate";
 export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
+export { utcDay } from "./lines";
+export type { BudgetLimits } from "./limits";
+export type * from "./types";
+export { Reservation, reserveRequestFor, type ReserveRequest } from "./reservation";
 
-export interface BudgetLimits {
-  requestUsd?: number;
-  sessionUsd?: number;
-  userDailyUsd?: number;
-  dailyUsd?: number;
-}
-
-export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides">;
-
-export interface BudgetServiceOptions {
-  limits: BudgetLimits;
-  catalog: ModelCatalog;
-  store: BudgetStore;
-  logger: Logger;
-  /** Shared counters across replicas; without it budgets are counted in this process. */
-  redis?: Redis;
-  /** Where alerts go. @default a dispatcher logging alerts, posting to `webhookUrl` when given */
-  alerts?: AlertDispatcher;
-  webhookUrl?: string;
-  /** @default 900000 (BUDGET_RESERVATION_TTL_SECONDS) */
-  reservationTtlMs?: number;
-  /** @default 0.25 (BUDGET_DEGRADED_SHARE) */
-  degradedShare?: number;
-  /** How long a user's overrides are cached; bounds how long a changed override takes. @default 30000 */
-  overrideCacheMs?: number;
-  /** Redis key hash tag; tests use their own. @default "budget" */
-  keyTag?: string;
-  /** A Redis or ledger call slower than this counts as failed (degraded mode). @default 1000 */
-  redisTimeoutMs?: number;
-  /** A session's counter is dropped after this long unused (and re-seeded when used). @default 7 days */
-  sessionIdleMs?: number;
-  now?: () => number;
-}
-
-export interface ReserveRequest {
-  /** Used in the hold's id, for correlation. */
-  requestId: string;
-  userId: string;
-  sessionId?: string | null;
-  model: string;
-  /** estimateInputTokens(body) */
-  inputTokensEstimate: number;
-  maxTokens: number;
-  /** The request uses cache_control: input is reserved at the cache-write price. */
-  promptCaching?: boolean;
-  /** ... with `ttl: "1h"`: at the 1-hour cache-write price. */
-  longCacheWrites?: boolean;
-  /**
-   * Models the call may fall back to: the hold is priced at the dearest of them, so a fallback
-   * to a pricier model cannot settle above its hold.
-   */
-  fallbackModels?: readonly string[];
-}
-
-/**
- * The hold for one Messages API request: its estimated input, its max_tokens, and the models
- * it may fall back to (its tier's chain when fallback is on).
- */
-export function reserveRequestFor(
-  request: Parameters<typeof estimateInput>[0] & { model: string; max_tokens: number },
-  ids: { requestId: string; userId: string; sessionId: string | null },
-  catalog: ModelCatalog,
-  fallback: boolean,
-): ReserveRequest {
-  const estimate = estimateInput(request);
-  return {
-    ...ids,
-    model: request.model,
-    inputTokensEstimate: estimate.tokens,
-    maxTokens: request.max_tokens,
-    promptCaching: estimate.promptCaching,
-    longCacheWrites: estimate.longCacheWrites,
-    fallbackModels: fallback ? catalog.chainFor(request.model) : [request.model],
-  };
-}
-
-export interface ReserveOptions {
-  /**
-   * The hold leaves before the caller knows it will spend anything (POST /v1/messages sends it
-   * with the rate-limit admission and the response-cache lookup, one round trip). A refusal is
-   * then neither counted nor reported to refusal listeners until the caller confirms it with
-   * `report()`, and a hold the caller does not use goes back with `release`. A 100 % alert the
-   * refusal finds due is sent at once: it describes the budget, not this request.
-   */
-  speculative?: boolean;
-}
-
-export type ReserveResult =
-  | { ok: true; reservation: Reservation; maxTokens: number }
-  | {
-      ok: false;
-      error: ApiError;
-      /** Counts and reports a speculative refusal (once); a no-op otherwise. */
-      report: () => void;
-    };
-
-export interface RefusalEvent {
-  budget: BudgetName;
-  scopeId: string;
-  userId: string;
-  /** The budget would cover the request once requests in flight settle. */
-  retryable: boolean;
-}
-
-/** What `usageFor` reports per budget (the JSON of GET /v1/usage). */
-export interface BudgetUsage {
-  budget: BudgetName;
-  scope_id: string;
-  limit_usd: number;
-  /** Null for the request budget, which has no running total. */
-  spent_usd: number | null;
-  reserved_usd: number | null;
-  remaining_usd: number;
-  window: BudgetWindow | null;
-  resets_at: string | null;
-  source: "default" | "override";
-}
-
-export interface UsageReport {
-  object: "usage";
-  user_id: string;
-  session_id: string | null;
-  at: string;
-  /** Where the counters came from: shared Redis, this process (embedded), or this process while Redis is down. */
-  mode: "redis" | "embedded" | "degraded";
-  budgets: BudgetUsage[];
-}
-
-interface Limit {
-  usd: number;
-  source: "default" | "override";
-}
-
-interface Limits {
-  request?: Limit;
-  session?: Limit;
-  user_daily?: Limit;
-  daily?: Limit;
-}
-
-/** One budget window a hold counts against, with what alerts and errors say about it. */
-interface Line extends EngineLine {
-  budget: Exclude<BudgetName, "request">;
-  scopeId: string;
-  limitUsd: number;
-  source: Limit["source"];
-  window: BudgetWindow | null;
-  seedFilter: SpendFilter;
-}
-
-/** A hold on the budgets, returned by `reserve` and handed back to `settle`. */
-export class Reservation {
-  /** @internal */ settled = false;
-  constructor(
-    readonly id: string,
-    readonly userId: string,
-    readonly sessionId: string | null,
-    readonly model: string,
-    /** max_tokens to send upstream: the request's, or less when the request budget capped it. */
-    readonly maxTokens: number,
-    /** The worst-case cost held. */
-    readonly reservedUsd: number,
-    /** @internal */ readonly lines: readonly Line[],
-    /** @internal */ readonly engine: BudgetEngine | null,
-    /** @internal */ readonly amount: number,
-  ) {}
-}
-
-interface PendingSettle {
-  id: string;
-  lines: readonly Line[];
-  actual: number;
-  quiet: boolean;
-}
-
-const DAY_MS = 86_400_000;
-const MAX_PENDING_SETTLES = 10_000;
 const MAX_CACHED = 10_000;
-
-export function utcDay(ms: number): { id: string; start: number; end: number } {
-  const d = new Date(ms);
-  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
-  return { id: new Date(start).toISOString().slice(0, 10), start, end: start + DAY_MS };
-}
-
-class TimeoutError extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new TimeoutError(`${what}: no answer within ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 export class BudgetService {
   readonly alerts: AlertDispatcher;
   private readonly ownsAlerts: boolean;
-  private readonly limits: BudgetLimits;
   private readonly catalog: ModelCatalog;
   private readonly store: BudgetStore;
   private readonly logger: Logger;
@@ -275,19 +102,16 @@ export class BudgetService {
   private readonly now: () => number;
   private readonly ttlMs: number;
   private readonly share: number;
-  private readonly overrideCacheMs: number;
   private readonly timeoutMs: number;
   private readonly sessionIdleMs: number;
   private readonly keyTag: string;
-  private readonly overrides = new Map<string, { value: BudgetOverrides; until: number }>();
-  private readonly overrideLookups = new Map<string, Promise<BudgetOverrides>>();
+  private readonly limitResolver: LimitResolver;
   private readonly seeding = new WeakMap<BudgetEngine, Map<string, Promise<void>>>();
   /** Last spent + reserved seen in Redis per window: the floor a degraded engine starts from. */
   private readonly lastSeen = new Map<string, number>();
-  private readonly pending: PendingSettle[] = [];
-  private flushing = false;
-  private closed = false;
-  private flushTimer: NodeJS.Timeout | undefined;
+  /** Settlements waiting for Redis (absent without Redis). */
+  private readonly replay?: SettlementReplay;
+  private readonly settling = new Set<Promise<void>>();
   private lastRedisWarn = 0;
   private readonly refusalListeners = new Set<(e: RefusalEvent) => void>();
   /** Counters for metrics and tests. */
@@ -302,7 +126,6 @@ export class BudgetService {
   };
 
   constructor(options: BudgetServiceOptions) {
-    this.limits = options.limits;
     this.catalog = options.catalog;
     this.store = options.store;
     this.logger = options.logger;
@@ -310,15 +133,27 @@ export class BudgetService {
     this.now = options.now ?? Date.now;
     this.ttlMs = options.reservationTtlMs ?? 900_000;
     this.share = options.degradedShare ?? 0.25;
-    this.overrideCacheMs = options.overrideCacheMs ?? 30_000;
     this.timeoutMs = options.redisTimeoutMs ?? 1000;
+    this.limitResolver = new LimitResolver(options.limits, options.store, options.logger, {
+      cacheMs: options.overrideCacheMs ?? 30_000,
+      timeoutMs: this.timeoutMs,
+      now: this.now,
+    });
     this.sessionIdleMs = options.sessionIdleMs ?? 7 * DAY_MS;
     this.keyTag = options.keyTag ?? "budget";
     if (!(this.share > 0 && this.share <= 1))
       throw new Error(`degradedShare must be in (0, 1], got ${this.share}`);
-    if (options.redis)
+    if (options.redis) {
       this.redisEngine = new RedisBudgetEngine(options.redis, { tag: this.keyTag });
-    else this.embedded = new MemoryBudgetEngine({ now: this.now });
+      this.replay = new SettlementReplay(this.redisEngine, {
+        usable: () => this.redisUsable(),
+        timeoutMs: this.timeoutMs,
+        logger: this.logger,
+        stats: this.stats,
+        crossed: (lines, crossings) => this.alertCrossings(lines, crossings, false),
+        failed: (err) => this.redisFailed(err),
+      });
+    } else this.embedded = new MemoryBudgetEngine({ now: this.now });
     this.ownsAlerts = !options.alerts;
     this.alerts =
       options.alerts ??
@@ -357,7 +192,7 @@ export class BudgetService {
 
   /** Settlements waiting for Redis to come back. */
   get pendingSettles(): number {
-    return this.pending.length;
+    return this.replay?.length ?? 0;
   }
 
   /** Metrics hook: called for every alert (after it is logged, before the webhook). */
@@ -379,17 +214,15 @@ export class BudgetService {
     const speculative = options.speculative === true;
     const now = this.now();
     const limits = await this.limitsFor(req.userId);
-    const priced = [req.model, ...(req.fallbackModels ?? [])].map((m) => this.catalog.prices(m));
-    // $/MTok is µ$/token. Input that may be written to the prompt cache costs the write price.
-    const inPrice = Math.max(...priced.map((p) => worstInputPerMTok(p, req)));
-    const outPrice = Math.max(...priced.map((p) => p.outputPerMTok));
-    const inputCost = Math.max(0, Math.ceil(req.inputTokensEstimate)) * inPrice;
+    const price = holdPrice(this.catalog.prices(req.model), req);
     let maxTokens = Math.max(1, Math.floor(req.maxTokens));
+    let cappedBy: BudgetName | null = null;
+    let requestLimit = Infinity;
 
     if (limits.request) {
-      const limit = microsFloor(limits.request.usd);
-      const cheapest = Math.ceil(inputCost + outPrice);
-      if (cheapest > limit) {
+      requestLimit = microsFloor(limits.request.usd) - microsCeil(req.requestSpentUsd ?? 0);
+      const cheapest = holdAmount(price, 1);
+      if (cheapest > requestLimit) {
         return this.refuse(req.userId, speculative, {
           budget: "request",
           scopeId: req.requestId,
@@ -400,55 +233,154 @@ export class BudgetService {
           retryable: false,
         });
       }
-      if (outPrice > 0) {
-        let cap = Math.floor((limit - inputCost) / outPrice);
-        while (cap > 1 && Math.ceil(inputCost + cap * outPrice) > limit) cap--;
-        maxTokens = Math.min(maxTokens, Math.max(1, cap));
+      const cap = Math.max(1, tokensWithin(price, requestLimit));
+      if (cap < maxTokens) {
+        maxTokens = cap;
+        cappedBy = "request";
       }
     }
 
-    const amount = Math.ceil(inputCost + maxTokens * outPrice);
-    const minCost = Math.ceil(inputCost + outPrice);
+    const amount = holdAmount(price, maxTokens);
+    const floor =
+      req.minOutputTokens === undefined
+        ? maxTokens
+        : Math.min(maxTokens, Math.max(1, Math.floor(req.minOutputTokens)));
+    const minAmount = holdAmount(price, floor);
+    const minCost = holdAmount(price, 1);
     const lines = this.linesFor(req.userId, req.sessionId ?? null, limits, now);
     const id = `${req.requestId}.${randomUUID()}`;
-    const hold = (engine: BudgetEngine | null) =>
+    const held = await this.holdOn(req.userId, lines, id, amount, minCost, now, this.ttlMs, {
+      speculative,
+      minAmount,
+    });
+    if (!held.ok) return held;
+    let granted = amount;
+    if (held.granted < amount) {
+      // What the tightest budget had left: max_tokens shrinks to fit it.
+      granted = held.granted;
+      maxTokens = Math.max(floor, Math.min(maxTokens, tokensWithin(price, granted)));
+      cappedBy = lines[held.binding]?.budget ?? cappedBy;
+    }
+    const reservation = new Reservation(
+      id,
+      req.userId,
+      req.sessionId ?? null,
+      req.model,
+      maxTokens,
+      usd(granted),
+      lines,
+      held.engine,
+      granted,
+      cappedBy,
+      req,
+      requestLimit,
+    );
+    return { ok: true, reservation, maxTokens, cappedBy };
+  }
+
+  /**
+   * Before a fallback to `model`: raise the hold to that model's worst case (same input and
+   * max_tokens), atomically, on every budget the request holds. False when a budget (the
+   * per-request one included) cannot cover it: the caller skips that model. A model no dearer
+   * than what is held needs nothing more.
+   */
+  async topUp(reservation: Reservation, model: string): Promise<boolean> {
+    const req = reservation.request;
+    if (!req || reservation.settled) return false;
+    const need = holdAmount(holdPrice(this.catalog.prices(model), req), reservation.maxTokens);
+    const delta = need - reservation.held;
+    if (delta <= 0) return true;
+    if (need > reservation.requestLimit) return false;
+    const id = `${reservation.id}.up${reservation.extras.length + 1}`;
+    const held = await this.holdOn(
+      reservation.userId,
+      [...reservation.lines],
+      id,
+      delta,
+      delta,
+      this.now(),
+      this.ttlMs,
+      { speculative: true },
+    );
+    if (!held.ok) return false;
+    reservation.extras.push(
       new Reservation(
         id,
-        req.userId,
-        req.sessionId ?? null,
-        req.model,
-        maxTokens,
-        usd(amount),
-        lines,
-        engine,
-        amount,
-      );
-    if (lines.length === 0) return { ok: true, reservation: hold(null), maxTokens };
+        reservation.userId,
+        reservation.sessionId,
+        model,
+        0,
+        usd(delta),
+        reservation.lines,
+        held.engine,
+        delta,
+      ),
+    );
+    return true;
+  }
 
-    const { engine, result } = await this.runReserve(id, lines, amount, minCost, now);
-    this.stats.reclaimed += result.reclaimed;
-    if (result.kind === "refused") {
-      const line = lines[result.index]!;
-      if (result.exhausted)
-        this.alert(
-          line,
-          100,
-          result.state.spent,
-          engine !== this.redisEngine && engine !== this.embedded,
-        );
-      return this.refuse(req.userId, speculative, {
-        budget: line.budget,
-        scopeId: line.scopeId,
-        limitUsd: line.limitUsd,
-        window: line.window,
-        state: result.state,
-        requested: amount,
-        retryable: result.state.spent + amount <= line.limit,
+  /**
+   * Hold a fixed amount on the user's window budgets, all or nothing, under the caller's id and
+   * time to live: a batch's worst case, held until it ends (a day or more). Whichever replica
+   * finishes the work settles it with `settleHold`, from ids alone. Never throws.
+   */
+  async reserveHold(req: HoldRequest): Promise<{ ok: true } | { ok: false; error: ApiError }> {
+    const now = this.now();
+    const limits = await this.limitsFor(req.userId);
+    const amount = microsCeil(req.amountUsd);
+    const perRequest = limits.request;
+    const over = perRequest && req.requests?.find((r) => r.amountUsd > perRequest.usd);
+    if (perRequest && over) {
+      return this.refuse(req.userId, false, {
+        budget: "request",
+        scopeId: req.id,
+        limitUsd: perRequest.usd,
+        window: null,
+        state: null,
+        requested: microsCeil(over.amountUsd),
+        retryable: false,
+        hint: `request "${over.name}" alone may cost more; lower its max_tokens`,
       });
     }
-    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
-    this.stats.reserved++;
-    return { ok: true, reservation: hold(engine), maxTokens };
+    const lines = this.linesFor(req.userId, null, limits, now);
+    const held = await this.holdOn(req.userId, lines, req.id, amount, amount, now, req.ttlMs, {
+      hint: req.hint,
+    });
+    return held.ok ? { ok: true } : { ok: false, error: held.error };
+  }
+
+  /**
+   * Settle a hold taken with `reserveHold` at `heldAt`, possibly by another replica or before a
+   * restart: its windows are found again from the user, the time it was taken and today's limits.
+   */
+  async settleHold(req: {
+    id: string;
+    userId: string;
+    heldAt: number;
+    reservedUsd: number;
+    actualUsd: number;
+  }): Promise<void> {
+    const limits = await this.limitsFor(req.userId);
+    const lines = this.linesFor(req.userId, null, limits, req.heldAt);
+    const engine = this.redisEngine ?? this.embedded ?? null;
+    const amount = microsCeil(req.reservedUsd);
+    const reservation = new Reservation(
+      req.id,
+      req.userId,
+      null,
+      "",
+      0,
+      req.reservedUsd,
+      lines,
+      engine,
+      amount,
+    );
+    await this.settle(reservation, req.actualUsd);
+  }
+
+  /** The per-request limit that applies to the user (USD), if any. */
+  async requestLimitUsd(userId: string): Promise<number | undefined> {
+    return (await this.limitsFor(userId)).request?.usd;
   }
 
   /** Give back a hold nothing was spent against (a speculative one the request did not use). */
@@ -460,8 +392,18 @@ export class BudgetService {
    * Replace the hold with the real cost (0 releases it). Idempotent; never throws. Call it in a
    * `finally`, with the cost of whatever was used, including a stream the client abandoned.
    */
-  async settle(reservation: Reservation, actualCostUsd: number): Promise<void> {
+  settle(reservation: Reservation, actualCostUsd: number): Promise<void> {
+    const running = this.settleNow(reservation, actualCostUsd);
+    // close() waits for these: a settlement issued just before shutdown still reaches Redis.
+    this.settling.add(running);
+    void running.finally(() => this.settling.delete(running));
+    return running;
+  }
+
+  private async settleNow(reservation: Reservation, actualCostUsd: number): Promise<void> {
     if (reservation.settled) return;
+    // Top-ups only held room for a dearer fallback: the real cost goes on the main hold.
+    for (const extra of reservation.extras) void this.settle(extra, 0);
     reservation.settled = true;
     this.stats.settled++;
     let actual: number;
@@ -562,22 +504,13 @@ export class BudgetService {
 
   /** Forget cached overrides (after changing them, or in tests). */
   invalidateOverrides(userId?: string) {
-    if (userId === undefined) this.overrides.clear();
-    else this.overrides.delete(userId);
+    this.limitResolver.invalidate(userId);
   }
 
   /** Replay what can be replayed into Redis, then stop timers and the alert queue. */
   async close(): Promise<void> {
-    this.closed = true;
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    await this.flushPending();
-    if (this.pending.length > 0) {
-      this.logger.error(
-        { pending: this.pending.length },
-        "budget settlements not replayed into Redis at shutdown; the ledger still has them",
-      );
-    }
+    await Promise.allSettled([...this.settling]);
+    await this.replay?.close();
     if (this.ownsAlerts) await this.alerts.close();
   }
 
@@ -605,7 +538,7 @@ export class BudgetService {
       this.degraded = null;
       this.logger.info("budgets: Redis reachable again; shared counters in use");
     }
-    if (this.pending.length > 0) void this.flushPending();
+    if (this.replay?.length) void this.replay.flush();
   }
 
   private redisFailed(err: unknown) {
@@ -618,20 +551,73 @@ export class BudgetService {
     );
   }
 
+  /** Hold `amount` µ$ on every line, all or nothing; or the refusal the client gets. */
+  private async holdOn(
+    userId: string,
+    lines: Line[],
+    id: string,
+    amount: number,
+    minCost: number,
+    now: number,
+    ttlMs: number,
+    options: { speculative?: boolean; hint?: string; minAmount?: number },
+  ): Promise<
+    | { ok: true; engine: BudgetEngine | null; granted: number; binding: number }
+    | Extract<ReserveResult, { ok: false }>
+  > {
+    if (lines.length === 0) return { ok: true, engine: null, granted: amount, binding: -1 };
+    const minAmount = options.minAmount ?? amount;
+    const { engine, result } = await this.runReserve(
+      id,
+      lines,
+      amount,
+      minCost,
+      now,
+      ttlMs,
+      minAmount,
+    );
+    this.stats.reclaimed += result.reclaimed;
+    if (result.kind === "refused") {
+      const line = lines[result.index]!;
+      if (result.exhausted)
+        this.alert(
+          line,
+          100,
+          result.state.spent,
+          engine !== this.redisEngine && engine !== this.embedded,
+        );
+      return this.refuse(userId, options.speculative === true, {
+        budget: line.budget,
+        scopeId: line.scopeId,
+        limitUsd: line.limitUsd,
+        window: line.window,
+        state: result.state,
+        requested: minAmount,
+        retryable: result.state.spent + minAmount <= line.limit,
+        hint: options.hint,
+      });
+    }
+    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
+    this.stats.reserved++;
+    return { ok: true, engine, granted: result.granted, binding: result.binding };
+  }
+
   private async runReserve(
     id: string,
     lines: Line[],
     amount: number,
     minCost: number,
     now: number,
+    ttlMs: number,
+    minAmount: number,
   ): Promise<{ engine: BudgetEngine; result: EngineReserveResult }> {
-    const deadline = now + this.ttlMs;
+    const deadline = now + ttlMs;
     if (this.redisEngine && this.redisUsable()) {
       const engine = this.redisEngine;
       try {
         const result = await this.withSeeding(engine, lines, () =>
           withTimeout(
-            engine.reserve(id, lines, amount, minCost, now, deadline),
+            engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
             this.timeoutMs,
             "budget reserve",
           ),
@@ -650,7 +636,7 @@ export class BudgetService {
     const engine = this.localEngine();
     if (engine !== this.embedded) this.stats.degradedReservations++;
     const result = await this.withSeeding(engine, lines, () =>
-      engine.reserve(id, lines, amount, minCost, now, deadline),
+      engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
     );
     return { engine, result };
   }
@@ -733,48 +719,7 @@ export class BudgetService {
   }
 
   private queueSettle(p: PendingSettle) {
-    if (this.pending.length >= MAX_PENDING_SETTLES) {
-      this.pending.shift();
-      this.stats.replayDropped++;
-      this.logger.error(
-        "budgets: replay queue full; oldest settlement dropped (the ledger still has it)",
-      );
-    }
-    this.pending.push(p);
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush() {
-    if (this.flushTimer || this.closed) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flushPending();
-    }, 1000);
-    this.flushTimer.unref();
-  }
-
-  private async flushPending(): Promise<void> {
-    if (this.flushing || this.pending.length === 0 || !this.redisEngine) return;
-    if (!this.redisUsable()) return this.scheduleFlush();
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0) {
-        const p = this.pending[0]!;
-        const r = await withTimeout(
-          this.redisEngine.settle(p.id, p.lines as Line[], p.actual, { quiet: p.quiet }),
-          this.timeoutMs,
-          "budget replay",
-        );
-        this.pending.shift();
-        this.stats.replayed++;
-        this.alertCrossings(p.lines, r.crossings, false);
-      }
-    } catch (err) {
-      this.redisFailed(err);
-      this.scheduleFlush();
-    } finally {
-      this.flushing = false;
-    }
+    this.replay?.queue(p);
   }
 
   private alertCrossings(lines: readonly Line[], crossings: Crossing[], degraded: boolean) {
@@ -797,16 +742,8 @@ export class BudgetService {
   private refuse(
     userId: string,
     speculative: boolean,
-    r: {
-      budget: BudgetName;
-      scopeId: string;
-      limitUsd: number;
-      window: BudgetWindow | null;
-      state: LineState | null;
-      requested: number;
-      retryable: boolean;
-    },
-  ): ReserveResult {
+    r: Refusal,
+  ): Extract<ReserveResult, { ok: false }> {
     let reported = false;
     const report = () => {
       if (reported) return;
@@ -821,169 +758,24 @@ export class BudgetService {
       }
     };
     if (!speculative) report();
-    const resetsAt = r.window?.end ?? null;
-    const label = {
-      request: "the per-request budget",
-      session: "this session's budget",
-      user_daily: "your daily budget",
-      daily: "the service's daily budget",
-    }[r.budget];
-    const state = r.state
-      ? ` ($${money(usd(r.state.spent))} spent, $${money(usd(r.state.reserved))} held by requests in flight)`
-      : "";
-    const when = r.retryable
-      ? "it will fit once requests in flight finish; retry shortly"
-      : resetsAt
-        ? `it resets at ${resetsAt}`
-        : r.budget === "session"
-          ? "session budgets do not reset; start a new session"
-          : "its input alone costs more; shorten it";
-    const message = `${label} of $${money(r.limitUsd)} cannot cover this request (up to $${money(usd(r.requested))})${state}: ${when}`;
-    const headers: Record<string, string> = {};
-    if (r.retryable) headers["retry-after"] = "1";
-    else {
-      // The official SDK retries 429s unless told not to; an exhausted budget will not recover by retrying.
-      headers["x-should-retry"] = "false";
-      if (resetsAt)
-        headers["retry-after"] = String(
-          Math.max(1, Math.ceil((Date.parse(resetsAt) - this.now()) / 1000)),
-        );
-    }
-    const details = {
-      budget: r.budget,
-      scope_id: r.scopeId,
-      limit_usd: r.limitUsd,
-      spent_usd: r.state ? usd(r.state.spent) : null,
-      reserved_usd: r.state ? usd(r.state.reserved) : null,
-      requested_usd: usd(r.requested),
-      resets_at: resetsAt,
-      window: r.window,
-      retryable: r.retryable,
-    };
     return {
       ok: false,
-      error: new ApiError(429, "budget_exceeded", message, headers, details),
+      error: budgetExceeded(r, this.now()),
       report: speculative ? report : () => {},
     };
   }
 
   private linesFor(userId: string, sessionId: string | null, limits: Limits, now: number): Line[] {
-    const lines: Line[] = [];
-    const day = utcDay(now);
-    const window: BudgetWindow = {
-      start: new Date(day.start).toISOString(),
-      end: new Date(day.end).toISOString(),
-    };
-    const key = (...parts: string[]) =>
-      `{${this.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
-    const line = (
-      budget: Line["budget"],
-      limit: Limit,
-      rest: Pick<Line, "key" | "scopeId" | "window" | "seedFilter" | "expireAt">,
-    ): Line => ({
-      budget,
-      limit: microsFloor(limit.usd),
-      limitUsd: limit.usd,
-      source: limit.source,
-      ...rest,
-    });
-    if (sessionId && limits.session) {
-      lines.push(
-        line("session", limits.session, {
-          key: key("s", sessionId),
-          scopeId: sessionId,
-          window: null,
-          seedFilter: { sessionId },
-          expireAt: now + this.sessionIdleMs,
-        }),
-      );
-    }
-    // Counters outlive their day by a day, so a hold taken just before midnight settles into it.
-    const dayRange = { sinceIso: window.start, untilIso: window.end };
-    if (limits.user_daily) {
-      lines.push(
-        line("user_daily", limits.user_daily, {
-          key: key("u", userId, day.id),
-          scopeId: userId,
-          window,
-          seedFilter: { userId, ...dayRange },
-          expireAt: day.end + DAY_MS,
-        }),
-      );
-    }
-    if (limits.daily) {
-      lines.push(
-        line("daily", limits.daily, {
-          key: key("d", day.id),
-          scopeId: "deployment",
-          window,
-          seedFilter: dayRange,
-          expireAt: day.end + DAY_MS,
-        }),
-      );
-    }
-    return lines;
+    return budgetLines(
+      { keyTag: this.keyTag, sessionIdleMs: this.sessionIdleMs },
+      userId,
+      sessionId,
+      limits,
+      now,
+    );
   }
 
-  private async limitsFor(userId: string): Promise<Limits> {
-    const o = await this.overridesFor(userId);
-    const pick = (name: UserBudgetName, fallback: number | undefined): Limit | undefined => {
-      const v = o[name];
-      if (v === null) return undefined;
-      if (v !== undefined) return { usd: v, source: "override" };
-      return fallback === undefined ? undefined : { usd: fallback, source: "default" };
-    };
-    return {
-      request: pick("request", this.limits.requestUsd),
-      session: pick("session", this.limits.sessionUsd),
-      user_daily: pick("user_daily", this.limits.userDailyUsd),
-      daily:
-        this.limits.dailyUsd === undefined
-          ? undefined
-          : { usd: this.limits.dailyUsd, source: "default" },
-    };
+  private limitsFor(userId: string): Promise<Limits> {
+    return this.limitResolver.limitsFor(userId);
   }
-
-  private overridesFor(userId: string): Promise<BudgetOverrides> {
-    const now = this.now();
-    const hit = this.overrides.get(userId);
-    if (hit && hit.until > now) return Promise.resolve(hit.value);
-    const running = this.overrideLookups.get(userId);
-    if (running) return running;
-    const lookup = withTimeout(
-      this.store.getBudgetOverrides(userId),
-      Math.max(this.timeoutMs, 2000),
-      "budget overrides",
-    )
-      .then((value) => {
-        this.cacheOverrides(userId, value, now + this.overrideCacheMs);
-        return value;
-      })
-      .catch((err: unknown) => {
-        // Keep serving: the last known overrides, else the defaults; ask again in a few seconds.
-        this.logger.warn(
-          { err: (err as Error).message },
-          "budgets: cannot read per-user overrides; using the last known or the defaults",
-        );
-        const value = hit?.value ?? {};
-        this.cacheOverrides(userId, value, now + Math.min(5000, this.overrideCacheMs));
-        return value;
-      })
-      .finally(() => this.overrideLookups.delete(userId));
-    this.overrideLookups.set(userId, lookup);
-    return lookup;
-  }
-
-  private cacheOverrides(userId: string, value: BudgetOverrides, until: number) {
-    this.overrides.delete(userId);
-    this.overrides.set(userId, { value, until });
-    if (this.overrides.size > MAX_CACHED)
-      this.overrides.delete(this.overrides.keys().next().value!);
-  }
-}
-
-function money(n: number): string {
-  if (n === 0) return "0";
-  if (Math.abs(n) >= 1) return n.toFixed(2);
-  return String(Number(n.toPrecision(3)));
 }

@@ -36,7 +36,15 @@ export interface LineState {
 }
 
 export type EngineReserveResult =
-  | { kind: "ok"; states: LineState[]; reclaimed: number }
+  | {
+      kind: "ok";
+      states: LineState[];
+      reclaimed: number;
+      /** µ$ held: `amount`, or less (at least `minAmount`) when that is all the lines had left. */
+      granted: number;
+      /** The line that limited the grant, or -1 when `amount` was held in full. */
+      binding: number;
+    }
   /** These lines' counters are missing (new window, Redis flushed): seed them and try again. */
   | { kind: "seed"; missing: number[]; reclaimed: number }
   | {
@@ -67,9 +75,11 @@ export interface EngineSettleResult {
 export interface BudgetEngine {
   readonly kind: "redis" | "memory";
   /**
-   * Reserve `amount` on every line, or on none: refused when any line's spent + reserved +
-   * amount would pass its limit. First drops reservations whose deadline passed.
-   * `minCost` is what the cheapest form of the request would cost (input plus one output
+   * Reserve `amount` on every line, or on none. When a line has less than `amount` left, hold
+   * what the tightest line has left instead, provided that is at least `minAmount` (the caller
+   * then caps the request to it); refused when any line's spent + reserved + minAmount would pass
+   * its limit. Checking and holding are one atomic step. First drops reservations whose deadline
+   * passed. `minCost` is what the cheapest form of the request would cost (input plus one output
    * token): a line that cannot cover even that is exhausted, which fires its 100 % alert.
    */
   reserve(
@@ -79,6 +89,7 @@ export interface BudgetEngine {
     minCost: number,
     now: number,
     deadline: number,
+    minAmount?: number,
   ): Promise<EngineReserveResult>;
   /**
    * Release the reservation and add `actual` to every line's spend. The Redis engine is
@@ -116,6 +127,7 @@ interface Held {
   limits: number[];
   amount: number;
   deadline: number;
+  ttl: number;
 }
 
 export interface MemoryEngineOptions {
@@ -133,8 +145,12 @@ export interface MemoryEngineOptions {
 export class MemoryBudgetEngine implements BudgetEngine {
   readonly kind = "memory" as const;
   private readonly windows = new Map<string, Window>();
-  /** Insertion order is deadline order (one TTL per service), so expiry scans stop early. */
   private readonly held = new Map<string, Held>();
+  /**
+   * Holds grouped by time to live (requests use the service's TTL, batches a day and more): within
+   * a group insertion order is deadline order, so expiry scans stop at the first live hold.
+   */
+  private readonly byTtl = new Map<number, Map<string, Held>>();
   private readonly share: number;
   private readonly now: () => number;
   private lastPrune = 0;
@@ -156,15 +172,23 @@ export class MemoryBudgetEngine implements BudgetEngine {
     minCost: number,
     now: number,
     deadline: number,
+    minAmount = amount,
   ): Promise<EngineReserveResult> {
     const reclaimed = this.reclaim(now);
     this.prune(now);
     const missing = lines.flatMap((l, i) => (this.windows.has(l.key) ? [] : [i]));
     if (missing.length > 0) return { kind: "seed", missing, reclaimed };
     const windows = lines.map((l) => this.windows.get(l.key)!);
+    let granted = amount;
+    let binding = -1;
     for (const [i, w] of windows.entries()) {
       const limit = this.effectiveLimit(w, lines[i]!.limit);
-      if (w.spent + w.reserved + amount > limit) {
+      const free = limit - w.spent - w.reserved;
+      if (free < granted && free >= minAmount) {
+        granted = free;
+        binding = i;
+      }
+      if (free < minAmount) {
         let exhausted = false;
         if (w.spent + minCost > limit && !w.alerted.has(100)) {
           w.alerted.add(100);
@@ -180,17 +204,22 @@ export class MemoryBudgetEngine implements BudgetEngine {
       }
     }
     const states = windows.map((w, i) => {
-      w.reserved += amount;
+      w.reserved += granted;
       w.expireAt = Math.max(w.expireAt, lines[i]!.expireAt);
       return { spent: w.spent, reserved: w.reserved };
     });
-    this.held.set(id, {
+    const held: Held = {
       keys: lines.map((l) => l.key),
       limits: lines.map((l) => l.limit),
-      amount,
+      amount: granted,
       deadline,
-    });
-    return { kind: "ok", states, reclaimed };
+      ttl: deadline - now,
+    };
+    this.held.set(id, held);
+    let group = this.byTtl.get(held.ttl);
+    if (!group) this.byTtl.set(held.ttl, (group = new Map()));
+    group.set(id, held);
+    return { kind: "ok", states, reclaimed, granted, binding };
   }
 
   async settle(
@@ -249,6 +278,7 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   private release(id: string, held: Held) {
     this.held.delete(id);
+    this.byTtl.get(held.ttl)?.delete(id);
     for (const key of held.keys) {
       const w = this.windows.get(key);
       if (w) w.reserved = Math.max(0, w.reserved - held.amount);
@@ -257,10 +287,12 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   private reclaim(now: number): number {
     let n = 0;
-    for (const [id, held] of this.held) {
-      if (held.deadline > now) break;
-      this.release(id, held);
-      n++;
+    for (const group of this.byTtl.values()) {
+      for (const [id, held] of group) {
+        if (held.deadline > now) break;
+        this.release(id, held);
+        n++;
+      }
     }
     return n;
   }

@@ -61,8 +61,9 @@ end
 
 /**
  * KEYS: deadlines, record, window...
- * ARGV: now, deadline, amount, minCost, id, recordPrefix, reclaimLimit, then limit, expireAt per window.
- * Returns {'ok', reclaimed, spent1, reserved1, ...} | {'seed', reclaimed, {i...}} |
+ * ARGV: now, deadline, amount, minCost, id, recordPrefix, reclaimLimit, minAmount, then limit,
+ * expireAt per window.
+ * Returns {'ok', reclaimed, granted, binding (0: none), spent1, reserved1, ...} | {'seed', reclaimed, {i...}} |
  *         {'refused', reclaimed, i, spent, reserved, exhausted}.
  */
 const RESERVE = `${RELEASE}
@@ -70,6 +71,7 @@ local now = tonumber(ARGV[1])
 local deadline = tonumber(ARGV[2])
 local amount = tonumber(ARGV[3])
 local minCost = tonumber(ARGV[4])
+local minAmount = tonumber(ARGV[8])
 local n = #KEYS - 2
 
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[7]))
@@ -86,7 +88,8 @@ end
 -- A reservation holds once: the same command run again (resent by the client after a reconnect,
 -- or delivered late when a partition heals) answers without holding a second time.
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  local out = {'ok', #expired}
+  local held = tonumber(redis.call('HGET', KEYS[2], 'amt')) or amount
+  local out = {'ok', #expired, held, 0}
   for i = 1, n do
     local v = redis.call('HMGET', KEYS[i + 2], 'spent', 'reserved')
     out[#out + 1] = tonumber(v[1]) or 0
@@ -101,29 +104,38 @@ for i = 1, n do
 end
 if #missing > 0 then return {'seed', #expired, missing} end
 
+-- Hold the amount asked for, or what the tightest window has left when that is less but still
+-- at least minAmount (the caller caps the request to it).
 local spentOf = {}
+local granted = amount
+local binding = 0
 for i = 1, n do
   local k = KEYS[i + 2]
   local v = redis.call('HMGET', k, 'spent', 'reserved')
   local spent = tonumber(v[1]) or 0
   local reserved = tonumber(v[2]) or 0
-  local limit = tonumber(ARGV[6 + 2 * i])
-  if spent + reserved + amount > limit then
+  local limit = tonumber(ARGV[7 + 2 * i])
+  local free = limit - spent - reserved
+  if free < minAmount then
     local exhausted = 0
     if spent + minCost > limit and redis.call('HSETNX', k, 'a100', 1) == 1 then exhausted = 1 end
     return {'refused', #expired, i, spent, reserved, exhausted}
   end
+  if free < granted then
+    granted = free
+    binding = i
+  end
   spentOf[i] = spent
 end
 
-local out = {'ok', #expired}
+local out = {'ok', #expired, granted, binding}
 local rec = KEYS[2]
-redis.call('HSET', rec, 'st', 'held', 'amt', fmt(amount))
+redis.call('HSET', rec, 'st', 'held', 'amt', fmt(granted))
 for i = 1, n do
   local k = KEYS[i + 2]
-  local reserved = redis.call('HINCRBY', k, 'reserved', fmt(amount))
-  redis.call('PEXPIREAT', k, ARGV[7 + 2 * i])
-  redis.call('HSET', rec, 'k:' .. k, ARGV[6 + 2 * i])
+  local reserved = redis.call('HINCRBY', k, 'reserved', fmt(granted))
+  redis.call('PEXPIREAT', k, ARGV[8 + 2 * i])
+  redis.call('HSET', rec, 'k:' .. k, ARGV[7 + 2 * i])
   out[#out + 1] = spentOf[i]
   out[#out + 1] = reserved
 end
@@ -260,6 +272,7 @@ export class RedisBudgetEngine implements BudgetEngine {
     minCost: number,
     now: number,
     deadline: number,
+    minAmount = amount,
   ): Promise<EngineReserveResult> {
     const reply = (await scripts.reserve.run(
       this.redis,
@@ -272,6 +285,7 @@ export class RedisBudgetEngine implements BudgetEngine {
         id,
         this.recordPrefix,
         this.reclaimBatch,
+        Math.min(minAmount, amount),
         ...lines.flatMap((l) => [l.limit, l.expireAt]),
       ],
     )) as unknown[];
@@ -290,10 +304,10 @@ export class RedisBudgetEngine implements BudgetEngine {
     }
     if (kind !== "ok") throw new Error(`budget reserve script answered ${String(kind)}`);
     const states: LineState[] = lines.map((_, i) => ({
-      spent: int(reply[2 + 2 * i]),
-      reserved: int(reply[3 + 2 * i]),
+      spent: int(reply[4 + 2 * i]),
+      reserved: int(reply[5 + 2 * i]),
     }));
-    return { kind, reclaimed, states };
+    return { kind, reclaimed, states, granted: int(reply[2]), binding: int(reply[3]) - 1 };
   }
 
   async settle(

@@ -126,7 +126,7 @@ export function toUpstreamError(err: unknown): UpstreamError {
     }
     // No status: a connection failure or an `event: error` inside a stream.
     const status = err.status ?? (type === "overloaded_error" ? 529 : 502);
-    const upstream = new UpstreamError(status, type, message, headers);
+    const upstream = new UpstreamError(status, type, message, headers, true);
     const code = body?.error?.details?.error_code;
     if (typeof code === "string") (upstream as UpstreamErrorWithCode).errorCode = code;
     return upstream;
@@ -135,5 +135,7 @@ export function toUpstreamError(err: unknown): UpstreamError {
     502,
     "api_error",
     `upstream call failed: ${(err as Error)?.message ?? String(err)}`,
+    {},
+    true,
   );
 }

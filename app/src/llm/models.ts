@@ -24,6 +24,11 @@ export const modelTableSchema = z.object({
   source: z.string().optional(),
   batchDiscount: z.number().gt(0).max(1),
   defaultTier: z.string(),
+  /**
+   * Send model ids the table does not list upstream as they are (priced at the table's highest
+   * prices, labelled `other` in metrics). Off: they are a 400 listing the known models.
+   */
+  passThroughUnknownModels: z.boolean().optional(),
   models: z.array(modelSchema).min(1),
   fallbacks: z.record(z.string(), z.array(z.string()).min(1)),
 });
@@ -98,6 +103,17 @@ export class ModelCatalog {
 
   get(id: string): ModelInfo | undefined {
     return this.byId.get(id) ?? this.byId.get(stripDateSuffix(id));
+  }
+
+  /** Model ids of the table. */
+  get ids(): string[] {
+    return this.table.models.map((m) => m.id);
+  }
+
+  /** The id a metric label shows for `model`: its table id, the synthetic model, or null. */
+  labelOf(model: string): string | null {
+    if (model === SYNTHETIC_MODEL) return model;
+    return this.get(model)?.id ?? null;
   }
 
   /** Prices for a model; unknown ids get the table's highest prices so budgets stay safe. */

@@ -15,6 +15,8 @@
  *   `retry-after` set to the time until the first breaker lets a probe through.
  * - 429 and 529 move to the fallback at once (retrying the same model alone rarely helps); other
  *   transient failures retry the same model once after a backoff, then move on.
+ * - A fallback to a dearer model than the request's is taken only if `admitModel` (the budget
+ *   hold's top-up) agrees; otherwise that model is skipped.
  * - Streams: retries and fallback happen only before the first event is handed on. A failure
  *   after that reaches the consumer (and counts against the model), never a second stream.
  *
@@ -206,7 +208,20 @@ export class ResilientProvider implements LlmProvider {
         const now = Date.now();
         const choice = this.choose(chain, state, now);
         const last = state.last;
+        if (
+          choice.kind === "call" &&
+          choice.model !== requested &&
+          options.admitModel &&
+          !(await options.admitModel(choice.model))
+        ) {
+          // The budgets cannot cover this model's price: not an attempt, the next one is tried.
+          state.ownWait.set(choice.model, Infinity);
+          state.budgetSkipped = true;
+          continue;
+        }
         if (choice.kind === "none") {
+          // Every fallback left was too dear for the budgets: the client gets the real failure.
+          if (state.budgetSkipped && last) throw last.error;
           this.emit({
             type: "rejected",
             model: requested,
@@ -388,6 +403,8 @@ interface RequestState {
   /** Per model: transient failures in this request. */
   strikes: Map<string, number>;
   last?: Failure;
+  /** A fallback was skipped because the budgets could not cover its price. */
+  budgetSkipped?: boolean;
 }
 
 const aborted = () => new UpstreamError(499, "aborted", "request aborted");
@@ -400,7 +417,7 @@ function withRetryAfter(err: UpstreamError, ms: number): UpstreamError {
   if (!Number.isFinite(ms) || ms <= 0) return err;
   const headers = { ...err.headers, ...retryAfterHeader(ms) };
   delete headers["retry-after-ms"];
-  return Object.assign(new UpstreamError(err.status, err.type, err.message, headers), {
+  return Object.assign(new UpstreamError(err.status, err.type, err.message, headers, err.remote), {
     cause: err,
   });
 }

@@ -17,6 +17,11 @@ export interface CallOptions {
   timeoutMs?: number;
   /** Our request id, forwarded for correlation. */
   requestId?: string;
+  /**
+   * Asked before a fallback to a model other than the request's own: false skips that model
+   * (the request's budget hold could not be raised to that model's price).
+   */
+  admitModel?(model: string): Promise<boolean>;
 }
 
 export interface LlmProvider {
@@ -34,6 +39,11 @@ export class UpstreamError extends Error {
     public readonly type: string,
     message: string,
     public readonly headers: Record<string, string> = {},
+    /**
+     * The status, type and message came from the upstream (its body may echo anything: a key,
+     * an HTML page): never shown to a client as they are (llm/upstream-errors.ts).
+     */
+    public readonly remote = false,
   ) {
     super(message);
     this.name = "UpstreamError";

@@ -117,20 +117,22 @@ export class RequestRateLimiter {
   }
 
   /**
-   * Count one request and reserve `estimatedTokens`. Throws a 429 `rate_limit_error` ApiError
+   * Count one request and reserve `estimatedTokens` (a promise when the body is still being
+   * read: the request is counted at once all the same). Throws a 429 `rate_limit_error` ApiError
    * with `retry-after` and the rate-limit headers when either limit is reached.
    */
-  async admit(user: string, estimatedTokens: number): Promise<Admission> {
+  async admit(user: string, estimatedTokens: number | Promise<number>): Promise<Admission> {
     const headers: Record<string, string> = {};
     const now = Date.now();
-    const want = this.tokens
-      ? Math.min(Math.max(0, Math.ceil(estimatedTokens)), this.options.tpm)
-      : 0;
-    const tokens = want > 0 ? this.tokens : null;
-    // Both counters in one round trip (the Redis client pipelines commands of the same tick).
+    // The request counts at once; its tokens once they are known (its body read). Known already,
+    // both counters go in one round trip (the Redis client pipelines commands of the same tick).
     // A reservation made beside a refused request is given back below.
+    const counting = this.requests ? consume(this.requests, user, 1) : undefined;
+    const estimate = typeof estimatedTokens === "number" ? estimatedTokens : await estimatedTokens;
+    const want = this.tokens ? Math.min(Math.max(0, Math.ceil(estimate)), this.options.tpm) : 0;
+    const tokens = want > 0 ? this.tokens : null;
     const [req, tok] = await Promise.all([
-      this.requests ? consume(this.requests, user, 1) : undefined,
+      counting,
       tokens ? consume(tokens, user, want) : undefined,
     ]);
     if (req) {

@@ -2,7 +2,9 @@
  * The rate-limit middleware for /v1/*, registered after authentication (it keys on the user).
  *
  * Every request counts against RATE_LIMIT_RPM. A POST that will call the model (a Messages
- * request, a session turn, a token count) reserves its estimated tokens against RATE_LIMIT_TPM.
+ * request, a session turn, a token count, a message batch: the sum of its requests) reserves its
+ * estimated tokens against RATE_LIMIT_TPM. A batch keeps its reservation (its answer carries no
+ * usage; its tokens are spent upstream over the following hours).
  * Refused requests get 429 `rate_limit_error` in the Anthropic error shape, with `retry-after`
  * and the `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` headers, which also
  * go on every admitted response.
@@ -70,8 +72,9 @@ export function rateLimitMiddleware(
   options: RateLimitMiddlewareOptions = {},
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const estimate = await estimateRequestTokens(c);
-    const admitting = limiter.admit(c.get("userId"), estimate);
+    // The request counts against RPM now, while its body may still be arriving (a client that
+    // sends it a byte at a time is counted like any other); tokens once the body is read.
+    const admitting = limiter.admit(c.get("userId"), estimateRequestTokens(c));
     const apply = (a: Admission) => {
       for (const k in a.headers) c.header(k, a.headers[k]);
       if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
@@ -212,7 +215,8 @@ export async function estimateRequestTokens(c: AppContext): Promise<number> {
   const isMessages = path === "/v1/messages";
   const isCount = path === "/v1/messages/count_tokens";
   const isTurn = /^\/v1\/sessions\/[^/]+\/messages$/.test(path);
-  if (!isMessages && !isCount && !isTurn) return 0;
+  const isBatch = path === "/v1/batches" || path === "/v1/messages/batches";
+  if (!isMessages && !isCount && !isTurn && !isBatch) return 0;
   let body: unknown;
   try {
     body = await c.req.json();
@@ -220,9 +224,23 @@ export async function estimateRequestTokens(c: AppContext): Promise<number> {
     return 0; // the route answers 400
   }
   if (typeof body !== "object" || body === null) return 0;
+  if (isBatch) {
+    // A batch counts as the sum of its requests (answered later, but sent upstream now).
+    const requests = (body as { requests?: unknown }).requests;
+    if (!Array.isArray(requests)) return 0;
+    let sum = 0;
+    for (const r of requests)
+      sum += messageTokens((r as { params?: unknown } | null)?.params, false);
+    return sum;
+  }
+  return messageTokens(body, isTurn, isCount);
+}
+
+function messageTokens(body: unknown, isTurn: boolean, inputOnly = false): number {
+  if (typeof body !== "object" || body === null) return 0;
   const { max_tokens, ...rest } = body as Record<string, unknown>;
   const input = Math.ceil(textChars(rest) / 4);
-  if (isCount) return input;
+  if (inputOnly) return input;
   const output =
     typeof max_tokens === "number" && max_tokens > 0 ? max_tokens : isTurn ? TURN_MAX_TOKENS : 0;
   return input + output;

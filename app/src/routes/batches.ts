@@ -19,7 +19,10 @@ import { ApiError, badRequest, notFound } from "../errors";
 import { batchView, type BatchService } from "../batch/service";
 import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
-import { asApiError, messagesRequestSchema } from "./messages";
+import { asApiError, failureLog, messagesRequestSchema } from "./messages";
+import { nulMessage, nulPath } from "../json-limits";
+import { checkModel } from "../llm/known-models";
+import type { ModelCatalog } from "../llm/models";
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
 const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
@@ -38,7 +41,7 @@ export function batchCreateSchema(maxRequests: number) {
   });
 }
 
-export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
+export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
   const batches = deps.batches;
   if (!batches) return;
   const schema = batchCreateSchema(deps.config.BATCH_MAX_REQUESTS);
@@ -46,8 +49,12 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
   for (const prefix of PREFIXES) {
     app.post(prefix, async (c) => {
       const body = await readJson(c, schema);
+      // Requests are kept in Postgres until they run, and Postgres cannot hold a NUL character.
+      const nul = nulPath(body);
+      if (nul !== null) throw badRequest(nulMessage(nul));
       const seen = new Set<string>();
       body.requests.forEach((r, i) => {
+        checkModel(catalog, r.params.model, `requests.${i}.params.model`);
         if (seen.has(r.custom_id))
           throw badRequest(`requests.${i}.custom_id: duplicate custom_id "${r.custom_id}"`);
         seen.add(r.custom_id);
@@ -62,7 +69,8 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps) {
         );
       } catch (err) {
         // Upstream refusals keep their status; anything else is ours (500 from onError).
-        if (err instanceof UpstreamError || err instanceof ApiError) throw asApiError(err);
+        if (err instanceof UpstreamError || err instanceof ApiError)
+          throw asApiError(err, failureLog(c, deps));
         throw err;
       }
       return respond(c, record, prefix);

@@ -20,6 +20,13 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
+import { boundUsage } from "../llm/usage-bounds";
+import { StallGuard } from "./stall";
+import { completionText, logPrompt } from "../telemetry/prompt-log";
+import { estimateInputTokens } from "../budget/estimate";
+import { checkModel } from "../llm/known-models";
+import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
+import type { Logger } from "pino";
 import type { Admission } from "../ratelimit/limiter";
 
 const block = z.looseObject({ type: z.string().min(1) });
@@ -50,6 +57,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
   const holdTiming = new HoldTiming();
   app.post("/v1/messages", async (c) => {
     const body = await readJson(c, messagesRequestSchema);
+    checkModel(catalog, body.model);
     const { stream: wantsStream, ...rest } = body;
     // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
     const route = routeModel(rest as unknown as MessageRequest, catalog);
@@ -79,8 +87,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         reserveRequestFor(
           request,
           { requestId, userId, sessionId: null },
-          catalog,
-          deps.config.MODEL_FALLBACK,
+          deps.config.BUDGET_MIN_OUTPUT_TOKENS,
         ),
         { speculative },
       );
@@ -112,21 +119,38 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         throw held.error;
       }
       reservation = held.reservation;
-      if (held.maxTokens !== request.max_tokens)
+      if (held.maxTokens < request.max_tokens) {
         request = { ...request, max_tokens: held.maxTokens };
+        capped(c, held.maxTokens, held.cappedBy);
+      }
     }
+    // A capped answer is not what the same request gets with budget to spare: never cached.
+    const storeAs = cacheable && request.max_tokens === body.max_tokens ? cacheKey : null;
     const meter = new Meter(
       deps,
       catalog,
       requestId,
       userId,
+      request.max_tokens,
       reservation,
       claimTokenReservation(c),
     );
+    const admitModel = reservation && topUp(deps, reservation);
     return wantsStream
-      ? streamFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null)
-      : jsonFromUpstream(c, deps, request, meter, cacheable ? cacheKey : null);
+      ? streamFromUpstream(c, deps, request, meter, storeAs, admitModel)
+      : jsonFromUpstream(c, deps, request, meter, storeAs, admitModel);
   });
+}
+
+/** Response headers saying max_tokens was lowered to fit a budget, and which one. */
+export function capped(c: AppContext, maxTokens: number, by: string | null) {
+  c.header("x-agent-max-tokens-capped", String(maxTokens));
+  if (by) c.header("x-agent-max-tokens-capped-by", by);
+}
+
+/** A fallback to a dearer model first raises the hold to its price, or is skipped. */
+export function topUp(deps: AppDeps, reservation: Reservation) {
+  return (model: string) => deps.budgets?.topUp(reservation, model) ?? Promise.resolve(true);
 }
 
 /**
@@ -175,23 +199,63 @@ const NO_USAGE: FullUsage = {
 
 /**
  * Records one upstream call in the usage ledger and settles its budget hold and its rate-limit
- * token reservation, whatever way it ends.
+ * token reservation, whatever way it ends. Usage beyond what was admitted (max_tokens, the
+ * model's context window) is clamped to it and logged.
  */
 class Meter {
   private readonly started = performance.now();
   private settled = false;
+  /** Shutdown waits for this meter to settle. */
+  private readonly done: (() => void) | undefined;
   constructor(
     private readonly deps: AppDeps,
     private readonly catalog: ModelCatalog,
     private readonly requestId: string,
     private readonly userId: string,
+    private readonly maxTokens: number,
     private readonly reservation?: Reservation,
     private readonly tokens?: Admission,
-  ) {}
+  ) {
+    this.done = deps.lifecycle.track?.();
+  }
 
-  settle(model: string, usage: FullUsage, status: UsageStatus) {
+  /**
+   * A JSON call cut by shutdown reports no usage: charge its worst case (what was held), since
+   * the model may have generated all of it.
+   */
+  chargeHeld(request: MessageRequest) {
+    this.settle(
+      request.model,
+      {
+        ...NO_USAGE,
+        input_tokens: estimateInputTokens(request),
+        output_tokens: request.max_tokens,
+      },
+      "aborted",
+    );
+  }
+
+  settle(model: string, reported: FullUsage, status: UsageStatus) {
     if (this.settled) return;
     this.settled = true;
+    try {
+      this.record(model, reported, status);
+    } finally {
+      this.done?.();
+    }
+  }
+
+  private record(model: string, reported: FullUsage, status: UsageStatus) {
+    const bounded = boundUsage(reported, {
+      maxTokens: this.maxTokens,
+      contextWindow: this.catalog.prices(model).contextWindow,
+    });
+    const usage = bounded.usage;
+    if (bounded.reported)
+      this.deps.logger.warn(
+        { requestId: this.requestId, model, reported: bounded.reported, charged: usage },
+        "upstream reported usage beyond what was admitted; charging the admitted bounds",
+      );
     const costUsd = status === "cached" ? 0 : this.catalog.costUsd(model, usage);
     if (this.reservation) void this.deps.budgets?.settle(this.reservation, costUsd);
     void this.tokens?.settle(usageTokens(usage) ?? 0);
@@ -218,21 +282,32 @@ async function jsonFromUpstream(
   request: MessageRequest,
   meter: Meter,
   cacheKey: string | null,
+  admitModel?: (model: string) => Promise<boolean>,
 ): Promise<Response> {
+  // Not cancelled when the client leaves: the model bills what it generated either way, and a
+  // JSON answer reports usage only once it is complete. The call finishes, its real usage is
+  // recorded (status "aborted") and the answer nobody received is not cached.
+  // The end of the shutdown grace period does cut it.
+  const stopping = deps.lifecycle.stopping;
   const message = await deps.llm
     .createMessage(request, {
-      signal: c.req.raw.signal,
+      signal: stopping,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
+      admitModel,
     })
     .catch((err: unknown) => {
+      if (stopping?.aborted) meter.chargeHeld(request);
       // Nothing was generated: release the hold and keep a ledger line of the failure.
-      meter.settle(request.model, NO_USAGE, c.req.raw.signal.aborted ? "aborted" : "error");
-      throw asApiError(err);
+      else meter.settle(request.model, NO_USAGE, "error");
+      throw asApiError(err, failureLog(c, deps));
     });
   const usage = fullUsage(message.usage);
-  meter.settle(message.model, usage, "ok");
-  if (cacheKey)
+  const left = c.req.raw.signal.aborted;
+  meter.settle(message.model, usage, left ? "aborted" : "ok");
+  if (deps.config.LOG_PROMPTS)
+    logMessagePrompt(c, request, message.model, completionText(message.content as never));
+  if (cacheKey && !left)
     void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
   c.header("x-agent-model", message.model);
   if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
@@ -245,6 +320,7 @@ async function streamFromUpstream(
   request: MessageRequest,
   meter: Meter,
   cacheKey: string | null,
+  admitModel?: (model: string) => Promise<boolean>,
 ): Promise<Response> {
   const controller = new AbortController();
   const iterator = deps.llm
@@ -252,6 +328,7 @@ async function streamFromUpstream(
       signal: controller.signal,
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
+      admitModel,
     })
     [Symbol.asyncIterator]();
   // Wait for the first event before committing to a 200: an upstream refusal (429, 529, 400)
@@ -261,7 +338,7 @@ async function streamFromUpstream(
     first = await iterator.next();
   } catch (err) {
     meter.settle(request.model, NO_USAGE, "error");
-    throw asApiError(err);
+    throw asApiError(err, failureLog(c, deps));
   }
   const tracker = new StreamTracker();
   const recorded: StreamEvent[] | null = cacheKey ? [] : null;
@@ -275,41 +352,57 @@ async function streamFromUpstream(
       status = "aborted";
       controller.abort();
     });
+    // Each write waits until the client has taken it (no upstream read meanwhile), at most
+    // STREAM_STALL_TIMEOUT_MS: a client that stops reading ends its request.
+    const guard = new StallGuard(c, out, deps.config.STREAM_STALL_TIMEOUT_MS);
     // Events parsed from one upstream read arrive within one turn of the event loop: they go to
     // the client in one write (one syscall, one wake-up of the reader) instead of one each. An
     // event that arrives later waits for nothing: the buffer is written before awaiting it.
     let unsent = "";
+    // LOG_PROMPTS: the answer's text, gathered as it streams.
+    let said: string | null = deps.config.LOG_PROMPTS ? "" : null;
     try {
       let next = first;
       while (!next.done) {
         tracker.observe(next.value);
+        if (said !== null && next.value.type === "content_block_delta") {
+          const delta = next.value.delta as { text?: string };
+          if (delta.text) said += delta.text;
+        }
         recorded?.push(next.value);
         unsent += sse(next.value);
         const pending = iterator.next();
         let ready = await withinThisTurn(pending);
         if (ready === LATER) {
-          await out.write(unsent);
+          const taken = await guard.write(unsent);
           unsent = "";
-          if (out.aborted) break;
+          if (!taken) break;
           ready = await pending;
         }
         next = ready;
       }
-      if (unsent && !out.aborted) await out.write(unsent);
+      if (unsent && !out.aborted) await guard.write(unsent);
     } catch (err) {
       if (!out.aborted) {
         status = "error";
-        const e = asApiError(err);
-        await out.write(
+        const e = asApiError(err, failureLog(c, deps));
+        await guard.write(
           `${unsent}event: error\ndata: ${JSON.stringify(errorBody(e.type, e.message, c.get("requestId")))}\n\n`,
         );
       }
     } finally {
-      if (out.aborted) {
+      guard.close();
+      if (guard.stalled)
+        c.get("logger").warn(
+          { requestId: c.get("requestId"), stallMs: deps.config.STREAM_STALL_TIMEOUT_MS },
+          "client stopped reading the stream; request ended and settled",
+        );
+      if (out.aborted || guard.stalled) {
         status = "aborted";
         await iterator.return?.();
       }
       meter.settle(tracker.model ?? request.model, tracker.finalUsage(), status);
+      if (said !== null) logMessagePrompt(c, request, tracker.model ?? request.model, said);
       // Only a stream that ran to message_stop is cached: never a cut or failed one.
       if (recorded && status === "ok" && tracker.completed) {
         void deps.cache.set(
@@ -319,6 +412,18 @@ async function streamFromUpstream(
         );
       }
     }
+  });
+}
+
+function logMessagePrompt(c: AppContext, request: MessageRequest, model: string, said: string) {
+  logPrompt(c.get("logger"), {
+    requestId: c.get("requestId"),
+    userId: c.get("userId"),
+    model,
+    route: "messages",
+    system: request.system,
+    messages: request.messages,
+    completion: said,
   });
 }
 
@@ -377,13 +482,44 @@ function toEntryTokens(u: FullUsage) {
   };
 }
 
-/** Upstream failures keep their status and type; anything else is a 502 in Anthropic's shape. */
-export function asApiError(err: unknown): ApiError {
+/**
+ * An error for the client. Upstream failures become a fixed message (llm/upstream-errors.ts); what
+ * the upstream said is logged, redacted, with the request id. Anything else is a 502.
+ */
+export function asApiError(
+  err: unknown,
+  log?: {
+    logger: Pick<Logger, "warn">;
+    requestId: string;
+    secrets?: ReadonlyArray<string | undefined>;
+  },
+): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof UpstreamError) {
+    if (err.remote) {
+      log?.logger.warn(
+        {
+          requestId: log.requestId,
+          upstreamStatus: err.status,
+          upstreamType: redactSecrets(err.type, log.secrets).slice(0, 64),
+          upstreamMessage: redactSecrets(err.message, log.secrets),
+        },
+        "model API call failed",
+      );
+      return clientErrorFor(err);
+    }
     const status =
       err.status === 499 ? 499 : err.status >= 400 && err.status <= 599 ? err.status : 502;
     return new ApiError(status as ApiError["status"], err.type, err.message, err.headers);
   }
   return new ApiError(502, "api_error", "upstream model API call failed");
+}
+
+/** asApiError's log context for a request. */
+export function failureLog(c: AppContext, deps: Pick<AppDeps, "config">) {
+  return {
+    logger: c.get("logger"),
+    requestId: c.get("requestId"),
+    secrets: [deps.config.ANTHROPIC_API_KEY],
+  };
 }

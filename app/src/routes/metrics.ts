@@ -1,20 +1,21 @@
 /**
  * GET /metrics: every metric in the Prometheus text exposition format (telemetry/metrics.ts lists
- * them). Outside /v1, so no API key: Prometheus scrapes without one. Keep the port private or set
- * METRICS_ENABLED=false where the service is public. Register it before the request logger and
- * the telemetry middleware, so scrapes are neither logged nor traced nor counted.
+ * them), on an app of its own that the Node entrypoint serves on METRICS_PORT, a port no deploy
+ * target exposes publicly. The public app (and so the Lambda Function URL) never serves it. No
+ * API key: Prometheus scrapes without one, which is why the port must stay private. Scrapes are
+ * neither logged nor traced nor counted.
  */
-import type { Hono } from "hono";
+import { Hono } from "hono";
 import type { AppDeps } from "../deps";
-import type { AppEnv } from "../http";
 import { PROMETHEUS_CONTENT_TYPE } from "../telemetry/otel";
 
-export function registerMetricsRoute(
-  app: Hono<AppEnv>,
+/** The metrics app, or null when /metrics is off (METRICS_ENABLED=false or no exporter). */
+export function buildMetricsApp(
   deps: Pick<AppDeps, "telemetry" | "config" | "logger">,
-) {
+): Hono | null {
   const telemetry = deps.telemetry;
-  if (!deps.config.METRICS_ENABLED || !telemetry?.prometheus) return;
+  if (!deps.config.METRICS_ENABLED || !telemetry?.prometheus) return null;
+  const app = new Hono();
   app.get("/metrics", async (c) => {
     try {
       return c.body(await telemetry.scrape(), 200, {
@@ -26,4 +27,6 @@ export function registerMetricsRoute(
       return c.text("metrics collection failed\n", 500);
     }
   });
+  app.notFound((c) => c.text("only GET /metrics is served on this port\n", 404));
+  return app;
 }

@@ -33,7 +33,18 @@ import {
 import { userContentBlocks } from "../agent/history";
 import { prepareSessionTurn } from "../agent/model-choice";
 import { createBuiltinToolRegistry } from "../agent/tools";
-import { asApiError } from "./messages";
+import { asApiError, capped, failureLog, topUp } from "./messages";
+import { StallGuard } from "./stall";
+import { completionText, logPrompt } from "../telemetry/prompt-log";
+import {
+  MAX_JSON_DEPTH,
+  nestsDeeperThan,
+  NUL_REFUSED,
+  nulPath,
+  TOO_DEEP,
+  withoutNul,
+} from "../json-limits";
+import { checkModel } from "../llm/known-models";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SYSTEM_CHARS = 100_000;
@@ -53,6 +64,7 @@ export const createSessionSchema = z.strictObject({
   system: z
     .string()
     .max(MAX_SYSTEM_CHARS, `must be at most ${MAX_SYSTEM_CHARS} characters`)
+    .refine((s) => !s.includes("\u0000"), NUL_REFUSED)
     .nullish(),
   metadata: z
     .record(z.string(), z.unknown())
@@ -60,6 +72,7 @@ export const createSessionSchema = z.strictObject({
       (m) => Buffer.byteLength(JSON.stringify(m)) <= MAX_METADATA_BYTES,
       `must be at most ${MAX_METADATA_BYTES} bytes as JSON`,
     )
+    .refine((m) => nulPath(m) === null, NUL_REFUSED)
     .nullish(),
 });
 
@@ -73,6 +86,9 @@ const userContent = z.unknown().transform((value, ctx): ContentBlock[] => {
     return z.NEVER;
   };
   if (value === undefined) return fail("required: a string or an array of content blocks");
+  // Checked before anything else: a turn whose input cannot be stored must not reach the model.
+  const nul = nulPath(value);
+  if (nul !== null) return fail(NUL_REFUSED, nul);
   if (typeof value === "string") {
     return value.trim() === ""
       ? fail("must contain non-whitespace text")
@@ -119,6 +135,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
 
   app.post("/v1/sessions", async (c) => {
     const body = await readOptionalJson(c, createSessionSchema);
+    if (body.model) checkModel(catalog, body.model);
     const session = await deps.store.createSession({
       userId: c.get("userId"),
       model: body.model ?? null,
@@ -154,6 +171,8 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       );
     }
     busy.add(session.id);
+    // Shutdown waits until the turn has settled what it spent.
+    const settled = deps.lifecycle.track?.();
     let releasedByStream = false;
     try {
       const history = await deps.store.listMessages(session.id);
@@ -196,14 +215,35 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
         stream: body.stream === true,
         // The request's own signal covers a client that leaves before the stream starts.
         signal: AbortSignal.any([c.req.raw.signal, controller.signal]),
+        callSignal: deps.lifecycle.stopping,
         timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
         requestId,
         costUsd: (model, usage) => catalog.costUsd(model, usage),
+        contextWindow: (model) => catalog.prices(model).contextWindow,
+        onUsageBounded: (model, reported, charged) =>
+          deps.logger.warn(
+            { requestId, model, reported, charged },
+            "upstream reported usage beyond what was admitted; charging the admitted bounds",
+          ),
         onModelCall: meter,
-        admit: budgetAdmission(deps, catalog, c.get("requestId"), c.get("userId"), session.id),
+        admit: budgetAdmission(c, deps, session.id),
       });
-      const save = (result: TurnResult) =>
-        appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
+      const save = async (result: TurnResult) => {
+        await appendTurn(deps, session.id, expectedNextSeq, [userMessage, ...result.produced]);
+        if (deps.config.LOG_PROMPTS)
+          logPrompt(c.get("logger"), {
+            requestId,
+            userId,
+            model: result.message.model,
+            route: "session",
+            system: session.system ?? undefined,
+            messages: plan.conversation,
+            completion: result.produced
+              .filter((m) => m.role === "assistant")
+              .map((m) => completionText(m.content))
+              .join("\n"),
+          });
+      };
 
       if (!body.stream) {
         let result: TurnResult;
@@ -215,7 +255,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
             }
           }
         } catch (err) {
-          throw turnError(c, err);
+          throw turnError(c, deps, err);
         }
         await save(result);
         c.header("x-agent-model", result.message.model);
@@ -229,7 +269,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       try {
         first = await turn.next();
       } catch (err) {
-        throw turnError(c, err);
+        throw turnError(c, deps, err);
       }
       c.header("content-type", "text/event-stream; charset=utf-8");
       c.header("cache-control", "no-cache");
@@ -238,34 +278,40 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       releasedByStream = true;
       return stream(c, async (out) => {
         out.onAbort(() => controller.abort());
+        // A client that stops reading ends its turn after STREAM_STALL_TIMEOUT_MS (routes/stall.ts).
+        const guard = new StallGuard(c, out, deps.config.STREAM_STALL_TIMEOUT_MS);
         let next = first;
         try {
           while (!next.done) {
-            await out.write(eventFrame(next.value));
-            if (out.aborted) return;
+            if (!(await guard.write(eventFrame(next.value)))) return;
             next = await turn.next();
           }
           await save(next.value);
-          await out.write(
+          await guard.write(
             frame("turn_complete", {
               type: "turn_complete",
               ...turnSummary(session.id, next.value),
             }),
           );
         } catch (err) {
-          if (out.aborted) return;
-          const e = err instanceof ApiError ? err : turnError(c, err);
-          await out.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
+          if (out.aborted || guard.stalled) return;
+          const e = err instanceof ApiError ? err : turnError(c, deps, err);
+          await guard.write(frame("error", errorBody(e.type, e.message, requestId, e.details)));
         } finally {
+          guard.close();
           // Client gone mid-turn: returning the generator stops the model call in flight, which
           // is metered as aborted; nothing of the turn is stored.
           if (!next.done)
             await turn.return(undefined as unknown as TurnResult).catch(() => undefined);
           busy.delete(session.id);
+          settled?.();
         }
       });
     } finally {
-      if (!releasedByStream) busy.delete(session.id);
+      if (!releasedByStream) {
+        busy.delete(session.id);
+        settled?.();
+      }
     }
   });
 }
@@ -285,7 +331,8 @@ async function appendTurn(
   messages: ProducedMessage[],
 ) {
   try {
-    await deps.store.appendMessages(sessionId, expectedNextSeq, messages);
+    // Model output is stored as it came, but for NUL characters, which Postgres cannot hold.
+    await deps.store.appendMessages(sessionId, expectedNextSeq, withoutNul(messages));
   } catch (err) {
     if (err instanceof ConcurrentAppendError) {
       throw new ApiError(
@@ -300,8 +347,9 @@ async function appendTurn(
 }
 
 /** Upstream failures keep their status and type; anything else is our bug, logged and a 500. */
-function turnError(c: AppContext, err: unknown): ApiError {
-  if (err instanceof ApiError || err instanceof UpstreamError) return asApiError(err);
+function turnError(c: AppContext, deps: AppDeps, err: unknown): ApiError {
+  if (err instanceof ApiError || err instanceof UpstreamError)
+    return asApiError(err, failureLog(c, deps));
   c.get("logger").error(
     { err: (err as Error)?.message, stack: (err as Error)?.stack, requestId: c.get("requestId") },
     "agent turn failed",
@@ -357,37 +405,51 @@ async function readOptionalJson<S extends z.ZodType>(
       throw badRequest("request body is not valid JSON");
     }
   }
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) throw badRequest(TOO_DEEP);
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw badRequest(describeIssues(parsed.error.issues));
   return parsed.data;
 }
 
-/** Each model call of a turn holds its worst case against the budgets, like /v1/messages. */
+/**
+ * Each model call of a turn holds its worst case against the budgets, like /v1/messages; the
+ * per-request budget covers the whole turn, so each call may use only what the calls before it
+ * left of it.
+ */
 function budgetAdmission(
+  c: AppContext,
   deps: AppDeps,
-  catalog: ModelCatalog,
-  requestId: string,
-  userId: string,
   sessionId: string,
 ): ((request: MessageRequest) => Promise<Admission>) | undefined {
   const budgets = deps.budgets;
   if (!budgets) return undefined;
+  const requestId = c.get("requestId");
+  const userId = c.get("userId");
   let call = 0;
+  let spentUsd = 0;
   return async (request) => {
-    const held = await budgets.reserve(
-      reserveRequestFor(
+    const held = await budgets.reserve({
+      ...reserveRequestFor(
         request,
         { requestId: `${requestId}:${++call}`, userId, sessionId },
-        catalog,
-        deps.config.MODEL_FALLBACK,
+        deps.config.BUDGET_MIN_OUTPUT_TOKENS,
       ),
-    );
+      requestSpentUsd: spentUsd,
+    });
     if (!held.ok) throw held.error;
-    const admitted =
-      held.maxTokens === request.max_tokens ? request : { ...request, max_tokens: held.maxTokens };
+    let admitted = request;
+    if (held.maxTokens < request.max_tokens) {
+      admitted = { ...request, max_tokens: held.maxTokens };
+      // Seen by the client when headers are still to be sent (JSON turns, a stream's first call).
+      capped(c, held.maxTokens, held.cappedBy);
+    }
     return {
       request: admitted,
-      settle: (costUsd) => void budgets.settle(held.reservation, costUsd),
+      admitModel: topUp(deps, held.reservation),
+      settle: (costUsd) => {
+        spentUsd += costUsd;
+        void budgets.settle(held.reservation, costUsd);
+      },
     };
   };
 }

@@ -22,6 +22,10 @@
  *   agent.batch.results                 counter        type = succeeded | errored | canceled | expired
  *
  * Other modules add their own with `counter()`, `histogram()` and `registerGauge()`.
+ *
+ * Every label takes values from a known, small set: a model label is a model of the table (or
+ * `other`, see `labelModels`), routes are route patterns, statuses are the service's own. A
+ * client choosing label values could otherwise grow the exposition without bound.
  */
 import {
   createNoopMeter,
@@ -54,6 +58,11 @@ export interface UsageTokens {
   cache_read_input_tokens?: number | null;
 }
 
+/** The label of every model outside the known set. */
+export const OTHER_MODEL = "other";
+/** Distinct model labels kept before `labelModels` says which models are known. */
+const MAX_MODEL_LABELS = 32;
+
 /** Request latencies: an LLM gateway spans milliseconds (cache hits) to minutes (long generations). */
 const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -70,6 +79,14 @@ export class AgentMetrics {
   private cacheMisses = 0;
   private inputTotal = 0;
   private cacheReadTotal = 0;
+  private readonly seenModels = new Set<string>();
+  /** Until `labelModels` is called: the first MAX_MODEL_LABELS models seen, then `other`. */
+  private modelLabel = (model: string): string => {
+    if (this.seenModels.has(model)) return model;
+    if (this.seenModels.size >= MAX_MODEL_LABELS) return OTHER_MODEL;
+    this.seenModels.add(model);
+    return model;
+  };
 
   /** Metrics that record nothing: the default when telemetry is off. */
   static noop(): AgentMetrics {
@@ -133,6 +150,14 @@ export class AgentMetrics {
     }
   }
 
+  /**
+   * Which model ids may appear as label values: `label(id)` returns the id to show (a dated
+   * snapshot as its alias, say) or null for a model outside the table, shown as `other`.
+   */
+  labelModels(label: (model: string) => string | null): void {
+    this.modelLabel = (model) => label(model) ?? OTHER_MODEL;
+  }
+
   recordRequest(method: string, route: string, status: number, seconds: number): void {
     this.requestDuration.record(seconds, {
       "http.request.method": method,
@@ -150,7 +175,10 @@ export class AgentMetrics {
   }
 
   recordUpstreamCall(model: string, outcome: "ok" | "error" | "aborted", seconds: number): void {
-    this.upstreamDuration.record(seconds, { "gen_ai.request.model": model, outcome });
+    this.upstreamDuration.record(seconds, {
+      "gen_ai.request.model": this.modelLabel(model),
+      outcome,
+    });
   }
 
   /** Tokens and spend of one model response (live call or batch result). */
@@ -161,6 +189,7 @@ export class AgentMetrics {
     source: "live" | "batch" = "live",
   ): void {
     if (!this.enabled) return;
+    model = this.modelLabel(model);
     const cacheRead = usage.cache_read_input_tokens ?? 0;
     const cacheWrite = usage.cache_creation_input_tokens ?? 0;
     this.inputTotal += usage.input_tokens + cacheRead + cacheWrite;
@@ -209,12 +238,16 @@ export class AgentMetrics {
 
   /** Hook for circuit breakers: their states, read at each collection. */
   observeBreakers(callback: () => Iterable<{ model: string; state: BreakerState }>): () => void {
+    const label = (model: string) => this.modelLabel(model);
     return this.registerGauge(
       "agent.breaker.state",
       { description: "Circuit breaker state per model: 0 closed, 1 half-open, 2 open." },
-      function* () {
-        for (const b of callback())
-          yield { value: BREAKER_VALUE[b.state], attributes: { model: b.model } };
+      function* (this: void) {
+        for (const b of callback()) {
+          const model = label(b.model);
+          // Breakers of models outside the table would all share one series: left out.
+          if (model !== OTHER_MODEL) yield { value: BREAKER_VALUE[b.state], attributes: { model } };
+        }
       },
     );
   }

@@ -1,0 +1,92 @@
+/**
+ * Which limits apply to a user: the configured defaults (BUDGET_*), overridden per user by the
+ * `budget_overrides` table (a number replaces the default, null removes the limit). Overrides
+ * are cached briefly; a failed lookup keeps serving with the last known values, else the defaults.
+ */
+import type { Logger } from "pino";
+import type { BudgetOverrides, Store, UserBudgetName } from "../store/types";
+import type { Limit, Limits } from "./lines";
+import { withTimeout } from "./timeout";
+
+export interface BudgetLimits {
+  requestUsd?: number;
+  sessionUsd?: number;
+  userDailyUsd?: number;
+  dailyUsd?: number;
+}
+
+const MAX_CACHED = 10_000;
+
+export class LimitResolver {
+  private readonly overrides = new Map<string, { value: BudgetOverrides; until: number }>();
+  private readonly lookups = new Map<string, Promise<BudgetOverrides>>();
+
+  constructor(
+    private readonly limits: BudgetLimits,
+    private readonly store: Pick<Store, "getBudgetOverrides">,
+    private readonly logger: Logger,
+    private readonly options: { cacheMs: number; timeoutMs: number; now: () => number },
+  ) {}
+
+  async limitsFor(userId: string): Promise<Limits> {
+    const o = await this.overridesFor(userId);
+    const pick = (name: UserBudgetName, fallback: number | undefined): Limit | undefined => {
+      const v = o[name];
+      if (v === null) return undefined;
+      if (v !== undefined) return { usd: v, source: "override" };
+      return fallback === undefined ? undefined : { usd: fallback, source: "default" };
+    };
+    return {
+      request: pick("request", this.limits.requestUsd),
+      session: pick("session", this.limits.sessionUsd),
+      user_daily: pick("user_daily", this.limits.userDailyUsd),
+      daily:
+        this.limits.dailyUsd === undefined
+          ? undefined
+          : { usd: this.limits.dailyUsd, source: "default" },
+    };
+  }
+
+  /** Forget cached overrides (after changing them, or in tests). */
+  invalidate(userId?: string) {
+    if (userId === undefined) this.overrides.clear();
+    else this.overrides.delete(userId);
+  }
+
+  private overridesFor(userId: string): Promise<BudgetOverrides> {
+    const now = this.options.now();
+    const hit = this.overrides.get(userId);
+    if (hit && hit.until > now) return Promise.resolve(hit.value);
+    const running = this.lookups.get(userId);
+    if (running) return running;
+    const lookup = withTimeout(
+      this.store.getBudgetOverrides(userId),
+      Math.max(this.options.timeoutMs, 2000),
+      "budget overrides",
+    )
+      .then((value) => {
+        this.cache(userId, value, now + this.options.cacheMs);
+        return value;
+      })
+      .catch((err: unknown) => {
+        // Keep serving: the last known overrides, else the defaults; ask again in a few seconds.
+        this.logger.warn(
+          { err: (err as Error).message },
+          "budgets: cannot read per-user overrides; using the last known or the defaults",
+        );
+        const value = hit?.value ?? {};
+        this.cache(userId, value, now + Math.min(5000, this.options.cacheMs));
+        return value;
+      })
+      .finally(() => this.lookups.delete(userId));
+    this.lookups.set(userId, lookup);
+    return lookup;
+  }
+
+  private cache(userId: string, value: BudgetOverrides, until: number) {
+    this.overrides.delete(userId);
+    this.overrides.set(userId, { value, until });
+    if (this.overrides.size > MAX_CACHED)
+      this.overrides.delete(this.overrides.keys().next().value!);
+  }
+}
