@@ -8,6 +8,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { Cloud, DataPlaneOutputs, SecretRef } from "./contracts";
+import { SERVICE_CONTRACT } from "../app/src/contract";
+import type { AppEnvName } from "../app/src/config";
 
 export interface ServiceEnvOptions {
   /** @default 8080 */
@@ -58,13 +60,17 @@ export function plainServiceEnv(
   const pg = dp.postgres;
   // libpq semantics for sslmode=require (encrypt; the server is reached only inside the private network).
   const tls = pg.requireTls ? "?sslmode=require&uselibpqcompat=true" : "";
-  const env: Record<string, pulumi.Output<string>> = {
-    NODE_ENV: pulumi.output("production"),
-    PORT: pulumi.output(String(options.port ?? 8080)),
-    LOG_LEVEL: pulumi.output(options.logLevel ?? "info"),
-    DATABASE_URL: pulumi.interpolate`postgres://${pg.user}@${pg.host}:${pg.port}/${pg.database}${tls}`,
-    REDIS_URL: pulumi.interpolate`${dp.redis.tls ? "rediss" : "redis"}://${dp.redis.host}:${dp.redis.port}`,
-  };
+  // Typed by the app's own config schema: a name the service does not read does not compile.
+  const env: { [K in AppEnvName]?: pulumi.Output<string> } & Record<string, pulumi.Output<string>> =
+    {
+      NODE_ENV: pulumi.output("production"),
+      PORT: pulumi.output(String(options.port ?? SERVICE_CONTRACT.port)),
+      // Metrics stay on the host: no target publishes the metrics port, and a sidecar may scrape it.
+      METRICS_HOST: pulumi.output("127.0.0.1"),
+      LOG_LEVEL: pulumi.output(options.logLevel ?? "info"),
+      DATABASE_URL: pulumi.interpolate`postgres://${pg.user}@${pg.host}:${pg.port}/${pg.database}${tls}`,
+      REDIS_URL: pulumi.interpolate`${dp.redis.tls ? "rediss" : "redis"}://${dp.redis.host}:${dp.redis.port}`,
+    };
   if (dp.redis.caCertificate) env.REDIS_TLS_CA = dp.redis.caCertificate;
   for (const [k, v] of Object.entries(options.extra ?? {})) env[k] = pulumi.output(v);
   return env;

@@ -21,9 +21,10 @@ import type { AppDeps } from "../src/deps";
 import type { AppEnv } from "../src/http";
 import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
+import { SERVICE_CONTRACT } from "../src/contract";
 
 /** How long settlements of requests cut at the end of the grace period may take. */
-export const SETTLE_WAIT_MS = 5_000;
+export const SETTLE_WAIT_MS = SERVICE_CONTRACT.drain.settleMs;
 
 export interface NodeServer {
   server: Server;

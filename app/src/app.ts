@@ -19,6 +19,9 @@ import { rateLimitMiddleware } from "./ratelimit/middleware";
 import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "./idempotency";
 import { registerUsageRoutes } from "./routes/usage";
 import { concurrencyMiddleware } from "./concurrency";
+import { SERVICE_CONTRACT } from "./contract";
+
+const PROBE_PATHS = new Set<string>(Object.values(SERVICE_CONTRACT.probes));
 
 /** Request ids are 12 random bytes; drawn from a pooled buffer, as randomUUID does (one syscall per 256 ids). */
 const ID_BYTES = 12;
@@ -57,7 +60,7 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     await next();
     const status = c.res.status;
     // Probes answer many times a minute: log them only when they fail.
-    if ((c.req.path === "/health" || c.req.path === "/ready") && status < 400) return;
+    if (PROBE_PATHS.has(c.req.path) && status < 400) return;
     if (log.isLevelEnabled("info")) {
       log.info(
         {

@@ -3,6 +3,7 @@
  * A bad value stops start-up with a message naming the variable and what to change.
  */
 import * as z from "zod";
+import { SERVICE_CONTRACT } from "./contract";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -44,7 +45,7 @@ const apiKeys = z.string().transform((raw, ctx) => {
 
 export const envSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  PORT: z.coerce.number().int().min(0).max(65535).default(SERVICE_CONTRACT.port),
   HOST: z.string().min(1).default("0.0.0.0"),
   ANTHROPIC_API_KEY: z.string().min(1).optional(),
   ANTHROPIC_BASE_URL: url(["http", "https"]).optional(),
@@ -100,7 +101,12 @@ export const envSchema = z.object({
    */
   STREAM_STALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
   /** How long SIGTERM waits for in-flight requests and streams before closing. */
-  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
+  SHUTDOWN_GRACE_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(SERVICE_CONTRACT.drain.graceMs),
   /** Default model when a request or session names none. */
   DEFAULT_MODEL: z.string().min(1).default("claude-sonnet-4-6"),
   /** Upper bound on tool-use iterations in one agent turn. */
@@ -183,7 +189,7 @@ export const envSchema = z.object({
    * The port /metrics is served on, apart from PORT (which never serves it): expose it to the
    * scraper only, never publicly. 9464 is the OpenTelemetry Prometheus exporter's usual port.
    */
-  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(SERVICE_CONTRACT.metricsPort),
   /** Listen address of METRICS_PORT (127.0.0.1 keeps it to the host's own scraper). */
   METRICS_HOST: z.string().min(1).default("0.0.0.0"),
   /** Standard OpenTelemetry variables; OTLP export is on when an endpoint is set (telemetry/otel.ts). */
@@ -212,6 +218,9 @@ export class ConfigError extends Error {
 }
 
 /** Parse the environment. Empty strings count as unset, as shells and manifests often leave them. */
+/** The variables the service reads: what deployment targets may set (checked in test/infra). */
+export type AppEnvName = keyof z.input<typeof envSchema>;
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const input: Record<string, string> = {};
   for (const key of Object.keys(envSchema.shape)) {

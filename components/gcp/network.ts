@@ -10,6 +10,7 @@ import {
   joinProblems,
   parseCidr,
 } from "./naming";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 
 /** Ranges Google's load balancers and health checkers connect from. */
 export const GOOGLE_HEALTH_CHECK_RANGES = ["35.191.0.0/16", "130.211.0.0/22"];
@@ -77,7 +78,7 @@ export function normalizeNetworkArgs(args: GcpNetworkArgs): NormalizedNetworkArg
     privateServiceAddress: address,
     privateServicePrefix: Number(prefix),
     computeTag: args.computeTag ?? "agent-compute",
-    appPort: args.appPort ?? 8080,
+    appPort: args.appPort ?? SERVICE_CONTRACT.port,
     flowLogSampling: args.flowLogSampling ?? 0,
   };
 }

@@ -29,6 +29,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { Document } from "yaml";
+import { SERVICE_CONTRACT, stopSeconds } from "../../app/src/contract";
 
 /** Where the container runs. */
 export type ContainerHost =
@@ -67,10 +68,10 @@ export interface ContainerUserDataSpec {
   tmpfsMiB?: number;
 }
 
-export const CONTAINER_PORT = 8080;
+export const CONTAINER_PORT = SERVICE_CONTRACT.port;
 export const CONTAINER_USER = "10001:10001";
-/** The app drains for up to 25 s (SHUTDOWN_GRACE_MS); Docker must wait longer before SIGKILL. */
-export const MIN_STOP_TIMEOUT_SECONDS = 30;
+/** The app drains, then settles what it cut (app/src/contract.ts); Docker must wait longer before SIGKILL. */
+export const MIN_STOP_TIMEOUT_SECONDS = stopSeconds() + 5;
 /** EC2 rejects user data above 16 KB (before base64). GCP allows 256 KB per metadata value. */
 export const AWS_USER_DATA_MAX_BYTES = 16 * 1024;
 
@@ -181,7 +182,7 @@ export function userDataProblems(spec: ContainerUserDataSpec): string[] {
   const stop = spec.stopTimeoutSeconds ?? MIN_STOP_TIMEOUT_SECONDS;
   if (!Number.isInteger(stop) || stop < MIN_STOP_TIMEOUT_SECONDS || stop > 600) {
     problems.push(
-      `stopTimeoutSeconds ${stop} must be a whole number from ${MIN_STOP_TIMEOUT_SECONDS} to 600: the app drains streams for up to 25 s after SIGTERM.`,
+      `stopTimeoutSeconds ${stop} must be a whole number from ${MIN_STOP_TIMEOUT_SECONDS} to 600: the app drains for up to ${SERVICE_CONTRACT.drain.graceMs / 1000} s after SIGTERM, then settles what it cut for up to ${SERVICE_CONTRACT.drain.settleMs / 1000} s.`,
     );
   }
   const tmpfs = spec.tmpfsMiB ?? 64;

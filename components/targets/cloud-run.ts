@@ -24,6 +24,7 @@ import {
 } from "../gcp/service-identity";
 import { targetScaling, type CloudRunScaling } from "./scaling";
 import { requireArtifactRepository } from "../gcp/image";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 
 // Moved to ./common (the GCP VM group shares them); still exported here.
 export { secretGrantKeys, serviceAccountId } from "../gcp/service-identity";
@@ -90,7 +91,9 @@ export interface CloudRunSettings {
 }
 
 /** The port the container listens on. Cloud Run sets `PORT` itself (it is reserved). */
-export const CLOUD_RUN_PORT = 8080;
+export const CLOUD_RUN_PORT: number = SERVICE_CONTRACT.port;
+/** Cloud Run sends SIGKILL 10 s after SIGTERM; the app drains this long, then settles. */
+export const CLOUD_RUN_SHUTDOWN_GRACE_MS = 10_000 - SERVICE_CONTRACT.drain.settleMs - 1_000;
 /** Variables Cloud Run sets and refuses in a service's env. */
 export const CLOUD_RUN_RESERVED_ENV = [
   "PORT",
@@ -212,7 +215,10 @@ export function cloudRunEnv(
   const plain = plainServiceEnv(dp, {
     port: CLOUD_RUN_PORT,
     logLevel: options.logLevel,
-    extra: options.extraEnv,
+    // Cloud Run kills an instance 10 s after SIGTERM
+    // (https://cloud.google.com/run/docs/container-contract#instance-shutdown): drain for 4 s,
+    // leaving the app's settle time and a margin to write what it cut.
+    extra: { SHUTDOWN_GRACE_MS: String(CLOUD_RUN_SHUTDOWN_GRACE_MS), ...options.extraEnv },
   });
   const reserved: readonly string[] = CLOUD_RUN_RESERVED_ENV;
   const envs: CloudRunEnv[] = Object.entries(plain)
@@ -237,13 +243,13 @@ export function cloudRunProbes(port = CLOUD_RUN_PORT) {
   return {
     // Up to 2 minutes (24 x 5 s) for migrations, secret resolution and first connections.
     startupProbe: {
-      httpGet: { path: "/ready", port },
+      httpGet: { path: SERVICE_CONTRACT.probes.readiness, port },
       periodSeconds: 5,
       timeoutSeconds: 3,
       failureThreshold: 24,
     },
     livenessProbe: {
-      httpGet: { path: "/health", port },
+      httpGet: { path: SERVICE_CONTRACT.probes.liveness, port },
       periodSeconds: 30,
       timeoutSeconds: 5,
       failureThreshold: 3,
@@ -440,7 +446,7 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
       {
         project: args.project,
         url: this.service.uri,
-        path: "/health",
+        path: SERVICE_CONTRACT.probes.liveness,
         notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
         userLabels: args.labels,
       },

@@ -15,6 +15,7 @@ import { type ServiceEnvArgs, hostNameProblem } from "./service";
 import { problemsOf, secretsProblem, wholeNumberProblem, natProblem } from "./problems";
 import { resolveVmScaling } from "./vm-service";
 import type { VmScaling } from "./scaling";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 
 export type AwsNetwork = NetworkAttachment<"aws">;
 
@@ -100,7 +101,7 @@ export interface AwsVmGroupSettings {
 export const ALB_TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 /** Longer than the app's 25 s drain, so streams in flight finish before the target is removed. */
 export const DEREGISTRATION_DELAY_SECONDS = 30;
-export const HEALTH_CHECK_PATH = "/ready";
+export const HEALTH_CHECK_PATH = SERVICE_CONTRACT.probes.readiness;
 /** ALB and target group names: at most 32 characters. */
 const LB_NAME_MAX = 32;
 const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9]+$/;

@@ -170,7 +170,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       `${this.name}-alb-sg`,
       {
         vpcId: network.vpcId,
-        description: `Agent ALB (${this.name}): HTTP(S) from clients, 8080 to its instances`,
+        description: `Agent ALB (${this.name}): HTTP(S) from clients, ${CONTAINER_PORT} to its instances`,
       },
       { parent: this },
     );

@@ -12,6 +12,7 @@ import { type ServiceEnvArgs, hostNameProblem } from "./service";
 import { problemsOf, secretsProblem, wholeNumberProblem } from "./problems";
 import { resolveVmScaling } from "./vm-service";
 import type { VmScaling } from "./scaling";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 
 export type GcpNetwork = NetworkAttachment<"gcp">;
 
@@ -90,7 +91,7 @@ export interface GcpVmGroupSettings {
 export const COS_IMAGE = "projects/cos-cloud/global/images/family/cos-stable";
 /** Where Google's health checkers and load balancer proxies connect from. */
 export const GOOGLE_LB_RANGES = ["35.191.0.0/16", "130.211.0.0/22"] as const;
-export const HEALTH_CHECK_PATH = "/ready";
+export const HEALTH_CHECK_PATH = SERVICE_CONTRACT.probes.readiness;
 /** Longer than the app's 25 s drain: in-flight streams finish before a VM leaves the backend. */
 export const CONNECTION_DRAINING_SECONDS = 30;
 /** The most zones any region has today (us-central1): a safe surge when zones are not given. */

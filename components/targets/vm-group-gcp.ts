@@ -41,6 +41,7 @@ import {
   HEALTH_CHECK_PATH,
   resolveGcpVmGroupSettings,
 } from "./vm-group-gcp-settings";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 export * from "./vm-group-gcp-settings";
 
 /**
@@ -158,7 +159,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       {
         project: args.project,
         url: this.url,
-        path: "/health",
+        path: SERVICE_CONTRACT.probes.liveness,
         notificationChannelIds: args.dataPlane.monitoring.notificationChannelIds ?? [],
         userLabels: this.settings.labels,
       },

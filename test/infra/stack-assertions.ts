@@ -6,6 +6,8 @@ import type { RecordedResource, ResourceQuery } from "../support/pulumi";
 import { invocationsOf, outputOf } from "../support/pulumi";
 import { apiForType } from "../../components/gcp/apis";
 import { EKS_VERSIONS, eksVersionProblem } from "../../components/versions";
+import { envSchema } from "../../app/src/config";
+import { SERVICE_CONTRACT } from "../../app/src/contract";
 import {
   stackRenderer,
   TEST_ANTHROPIC_KEY,
@@ -297,6 +299,49 @@ export function describeStack(stack: string): void {
         s.config.vmgroup.imageId,
       );
       expect(invocationsOf("aws:ssm/getParameter:getParameter")).toEqual([]);
+    });
+
+    test("every variable the target sets is one the service reads (app/src/config.ts, app/src/contract.ts)", () => {
+      const names = new Set<string>();
+      for (const fn of s.q.findByType("aws:lambda/function:Function"))
+        Object.keys((fn.inputs as any).environment.variables).forEach((n) => names.add(n));
+      for (const svc of s.q.findByType("gcp:cloudrunv2/service:Service"))
+        (svc.inputs as any).template.containers[0].envs.forEach((e: { name: string }) =>
+          names.add(e.name),
+        );
+      for (const dep of s.q.findByType("kubernetes:apps/v1:Deployment"))
+        (dep.inputs as any).spec.template.spec.containers[0].env.forEach((e: { name: string }) =>
+          names.add(e.name),
+        );
+      for (const lt of [
+        ...s.q
+          .findByType("aws:ec2/launchTemplate:LaunchTemplate")
+          .map((r) => Buffer.from(String((r.inputs as any).userData), "base64").toString()),
+        ...s.q
+          .findByType("gcp:compute/instanceTemplate:InstanceTemplate")
+          .map((r) => String((r.inputs as any).metadata["user-data"])),
+      ]) {
+        for (const m of lt.matchAll(/^\s+([A-Z][A-Z0-9_]+)=/gm)) names.add(m[1]!);
+      }
+      expect(names.size).toBeGreaterThan(5);
+      const reads = new Set<string>([
+        ...Object.keys(envSchema.shape),
+        ...SERVICE_CONTRACT.entrypointEnv,
+      ]);
+      // The platform's own: the AWS SDK's region and IRSA's web identity.
+      const platform = new Set([
+        "AWS_REGION",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "HOME",
+      ]);
+      const unknown = [...names].filter(
+        (n) =>
+          !reads.has(n) &&
+          !platform.has(n) &&
+          !(n.endsWith("_SECRET") && reads.has(n.slice(0, -7))),
+      );
+      expect(unknown).toEqual([]);
     });
 
     test("every entry point is watched: an uptime check (GCP) or an alarm on it (AWS)", () => {

@@ -1,6 +1,7 @@
 import type { Hono } from "hono";
 import type { AppEnv } from "../http";
 import type { AppDeps } from "../deps";
+import { SERVICE_CONTRACT } from "../contract";
 
 const CHECK_TIMEOUT_MS = 2000;
 
@@ -27,9 +28,9 @@ async function probe(check: () => Promise<unknown>): Promise<string | null> {
 
 export function registerHealthRoutes(app: Hono<AppEnv>, deps: AppDeps) {
   // Liveness: the process answers. Touches no dependency, so a database outage never restarts pods.
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get(SERVICE_CONTRACT.probes.liveness, (c) => c.json({ status: "ok" }));
 
-  app.get("/ready", async (c) => {
+  app.get(SERVICE_CONTRACT.probes.readiness, async (c) => {
     if (deps.lifecycle.draining) return c.json({ status: "draining", down: ["draining"] }, 503);
     const redis = deps.redis;
     const [database, cache] = await Promise.all([

@@ -9,12 +9,13 @@ import type * as pulumi from "@pulumi/pulumi";
 import type { AlarmSpec } from "../../aws/alarms";
 import type { ContainerResources } from "../scaling";
 import { IRSA_AUDIENCE } from "./iam";
+import { SERVICE_CONTRACT, stopSeconds } from "../../../app/src/contract";
 
 type Input<T> = pulumi.Input<T>;
 type Labels = Record<string, string>;
 
 /** The port the service listens on (`PORT`). */
-export const APP_PORT = 8080;
+export const APP_PORT = SERVICE_CONTRACT.port;
 /** Where the IRSA web-identity token is projected; the AWS SDK reads `AWS_WEB_IDENTITY_TOKEN_FILE`. */
 export const IRSA_TOKEN_DIR = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 export const IRSA_TOKEN_FILE = `${IRSA_TOKEN_DIR}/token`;
@@ -51,7 +52,7 @@ export function terminationGracePeriodSeconds(
   shutdownGraceMs: number,
   preStopSeconds: number,
 ): number {
-  return preStopSeconds + Math.ceil(shutdownGraceMs / 1000) + 5;
+  return preStopSeconds + stopSeconds(shutdownGraceMs) + 5;
 }
 
 export interface DeploymentSpecInput {
@@ -160,18 +161,18 @@ export function deploymentSpec(input: DeploymentSpecInput): k8s.types.input.apps
               limits: { cpu: input.limits.cpu, memory: input.limits.memory },
             },
             // Start-up reads secrets and runs migrations: up to two minutes before liveness applies.
-            startupProbe: httpProbe("/health", {
+            startupProbe: httpProbe(SERVICE_CONTRACT.probes.liveness, {
               periodSeconds: 2,
               timeoutSeconds: 2,
               failureThreshold: 60,
             }),
-            livenessProbe: httpProbe("/health", {
+            livenessProbe: httpProbe(SERVICE_CONTRACT.probes.liveness, {
               periodSeconds: 10,
               timeoutSeconds: 3,
               failureThreshold: 3,
             }),
             // /ready checks Postgres and Redis: a pod that cannot reach them leaves the endpoints.
-            readinessProbe: httpProbe("/ready", {
+            readinessProbe: httpProbe(SERVICE_CONTRACT.probes.readiness, {
               periodSeconds: 5,
               timeoutSeconds: 3,
               failureThreshold: 2,
@@ -364,7 +365,7 @@ export function loadBalancerAnnotations(
       };
   annotations[`${SVC}/aws-load-balancer-subnets`] = e.subnets;
   annotations[`${SVC}/aws-load-balancer-healthcheck-protocol`] = "http";
-  annotations[`${SVC}/aws-load-balancer-healthcheck-path`] = "/ready";
+  annotations[`${SVC}/aws-load-balancer-healthcheck-path`] = SERVICE_CONTRACT.probes.readiness;
   if (e.certificateArn !== undefined) {
     annotations[`${SVC}/aws-load-balancer-ssl-cert`] = e.certificateArn;
     annotations[`${SVC}/aws-load-balancer-ssl-ports`] = "https";
@@ -397,7 +398,7 @@ export function albIngressAnnotations(e: ExposureInput): Record<string, Input<st
     [`${ALB}/scheme`]: e.scheme,
     [`${ALB}/target-type`]: "ip",
     [`${ALB}/subnets`]: e.subnets,
-    [`${ALB}/healthcheck-path`]: "/ready",
+    [`${ALB}/healthcheck-path`]: SERVICE_CONTRACT.probes.readiness,
     [`${ALB}/listen-ports`]:
       e.certificateArn !== undefined ? '[{"HTTP":80},{"HTTPS":443}]' : '[{"HTTP":80}]',
   };

@@ -43,6 +43,7 @@ import {
   selectorLabels,
 } from "./specs";
 import { type EksScaling, eksScalingProblems, targetScaling } from "../scaling";
+import { SERVICE_CONTRACT } from "../../../app/src/contract";
 
 export interface EksTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: endpoints, secret references, network, alarm topic. */
@@ -113,7 +114,7 @@ export function resolveEksTargetSettings(args: EksTargetArgs): Settings {
     nlbController: args.nlbController ?? "cloud-provider",
     scheme: args.scheme ?? "internet-facing",
     runAsUser: args.runAsUser ?? 10001,
-    shutdownGraceMs: args.shutdownGraceMs ?? 25_000,
+    shutdownGraceMs: args.shutdownGraceMs ?? SERVICE_CONTRACT.drain.graceMs,
     preStopSeconds: args.preStopSeconds ?? 10,
     podDisruptionBudget: scaling.minReplicas >= 2,
   };
@@ -339,7 +340,7 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
     });
     const env = {
       ...serviceEnv(args.dataPlane, {
-        port: 8080,
+        port: SERVICE_CONTRACT.port,
         logLevel: args.logLevel,
         extra: {
           SHUTDOWN_GRACE_MS: String(s.shutdownGraceMs),

@@ -235,7 +235,7 @@ describe("what the document does", () => {
       expect(unit.content).toContain("StartLimitIntervalSec=0");
       expect(unit.content).toContain("Requires=docker.service");
       expect(unit.content).toContain(`ExecStart=/bin/sh ${START_SCRIPT}`);
-      expect(unit.content).toContain("ExecStop=/usr/bin/docker stop --time 30 agent");
+      expect(unit.content).toContain("ExecStop=/usr/bin/docker stop --time 35 agent");
       expect(Number(/TimeoutStopSec=(\d+)/.exec(unit.content)![1])).toBeGreaterThan(30);
       expect(unit.content).toContain("WantedBy=multi-user.target");
       expect(doc.runcmd.slice(-2)).toEqual([
@@ -370,7 +370,7 @@ describe("spec validation says what to change", () => {
     [
       "a stop timeout shorter than the drain",
       { stopTimeoutSeconds: 10 },
-      /stopTimeoutSeconds 10 must be .* from 30/,
+      /stopTimeoutSeconds 10 must be .* from 35/,
     ],
     ["a bad port", { port: 70000 }, /port 70000 is not a TCP port/],
     [

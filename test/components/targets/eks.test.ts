@@ -412,7 +412,8 @@ describe("Deployment", () => {
   test("graceful shutdown: preStop sleep, then SIGTERM, within a grace period longer than the app's drain", () => {
     const pod = deploymentOf("dev").spec.template.spec;
     expect(containerOf("dev").lifecycle).toEqual({ preStop: { sleep: { seconds: 10 } } });
-    expect(pod.terminationGracePeriodSeconds).toBe(40);
+    // 10 s preStop + 25 s drain + 5 s to settle what the drain cut + 5 s to exit.
+    expect(pod.terminationGracePeriodSeconds).toBe(45);
     expect(pod.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
       10_000 + Number(envOf("dev").SHUTDOWN_GRACE_MS),
     );

@@ -1,0 +1,32 @@
+/**
+ * The service's contract with whatever runs it, stated once: the port it serves, its probes, how
+ * long it drains, the metrics port. The app reads these as its defaults; the deployment
+ * components (components/) import them, and the names and types of the variables it reads from
+ * the config schema (`AppEnvName`, type-only), so the two cannot drift. Nothing here imports
+ * Pulumi or anything else heavy: it is plain data.
+ */
+export const SERVICE_CONTRACT = {
+  /** The HTTP port (`PORT`). */
+  port: 8080,
+  /** Prometheus metrics (`METRICS_PORT`): never exposed by a deployment target. */
+  metricsPort: 9464,
+  probes: {
+    /** Liveness: touches no dependency. */
+    liveness: "/health",
+    /** Readiness: 503 when Postgres (or Redis) does not answer, and while draining. */
+    readiness: "/ready",
+  },
+  /** Variables an entrypoint reads before the config schema (app/entrypoints/lambda.ts). */
+  entrypointEnv: ["LAMBDA_INVOKE_MODE"],
+  drain: {
+    /** After SIGTERM, in-flight requests and streams get this long (`SHUTDOWN_GRACE_MS`). */
+    graceMs: 25_000,
+    /** Then what was cut is settled and written, for at most this long, before the process exits. */
+    settleMs: 5_000,
+  },
+} as const;
+
+/** The longest a stop takes after SIGTERM: what a platform's kill timeout must exceed. */
+export function stopSeconds(graceMs: number = SERVICE_CONTRACT.drain.graceMs): number {
+  return Math.ceil((graceMs + SERVICE_CONTRACT.drain.settleMs) / 1000);
+}
