@@ -10,12 +10,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
-import { SECTIONS, TARGETS } from "./targets";
-import type { LambdaSection } from "./targets/lambda";
-import type { CloudRunSection } from "./targets/cloud-run";
+import { TARGETS } from "./targets";
+import type { TargetDefs, TargetKey } from "./targets/types";
 import type { EksSection } from "./targets/eks";
-import type { VmGroupSection } from "./targets/vm-group";
-import { TARGET_CLOUD } from "./targets/types";
 
 const NS = "agent";
 
@@ -97,23 +94,19 @@ const common = {
 
 /** The stack schema of one target key: the common keys, its target and cloud, its own section. */
 function stackSchemaFor(key: TargetKey) {
-  const kind = TARGETS[key].kind;
-  const cloud = TARGET_CLOUD[key];
-  const sectionKey = kind as SectionKey;
+  const { kind, cloud, section } = TARGETS[key];
+  // A target whose kind runs on several clouds must say which; the others imply theirs.
+  const multiCloud = Object.values(TARGETS).filter((t) => t.kind === kind).length > 1;
   return z.strictObject({
     ...common,
     target: z.literal(kind),
-    // `vmgroup` runs on either cloud and must say which; the others imply theirs.
-    cloud: kind === "vmgroup" ? z.literal(cloud) : z.literal(cloud).optional(),
-    [sectionKey]: SECTIONS[sectionKey].optional(),
+    cloud: multiCloud ? z.literal(cloud) : z.literal(cloud).optional(),
+    [kind]: section.optional(),
   });
 }
 
 type Common = z.infer<z.ZodObject<typeof common>>;
-type SectionKey = keyof typeof SECTIONS;
-
-/** The target keys: one per target and cloud (`vmgroup` has one per cloud). */
-export type TargetKey = "lambda" | "cloudrun" | "eks" | "vmgroup-aws" | "vmgroup-gcp";
+export type { TargetKey };
 
 interface Base {
   stack: string;
@@ -153,20 +146,18 @@ export interface ExistingCluster {
   oidcProviderUrl: string;
 }
 
-/** What each target key's stack config carries, once validated. */
-interface StackConfigs {
-  lambda: AwsBase & { key: "lambda"; target: "lambda"; lambda: LambdaSection };
-  cloudrun: GcpBase & { key: "cloudrun"; target: "cloudrun"; cloudrun: CloudRunSection };
-  eks: AwsBase & {
-    key: "eks";
-    target: "eks";
-    eks: EksSection;
-    /** Set when `agent:eks.cluster` is "existing". */
-    existingCluster?: ExistingCluster;
-  };
-  "vmgroup-aws": AwsBase & { key: "vmgroup-aws"; target: "vmgroup"; vmgroup: VmGroupSection };
-  "vmgroup-gcp": GcpBase & { key: "vmgroup-gcp"; target: "vmgroup"; vmgroup: VmGroupSection };
-}
+/** What each target key's stack config carries, once validated: derived from `TargetDefs`. */
+type StackConfigs = {
+  [K in TargetKey]: (TargetDefs[K]["cloud"] extends "gcp" ? GcpBase : AwsBase) & {
+    key: K;
+    target: TargetDefs[K]["kind"];
+  } & { [S in TargetDefs[K]["kind"]]: TargetDefs[K]["section"] } & (K extends "eks"
+      ? {
+          /** Set when `agent:eks.cluster` is "existing". */
+          existingCluster?: ExistingCluster;
+        }
+      : unknown);
+};
 export type StackConfigOf<K extends TargetKey> = StackConfigs[K];
 export type StackConfig = StackConfigs[TargetKey];
 
@@ -192,7 +183,7 @@ export interface ParseOptions {
 }
 
 const KINDS: readonly TargetKind[] = [...new Set(Object.values(TARGETS).map((t) => t.kind))];
-const TARGET_SECTIONS = new Set<string>(Object.keys(SECTIONS));
+const TARGET_SECTIONS = new Set<string>(KINDS);
 const SECRET_KEYS = ["anthropicApiKey", "kubeconfig"] as const;
 
 /** Values arrive as strings; objects, arrays, numbers and booleans as their JSON text. */
@@ -310,10 +301,10 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   }
   const c = parsed.data as Common & {
     target: TargetKind;
-    lambda?: LambdaSection;
-    cloudrun?: CloudRunSection;
+    lambda?: TargetDefs["lambda"]["section"];
+    cloudrun?: TargetDefs["cloudrun"]["section"];
     eks?: EksSection;
-    vmgroup?: VmGroupSection;
+    vmgroup?: TargetDefs["vmgroup-aws"]["section"];
   };
 
   for (const key of SECRET_KEYS) {
@@ -324,7 +315,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
       );
     }
   }
-  const cloud: Cloud = TARGET_CLOUD[key];
+  const cloud: Cloud = TARGETS[key].cloud;
   const region = cloud === "aws" ? raw.values["aws:region"] : raw.values["gcp:region"];
   if (!region) requireKey(`${cloud}:region`, "(where the stack's resources live)");
   const gcpProject = raw.values["gcp:project"];
@@ -528,9 +519,9 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
 /** The target key of a target and cloud, or undefined when the cloud does not fit the target. */
 function targetKeyOf(kind: TargetKind, cloud: unknown): TargetKey | undefined {
   const keys = (Object.keys(TARGETS) as TargetKey[]).filter((k) => TARGETS[k].kind === kind);
-  if (keys.length === 1 && (cloud === undefined || cloud === TARGET_CLOUD[keys[0]!]))
+  if (keys.length === 1 && (cloud === undefined || cloud === TARGETS[keys[0]!].cloud))
     return keys[0];
-  return keys.find((k) => TARGET_CLOUD[k] === cloud);
+  return keys.find((k) => TARGETS[k].cloud === cloud);
 }
 
 /** Read the running stack's configuration (pulumi up, preview, or the mock runtime). */

@@ -35,6 +35,7 @@ export const cloudRunTarget: TargetModule<"cloudrun"> = {
   key: "cloudrun",
   kind: "cloudrun",
   cloud: "gcp",
+  section: cloudRunSection,
   deploy(config, ctx) {
     const c = config.cloudrun;
     const s = config.scaling;

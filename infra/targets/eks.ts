@@ -91,6 +91,7 @@ export const eksTarget: TargetModule<"eks"> = {
   key: "eks",
   kind: "eks",
   cloud: "aws",
+  section: eksSection,
   deploy(config, ctx) {
     const s = config.scaling;
     const nodeTypes =

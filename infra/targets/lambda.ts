@@ -23,6 +23,7 @@ export const lambdaTarget: TargetModule<"lambda"> = {
   key: "lambda",
   kind: "lambda",
   cloud: "aws",
+  section: lambdaSection,
   deploy(config, ctx) {
     const l = config.lambda;
     const scaling = targetScaling(config.environment, {

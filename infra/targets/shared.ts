@@ -20,7 +20,7 @@ import type { DataPlaneOf } from "./types";
 export const NAME = "agent";
 
 /** App-level budgets travel as plain environment variables (they are limits, not secrets). */
-export function budgetEnv(config: StackConfig): Record<string, string> {
+export function budgetEnv(config: Pick<StackConfig, "appBudgets">): Record<string, string> {
   const b = config.appBudgets;
   const env: Record<string, string> = {};
   if (b.requestUsd !== undefined) env.BUDGET_REQUEST_USD = String(b.requestUsd);

@@ -5,24 +5,31 @@
  * only its own cloud's types.
  */
 import type * as pulumi from "@pulumi/pulumi";
-import type { Artifact, Cloud, DataPlaneOutputs, TargetKind } from "../../components/contracts";
+import type { Artifact, DataPlaneOutputs } from "../../components/contracts";
 import type { AwsDataPlane } from "../../components/aws/data-plane";
 import type { GcpDataPlane } from "../../components/gcp/data-plane";
 import type { ProjectApis } from "../../components/gcp/apis";
-import type { StackConfigOf, TargetKey } from "../config";
+import type { z } from "zod";
+import type { StackConfigOf } from "../config";
+import type { LambdaSection } from "./lambda";
+import type { CloudRunSection } from "./cloud-run";
+import type { EksSection } from "./eks";
+import type { VmGroupSection } from "./vm-group";
 import type { StackTags } from "../../components/tagging";
 
-export type { TargetKey };
-
-/** The cloud of each target key: `vmgroup` runs on either, so it has a key per cloud. */
-export const TARGET_CLOUD = {
-  lambda: "aws",
-  cloudrun: "gcp",
-  eks: "aws",
-  "vmgroup-aws": "aws",
-  "vmgroup-gcp": "gcp",
-} as const satisfies Record<TargetKey, Cloud>;
-export type CloudOf<K extends TargetKey> = (typeof TARGET_CLOUD)[K];
+/**
+ * The type-level registry: one line per target key, with its cloud, its `agent:target` kind and
+ * the type of its `agent:<kind>` section. `vmgroup` runs on either cloud, so it has a key per cloud.
+ */
+export interface TargetDefs {
+  lambda: { cloud: "aws"; kind: "lambda"; section: LambdaSection };
+  cloudrun: { cloud: "gcp"; kind: "cloudrun"; section: CloudRunSection };
+  eks: { cloud: "aws"; kind: "eks"; section: EksSection };
+  "vmgroup-aws": { cloud: "aws"; kind: "vmgroup"; section: VmGroupSection };
+  "vmgroup-gcp": { cloud: "gcp"; kind: "vmgroup"; section: VmGroupSection };
+}
+export type TargetKey = keyof TargetDefs;
+export type CloudOf<K extends TargetKey> = TargetDefs[K]["cloud"];
 
 /** A cloud's data plane as a target sees it: the contract, plus what only that cloud has. */
 export interface DataPlaneOf {
@@ -60,8 +67,10 @@ export interface Deployed {
 export interface TargetModule<K extends TargetKey> {
   key: K;
   /** `agent:target` */
-  kind: TargetKind;
+  kind: TargetDefs[K]["kind"];
   cloud: CloudOf<K>;
+  /** The schema of the target's `agent:<kind>` section: the only check of its settings. */
+  section: z.ZodType<TargetDefs[K]["section"]>;
   /** Builds the cloud's data plane (infra/clouds.ts), then the target on it. */
   deploy(config: StackConfigOf<K>, ctx: DeployContext): Deployed;
 }

@@ -39,6 +39,7 @@ export const awsVmGroupTarget: TargetModule<"vmgroup-aws"> = {
   key: "vmgroup-aws",
   kind: "vmgroup",
   cloud: "aws",
+  section: vmGroupSection,
   deploy(config, ctx) {
     const v = config.vmgroup;
     const scaling = vmScaling(config);
@@ -72,6 +73,7 @@ export const gcpVmGroupTarget: TargetModule<"vmgroup-gcp"> = {
   key: "vmgroup-gcp",
   kind: "vmgroup",
   cloud: "gcp",
+  section: vmGroupSection,
   deploy(config, ctx) {
     const v = config.vmgroup;
     const scaling = vmScaling(config);

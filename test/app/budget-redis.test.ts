@@ -176,7 +176,12 @@ class Relay {
     relay = new Relay(new URL(redisUrl!));
     await relay.start();
     const direct = await connect();
-    const redis = await connect(`redis://127.0.0.1:${relay.port}`);
+    // Through the relay, but to the same database (and credentials) as TEST_REDIS_URL names.
+    const via = new URL(redisUrl!);
+    via.hostname = "127.0.0.1";
+    via.port = String(relay.port);
+    const redis = await connect(via.toString());
+    expect(redis.options.db).toBe(direct.options.db);
     const tag = newTag();
     const s = service(redis, tag, { degradedShare: 0.5 });
     const u = `down-${randomBytes(4).toString("hex")}`;
