@@ -4,6 +4,7 @@
  * is called, is refused with 429 budget_exceeded (upstream never called) when that does not fit,
  * and is settled from its results when it ends.
  */
+import { randomBytes } from "node:crypto";
 import pino from "pino";
 import { BudgetService } from "../../app/src/budget/budgets";
 import { ModelCatalog } from "../../app/src/llm/models";
@@ -157,8 +158,11 @@ describe.each(serviceBackends().filter((b) => b.name.includes("Redis")))(
       });
       try {
         const heldAt = Date.now();
+        // A hold id is idempotent for as long as the hold lives: unique per run, so a run that
+        // died before settling cannot answer for this one.
+        const id = `batch.replica-test-${randomBytes(6).toString("hex")}`;
         const held = await deps.budgets!.reserveHold({
-          id: "batch.replica-test",
+          id,
           userId: rig.user,
           amountUsd: 0.4,
           ttlMs: 3_600_000,
@@ -166,7 +170,7 @@ describe.each(serviceBackends().filter((b) => b.name.includes("Redis")))(
         expect(held.ok).toBe(true);
         expect((await daily(rig)).reserved_usd).toBeCloseTo(0.4, 6);
         await other.settleHold({
-          id: "batch.replica-test",
+          id,
           userId: rig.user,
           heldAt,
           reservedUsd: 0.4,

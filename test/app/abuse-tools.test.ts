@@ -62,6 +62,9 @@ describe("the tool sandbox", () => {
     memoryMb: 32,
   });
   const evil = new ToolRegistry(evilTools, { sandbox, defaultTimeoutMs: 1_000 });
+  // The heap limit, not the clock, must stop the hog: on a loaded machine it may take longer than
+  // the 1 s deadline above to allocate 32 MB.
+  const patient = new ToolRegistry(evilTools, { sandbox, defaultTimeoutMs: 120_000 });
   afterAll(() => sandbox.close());
 
   it("stops a tool that never yields at its deadline, and serves the next call", async () => {
@@ -76,7 +79,7 @@ describe("the tool sandbox", () => {
   });
 
   it("stops a tool that allocates without end at its heap limit, and serves the next call", async () => {
-    const out = await evil.execute("hog", {});
+    const out = await patient.execute("hog", {});
     expect(out.isError).toBe(true);
     expect(out.content).toMatch(/ran out of memory \(limit 32 MB\)/);
     expect(await evil.execute("echo", { text: "after" })).toEqual({
