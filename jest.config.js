@@ -1,9 +1,22 @@
-/** Jest runs TypeScript through SWC (no type-checking: `npm run typecheck` does that). */
+/**
+ * Jest runs TypeScript through SWC (no type-checking: `npm run typecheck` does that).
+ *
+ * Two tiers: the fast one (`npm test`, what CI runs: every unit and integration test) and the
+ * slow one (`npm run test:slow`: whole-program runs such as the esbuild bundles, the plan and
+ * preflight CLIs over rendered stacks, the benchmark's smoke run), files named `*.slow.test.ts`.
+ * `TEST_TIER=all` runs both.
+ */
+const tier = process.env.TEST_TIER ?? "fast";
+if (!["fast", "slow", "all"].includes(tier))
+  throw new Error(`TEST_TIER must be fast, slow or all (got ${tier})`);
+
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
-  testMatch: ["**/*.test.ts"],
+  testMatch: tier === "slow" ? ["**/*.slow.test.ts"] : ["**/*.test.ts"],
+  testPathIgnorePatterns:
+    tier === "fast" ? ["/node_modules/", "\\.slow\\.test\\.ts$"] : ["/node_modules/"],
   transform: {
     "^.+\\.(t|j)s$": [
       "@swc/jest",

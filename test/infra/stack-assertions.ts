@@ -24,8 +24,14 @@ const one = (q: ResourceQuery, type: string): RecordedResource => {
   return found[0]!;
 };
 
-export function describeStack(stack: string): void {
+/** One render per test file, shared by the assertions here and the policy pack's. */
+export function sharedRender(stack: string): () => Promise<RenderedStack> {
   const render = stackRenderer(stack);
+  let once: Promise<RenderedStack> | undefined;
+  return () => (once ??= render());
+}
+
+export function describeStack(stack: string, render = sharedRender(stack)): void {
   let s: RenderedStack;
   beforeAll(async () => {
     s = await render();

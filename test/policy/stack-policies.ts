@@ -1,5 +1,5 @@
 /**
- * The whole pack over one rendered stack file. Each file under test/policy/stacks/ renders one
+ * The whole pack over one rendered stack file. Each file under test/infra/stacks/ renders one
  * stack (Pulumi's runtime is module-global) and calls `describeStackPolicies`.
  */
 import { readFileSync } from "node:fs";
@@ -32,8 +32,10 @@ export function allUnknown(v: unknown): unknown {
   return UNKNOWN;
 }
 
-export function describeStackPolicies(stack: string): void {
-  const render = stackRenderer(stack);
+export function describeStackPolicies(
+  stack: string,
+  render: () => Promise<RenderedStack> = stackRenderer(stack),
+): void {
   let s: RenderedStack;
   let resources: PolicyResource[];
   let environment: Environment;

@@ -1,5 +1,5 @@
 /**
- * The preflight's rules on facts that carry each problem. Pure and fast; test/preflight/cli.test.ts
+ * The preflight's rules on facts that carry each problem. Pure and fast; test/preflight/cli.slow.test.ts
  * runs the same rules over rendered fixture stacks end to end.
  */
 import { preflight, quotaUsage, type Finding, type LiveFacts } from "../../infra/preflight/checks";

@@ -1,3 +1,7 @@
-import { describeStack } from "../stack-assertions";
+/** Stack cloudrun-dev: one render, the assertions every stack must pass and the whole policy pack. */
+import { describeStack, sharedRender } from "../stack-assertions";
+import { describeStackPolicies } from "../../policy/stack-policies";
 
-describeStack("cloudrun-dev");
+const render = sharedRender("cloudrun-dev");
+describeStack("cloudrun-dev", render);
+describeStackPolicies("cloudrun-dev", render);

@@ -1,3 +1,7 @@
-import { describeStack } from "../stack-assertions";
+/** Stack cloudrun-prod: one render, the assertions every stack must pass and the whole policy pack. */
+import { describeStack, sharedRender } from "../stack-assertions";
+import { describeStackPolicies } from "../../policy/stack-policies";
 
-describeStack("cloudrun-prod");
+const render = sharedRender("cloudrun-prod");
+describeStack("cloudrun-prod", render);
+describeStackPolicies("cloudrun-prod", render);

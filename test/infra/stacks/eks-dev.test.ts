@@ -1,3 +1,7 @@
-import { describeStack } from "../stack-assertions";
+/** Stack eks-dev: one render, the assertions every stack must pass and the whole policy pack. */
+import { describeStack, sharedRender } from "../stack-assertions";
+import { describeStackPolicies } from "../../policy/stack-policies";
 
-describeStack("eks-dev");
+const render = sharedRender("eks-dev");
+describeStack("eks-dev", render);
+describeStackPolicies("eks-dev", render);

@@ -1,3 +1,7 @@
-import { describeStack } from "../stack-assertions";
+/** Stack lambda-prod: one render, the assertions every stack must pass and the whole policy pack. */
+import { describeStack, sharedRender } from "../stack-assertions";
+import { describeStackPolicies } from "../../policy/stack-policies";
 
-describeStack("lambda-prod");
+const render = sharedRender("lambda-prod");
+describeStack("lambda-prod", render);
+describeStackPolicies("lambda-prod", render);

@@ -1,3 +1,7 @@
-import { describeStack } from "../stack-assertions";
+/** Stack lambda-staging: one render, the assertions every stack must pass and the whole policy pack. */
+import { describeStack, sharedRender } from "../stack-assertions";
+import { describeStackPolicies } from "../../policy/stack-policies";
 
-describeStack("lambda-staging");
+const render = sharedRender("lambda-staging");
+describeStack("lambda-staging", render);
+describeStackPolicies("lambda-staging", render);

@@ -1,3 +1,0 @@
-import { describeStackPolicies } from "../stack-policies";
-
-describeStackPolicies("vm-gcp-dev");
