@@ -8,6 +8,7 @@
  * orientation (us-east-1 / us-central1).
  */
 import type { Environment } from "./contracts";
+import type { RolloutStep } from "./release/rollout-plan";
 import type { TargetScalingDefaults } from "./targets/scaling";
 import type { EksNodeGroupSizing } from "./targets/eks/cluster-config";
 
@@ -29,6 +30,11 @@ export interface EnvironmentProfile {
   availabilityZones: 2 | 3;
   /** Default monthly budget for the stack, in USD. */
   monthlyBudgetUsd: number;
+  /**
+   * Progressive delivery: the canary steps before 100 % (`agent:rollout.steps` overrides).
+   * Empty deploys all at once.
+   */
+  rolloutSteps: RolloutStep[];
   /** Every target's default scaling (targets/scaling.ts checks and applies overrides). */
   scaling: TargetScalingDefaults;
   /** EKS managed nodes (a node autoscaler is not installed: `maxSize` bounds the HPA's room). */
@@ -50,6 +56,8 @@ const PROFILES: Record<Environment, EnvironmentProfile> = {
     natGateways: "single",
     availabilityZones: 2,
     monthlyBudgetUsd: 200,
+    // Dev deploys at once: nobody waits for a canary of their own change.
+    rolloutSteps: [],
     scaling: {
       // 10 sandboxes at most: a runaway client cannot run up the bill or the database.
       lambda: {
@@ -96,6 +104,8 @@ const PROFILES: Record<Environment, EnvironmentProfile> = {
     natGateways: "single",
     availabilityZones: 2,
     monthlyBudgetUsd: 500,
+    // 10 % of traffic for 5 minutes on the new release, then all of it, unless a gate trips.
+    rolloutSteps: [{ percent: 10, minutes: 5 }],
     scaling: {
       lambda: {
         memoryMb: 1024,
@@ -139,6 +149,7 @@ const PROFILES: Record<Environment, EnvironmentProfile> = {
     natGateways: "per-az",
     availabilityZones: 3,
     monthlyBudgetUsd: 3000,
+    rolloutSteps: [{ percent: 10, minutes: 5 }],
     scaling: {
       // Two warm sandboxes (about $18/month) take the cold start off the first requests after a lull.
       lambda: {

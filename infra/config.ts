@@ -10,6 +10,15 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
+import { environmentProfile } from "../components/environment";
+import {
+  codeDeployTrafficRouting,
+  instanceRefreshCheckpoints,
+  rolloutProblems,
+  type RolloutStep,
+} from "../components/release/rollout-plan";
+import { readerProblems } from "../components/release/readers";
+import { bundleSha256Base64 } from "../components/release/zip-copy";
 import { TARGETS } from "./targets";
 import type { TargetDefs, TargetKey } from "./targets/types";
 import type { EksSection } from "./targets/eks";
@@ -75,6 +84,22 @@ const common = {
       message: "must be a stack name such as org/agent/lambda-staging",
     })
     .optional(),
+  /**
+   * A rollback: the release to deploy from this stack's own storage instead of the source
+   * stack's current one (an image digest, or a Lambda bundle's SHA-256). Promoted stacks only.
+   */
+  release: str.optional(),
+  /** Progressive delivery: `steps` before 100 % (`[]` deploys at once). Default per environment. */
+  rollout: z
+    .strictObject({
+      steps: z.array(z.strictObject({ percent: z.number(), minutes: z.number() })),
+    })
+    .optional(),
+  /**
+   * Who may copy this stack's releases from another account or project: the deployers of the
+   * stacks that promote from it (AWS account ids or role ARNs; GCP IAM principals).
+   */
+  promotionReaders: z.array(str).optional(),
   scaling: scalingSchema.optional(),
   appBudgets: appBudgetsSchema.optional(),
   logLevel: z.enum(["debug", "info", "warn", "error"]).optional(),
@@ -122,6 +147,12 @@ interface Base {
   certificateArn?: string;
   dnsZone?: string;
   promoteFrom?: string;
+  /** A rollback to this release (normalized: `sha256:<hex>` or a base64 bundle SHA-256). */
+  release?: string;
+  /** The canary steps before 100 % (the environment's default unless `agent:rollout` says). */
+  rolloutSteps: RolloutStep[];
+  /** Principals of other accounts or projects that may copy this stack's releases. */
+  promotionReaders: string[];
   scaling: Common["scaling"] & {};
   appBudgets: Common["appBudgets"] & {};
   logLevel: string;
@@ -381,6 +412,31 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   }
   if (c.certificateArn && !c.domain)
     problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
+  const release = c.release === undefined ? undefined : normalizeRelease(c.release, c.target);
+  if (c.release !== undefined && !c.promoteFrom) {
+    problems.push(
+      `${NS}:release rolls back to a release in the storage a promoted stack owns, and this stack builds its own (no ${NS}:promoteFrom): remove ${NS}:release and deploy the older commit instead (Actions > deploy with ref = that commit)`,
+    );
+  } else if (c.release !== undefined && !release) {
+    problems.push(
+      c.target === "lambda"
+        ? `${NS}:release "${c.release}" is not a bundle SHA-256 (44 base64 characters or 64 hex, as \`npm run release -- list\` shows)`
+        : `${NS}:release "${c.release}" is not an image digest (sha256:<64 hex>, as \`npm run release -- list\` shows)`,
+    );
+  }
+  const rolloutSteps = c.rollout?.steps ?? environmentProfile(c.environment).rolloutSteps;
+  const stepProblems = rolloutProblems(rolloutSteps, `${NS}:rollout.steps`);
+  problems.push(...stepProblems);
+  if (stepProblems.length === 0 && rolloutSteps.length > 0) {
+    try {
+      if (c.target === "lambda") codeDeployTrafficRouting(rolloutSteps, `${NS}:rollout.steps`);
+      if (c.target === "vmgroup" && cloud === "aws")
+        instanceRefreshCheckpoints(rolloutSteps, `${NS}:rollout.steps`);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  }
+  problems.push(...readerProblems(cloud, c.promotionReaders ?? [], `${NS}:promotionReaders`));
   if (c.target === "eks") {
     const e = c.eks ?? {};
     if (e.cluster === "existing" && !c.kubeconfig) {
@@ -474,6 +530,9 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
     certificateArn: c.certificateArn,
     dnsZone: c.dnsZone,
     promoteFrom: c.promoteFrom,
+    release,
+    rolloutSteps,
+    promotionReaders: c.promotionReaders ?? [],
     scaling: s,
     appBudgets: c.appBudgets ?? {},
     logLevel: c.logLevel ?? "info",
@@ -514,6 +573,14 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
     case "vmgroup-gcp":
       return { ...gcp(), key, target: "vmgroup", vmgroup: c.vmgroup ?? {} };
   }
+}
+
+/** A release as the stack's storage names it, or undefined when `raw` is not one. */
+function normalizeRelease(raw: string, target: TargetKind): string | undefined {
+  if (target === "lambda") return bundleSha256Base64(raw);
+  if (/^sha256:[a-f0-9]{64}$/.test(raw)) return raw;
+  if (/^[a-f0-9]{64}$/.test(raw)) return `sha256:${raw}`;
+  return undefined;
 }
 
 /** The target key of a target and cloud, or undefined when the cloud does not fit the target. */

@@ -15,6 +15,8 @@ export const environment = out.environment;
 export const artifact = out.artifact;
 export const artifactDigest = out.artifactDigest;
 export const promotedFrom = out.promotedFrom;
+/** Release, kind, source stack, when and commit of every deployment: `npm run release -- list`. */
+export const releases = out.releases;
 export const dashboardUrl = out.dashboardUrl;
 /** The records `agent:domain` needs; `managed: false` ones are yours to create. */
 export const dnsRecords = out.dnsRecords;

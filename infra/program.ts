@@ -3,10 +3,12 @@
  * registry (`infra/targets`). `infra/index.ts` calls it with the running stack's config; the
  * tests and the offline plan call it under the mock runtime.
  */
+import { execFileSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
+import { ReleaseHistory, type ReleaseRecord } from "../components/release/history";
 import { registerStackTagging, gcpLabels, type StackTags } from "../components/tagging";
 import type { StackConfig, StackConfigOf, TargetKey } from "./config";
-import { exportArtifact, type ExportedArtifact } from "./artifact";
+import { exportArtifact, REPO_ROOT, type ExportedArtifact } from "./artifact";
 import { TARGETS } from "./targets";
 import { budgetEnv, NAME } from "./targets/shared";
 import type { Deployed } from "./targets/types";
@@ -21,6 +23,8 @@ export interface ProgramOutputs {
   /** Image digest, or the Lambda bundle's SHA-256. */
   artifactDigest: pulumi.Output<string>;
   promotedFrom?: string;
+  /** Every release this stack deployed, oldest first (`npm run release -- list`). */
+  releases: pulumi.Output<ReleaseRecord[]>;
   dashboardUrl: pulumi.Output<string>;
   /**
    * The DNS records `domain` needs, and whether the stack manages them (`agent:dnsZone`) or you
@@ -62,6 +66,34 @@ function deploy<K extends TargetKey>(key: K, config: StackConfigOf<K>, tags: Sta
   });
 }
 
+/**
+ * The commit being deployed: the workflow's `GITHUB_SHA`, else the checkout's HEAD, else
+ * "unknown" (a program run outside a git checkout).
+ */
+export function deployCommit(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.GITHUB_SHA) return env.GITHUB_SHA;
+  try {
+    return execFileSync("git", ["rev-parse", "HEAD"], {
+      cwd: REPO_ROOT,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+/** This deployment's entry in the stack's release history. */
+export function releaseRecord(config: StackConfig, release: string, commit: string): ReleaseRecord {
+  return {
+    release,
+    kind: config.release ? "rollback" : config.promoteFrom ? "promotion" : "build",
+    source: config.release ? config.stack : (config.promoteFrom ?? config.stack),
+    at: new Date().toISOString(),
+    commit,
+  };
+}
+
 function outputs(config: StackConfig, deployed: Deployed): ProgramOutputs {
   const { url, artifact, entry, dashboardUrl } = deployed;
   const domain = config.domain;
@@ -71,14 +103,20 @@ function outputs(config: StackConfig, deployed: Deployed): ProgramOutputs {
           { name: domain, type: entry.recordType, value, managed: Boolean(config.dnsZone) },
         ])
       : pulumi.output([]);
+  const artifactDigest = artifact.kind === "image" ? artifact.digest : artifact.sha256;
+  const commit = deployCommit();
+  const history = new ReleaseHistory(`${NAME}-releases`, {
+    record: pulumi.output(artifactDigest).apply((d) => releaseRecord(config, d, commit)),
+  });
   return {
     url,
     target: config.target,
     cloud: config.cloud,
     environment: config.environment,
     artifact: exportArtifact(artifact),
-    artifactDigest: artifact.kind === "image" ? artifact.digest : artifact.sha256,
+    artifactDigest: pulumi.output(artifactDigest),
     promotedFrom: config.promoteFrom,
+    releases: history.releases,
     dashboardUrl,
     dnsRecords,
   };

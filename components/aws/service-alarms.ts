@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { type AlarmSpec, checkAlarmSpec, createAlarms } from "./alarms";
+import type { RolloutGates } from "../release/rollout-plan";
 
 /** Where the service's request metrics come from. */
 export type ServiceMetricsSource =
@@ -267,4 +268,27 @@ export class ServiceAlarms extends pulumi.ComponentResource {
     this.alarms = createAlarms(name, specs, args.alarmTopicArn, this);
     this.registerOutputs({ alarmArns: this.alarms.map((a) => a.arn) });
   }
+}
+
+/**
+ * The rollout gates: the error-rate and p99 alarms above, over one-minute windows (a canary
+ * step lasts minutes; the 5-minute alarms would fire after it ended). CodeDeploy and instance
+ * refresh stop and roll back while one is in ALARM; they also notify the alarm topic, so a
+ * rolled-back release is news to on-call.
+ */
+export function rolloutGateSpecs(source: ServiceMetricsSource, gates: RolloutGates): AlarmSpec[] {
+  return serviceAlarmSpecs(source, {
+    errorRatePercent: gates.errorRatePercent,
+    p99LatencyMs: gates.p99LatencyMs,
+    minRequests: gates.minRequestsPerMinute,
+  })
+    .filter((spec) => spec.key === "error-rate" || spec.key === "p99-latency")
+    .map((spec) => ({
+      ...spec,
+      key: `gate-${spec.key}`,
+      description: `Rollout gate (${gates.badMinutes} of ${gates.windowMinutes} minutes): ${spec.description.replace("per 5 minutes", "per minute")}`,
+      period: 60,
+      evaluationPeriods: gates.windowMinutes,
+      datapointsToAlarm: gates.badMinutes,
+    }));
 }

@@ -1,7 +1,11 @@
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import * as gcp from "@pulumi/gcp";
 import * as docker from "@pulumi/docker";
-import type { Artifact } from "../contracts";
+import type { Artifact, ImageArtifact } from "../contracts";
+import { ImageCopy, RELEASE_TAG_PREFIX } from "../release/image-copy";
+import { missingRelease } from "../release/history";
+import { readerProblems } from "../release/readers";
 import { GCP_NAME_PATTERN, checkProjectId, checkRegion, joinProblems } from "./naming";
 
 /** Build the image here, or run one that an earlier stage already built and verified. */
@@ -23,7 +27,14 @@ export type ImageSource =
        */
       tag?: string;
     }
-  /** Promotion: an image already pushed, pinned by digest. Nothing is built or pushed. */
+  /**
+   * Promotion: copy another stack's image, by digest, into this stack's repository (`ImageCopy`):
+   * what runs never depends on the source's repository, its cleanup or its project's rights.
+   */
+  | { kind: "copy"; from: ImageArtifact }
+  /** Rollback: a digest (`sha256:<hex>`) this stack's repository already holds. */
+  | { kind: "release"; digest: string }
+  /** An image stored elsewhere, pinned by digest. Nothing is built, copied or created. */
   | { kind: "existing"; imageRef: string };
 
 export interface GcpImageArgs {
@@ -47,6 +58,12 @@ export interface GcpImageArgs {
   untaggedRetentionDays?: number;
   /** @default {} */
   labels?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+  /**
+   * IAM principals (`serviceAccount:...`, `group:...`) given roles/artifactregistry.reader on the
+   * repository: the deployers of stacks in other projects that promote from this one.
+   * @default []
+   */
+  readers?: string[];
 }
 
 const DIGEST_REF = /^[a-z0-9][a-z0-9.-]*(:[0-9]+)?\/[a-z0-9._\/-]+@sha256:[a-f0-9]{64}$/;
@@ -93,6 +110,26 @@ export function digestOf(imageRef: string): string {
   return digest;
 }
 
+/**
+ * Cleanup of a repository that holds releases (copy and release modes): every `release-` tag is
+ * kept, untagged versions older than `untaggedDays` are deleted. A KEEP policy wins over a DELETE
+ * one (https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy).
+ */
+export function releaseCleanupPolicies(untaggedDays: number) {
+  return [
+    {
+      id: "keep-releases",
+      action: "KEEP",
+      condition: { tagState: "TAGGED", tagPrefixes: [RELEASE_TAG_PREFIX] },
+    },
+    {
+      id: "delete-old-untagged",
+      action: "DELETE",
+      condition: { tagState: "UNTAGGED", olderThan: `${untaggedDays * 86400}s` },
+    },
+  ];
+}
+
 /** Keep the newest `keepCount` versions; delete untagged ones older than `untaggedDays`. */
 export function cleanupPolicies(keepCount: number, untaggedDays: number) {
   return [
@@ -118,7 +155,14 @@ export function validateImageArgs(name: string, args: GcpImageArgs): string | un
         ? undefined
         : `imageRef "${source.imageRef}" must be pinned by digest ("<registry>/<path>@sha256:<64 hex>"): promote the digest, not a tag.`
       : undefined,
-    source.kind === "build" && (!GCP_NAME_PATTERN.test(repositoryId) || repositoryId.length > 63)
+    source.kind === "release" && !/^sha256:[a-f0-9]{64}$/.test(source.digest)
+      ? `release "${source.digest}" is not an image digest (sha256:<64 hex>).`
+      : undefined,
+    source.kind === "existing" && (args.readers ?? []).length > 0
+      ? "readers: an existing image has no repository here to grant reads on."
+      : undefined,
+    ...readerProblems("gcp", args.readers ?? [], "readers"),
+    source.kind !== "existing" && (!GCP_NAME_PATTERN.test(repositoryId) || repositoryId.length > 63)
       ? `repositoryId "${repositoryId}" must be 1-63 lowercase letters, digits or hyphens, starting with a letter.`
       : undefined,
     source.kind === "build" &&
@@ -145,7 +189,10 @@ export function validateImageArgs(name: string, args: GcpImageArgs): string | un
 export class GcpImage extends pulumi.ComponentResource {
   public readonly artifact: Artifact & { kind: "image" };
   public readonly repository?: gcp.artifactregistry.Repository;
+  /** Build mode only. */
   public readonly image?: docker.Image;
+  /** Copy mode only. */
+  public readonly copy?: ImageCopy;
 
   constructor(name: string, args: GcpImageArgs, opts?: pulumi.ComponentResourceOptions) {
     super("agent:gcp:Image", name, {}, opts);
@@ -153,19 +200,60 @@ export class GcpImage extends pulumi.ComponentResource {
     if (problem) throw new pulumi.ResourceError(problem, this);
 
     let imageRef: pulumi.Output<string>;
-    if (args.source.kind === "existing") {
-      imageRef = pulumi.output(args.source.imageRef);
-    } else {
+    const source = args.source;
+    if (source.kind === "existing") {
+      imageRef = pulumi.output(source.imageRef);
+    } else if (source.kind === "build") {
       this.repository = this.createRepository(name, args);
-      this.image = this.buildAndPush(name, args, args.source, this.repository);
+      this.image = this.buildAndPush(name, args, source, this.repository);
       imageRef = this.image.repoDigest;
+    } else {
+      const repository = this.createRepository(name, args);
+      this.repository = repository;
+      const path = imageRepositoryPath(args.region, args.project, args.repositoryId ?? name);
+      if (source.kind === "copy") {
+        this.copy = new ImageCopy(
+          `${name}-copy`,
+          // The repository id is known before it exists; the copy waits for it.
+          { source: source.from.imageRef, destination: repository.repositoryId.apply(() => path) },
+          { parent: this, dependsOn: [repository] },
+        );
+        imageRef = pulumi.output(this.copy.artifact.imageRef);
+      } else {
+        imageRef = this.held(repository, path, source.digest);
+      }
     }
     this.artifact = { kind: "image", imageRef, digest: imageRef.apply(digestOf) };
     this.registerOutputs({ imageRef: this.artifact.imageRef, digest: this.artifact.digest });
   }
 
+  /** A digest the repository holds (a rollback); fails, naming what it holds, otherwise. */
+  private held(
+    repository: gcp.artifactregistry.Repository,
+    path: string,
+    digest: string,
+  ): pulumi.Output<string> {
+    const images = gcp.artifactregistry.getDockerImagesOutput(
+      {
+        project: repository.project,
+        location: repository.location,
+        repositoryId: repository.repositoryId,
+      },
+      { parent: this },
+    );
+    return images.dockerImages.apply((list) => {
+      const held = [
+        ...new Set((list ?? []).map((i) => i.selfLink.slice(i.selfLink.lastIndexOf("@") + 1))),
+      ];
+      const problem = missingRelease(digest, held, `Artifact Registry repository ${path}`);
+      if (problem) throw new pulumi.ResourceError(problem, this);
+      return `${path}@${digest}`;
+    });
+  }
+
   private createRepository(name: string, args: GcpImageArgs): gcp.artifactregistry.Repository {
-    return new gcp.artifactregistry.Repository(
+    const releases = args.source.kind === "copy" || args.source.kind === "release";
+    const repository = new gcp.artifactregistry.Repository(
       `${name}-repo`,
       {
         project: args.project,
@@ -176,13 +264,31 @@ export class GcpImage extends pulumi.ComponentResource {
         // Tags are labels for people; targets and promotion use digests, so tags may move.
         dockerConfig: { immutableTags: false },
         cleanupPolicyDryRun: false,
-        cleanupPolicies: cleanupPolicies(args.keepCount ?? 10, args.untaggedRetentionDays ?? 7),
+        cleanupPolicies: releases
+          ? releaseCleanupPolicies(args.untaggedRetentionDays ?? 7)
+          : cleanupPolicies(args.keepCount ?? 10, args.untaggedRetentionDays ?? 7),
         // Scans on push when the project has the Container Scanning API enabled.
         vulnerabilityScanningConfig: { enablementConfig: "INHERITED" },
         labels: args.labels,
       },
       { parent: this },
     );
+    for (const member of args.readers ?? []) {
+      // Named by the member, so adding or removing one reader leaves the others' grants alone.
+      const id = createHash("sha256").update(member).digest("hex").slice(0, 8);
+      new gcp.artifactregistry.RepositoryIamMember(
+        `${name}-reader-${id}`,
+        {
+          project: repository.project,
+          location: repository.location,
+          repository: repository.repositoryId,
+          role: "roles/artifactregistry.reader",
+          member,
+        },
+        { parent: this },
+      );
+    }
+    return repository;
   }
 
   private buildAndPush(

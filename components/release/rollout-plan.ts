@@ -79,7 +79,10 @@ export function defaultGates(p99LatencyMs: number): RolloutGates {
 }
 
 /** Problems with the steps, each naming `key` and saying what to change. Empty when fine. */
-export function rolloutProblems(steps: readonly RolloutStep[], key = "agent:rollout.steps"): string[] {
+export function rolloutProblems(
+  steps: readonly RolloutStep[],
+  key = "agent:rollout.steps",
+): string[] {
   const problems: string[] = [];
   if (steps.length > ROLLOUT_RULES.maxSteps) {
     problems.push(`${key} has ${steps.length} steps: use at most ${ROLLOUT_RULES.maxSteps}.`);

@@ -16,8 +16,17 @@ import { problemsOf, secretsProblem, wholeNumberProblem, natProblem } from "./pr
 import { resolveVmScaling } from "./vm-service";
 import type { VmScaling } from "./scaling";
 import { SERVICE_CONTRACT } from "../../app/src/contract";
+import type { RolloutGates, RolloutStep } from "../release/rollout-plan";
 
 export type AwsNetwork = NetworkAttachment<"aws">;
+
+export interface VmRollout {
+  steps: RolloutStep[];
+  /** @default defaultGates with the p99 alarm's threshold */
+  gates?: RolloutGates;
+  /** Runs the rollout driver (which waits for the refresh). @default the repository's */
+  driverCommand?: string;
+}
 
 export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: stores, secrets, private network, alarm topic. */
@@ -76,6 +85,12 @@ export interface AwsVmGroupTargetArgs extends ServiceEnvArgs {
   tags?: Record<string, string>;
   /** @default see ServiceAlarmThresholds (5 % 5xx, p99 60 s) */
   alarmThresholds?: ServiceAlarmThresholds;
+  /**
+   * Progressive delivery: an instance refresh with checkpoints at the steps' percentages, the
+   * gate alarms, and automatic rollback. Needs the data plane's alarm topic.
+   * @default no steps: the refresh replaces every instance without pausing
+   */
+  rollout?: VmRollout;
 }
 
 export type VmScalingMetric =

@@ -12,6 +12,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { checkAlarmSpec, createAlarms } from "../aws/alarms";
 
 import { ServiceAlarms } from "../aws/service-alarms";
+import { createGateAlarms, instanceRefreshPreferences } from "../release/rollout-aws";
+import { RolloutDriver } from "../release/rollout-driver";
+import { defaultGates, type RolloutStep } from "../release/rollout-plan";
 import type { ImageArtifact, TargetOutputs } from "../contracts";
 import { environmentProfile } from "../environment";
 import { CONTAINER_PORT } from "./cloud-init";
@@ -80,6 +83,10 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
   readonly scalingPolicy: aws.autoscaling.Policy;
   readonly serviceAlarms?: ServiceAlarms;
   readonly healthAlarms: aws.cloudwatch.MetricAlarm[];
+  /** With rollout steps: the one-minute alarms the instance refresh watches. */
+  readonly gateAlarms: aws.cloudwatch.MetricAlarm[];
+  /** With rollout steps: waits for each instance refresh, failing `pulumi up` on a rollback. */
+  readonly rolloutDriver?: RolloutDriver;
   /** The alias from `domain` to the ALB, when `hostedZoneId` is given. */
   readonly dnsRecord?: aws.route53.Record;
   /** The rendered `#cloud-config` document (before base64). */
@@ -129,7 +136,10 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     this.listeners = this.createListeners(args);
     this.userData = this.renderUserData(args, artifact);
     this.launchTemplate = this.createLaunchTemplate(args, network);
-    this.autoScalingGroup = this.createAutoScalingGroup(network);
+    const steps = args.rollout?.steps ?? [];
+    this.gateAlarms = steps.length ? this.createGateAlarms(args) : [];
+    this.autoScalingGroup = this.createAutoScalingGroup(network, steps, this.gateAlarms);
+    this.rolloutDriver = steps.length ? this.createRolloutDriver(args) : undefined;
     this.scalingPolicy = this.createScalingPolicy();
     const alarms = this.createAlarms(args);
     this.serviceAlarms = alarms.service;
@@ -414,7 +424,11 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
     );
   }
 
-  private createAutoScalingGroup(network: AwsNetwork): aws.autoscaling.Group {
+  private createAutoScalingGroup(
+    network: AwsNetwork,
+    steps: RolloutStep[],
+    gateAlarms: aws.cloudwatch.MetricAlarm[],
+  ): aws.autoscaling.Group {
     const s = this.settings;
     return new aws.autoscaling.Group(
       `${this.name}-asg`,
@@ -441,6 +455,13 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
             maxHealthyPercentage: 190,
             skipMatching: true,
             autoRollback: true,
+            // Progressive delivery: pause at each step's percentage, watch the gates.
+            ...(steps.length
+              ? instanceRefreshPreferences(
+                  steps,
+                  gateAlarms.map((a) => a.name),
+                )
+              : {}),
           },
         },
         enabledMetrics: [
@@ -459,7 +480,7 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       {
         parent: this,
         ignoreChanges: ["desiredCapacity"],
-        dependsOn: [...this.rolePolicies, this.ssmPolicy, ...this.listeners],
+        dependsOn: [...this.rolePolicies, this.ssmPolicy, ...this.listeners, ...gateAlarms],
       },
     );
   }
@@ -522,5 +543,50 @@ export class AwsVmGroupTarget extends pulumi.ComponentResource implements Target
       { parent: this },
     );
     return { service, health: createAlarms(this.name, specs, topic, this) };
+  }
+
+  /** The gates: one-minute 5xx ratio and p99 on the ALB (the service alarms' thresholds). */
+  private createGateAlarms(args: AwsVmGroupTargetArgs): aws.cloudwatch.MetricAlarm[] {
+    const topic = args.dataPlane.monitoring.alarmTopicArn;
+    if (!topic) {
+      throw new pulumi.ResourceError(
+        `AwsVmGroupTarget "${this.name}": rollout steps need the data plane's alarm topic (the gates notify it).`,
+        this,
+      );
+    }
+    const gates = args.rollout?.gates ?? defaultGates(args.alarmThresholds?.p99LatencyMs ?? 60_000);
+    return createGateAlarms(
+      `${this.name}-rollout`,
+      {
+        kind: "alb",
+        loadBalancerArnSuffix: this.loadBalancer.arnSuffix,
+        targetGroupArnSuffix: this.targetGroup.arnSuffix,
+      },
+      gates,
+      topic,
+      this,
+    );
+  }
+
+  /**
+   * Waits for the instance refresh a new launch template version starts (the provider starts it
+   * and returns), so `pulumi up` fails when Auto Scaling rolled the release back.
+   */
+  private createRolloutDriver(args: AwsVmGroupTargetArgs): RolloutDriver {
+    return new RolloutDriver(
+      `${this.name}-rollout`,
+      {
+        plan: pulumi
+          .all([aws.getRegionOutput({}, { parent: this }).name, this.autoScalingGroup.name])
+          .apply(([region, autoScalingGroupName]) => ({
+            kind: "aws-instance-refresh" as const,
+            region,
+            autoScalingGroupName,
+          })),
+        trigger: this.launchTemplate.latestVersion.apply(String),
+        command: args.rollout?.driverCommand,
+      },
+      { parent: this, dependsOn: [this.autoScalingGroup] },
+    );
   }
 }

@@ -246,12 +246,28 @@ export function harnessSettings(): Readonly<Settings> {
 export async function renderInStack<T>(fn: () => T | Promise<T>): Promise<T> {
   let result: T | undefined;
   let ran = false;
-  await pulumi.runtime.runInPulumiStack(async () => {
-    result = await fn();
-    ran = true;
-    return {};
-  });
-  await settle();
+  // A program fails at its first unhandled rejection (an `apply` that throws, whose value a
+  // resource needs): Pulumi lets it reach the language host, which ends the run with it. Here it
+  // rejects the render the same way, instead of leaving the registration waiting forever.
+  let fail: (e: unknown) => void = () => {};
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  const onUnhandled = (reason: unknown) => fail(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    await Promise.race([
+      (async () => {
+        await pulumi.runtime.runInPulumiStack(async () => {
+          result = await fn();
+          ran = true;
+          return {};
+        });
+        await settle();
+      })(),
+      failed,
+    ]);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
   if (!ran) throw new Error("renderInStack: the program callback did not run");
   return result as T;
 }

@@ -27,6 +27,7 @@ import {
 import type { ExportedArtifact } from "../artifact";
 import type { ProgramOutputs } from "../program";
 import { gcpResourceId } from "../naming";
+import { bundleKey } from "../../components/aws/lambda-bundle";
 
 /** The placeholder for `agent:anthropicApiKey` (stack files never hold the real one). */
 export const TEST_ANTHROPIC_KEY = "sk-ant-api03-stack-render-test-key-000000000000";
@@ -41,10 +42,12 @@ export const PROMOTED_DIGEST = `sha256:${"c0ffee".repeat(10)}abcd`;
 export function exportedArtifactOf(source: string, dir?: string): ExportedArtifact {
   const name = source.split("/").at(-1)!;
   if (name.includes("lambda")) {
+    // Content-addressed, as LambdaBundle uploads it: the key is the SHA-256 in hex.
+    const sha256 = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
     return {
       kind: "lambda-zip",
-      location: `s3://agent-artifacts-1234567/lambda/${"ab".repeat(32)}.zip`,
-      sha256: "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=",
+      location: `s3://agent-artifacts-1234567/${bundleKey(sha256)}`,
+      sha256,
     };
   }
   let values: Record<string, string> = {};
@@ -80,6 +83,11 @@ export interface RenderedStack {
 export interface StackRendererOptions {
   /** Directory holding `Pulumi.<stack>.yaml`. @default the repository's `stacks/` */
   dir?: string;
+  /**
+   * What the stack's own registry or bucket holds (image digests, bundle SHA-256s), for a
+   * rollback's check. @default the release `agent:release` names (the offline plan cannot look)
+   */
+  storedReleases?: string[];
 }
 
 /**
@@ -129,6 +137,10 @@ export function stackRenderer(
     require("./mock-outputs-gcp");
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     require("./mock-outputs-targets");
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const release = require("./mock-outputs-release") as typeof import("./mock-outputs-release");
+    // Offline, a rollback's release is taken to be in the stack's storage (`--live` would look).
+    release.setStoredReleases(options.storedReleases ?? (config.release ? [config.release] : []));
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { program } = require("../program") as typeof import("../program");
     const outputs = await renderInStack(() => program(config));

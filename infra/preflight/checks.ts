@@ -3,6 +3,7 @@
  * all stacks at once. Pure: facts in (from the plan workers, and optionally from `--live`), findings
  * out. Each finding says what is wrong with which value, and what to do.
  */
+import { awsReaderAccount, gcpReaderProject } from "../../components/release/readers";
 import { EKS_VERSIONS, eksVersionStatus, DEFAULT_EKS_VERSION } from "../../components/versions";
 import type { StackFacts } from "./facts";
 import {
@@ -524,21 +525,7 @@ function promotion(stacks: readonly StackFacts[], add: Add): void {
           fix: "promote from a stack of the same target and cloud",
         });
       }
-      if (
-        s.cloud === "aws" &&
-        source.account !== s.account &&
-        source.accountPinned &&
-        s.accountPinned
-      ) {
-        add({
-          severity: "blocker",
-          rule: "promotion.cross-account",
-          stack: s.stack,
-          resource: "agent:promoteFrom",
-          message: `${s.stack} (account ${s.account}) deploys ${sourceName}'s artifact from account ${source.account}, which grants it nothing`,
-          fix: `in ${source.account}, allow ${s.account} to pull from the ECR repository (repository policy: ecr:BatchGetImage, ecr:GetDownloadUrlForLayer) and to read the Lambda bundle bucket (bucket policy: s3:GetObject, s3:GetObjectVersion)`,
-        });
-      }
+      crossAccountPromotion(s, source, add);
     }
     for (const g of s.gcp?.crossProjectGrants ?? []) {
       add({
@@ -550,6 +537,55 @@ function promotion(stacks: readonly StackFacts[], add: Add): void {
         fix: `give the deploy identity of ${s.stack} roles/artifactregistry.admin on that repository: gcloud artifacts repositories add-iam-policy-binding ${g.repository} --project ${g.project} --location <region> --member serviceAccount:<deployer> --role roles/artifactregistry.admin`,
       });
     }
+  }
+}
+
+/**
+ * A promotion copies the source stack's release into the promoted stack's own storage, with the
+ * promoted stack's deployer: across accounts or projects, the source must grant it read
+ * (`agent:promotionReaders` on the source stack: an ECR repository policy and a bucket policy, or
+ * roles/artifactregistry.reader on the repository).
+ */
+function crossAccountPromotion(s: StackFacts, source: StackFacts, add: Add): void {
+  const sourceName = source.stack;
+  const setReader = (example: string) =>
+    `on ${sourceName}: pulumi config set --path 'agent:promotionReaders[0]' ${example} (then pulumi up ${sourceName} before promoting)`;
+  if (s.cloud === "aws") {
+    if (!(source.accountPinned && s.accountPinned) || source.account === s.account) return;
+    const granted = source.promotionReaders.some((r) => awsReaderAccount(r) === s.account);
+    if (granted) return;
+    add({
+      severity: "blocker",
+      rule: "promotion.cross-account",
+      stack: s.stack,
+      resource: "agent:promoteFrom",
+      message: `${s.stack} (account ${s.account}) copies ${sourceName}'s releases from account ${source.account}, whose agent:promotionReaders grant ${s.account} nothing: the copy is refused`,
+      fix: setReader(`arn:aws:iam::${s.account}:role/<${s.stack} deploy role>`),
+    });
+    return;
+  }
+  if (source.account === s.account) return;
+  if (source.promotionReaders.length === 0) {
+    add({
+      severity: "blocker",
+      rule: "promotion.cross-project",
+      stack: s.stack,
+      resource: "agent:promoteFrom",
+      message: `${s.stack} (project ${s.account}) copies ${sourceName}'s images from project ${source.account}, which grants no one outside it read on its repository: the copy is refused`,
+      fix: setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`),
+    });
+    return;
+  }
+  const projects = source.promotionReaders.map(gcpReaderProject);
+  if (projects.every((p) => p !== undefined && p !== s.account)) {
+    add({
+      severity: "warning",
+      rule: "promotion.cross-project",
+      stack: s.stack,
+      resource: "agent:promoteFrom",
+      message: `${sourceName} grants read to service accounts of ${[...new Set(projects)].join(", ")}, none of them in ${s.account}, where ${s.stack} deploys from`,
+      fix: `check that ${s.stack}'s deploy identity is among ${sourceName}'s agent:promotionReaders, or add it ${setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`)}`,
+    });
   }
 }
 

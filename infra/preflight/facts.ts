@@ -44,6 +44,8 @@ export interface StackFacts {
   /** Required secrets the stack file does not hold (`pulumi config set --secret`). */
   secretsUnset: string[];
   promoteFrom?: string;
+  /** `agent:promotionReaders`: who outside the account or project may copy its releases. */
+  promotionReaders: string[];
   domain?: string;
   dnsZone?: string;
   certificateArn?: string;
@@ -192,6 +194,7 @@ export function stackFacts(input: FactsInput): StackFacts {
     sampled: input.sampled,
     secretsUnset: input.secretsUnset,
     promoteFrom: config.promoteFrom,
+    promotionReaders: config.promotionReaders,
     domain: config.domain,
     dnsZone: config.dnsZone,
     certificateArn: config.certificateArn,

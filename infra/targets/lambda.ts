@@ -50,6 +50,7 @@ export const lambdaTarget: TargetModule<"lambda"> = {
           : undefined,
       logLevel: config.logLevel,
       extraEnv: ctx.extraEnv,
+      rollout: { steps: config.rolloutSteps },
     });
     return { url: target.url, artifact, dashboardUrl: dataPlane.outputs.monitoring.dashboardUrl };
   },

@@ -1,7 +1,11 @@
 /**
- * What several target modules need from the stack config: the artifact they run (built here, or
- * promoted from the source stack), the certificate for an AWS domain, and the service's plain
- * settings. Functions of the config only; no module state.
+ * What several target modules need from the stack config: the artifact they run, the
+ * certificate for an AWS domain, and the service's plain settings. Functions of the config only;
+ * no module state.
+ *
+ * The artifact is always in storage the stack owns: built into it (a stack without
+ * `promoteFrom`), copied into it by digest from the source stack (a promotion), or already
+ * there (a rollback, `agent:release`: the source stack is not read).
  */
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
@@ -11,6 +15,7 @@ import { LambdaBundle } from "../../components/aws/lambda-bundle";
 import { ArtifactBucket } from "../../components/aws/artifact-bucket";
 import { DnsValidatedCertificate } from "../../components/aws/certificate";
 import { GcpImage } from "../../components/gcp/image";
+import { BundleRelease } from "../../components/release/zip-copy";
 import type { StackConfig, StackConfigOf } from "../config";
 import { promotedImage, promotedZip, REPO_ROOT, sourceTag } from "../artifact";
 import { gcpResourceId } from "../naming";
@@ -41,34 +46,49 @@ export function awsPlatformFor(instanceTypes: string[]): "linux/arm64" | "linux/
   return "linux/amd64";
 }
 
-/** The Lambda bundle: uploaded under a content-addressed key, or the source stack's. */
+/**
+ * The Lambda bundle in this stack's bucket: uploaded under a content-addressed key, copied from
+ * the source stack's bucket, or (a rollback) one the bucket holds.
+ */
 export function lambdaZip(config: StackConfigOf<"lambda">): ZipArtifact {
-  if (config.promoteFrom) return promotedZip(config.promoteFrom).artifact;
   const bucket = new ArtifactBucket(`${NAME}-artifacts`, {
     forceDestroy: config.environment === "dev",
+    readers: config.promotionReaders,
   });
+  if (config.promoteFrom) {
+    return new BundleRelease(`${NAME}-bundle`, {
+      bucket: bucket.bucketName,
+      source: config.release
+        ? { release: config.release }
+        : { copy: promotedZip(config.promoteFrom).artifact },
+    }).artifact;
+  }
   return new LambdaBundle(`${NAME}-bundle`, {
     source: { path: path.resolve(REPO_ROOT, config.lambdaBundlePath ?? "dist/lambda.zip") },
     upload: { bucket: bucket.bucketName, keyPrefix: "lambda/" },
   }).artifact;
 }
 
-/** An image in this stack's ECR repository, or the source stack's by digest. */
+/** An image in this stack's ECR repository: built, copied from the source stack, or held. */
 export function awsImage(
   config: StackConfig,
   platform: "linux/arm64" | "linux/amd64",
 ): ImageArtifact {
-  if (config.promoteFrom) return promotedImage(config.promoteFrom).artifact;
+  const source = config.promoteFrom
+    ? config.release
+      ? { release: config.release }
+      : { copy: promotedImage(config.promoteFrom).artifact }
+    : { build: { tag: config.imageTag ?? sourceTag({ platform }), platform } };
   return new ContainerImage(`${NAME}-image`, {
-    source: { build: { tag: config.imageTag ?? sourceTag({ platform }), platform } },
+    source,
+    readers: config.promotionReaders,
     // Dev stacks come and go; a repository with images in it refuses deletion otherwise.
     forceDelete: config.environment === "dev",
   }).artifact;
 }
 
-/** An image in this stack's Artifact Registry repository, or the source stack's by digest. */
+/** An image in this stack's Artifact Registry repository: built, copied, or held. */
 export function gcpImage(config: StackConfig, dp: DataPlaneOf["gcp"]): ImageArtifact {
-  if (config.promoteFrom) return promotedImage(config.promoteFrom).artifact;
   return new GcpImage(
     `${NAME}-image`,
     {
@@ -76,11 +96,16 @@ export function gcpImage(config: StackConfig, dp: DataPlaneOf["gcp"]): ImageArti
       region: config.region,
       // Repository ids are unique per project and location, and stacks share projects.
       repositoryId: gcpResourceId(`${NAME}-${config.stack}`),
-      source: {
-        kind: "build",
-        tag: config.imageTag ?? sourceTag({ platform: "linux/amd64" }),
-        platform: "linux/amd64",
-      },
+      source: config.promoteFrom
+        ? config.release
+          ? { kind: "release", digest: config.release }
+          : { kind: "copy", from: promotedImage(config.promoteFrom).artifact }
+        : {
+            kind: "build",
+            tag: config.imageTag ?? sourceTag({ platform: "linux/amd64" }),
+            platform: "linux/amd64",
+          },
+      readers: config.promotionReaders,
     },
     dp.opts,
   ).artifact;

@@ -59,6 +59,7 @@ export const awsVmGroupTarget: TargetModule<"vmgroup-aws"> = {
       hostedZoneId: config.dnsZone,
       logLevel: config.logLevel,
       extraEnv: ctx.extraEnv,
+      rollout: { steps: config.rolloutSteps },
     });
     return {
       url: target.url,

@@ -16,6 +16,9 @@ import {
   type RenderedStack,
 } from "../support/render-stack";
 import { AWS_TAG_KEYS } from "../../components/tagging";
+import { bundleKey } from "../../components/aws/lambda-bundle";
+import { parseS3Location } from "../../components/release/zip-copy";
+import { imageRepositoryPath } from "../../components/gcp/image";
 
 const json = (v: unknown) => JSON.stringify(v) ?? "";
 const one = (q: ResourceQuery, type: string): RecordedResource => {
@@ -161,23 +164,88 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
       }
     });
 
-    test("the artifact is built here, or promoted exactly from the source stack", async () => {
+    test("the artifact is built here, or promoted into storage the stack owns with the source's digest (issue 15)", async () => {
       const builds =
         s.q.findByType("docker:index/image:Image").length +
         s.q.findByType("aws:s3/bucketObjectv2:BucketObjectv2").length;
       const exported = await outputOf(s.outputs.artifact);
-      if (s.config.promoteFrom) {
-        expect(builds).toBe(0);
-        expect(
-          s.q
-            .findByType("pulumi:pulumi:StackReference")
-            .map((r) => (r.inputs as { name: string }).name),
-        ).toEqual([s.config.promoteFrom]);
-        expect(exported).toEqual(exportedArtifactOf(s.config.promoteFrom));
-      } else {
+      if (!s.config.promoteFrom) {
         expect(builds).toBe(1);
         expect(s.q.findByType("pulumi:pulumi:StackReference")).toHaveLength(0);
+        return;
       }
+      expect(builds).toBe(0);
+      expect(
+        s.q
+          .findByType("pulumi:pulumi:StackReference")
+          .map((r) => (r.inputs as { name: string }).name),
+      ).toEqual([s.config.promoteFrom]);
+      const source = exportedArtifactOf(s.config.promoteFrom);
+      const own = ownStorage(s);
+      if (source.kind === "lambda-zip" && exported.kind === "lambda-zip") {
+        // Same bytes (the SHA-256 S3 computed for the copy is checked against the source's)...
+        expect(exported.sha256).toBe(source.sha256);
+        // ...under the same content-addressed key, in this stack's bucket, kept when replaced.
+        expect(exported.location).toBe(`s3://${own}/${bundleKey(source.sha256)}`);
+        const copy = one(s.q, "aws:s3/objectCopy:ObjectCopy");
+        expect(copy.inputs).toMatchObject({
+          bucket: own,
+          source: source.location.slice("s3://".length),
+          checksumAlgorithm: "SHA256",
+          serverSideEncryption: "AES256",
+        });
+        expect(copy.options.retainOnDelete).toBe(true);
+      } else if (source.kind === "image" && exported.kind === "image") {
+        expect(exported.digest).toBe(source.digest);
+        expect(exported.imageRef).toBe(`${own}@${source.digest}`);
+        expect(exported.imageRef).not.toBe(source.imageRef);
+        // The copy (crane, by digest) is verified: it fails unless the copy's digest is the source's.
+        const copies = s.q
+          .findByType("command:local:Command")
+          .map((r) => r.inputs as { create: string })
+          .filter((i) => i.create.includes("crane copy"));
+        expect(copies).toHaveLength(1);
+        const copy = copies[0]!;
+        expect(copy.create).toContain(`crane copy '${source.imageRef}' '${own}:release-`);
+        expect(copy.create).toContain(`!= '${source.digest}'`);
+      } else {
+        throw new Error(`artifact kinds differ: ${exported.kind} vs ${source.kind}`);
+      }
+    });
+
+    test("a promoted stack's compute references only its own storage (issue 15)", async () => {
+      if (!s.config.promoteFrom) return;
+      const source = exportedArtifactOf(s.config.promoteFrom);
+      const own = ownStorage(s);
+      // The copies read the source; the release history only names the release.
+      const copies = new Set([
+        "command:local:Command",
+        "aws:s3/objectCopy:ObjectCopy",
+        "pulumi-nodejs:dynamic:Resource",
+      ]);
+      const sourceStore =
+        source.kind === "image"
+          ? source.imageRef.slice(0, source.imageRef.lastIndexOf("@"))
+          : parseS3Location(source.location).bucket;
+      // Launch templates carry their user data base64-encoded: read it decoded.
+      const text = (r: RecordedResource) =>
+        json(r.inputs) +
+        (typeof r.inputs.userData === "string"
+          ? Buffer.from(r.inputs.userData, "base64").toString("utf8")
+          : "");
+      const readers = s.q
+        .all()
+        .filter((r) => !copies.has(r.type) && r.type !== "pulumi:pulumi:StackReference")
+        .filter((r) => text(r).includes(sourceStore));
+      expect(readers.map((r) => `${r.type} ${r.name}`)).toEqual([]);
+      const compute = s.q
+        .all()
+        .filter((r) => !copies.has(r.type))
+        .filter((r) =>
+          text(r).includes(source.kind === "image" ? source.digest : bundleKey(source.sha256)),
+        );
+      expect(compute.length).toBeGreaterThan(0);
+      for (const r of compute) expect(text(r)).toContain(own);
     });
 
     test("the service URL is exported", async () => {
@@ -248,7 +316,7 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
       }
     });
 
-    test("a promoted Cloud Run service may pull its image: the service agent reads the source repository", async () => {
+    test("Cloud Run may pull its image: the service agent reads the stack's own repository", async () => {
       if (s.config.target !== "cloudrun") return;
       const pull = s.q
         .findByType("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
@@ -259,7 +327,8 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
       const image = (one(s.q, "gcp:cloudrunv2/service:Service").inputs as any).template
         .containers[0].image as string;
       expect(image).toContain(`/${String(pull.inputs.project)}/${String(pull.inputs.repository)}/`);
-      if (s.config.promoteFrom) expect(pull.inputs.project).not.toBe(s.config.gcpProject);
+      // Promoted stacks too: they run their own copy, never the source project's repository.
+      expect(pull.inputs.project).toBe(s.config.gcpProject);
       expect(one(s.q, "gcp:cloudrunv2/service:Service").options.dependencies).toContain(pull.urn);
     });
 
@@ -373,6 +442,22 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
       }
     });
   });
+}
+
+/** Where the stack keeps its releases: its bucket's name, or its repository's path. */
+function ownStorage(s: RenderedStack): string {
+  if (s.config.target === "lambda") {
+    return String(one(s.q, "aws:s3/bucketV2:BucketV2").state.bucket);
+  }
+  if (s.config.cloud === "aws") {
+    return String(one(s.q, "aws:ecr/repository:Repository").state.repositoryUrl);
+  }
+  const repo = one(s.q, "gcp:artifactregistry/repository:Repository").inputs;
+  return imageRepositoryPath(
+    String(repo.location),
+    String(repo.project),
+    String(repo.repositoryId),
+  );
 }
 
 function stackTargetLabel(stack: string) {

@@ -19,6 +19,7 @@ function stack(name: string, over: Partial<StackFacts> = {}): StackFacts {
     values: {},
     sampled: [],
     secretsUnset: [],
+    promotionReaders: [],
     names: [],
     counts: { vpcs: 1, elasticIps: 1, natGateways: 1, lambdaReserved: 0 },
     ...over,
@@ -371,6 +372,57 @@ describe("DNS, promotion and billing", () => {
       "blocker promotion.source lambda-prod",
       "warning promotion.source vm-prod",
     ]);
+  });
+
+  test("promotion across AWS accounts: the source's agent:promotionReaders must name the promoted stack's account (issue 15)", () => {
+    const promoted = stack("eks-prod", {
+      target: "eks",
+      promoteFrom: "eks-dev",
+      account: "222222222222",
+    });
+    const source = (promotionReaders: string[]) =>
+      stack("eks-dev", { target: "eks", account: "111111111111", promotionReaders });
+    const blocked = run([source([]), promoted]).filter((x) => x.rule === "promotion.cross-account");
+    expect(blocked).toHaveLength(1);
+    expect(blocked[0]!.fix).toBe(
+      "on eks-dev: pulumi config set --path 'agent:promotionReaders[0]' arn:aws:iam::222222222222:role/<eks-prod deploy role> (then pulumi up eks-dev before promoting)",
+    );
+    // Another account's grant does not help; the account or one of its roles does.
+    expect(rules(run([source(["333333333333"]), promoted]))).toContain(
+      "blocker promotion.cross-account eks-prod",
+    );
+    for (const reader of ["222222222222", "arn:aws:iam::222222222222:role/deploy"]) {
+      expect(
+        run([source([reader]), promoted]).filter((x) => x.rule.startsWith("promotion")),
+      ).toEqual([]);
+    }
+  });
+
+  test("promotion across GCP projects: no reader blocks; readers of other projects only warn (issue 15)", () => {
+    const gcpStack = (name: string, project: string, over: Partial<StackFacts> = {}) =>
+      stack(name, {
+        cloud: "gcp",
+        target: "cloudrun",
+        account: project,
+        gcp: { project, enabledApis: [], resources: [], crossProjectGrants: [] },
+        ...over,
+      });
+    const prod = gcpStack("cr-prod", "acme-prod", { promoteFrom: "cr-dev" });
+    const f = (readers: string[]) =>
+      rules(run([gcpStack("cr-dev", "acme-dev", { promotionReaders: readers }), prod])).filter(
+        (r) => r.includes("promotion"),
+      );
+    expect(f([])).toEqual(["blocker promotion.cross-project cr-prod"]);
+    expect(f(["serviceAccount:deploy@acme-stage.iam.gserviceaccount.com"])).toEqual([
+      "warning promotion.cross-project cr-prod",
+    ]);
+    expect(f(["serviceAccount:deploy@acme-prod.iam.gserviceaccount.com"])).toEqual([]);
+    // A group cannot be checked offline: trusted.
+    expect(f(["group:deployers@acme.test"])).toEqual([]);
+    // The same project needs no grant.
+    expect(
+      rules(run([gcpStack("cr-dev", "acme-prod"), prod])).filter((r) => r.includes("promotion")),
+    ).toEqual([]);
   });
 
   test("the budget's tag must be an active cost allocation tag: once per account, silent when --live says Active", () => {
