@@ -193,5 +193,7 @@ export function environmentProfile(environment: Environment): EnvironmentProfile
   if (!profile) {
     throw new Error(`Unknown environment "${String(environment)}": use one of dev, staging, prod.`);
   }
-  return structuredClone(profile);
+  // A copy made with this realm's JSON, not structuredClone: under jest, structuredClone builds
+  // arrays of the outer realm, which Pulumi's serializer (`instanceof Array`) takes for objects.
+  return JSON.parse(JSON.stringify(profile)) as EnvironmentProfile;
 }

@@ -161,3 +161,20 @@ export function rdsPostgresVersion(): { engineVersion: string; parameterGroupFam
 export const MEMORYSTORE_REDIS_VERSION = `REDIS_${ENGINE_VERSIONS.gcp.redis.major}_${ENGINE_VERSIONS.gcp.redis.minor}`;
 /** Cloud SQL's `databaseVersion`. */
 export const CLOUD_SQL_POSTGRES_VERSION = `POSTGRES_${ENGINE_VERSIONS.gcp.postgres.major}`;
+
+/**
+ * Cluster add-ons the program installs, pinned: a chart version fixes the controller image and
+ * the CRDs. Argo Rollouts (progressive delivery on EKS): chart 2.41.0 ships controller v1.9.0,
+ * the newest in https://github.com/argoproj/argo-helm/blob/main/charts/argo-rollouts/Chart.yaml
+ * (repository snapshot of 2026-07-02, read 2026-12-06).
+ */
+export const CLUSTER_ADDONS = {
+  takenOn: "2026-12-06",
+  argoRollouts: {
+    chart: "argo-rollouts",
+    repo: "https://argoproj.github.io/argo-helm",
+    version: "2.41.0",
+    appVersion: "v1.9.0",
+    namespace: "argo-rollouts",
+  },
+} as const;

@@ -14,6 +14,9 @@ import { checkProjectId, joinProblems } from "./naming";
 /** Which metrics describe the service: Cloud Run's own, or an external HTTPS load balancer's. */
 export type ServiceKind = "cloud-run" | "https-lb";
 
+/** The p99 alert policy's threshold when a stack sets none (a streamed reply is one long request). */
+export const DEFAULT_SERVICE_P99_MS = 30_000;
+
 export interface ServiceAlertThresholds {
   /**
    * Fraction of requests answered 5xx.
@@ -51,7 +54,7 @@ export function serviceAlertSpecs(
   t: ServiceAlertThresholds = {},
 ): AlertSpec<string>[] {
   const errorRatio = t.errorRatio ?? 0.05;
-  const latencyMs = t.latencyP99Ms ?? 30000;
+  const latencyMs = t.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS;
   const rate = {
     alignmentPeriod: "300s",
     perSeriesAligner: "ALIGN_RATE",

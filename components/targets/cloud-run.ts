@@ -14,7 +14,7 @@ import {
   type ServiceAlerts,
   type ServiceAlertThresholds,
 } from "../gcp/monitoring";
-import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import { checkAutonamedName, checkProjectId, GCP_NAME_PATTERN } from "../gcp/naming";
 import { type ServiceEnvArgs, isPinnedByDigest } from "./service";
 import { attempt, problemsOf, secretsProblem, settingsOrFail } from "./problems";
 import {
@@ -25,6 +25,10 @@ import {
 import { targetScaling, type CloudRunScaling } from "./scaling";
 import { requireArtifactRepository } from "../gcp/image";
 import { SERVICE_CONTRACT } from "../../app/src/contract";
+import { heldTraffic, liveServingRevision, type GcpRollout } from "../release/rollout-gcp";
+import { RolloutDriver } from "../release/rollout-driver";
+import { defaultGates } from "../release/rollout-plan";
+import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 
 // Moved to ./common (the GCP VM group shares them); still exported here.
 export { secretGrantKeys, serviceAccountId } from "../gcp/service-identity";
@@ -76,6 +80,12 @@ export interface CloudRunTargetArgs extends ServiceEnvArgs {
   labels?: Record<string, string>;
   /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
   alertThresholds?: ServiceAlertThresholds;
+  /**
+   * Progressive delivery: a new revision starts with no traffic and the rollout driver moves it
+   * through `steps` against the gates (components/release/rollout-gcp.ts). No steps (or no
+   * `rollout`): every revision takes all traffic once ready.
+   */
+  rollout?: GcpRollout;
 }
 
 export interface CloudRunSettings {
@@ -104,6 +114,13 @@ export const CLOUD_RUN_RESERVED_ENV = [
 export const CLOUD_RUN_MAX_TIMEOUT_SECONDS = 3600;
 /** Cloud Run service names: at most 49 characters. */
 const SERVICE_NAME_MAX = 49;
+
+/** A fixed service name (progressive delivery reads the live service by it). */
+function serviceNameProblem(name: string): string | undefined {
+  return GCP_NAME_PATTERN.test(name) && name.length <= SERVICE_NAME_MAX
+    ? undefined
+    : `rollout.name "${name}" is not a Cloud Run service name: use at most ${SERVICE_NAME_MAX} lowercase letters, digits and hyphens, starting with a letter.`;
+}
 
 const MEMBER = /^(user|serviceAccount|group|domain|principal|principalSet):\S+$/;
 
@@ -149,6 +166,9 @@ export function resolveCloudRunSettings(
       ? undefined
       : `ingress "${String(ingress)}" is unknown: use one of ${CLOUD_RUN_INGRESS.join(", ")}.`,
     invokerProblems(invoker),
+    args.rollout && args.rollout.steps.length > 0
+      ? serviceNameProblem(args.rollout.name)
+      : undefined,
     secretsProblem(dp.secrets, "the service account must be granted the secrets it reads"),
     Number.isInteger(timeoutSeconds) &&
       timeoutSeconds >= 1 &&
@@ -293,6 +313,8 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   readonly invokers: gcp.cloudrunv2.ServiceIamMember[];
   readonly alerts: ServiceAlerts;
   readonly uptimeCheck?: ServiceUptimeCheck;
+  /** With rollout steps: moves each new revision's traffic step by step, or puts the old one back. */
+  readonly rolloutDriver?: RolloutDriver;
 
   private readonly name: string;
 
@@ -322,6 +344,7 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
       userLabels: args.labels,
     });
     this.uptimeCheck = this.createUptimeCheck(args);
+    this.rolloutDriver = this.createRolloutDriver(args);
 
     this.url = this.service.uri;
     this.serviceName = this.service.name;
@@ -343,11 +366,19 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
       target: "cloudrun",
       environment: environmentProfile(args.dataPlane.environment).environment,
     };
+    const rollout = args.rollout?.steps.length ? args.rollout : undefined;
     return new gcp.cloudrunv2.Service(
       `${this.name}-service`,
       {
         project: args.project,
         location: network.region,
+        ...(rollout && {
+          name: rollout.name,
+          traffics: liveServingRevision(
+            { project: args.project, location: network.region, name: rollout.name },
+            this,
+          ).apply(heldTraffic),
+        }),
         description: "Agent service",
         ingress: s.ingress,
         deletionProtection: s.deletionProtection,
@@ -436,6 +467,33 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
           },
           { parent: this },
         ),
+    );
+  }
+
+  /**
+   * The driver runs after every new revision (`latestCreatedRevision` changes with the template:
+   * a new image or new settings), moving its traffic through the steps.
+   */
+  private createRolloutDriver(args: CloudRunTargetArgs): RolloutDriver | undefined {
+    const rollout = args.rollout;
+    if (!rollout?.steps.length) return undefined;
+    const gates =
+      rollout.gates ?? defaultGates(args.alertThresholds?.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS);
+    return new RolloutDriver(
+      `${this.name}-rollout`,
+      {
+        plan: pulumi.output(args.dataPlane.network.region).apply((region) => ({
+          kind: "cloud-run" as const,
+          project: args.project,
+          region,
+          service: rollout.name,
+          steps: rollout.steps,
+          gates,
+        })),
+        trigger: this.service.latestCreatedRevision,
+        command: rollout.driverCommand,
+      },
+      { parent: this, dependsOn: [this.service, ...this.invokers] },
     );
   }
 

@@ -5,7 +5,8 @@
 import type { DataPlaneOutputs, ImageArtifact, NetworkAttachment } from "../contracts";
 import { environmentProfile } from "../environment";
 import { checkThresholds, type ServiceAlertThresholds } from "../gcp/monitoring";
-import { checkAutonamedName, checkProjectId } from "../gcp/naming";
+import { checkAutonamedName, checkProjectId, GCP_NAME_PATTERN } from "../gcp/naming";
+import type { GcpRollout } from "../release/rollout-gcp";
 
 import { type ServiceEnvArgs, hostNameProblem } from "./service";
 
@@ -70,6 +71,12 @@ export interface GcpVmGroupTargetArgs extends ServiceEnvArgs {
   labels?: Record<string, string>;
   /** @default { errorRatio: 0.05, latencyP99Ms: 30000 } */
   alertThresholds?: ServiceAlertThresholds;
+  /**
+   * Progressive delivery: the group keeps running its template and the rollout driver grows the
+   * new one as a canary version through `steps` against the gates (components/release/rollout-gcp.ts).
+   * No steps (or no `rollout`): a new template replaces every VM at once (proactive update).
+   */
+  rollout?: GcpRollout;
 }
 
 /** Everything the constructor needs, resolved from args and defaults. Pure. */
@@ -121,6 +128,10 @@ export function resolveGcpVmGroupSettings(
       ? undefined
       : `name "${name}" cannot prefix instance names: use at most 58 lowercase letters, digits and hyphens, starting with a letter.`,
     hostNameProblem(args.domain),
+    args.rollout?.steps.length &&
+      !(GCP_NAME_PATTERN.test(args.rollout.name) && args.rollout.name.length <= 63)
+      ? `rollout.name "${args.rollout.name}" is not a GCP resource name: use at most 63 lowercase letters, digits and hyphens, starting with a letter.`
+      : undefined,
     args.dnsZone !== undefined && args.domain === undefined
       ? "dnsZone needs domain: set the name to create in the zone."
       : undefined,

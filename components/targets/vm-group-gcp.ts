@@ -29,6 +29,10 @@ import {
   grantGcpSecretAccess,
 } from "../gcp/service-identity";
 import { settingsOrFail } from "./problems";
+import { heldVersions, liveGroupTemplate } from "../release/rollout-gcp";
+import { RolloutDriver } from "../release/rollout-driver";
+import { defaultGates } from "../release/rollout-plan";
+import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 import { serviceCloudConfig } from "./vm-service";
 
 import {
@@ -96,6 +100,9 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
   readonly dnsRecord?: gcp.dns.RecordSet;
   /** The rendered `#cloud-config` document. */
   readonly userData: pulumi.Output<string>;
+
+  /** With rollout steps: grows each new template as a canary version, or removes it. */
+  readonly rolloutDriver?: RolloutDriver;
 
   private readonly name: string;
 
@@ -165,6 +172,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
       },
       { parent: this },
     );
+    this.rolloutDriver = this.createRolloutDriver(args, network);
     this.instanceGroupManager = this.mig.name;
     this.serviceAccountEmail = this.serviceAccount.email;
     this.registerOutputs({
@@ -271,8 +279,46 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
           "google-monitoring-enabled": "true",
         },
       },
-      // A VM that starts before its grants exist fails to read its secrets and restarts.
-      { parent: this, dependsOn: [this.secretAccess, this.imageAccess, ...this.projectRoles] },
+      {
+        parent: this,
+        // A VM that starts before its grants exist fails to read its secrets and restarts.
+        dependsOn: [this.secretAccess, this.imageAccess, ...this.projectRoles],
+        // With progressive delivery the group still runs the old template when Pulumi would
+        // delete it (GCE refuses to delete a template in use); the driver deletes it once the
+        // new one serves everything.
+        retainOnDelete: Boolean(args.rollout?.steps.length),
+      },
+    );
+  }
+
+  /** The driver runs after every new template, growing it through the steps behind the load balancer. */
+  private createRolloutDriver(
+    args: GcpVmGroupTargetArgs,
+    network: GcpNetwork,
+  ): RolloutDriver | undefined {
+    const rollout = args.rollout;
+    if (!rollout?.steps.length) return undefined;
+    const gates =
+      rollout.gates ?? defaultGates(args.alertThresholds?.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS);
+    return new RolloutDriver(
+      `${this.name}-rollout`,
+      {
+        plan: pulumi
+          .all([network.region, this.instanceTemplate.selfLinkUnique, this.urlMap.name])
+          .apply(([region, instanceTemplate, urlMap]) => ({
+            kind: "gce-mig" as const,
+            project: args.project,
+            region,
+            instanceGroupManager: rollout.name,
+            instanceTemplate,
+            urlMap,
+            steps: rollout.steps,
+            gates,
+          })),
+        trigger: this.instanceTemplate.selfLinkUnique,
+        command: rollout.driverCommand,
+      },
+      { parent: this, dependsOn: [this.mig, this.backendService, ...this.forwardingRules] },
     );
   }
 
@@ -322,14 +368,28 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
     network: GcpNetwork,
   ): gcp.compute.RegionInstanceGroupManager {
     const s = this.settings;
+    const rollout = args.rollout?.steps.length ? args.rollout : undefined;
+    // `selfLinkUnique` names this template version, so a replaced template rolls the group; with
+    // progressive delivery the group keeps the template it runs and the driver rolls it.
+    const versions = rollout
+      ? pulumi
+          .all([
+            liveGroupTemplate(
+              { project: args.project, region: network.region, name: rollout.name },
+              this,
+            ),
+            this.instanceTemplate.selfLinkUnique,
+          ])
+          .apply(([live, next]) => heldVersions(live, next))
+      : [{ name: "primary", instanceTemplate: this.instanceTemplate.selfLinkUnique }];
     return new gcp.compute.RegionInstanceGroupManager(
       `${this.name}-mig`,
       {
         project: args.project,
         region: network.region,
+        ...(rollout && { name: rollout.name }),
         baseInstanceName: this.name,
-        // `selfLinkUnique` names this template version, so a replaced template rolls the group.
-        versions: [{ name: "primary", instanceTemplate: this.instanceTemplate.selfLinkUnique }],
+        versions,
         namedPorts: [{ name: "http", port: CONTAINER_PORT }],
         distributionPolicyZones: s.zones,
         // Recreate VMs that fail /ready for a minute, after the boot delay. Lenient on purpose:

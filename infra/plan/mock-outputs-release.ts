@@ -20,6 +20,69 @@ export function setStoredReleases(releases: readonly string[]): void {
 
 const IMAGE = /^sha256:[a-f0-9]{64}$/;
 
+/**
+ * Whether the services and groups a progressive stack reads (its fixed-name Cloud Run service,
+ * its instance group) exist yet: "absent" is a first deploy, "serving" a stack deployed before
+ * (its previous revision or template serving everything).
+ */
+let live: "serving" | "absent" = "serving";
+
+export function setLiveState(state: "serving" | "absent"): void {
+  live = state;
+}
+
+/** The data sources' own failure for a missing resource (terraform-provider-google). */
+function notFound(id: string): never {
+  const error = new Error(`${id} not found`);
+  throw Object.assign(error, { details: error.message });
+}
+
+/** The revision a deployed service serves: the one before the revision this update creates. */
+export function previousRevision(service: string): string {
+  return `${service}-00001-old`;
+}
+
+/** The template a deployed group runs before this update. */
+export function previousTemplate(project: string, group: string): string {
+  return `https://www.googleapis.com/compute/v1/projects/${project}/global/instanceTemplates/${group}-previous`;
+}
+
+registerInvoke("gcp:cloudrunv2/getService:getService", (ctx) => {
+  const { project, location, name } = ctx.inputs as Record<string, string>;
+  const id = `projects/${project}/locations/${location}/services/${name}`;
+  if (live === "absent") notFound(id);
+  const revision = previousRevision(name!);
+  return {
+    id,
+    name,
+    project,
+    location,
+    latestReadyRevision: revision,
+    latestCreatedRevision: revision,
+    trafficStatuses: [
+      { type: "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision, percent: 100, tag: "", uri: "" },
+    ],
+  };
+});
+
+registerInvoke(
+  "gcp:compute/getRegionInstanceGroupManager:getRegionInstanceGroupManager",
+  (ctx) => {
+    const { project, region, name } = ctx.inputs as Record<string, string>;
+    const id = `projects/${project}/regions/${region}/instanceGroupManagers/${name}`;
+    if (live === "absent") notFound(id);
+    return {
+      id,
+      name,
+      project,
+      region,
+      versions: [
+        { name: "stable", instanceTemplate: previousTemplate(project!, name!), targetSizes: [] },
+      ],
+    };
+  },
+);
+
 registerInvoke("aws:ecr/getImages:getImages", (ctx) => ({
   id: String(ctx.inputs.repositoryName),
   repositoryName: ctx.inputs.repositoryName,

@@ -89,6 +89,9 @@ registerComputedOutputs("gcp:cloudrunv2/service:Service", (ctx) => {
     name,
     uri: `https://${name}-${ctx.hash(10)}-uc.a.run.app`,
     uid: ctx.hash(32),
+    // Cloud Run names revisions <service>-<5-digit generation>-<3 random characters>.
+    latestCreatedRevision: `${name}-00002-${ctx.hash(3, "revision")}`,
+    latestReadyRevision: `${name}-00002-${ctx.hash(3, "revision")}`,
   };
 });
 

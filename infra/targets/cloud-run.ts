@@ -2,7 +2,8 @@
 import { z } from "zod";
 import { CloudRunTarget } from "../../components/targets/cloud-run";
 import { targetScaling } from "../../components/targets/scaling";
-import { gcpImage } from "./shared";
+import { gcpImage, NAME } from "./shared";
+import { gcpResourceId } from "../naming";
 import { gcpDataPlane } from "../clouds";
 import type { TargetModule } from "./types";
 
@@ -66,6 +67,11 @@ export const cloudRunTarget: TargetModule<"cloudrun"> = {
         logLevel: config.logLevel,
         extraEnv: ctx.extraEnv,
         labels: ctx.labels,
+        rollout: {
+          steps: config.rolloutSteps,
+          // Fixed, so the program finds the live service; Cloud Run allows 49 characters.
+          name: gcpResourceId(`${NAME}-${config.stack}`).slice(0, 49).replace(/-+$/, ""),
+        },
       },
       dataPlane.opts,
     );

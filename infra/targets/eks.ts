@@ -32,6 +32,11 @@ export const eksSection = z.strictObject({
   nodeMax: z.number().int().min(1).max(100).optional(),
   exposure: z.enum(["nlb", "alb"]).optional(),
   internal: z.boolean().optional(),
+  /**
+   * With agent:rollout.steps, the program installs Argo Rollouts (a pinned chart); false when the
+   * cluster already runs it.
+   */
+  installArgoRollouts: z.boolean().optional(),
   /** Whether the Kubernetes API answers outside the VPC at all (false: deploy from inside it). */
   publicEndpoint: z.boolean().optional(),
   publicEndpointCidrs: z.array(z.cidrv4({ message: "must be an IPv4 CIDR" })).optional(),
@@ -115,6 +120,10 @@ export const eksTarget: TargetModule<"eks"> = {
       logLevel: config.logLevel,
       extraEnv: ctx.extraEnv,
       vpcCidrBlock: dataPlane.component.network.vpc.cidrBlock,
+      rollout: {
+        steps: config.rolloutSteps,
+        installController: config.eks.installArgoRollouts,
+      },
     });
     return {
       url: target.url,

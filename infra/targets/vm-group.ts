@@ -4,7 +4,8 @@ import { AwsVmGroupTarget } from "../../components/targets/vm-group-aws";
 import { GcpVmGroupTarget } from "../../components/targets/vm-group-gcp";
 import { targetScaling } from "../../components/targets/scaling";
 import type { StackConfig } from "../config";
-import { awsCertificateArn, awsImage, awsPlatformFor, gcpImage } from "./shared";
+import { awsCertificateArn, awsImage, awsPlatformFor, gcpImage, NAME } from "./shared";
+import { gcpResourceId } from "../naming";
 import { awsDataPlane, gcpDataPlane } from "../clouds";
 import type { TargetModule } from "./types";
 
@@ -102,6 +103,8 @@ export const gcpVmGroupTarget: TargetModule<"vmgroup-gcp"> = {
         logLevel: config.logLevel,
         extraEnv: ctx.extraEnv,
         labels: ctx.labels,
+        // Fixed, so the program finds the live group.
+        rollout: { steps: config.rolloutSteps, name: gcpResourceId(`${NAME}-${config.stack}`) },
       },
       dataPlane.opts,
     );

@@ -3,6 +3,7 @@
  * test/infra/stacks/ renders one stack file and calls `describeStack`.
  */
 import type { RecordedResource, ResourceQuery } from "../support/pulumi";
+import { describeRollout } from "./rollout-assertions";
 import { invocationsOf, outputOf } from "../support/pulumi";
 import { apiForType } from "../../components/gcp/apis";
 import { EKS_VERSIONS, eksVersionProblem } from "../../components/versions";
@@ -39,6 +40,7 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
   beforeAll(async () => {
     s = await render();
   }, 120_000);
+  describeRollout(stack, () => s);
 
   describe(`stack ${stack}`, () => {
     test("the Anthropic key appears only in secret inputs", () => {

@@ -218,6 +218,8 @@ export function deploymentSpec(input: DeploymentSpecInput): k8s.types.input.apps
 
 export interface HpaSpecInput {
   deploymentName: Input<string>;
+  /** What the autoscaler scales. @default the Deployment named `deploymentName` */
+  target?: { apiVersion: string; kind: string; name: Input<string> };
   minReplicas: number;
   maxReplicas: number;
   targetCpuPercent: number;
@@ -237,7 +239,11 @@ export function hpaSpec(
     resource: { name, target: { type: "Utilization", averageUtilization } },
   });
   return {
-    scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: input.deploymentName },
+    scaleTargetRef: input.target ?? {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      name: input.deploymentName,
+    },
     minReplicas: input.minReplicas,
     maxReplicas: input.maxReplicas,
     metrics: [

@@ -44,6 +44,8 @@ import {
 } from "./specs";
 import { type EksScaling, eksScalingProblems, targetScaling } from "../scaling";
 import { SERVICE_CONTRACT } from "../../../app/src/contract";
+import { defaultGates, type RolloutGates, type RolloutStep } from "../../release/rollout-plan";
+import { type ArgoCanary, ROLLOUT_API_VERSION, createArgoCanary } from "./rollouts";
 
 export interface EksTargetArgs extends ServiceEnvArgs {
   /** The AWS data plane's contract: endpoints, secret references, network, alarm topic. */
@@ -86,6 +88,20 @@ export interface EksTargetArgs extends ServiceEnvArgs {
   preStopSeconds?: number;
   /** The CIDR the NetworkPolicy lets pods reach Postgres and Redis in. @default the data plane VPC's CIDR (looked up) */
   vpcCidrBlock?: pulumi.Input<string>;
+  /**
+   * Progressive delivery with Argo Rollouts (./rollouts.ts): a Rollout runs the Deployment's pods
+   * through `steps`, analysed against the gates, and aborts to the stable pods when one fails.
+   * No steps (or no `rollout`): the Deployment rolls by itself.
+   */
+  rollout?: EksRollout;
+}
+
+export interface EksRollout {
+  steps: RolloutStep[];
+  /** @default defaultGates(60 s) */
+  gates?: RolloutGates;
+  /** Install the Argo Rollouts controller (pinned chart). False when the cluster has it. @default true */
+  installController?: boolean;
 }
 
 interface Settings {
@@ -223,6 +239,8 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
   readonly networkPolicy: k8s.networking.v1.NetworkPolicy;
   readonly dnsRecord?: aws.route53.Record;
   readonly alarms: aws.cloudwatch.MetricAlarm[];
+  /** With rollout steps: the Argo Rollouts canary that runs the pods. */
+  readonly canary?: ArgoCanary;
 
   private readonly name: string;
   private readonly k8sOpts: pulumi.CustomResourceOptions;
@@ -247,12 +265,6 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
       s.ingress === "alb"
         ? this.createIngress(args, s, network)
         : this.createLoadBalancer(args, s, network, labels);
-    this.autoscaler = this.createAutoscaler(s);
-    this.disruptionBudget = s.podDisruptionBudget
-      ? this.createDisruptionBudget(s, labels)
-      : undefined;
-    this.networkPolicy = this.createNetworkPolicy(args, s, network, labels);
-
     this.loadBalancerHostname = (
       this.exposure.status as pulumi.Output<LoadBalancerStatusHolder>
     ).apply(
@@ -261,6 +273,13 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
         status?.loadBalancer?.ingress?.[0]?.ip ??
         "",
     );
+    this.canary = this.createCanary(args, s, labels);
+    this.autoscaler = this.createAutoscaler(s);
+    this.disruptionBudget = s.podDisruptionBudget
+      ? this.createDisruptionBudget(s, labels)
+      : undefined;
+    this.networkPolicy = this.createNetworkPolicy(args, s, network, labels);
+
     this.dnsRecord = this.createDnsRecord(args);
     this.alarms = this.createAlarms(args, s);
     this.url = serviceUrl(args.domain, this.loadBalancerHostname);
@@ -454,6 +473,11 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
         metadata: { name: s.appName, namespace: this.namespace },
         spec: hpaSpec({
           deploymentName: this.deploymentName,
+          target: this.canary && {
+            apiVersion: ROLLOUT_API_VERSION,
+            kind: "Rollout",
+            name: this.canary.rollout.metadata.name,
+          },
           minReplicas: s.scaling.minReplicas,
           maxReplicas: s.scaling.maxReplicas,
           targetCpuPercent: s.scaling.targetCpuPercent,
@@ -462,6 +486,41 @@ export class EksTarget extends pulumi.ComponentResource implements TargetOutputs
       },
       this.k8sOpts,
     );
+  }
+
+  private createCanary(
+    args: EksTargetArgs,
+    s: Settings,
+    labels: Record<string, string>,
+  ): ArgoCanary | undefined {
+    const rollout = args.rollout;
+    if (!rollout?.steps.length) return undefined;
+    const lb = aws.lb.getLoadBalancerOutput(
+      { name: this.loadBalancerHostname.apply(loadBalancerNameOf) },
+      { parent: this },
+    );
+    return createArgoCanary(this, {
+      name: this.name,
+      namespace: this.namespace,
+      appName: s.appName,
+      labels,
+      deploymentName: this.deploymentName,
+      steps: rollout.steps,
+      gates: rollout.gates ?? defaultGates(60_000),
+      signals: { kind: s.ingress, loadBalancerArnSuffix: lb.arnSuffix },
+      readyPath: SERVICE_CONTRACT.probes.readiness,
+      controller:
+        rollout.installController === false
+          ? undefined
+          : {
+              provider: args.cluster.provider,
+              oidcProviderArn: args.cluster.oidcProviderArn,
+              oidcProviderUrl: args.cluster.oidcProviderUrl,
+              region: args.dataPlane.region,
+            },
+      canaryServiceSpec: clusterServiceSpec(labels),
+      k8sOpts: this.k8sOpts,
+    });
   }
 
   private createDisruptionBudget(
