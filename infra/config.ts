@@ -18,7 +18,7 @@ import {
   type RolloutStep,
 } from "../components/release/rollout-plan";
 import { readerProblems } from "../components/release/readers";
-import { bundleSha256Base64 } from "../components/release/zip-copy";
+import { releaseName } from "../components/release/history";
 import { TARGETS } from "./targets";
 import type { TargetDefs, TargetKey } from "./targets/types";
 import type { EksSection } from "./targets/eks";
@@ -577,10 +577,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
 
 /** A release as the stack's storage names it, or undefined when `raw` is not one. */
 function normalizeRelease(raw: string, target: TargetKind): string | undefined {
-  if (target === "lambda") return bundleSha256Base64(raw);
-  if (/^sha256:[a-f0-9]{64}$/.test(raw)) return raw;
-  if (/^[a-f0-9]{64}$/.test(raw)) return `sha256:${raw}`;
-  return undefined;
+  return releaseName(raw, target === "lambda" ? "zip" : "image");
 }
 
 /** The target key of a target and cloud, or undefined when the cloud does not fit the target. */

@@ -20,6 +20,24 @@ export interface ReleaseRecord {
   commit: string;
 }
 
+/** A bundle's SHA-256 as Lambda takes it (base64), from base64 or hex. */
+export function bundleSha256Base64(release: string): string | undefined {
+  if (/^[A-Za-z0-9+/]{43}=$/.test(release)) return release;
+  if (/^[a-f0-9]{64}$/.test(release)) return Buffer.from(release, "hex").toString("base64");
+  return undefined;
+}
+
+/**
+ * A release as a stack's storage names it: an image digest `sha256:<hex>` (bare hex accepted), or
+ * a bundle's base64 SHA-256 (hex accepted); undefined when `raw` is neither.
+ */
+export function releaseName(raw: string, kind: "image" | "zip"): string | undefined {
+  if (kind === "zip") return bundleSha256Base64(raw);
+  if (/^sha256:[a-f0-9]{64}$/.test(raw)) return raw;
+  if (/^[a-f0-9]{64}$/.test(raw)) return `sha256:${raw}`;
+  return undefined;
+}
+
 /** How many records a stack keeps: older ones drop off (their artifacts stay in storage). */
 export const MAX_RELEASES = 50;
 

@@ -16,7 +16,7 @@ import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import type { ZipArtifact } from "../contracts";
 import { bundleKey } from "../aws/lambda-bundle";
-import { missingRelease } from "./history";
+import { bundleSha256Base64, missingRelease } from "./history";
 
 /** `s3://bucket/key` -> its parts; throws for anything else. */
 export function parseS3Location(location: string): { bucket: string; key: string } {
@@ -34,12 +34,7 @@ export function checkCopiedSha256(copied: string, expected: string, where: strin
   }
 }
 
-/** A bundle's SHA-256 as Lambda takes it (base64), from base64 or hex. */
-export function bundleSha256Base64(release: string): string | undefined {
-  if (/^[A-Za-z0-9+/]{43}=$/.test(release)) return release;
-  if (/^[a-f0-9]{64}$/.test(release)) return Buffer.from(release, "hex").toString("base64");
-  return undefined;
-}
+export { bundleSha256Base64 };
 
 export type BundleReleaseSource =
   /** Promotion: copy this bundle (the source stack's) into the bucket. */
