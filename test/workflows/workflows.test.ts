@@ -54,6 +54,11 @@ const VERIFIED_PINS: Record<string, { sha: string; version: string; inputs: stri
     inputs:
       "always-include-summary cloud-url color command comment-on-pr comment-on-pr-number comment-on-summary config-map continue-on-error debug diff edit-pr-comment exclude exclude-dependents exclude-protected expect-no-changes github-token log-flow log-verbosity message parallel plan policyPackConfigs policyPacks pulumi-version pulumi-version-file refresh remove replace secrets-provider stack-name suppress-outputs suppress-progress target target-dependents upsert work-dir",
   },
+  "imjasonh/setup-crane": {
+    sha: "6da1ae018866400525525ce74ff892880c099987",
+    version: "v0.5",
+    inputs: "version",
+  },
   "docker/setup-qemu-action": {
     sha: "96fe6ef7f33517b61c61be40b68a1882f3264fb8",
     version: "v4.2.0",
@@ -301,7 +306,8 @@ describe("pinned actions", () => {
       .filter(([, v]) => v.required)
       .map(([k]) => k);
     const callers = allJobs().filter(({ job }) => job.uses === "./.github/workflows/pulumi-up.yml");
-    expect(callers.length).toBe(STACKS.length);
+    // One job per stack, and the rollback job (any promoted stack).
+    expect(callers.length).toBe(STACKS.length + 1);
     for (const { id, job } of callers) {
       for (const key of Object.keys(job.with ?? {}))
         expect({ id, input: key, declared: key in call.inputs }).toEqual({
@@ -542,7 +548,7 @@ describe("deploy workflow: dev, then staging and prod through environments, alon
   it("runs on pushes to main and on demand with a ref (rollback) and a lineage", () => {
     expect(deploy.on).toMatchObject({ push: { branches: ["main"] } });
     const inputs = (deploy.on.workflow_dispatch as { inputs: Json }).inputs;
-    expect(Object.keys(inputs).sort()).toEqual(["lineage", "ref"]);
+    expect(Object.keys(inputs).sort()).toEqual(["lineage", "ref", "release", "rollback"]);
     expect((inputs.lineage as { options: string[] }).options.sort()).toEqual([
       "all",
       "cloudrun",
@@ -600,12 +606,42 @@ describe("deploy workflow: dev, then staging and prod through environments, alon
     },
   );
 
-  it("has no job that is not a stack (besides resolve)", () => {
+  it("has no job that is not a stack (besides resolve and rollback)", () => {
     expect(
       Object.keys(deploy.jobs)
-        .filter((j) => j !== "resolve")
+        .filter((j) => j !== "resolve" && j !== "rollback")
         .sort(),
     ).toEqual(STACKS);
+  });
+
+  it("rolls back one promoted stack alone: only the rollback job runs, with agent:release for that run (issue 15)", () => {
+    const inputs = (deploy.on.workflow_dispatch as { inputs: Json }).inputs;
+    const promoted = STACKS.filter((stack) => promoteFromOf(stack) !== undefined);
+    expect((inputs.rollback as { options: string[] }).options.sort()).toEqual(
+      ["none", ...promoted].sort(),
+    );
+    const job = deploy.jobs.rollback!;
+    expect(job.if).toBe("inputs.rollback != '' && inputs.rollback != 'none'");
+    expect(job.with).toMatchObject({
+      stack: "${{ inputs.rollback }}",
+      artifact: "promoted",
+      release: "${{ inputs.release }}",
+      environment: "${{ needs.resolve.outputs.rollback-environment }}",
+    });
+    // Every other deployment is skipped: the builds say so, the promotions follow their source.
+    for (const stack of STACKS) {
+      const j = deploy.jobs[stack]!;
+      if (promoteFromOf(stack)) expect(j.if).toBeUndefined();
+      else expect(j.if).toContain("(inputs.rollback == '' || inputs.rollback == 'none')");
+    }
+    // The release reaches the stack as agent:release through the run's config map.
+    const config = up.jobs.up!.steps!.find((s) => s.id === "config")!;
+    expect(config.env).toMatchObject({ RELEASE: "${{ inputs.release }}" });
+    expect(config.run).toContain("agent:release:");
+    // The copies into a promoted stack's registry need crane, installed pinned.
+    const crane = up.jobs.up!.steps!.find((s) => s.uses?.startsWith("imjasonh/setup-crane@"))!;
+    expect(crane.if).toBe("inputs.artifact == 'promoted'");
+    expect(crane.with?.version).toMatch(/^v\d+\.\d+\.\d+$/);
   });
 
   it("the lambda lineage goes dev -> staging -> prod", () => {
