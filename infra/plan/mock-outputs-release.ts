@@ -65,23 +65,20 @@ registerInvoke("gcp:cloudrunv2/getService:getService", (ctx) => {
   };
 });
 
-registerInvoke(
-  "gcp:compute/getRegionInstanceGroupManager:getRegionInstanceGroupManager",
-  (ctx) => {
-    const { project, region, name } = ctx.inputs as Record<string, string>;
-    const id = `projects/${project}/regions/${region}/instanceGroupManagers/${name}`;
-    if (live === "absent") notFound(id);
-    return {
-      id,
-      name,
-      project,
-      region,
-      versions: [
-        { name: "stable", instanceTemplate: previousTemplate(project!, name!), targetSizes: [] },
-      ],
-    };
-  },
-);
+registerInvoke("gcp:compute/getRegionInstanceGroupManager:getRegionInstanceGroupManager", (ctx) => {
+  const { project, region, name } = ctx.inputs as Record<string, string>;
+  const id = `projects/${project}/regions/${region}/instanceGroupManagers/${name}`;
+  if (live === "absent") notFound(id);
+  return {
+    id,
+    name,
+    project,
+    region,
+    versions: [
+      { name: "stable", instanceTemplate: previousTemplate(project!, name!), targetSizes: [] },
+    ],
+  };
+});
 
 registerInvoke("aws:ecr/getImages:getImages", (ctx) => ({
   id: String(ctx.inputs.repositoryName),
