@@ -10,15 +10,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
-import { environmentProfile } from "../components/environment";
-import {
-  codeDeployTrafficRouting,
-  instanceRefreshCheckpoints,
-  rolloutProblems,
-  type RolloutStep,
-} from "../components/release/rollout-plan";
-import { readerProblems } from "../components/release/readers";
-import { releaseName } from "../components/release/history";
+import type { RolloutStep } from "../components/release/rollout-plan";
+import { releaseSettings } from "./config-release";
 import { TARGETS } from "./targets";
 import type { TargetDefs, TargetKey } from "./targets/types";
 import type { EksSection } from "./targets/eks";
@@ -412,31 +405,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   }
   if (c.certificateArn && !c.domain)
     problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
-  const release = c.release === undefined ? undefined : normalizeRelease(c.release, c.target);
-  if (c.release !== undefined && !c.promoteFrom) {
-    problems.push(
-      `${NS}:release rolls back to a release in the storage a promoted stack owns, and this stack builds its own (no ${NS}:promoteFrom): remove ${NS}:release and deploy the older commit instead (Actions > deploy with ref = that commit)`,
-    );
-  } else if (c.release !== undefined && !release) {
-    problems.push(
-      c.target === "lambda"
-        ? `${NS}:release "${c.release}" is not a bundle SHA-256 (44 base64 characters or 64 hex, as \`npm run release -- list\` shows)`
-        : `${NS}:release "${c.release}" is not an image digest (sha256:<64 hex>, as \`npm run release -- list\` shows)`,
-    );
-  }
-  const rolloutSteps = c.rollout?.steps ?? environmentProfile(c.environment).rolloutSteps;
-  const stepProblems = rolloutProblems(rolloutSteps, `${NS}:rollout.steps`);
-  problems.push(...stepProblems);
-  if (stepProblems.length === 0 && rolloutSteps.length > 0) {
-    try {
-      if (c.target === "lambda") codeDeployTrafficRouting(rolloutSteps, `${NS}:rollout.steps`);
-      if (c.target === "vmgroup" && cloud === "aws")
-        instanceRefreshCheckpoints(rolloutSteps, `${NS}:rollout.steps`);
-    } catch (e) {
-      problems.push((e as Error).message);
-    }
-  }
-  problems.push(...readerProblems(cloud, c.promotionReaders ?? [], `${NS}:promotionReaders`));
+  const { release, rolloutSteps } = releaseSettings(c, cloud, problems);
   if (c.target === "eks") {
     const e = c.eks ?? {};
     if (e.cluster === "existing" && !c.kubeconfig) {
@@ -573,11 +542,6 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
     case "vmgroup-gcp":
       return { ...gcp(), key, target: "vmgroup", vmgroup: c.vmgroup ?? {} };
   }
-}
-
-/** A release as the stack's storage names it, or undefined when `raw` is not one. */
-function normalizeRelease(raw: string, target: TargetKind): string | undefined {
-  return releaseName(raw, target === "lambda" ? "zip" : "image");
 }
 
 /** The target key of a target and cloud, or undefined when the cloud does not fit the target. */

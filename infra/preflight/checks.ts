@@ -3,9 +3,9 @@
  * all stacks at once. Pure: facts in (from the plan workers, and optionally from `--live`), findings
  * out. Each finding says what is wrong with which value, and what to do.
  */
-import { awsReaderAccount, gcpReaderProject } from "../../components/release/readers";
 import { EKS_VERSIONS, eksVersionStatus, DEFAULT_EKS_VERSION } from "../../components/versions";
 import type { StackFacts } from "./facts";
+import { promotion } from "./checks-release";
 import {
   AWS_QUOTAS,
   LAMBDA_NEW_ACCOUNT_CONCURRENCY,
@@ -88,7 +88,7 @@ export function preflight(stacks: readonly StackFacts[], options: PreflightOptio
   );
 }
 
-type Add = (f: Finding) => void;
+export type Add = (f: Finding) => void;
 
 function setCommand(key: string, secret = false): string {
   return `pulumi config set ${secret ? "--secret " : ""}${key.includes(".") ? "--path " : ""}${key} <value>`;
@@ -496,96 +496,6 @@ function domains(stacks: readonly StackFacts[], add: Add): void {
         fix: `give each stack its own agent:domain`,
       });
     }
-  }
-}
-
-function promotion(stacks: readonly StackFacts[], add: Add): void {
-  const byName = new Map(stacks.map((s) => [s.stack, s]));
-  for (const s of stacks) {
-    if (!s.promoteFrom) continue;
-    const sourceName = s.promoteFrom.split("/").at(-1)!;
-    const source = byName.get(sourceName);
-    if (!source) {
-      add({
-        severity: "warning",
-        rule: "promotion.source",
-        stack: s.stack,
-        resource: "agent:promoteFrom",
-        message: `${s.promoteFrom} is not among the stacks checked here: its artifact and grants cannot be checked`,
-        fix: "check the stack name, or run the preflight with the source stack's file",
-      });
-    } else {
-      if (source.target !== s.target || source.cloud !== s.cloud) {
-        add({
-          severity: "blocker",
-          rule: "promotion.source",
-          stack: s.stack,
-          resource: "agent:promoteFrom",
-          message: `${sourceName} is a ${source.target} stack on ${source.cloud}; ${s.stack} (${s.target} on ${s.cloud}) cannot run its artifact`,
-          fix: "promote from a stack of the same target and cloud",
-        });
-      }
-      crossAccountPromotion(s, source, add);
-    }
-    for (const g of s.gcp?.crossProjectGrants ?? []) {
-      add({
-        severity: "warning",
-        rule: "promotion.cross-project",
-        stack: s.stack,
-        resource: `${g.project}/${g.repository}`,
-        message: `${s.stack} grants ${g.member} pulls on repository ${g.repository} in project ${g.project}: whoever runs its pulumi up needs artifactregistry.repositories.setIamPolicy there`,
-        fix: `give the deploy identity of ${s.stack} roles/artifactregistry.admin on that repository: gcloud artifacts repositories add-iam-policy-binding ${g.repository} --project ${g.project} --location <region> --member serviceAccount:<deployer> --role roles/artifactregistry.admin`,
-      });
-    }
-  }
-}
-
-/**
- * A promotion copies the source stack's release into the promoted stack's own storage, with the
- * promoted stack's deployer: across accounts or projects, the source must grant it read
- * (`agent:promotionReaders` on the source stack: an ECR repository policy and a bucket policy, or
- * roles/artifactregistry.reader on the repository).
- */
-function crossAccountPromotion(s: StackFacts, source: StackFacts, add: Add): void {
-  const sourceName = source.stack;
-  const setReader = (example: string) =>
-    `on ${sourceName}: pulumi config set --path 'agent:promotionReaders[0]' ${example} (then pulumi up ${sourceName} before promoting)`;
-  if (s.cloud === "aws") {
-    if (!(source.accountPinned && s.accountPinned) || source.account === s.account) return;
-    const granted = source.promotionReaders.some((r) => awsReaderAccount(r) === s.account);
-    if (granted) return;
-    add({
-      severity: "blocker",
-      rule: "promotion.cross-account",
-      stack: s.stack,
-      resource: "agent:promoteFrom",
-      message: `${s.stack} (account ${s.account}) copies ${sourceName}'s releases from account ${source.account}, whose agent:promotionReaders grant ${s.account} nothing: the copy is refused`,
-      fix: setReader(`arn:aws:iam::${s.account}:role/<${s.stack} deploy role>`),
-    });
-    return;
-  }
-  if (source.account === s.account) return;
-  if (source.promotionReaders.length === 0) {
-    add({
-      severity: "blocker",
-      rule: "promotion.cross-project",
-      stack: s.stack,
-      resource: "agent:promoteFrom",
-      message: `${s.stack} (project ${s.account}) copies ${sourceName}'s images from project ${source.account}, which grants no one outside it read on its repository: the copy is refused`,
-      fix: setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`),
-    });
-    return;
-  }
-  const projects = source.promotionReaders.map(gcpReaderProject);
-  if (projects.every((p) => p !== undefined && p !== s.account)) {
-    add({
-      severity: "warning",
-      rule: "promotion.cross-project",
-      stack: s.stack,
-      resource: "agent:promoteFrom",
-      message: `${sourceName} grants read to service accounts of ${[...new Set(projects)].join(", ")}, none of them in ${s.account}, where ${s.stack} deploys from`,
-      fix: `check that ${s.stack}'s deploy identity is among ${sourceName}'s agent:promotionReaders, or add it ${setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`)}`,
-    });
   }
 }
 
