@@ -12,6 +12,7 @@ import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
 import type { RolloutStep } from "../components/release/rollout-plan";
 import { releaseSettings } from "./config-release";
+import { appBudgetsSchema } from "../app/src/budget/kinds";
 import { TARGETS } from "./targets";
 import type { TargetDefs, TargetKey } from "./targets/types";
 import type { EksSection } from "./targets/eks";
@@ -31,13 +32,6 @@ const scalingSchema = z.strictObject({
   max: z.number().int().positive().max(1000).optional(),
   /** Target CPU utilisation in percent for autoscalers. */
   cpuTargetPercent: z.number().int().min(10).max(95).optional(),
-});
-
-const appBudgetsSchema = z.strictObject({
-  requestUsd: z.number().positive().optional(),
-  sessionUsd: z.number().positive().optional(),
-  userDailyUsd: z.number().positive().optional(),
-  dailyUsd: z.number().positive().optional(),
 });
 
 const common = {

@@ -3,6 +3,10 @@
  * Keys come from AGENT_API_KEYS (local runs, tests) and from hashed keys in Postgres.
  */
 import { createHash } from "node:crypto";
+import type { MiddlewareHandler } from "hono";
+import type { Logger } from "pino";
+import { ApiError } from "./errors";
+import type { AppEnv } from "./http";
 import type { Store } from "./store/types";
 
 export interface ApiKeyResolver {
@@ -23,6 +27,38 @@ export function presentedKey(headers: {
     if (m?.[1]) return m[1].trim();
   }
   return null;
+}
+
+/** Sets `userId` from the presented key; 401 without a valid one, 503 when keys cannot be checked. */
+export function authMiddleware(
+  auth: ApiKeyResolver,
+  logger: Pick<Logger, "error">,
+): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const key = presentedKey({ get: (n) => c.req.header(n) });
+    if (!key) {
+      throw new ApiError(
+        401,
+        "authentication_error",
+        "missing API key: send x-api-key: <key> or Authorization: Bearer <key>",
+      );
+    }
+    const user = await auth.resolve(key).catch((err: unknown) => {
+      logger.error(
+        { err: err instanceof Error ? err.message : String(err) },
+        "API key lookup failed",
+      );
+      throw new ApiError(
+        503,
+        "service_unavailable",
+        "cannot verify the API key right now; retry shortly",
+        { "retry-after": "5" },
+      );
+    });
+    if (!user) throw new ApiError(401, "authentication_error", "invalid API key");
+    c.set("userId", user);
+    await next();
+  };
 }
 
 export interface KeyResolverOptions {

@@ -19,18 +19,14 @@ import { batchBudgetHooks } from "./budget/batch-hold";
 import { ModelCatalog } from "./llm/models";
 import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
-import {
-  createTelemetry,
-  instrumentLlm,
-  traceCache,
-  traceStore,
-  type Telemetry,
-} from "./telemetry/otel";
+import { createTelemetry, type Telemetry } from "./telemetry/otel";
+import { instrumentLlm, traceCache, traceStore } from "./telemetry/instrument";
 import { BatchService } from "./batch/service";
 import { AnthropicBatchUpstream } from "./batch/upstream";
 import { ResilientProvider, resilienceOptions } from "./llm/resilient";
 import { rateLimiterFromConfig } from "./ratelimit/limiter";
 import { Lifecycle } from "./lifecycle";
+import { errorMessage } from "./errors";
 
 export interface CreateDepsOptions {
   logger?: Logger;
@@ -250,7 +246,7 @@ function assemble({
         await usage.close();
       } catch (err) {
         logger.error(
-          { err: (err as Error).message, pending: usage.pending },
+          { err: errorMessage(err), pending: usage.pending },
           "usage ledger not fully flushed at shutdown",
         );
       }

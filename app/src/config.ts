@@ -3,6 +3,7 @@
  * A bad value stops start-up with a message naming the variable and what to change.
  */
 import * as z from "zod";
+import { budgetEnvShape } from "./budget/kinds";
 import { SERVICE_CONTRACT } from "./contract";
 
 const bool = z
@@ -146,14 +147,8 @@ export const envSchema = z.object({
     .max(7 * 86_400)
     .default(86_400),
   // budgets
-  /** Most one request may cost, in USD; max_tokens is capped to fit. Unset: no per-request limit. */
-  BUDGET_REQUEST_USD: z.coerce.number().positive().optional(),
-  /** Most one session may cost over its whole life, in USD (never resets). Unset: no limit. */
-  BUDGET_SESSION_USD: z.coerce.number().positive().optional(),
-  /** Most one user may spend per UTC day, in USD; per-user overrides live in Postgres. Unset: no limit. */
-  BUDGET_USER_DAILY_USD: z.coerce.number().positive().optional(),
-  /** Most the whole deployment may spend per UTC day, in USD. Unset: no limit. */
-  BUDGET_DAILY_USD: z.coerce.number().positive().optional(),
+  /** BUDGET_REQUEST_USD, BUDGET_SESSION_USD, ...: a default limit in USD per kind (budget/kinds.ts). Unset: no limit. */
+  ...budgetEnvShape,
   /**
    * Near the edge of a budget, max_tokens is capped to what remains (header
    * x-agent-max-tokens-capped) rather than the request refused, but not below this many output

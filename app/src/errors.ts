@@ -48,3 +48,15 @@ export function sendError(c: Context, err: ApiError): Response {
 
 export const badRequest = (message: string) => new ApiError(400, "invalid_request_error", message);
 export const notFound = (message: string) => new ApiError(404, "not_found_error", message);
+
+/** What a caught value says: its message when it has one (an Error, say), else the value as text. */
+export function errorMessage(err: unknown): string {
+  if (
+    typeof err === "object" &&
+    err !== null &&
+    "message" in err &&
+    typeof err.message === "string"
+  )
+    return err.message;
+  return String(err);
+}

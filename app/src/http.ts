@@ -4,6 +4,8 @@ import type { Logger } from "pino";
 import type { z } from "zod";
 import { ApiError, badRequest } from "./errors";
 import { MAX_JSON_DEPTH, nestsDeeperThan, TOO_DEEP } from "./json-limits";
+import type { RequestAdmission } from "./ratelimit/middleware";
+import type { RequestFacts } from "./request-facts";
 
 export type AppEnv = {
   Variables: {
@@ -11,6 +13,12 @@ export type AppEnv = {
     /** Set by the auth middleware on /v1 routes. */
     userId: string;
     logger: Logger;
+    /** What the request asks of the model: set by the chain of a route that calls it (routes/chain.ts). */
+    facts?: Promise<RequestFacts>;
+    /** The rate limiter's state for this request (ratelimit/middleware.ts). */
+    admission?: RequestAdmission;
+    /** A health probe: logged only when it fails (routes/health.ts). */
+    probe?: true;
   };
 };
 

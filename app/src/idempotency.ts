@@ -23,7 +23,7 @@ import type { MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "pino";
 import type { AppEnv } from "./http";
-import { ApiError } from "./errors";
+import { ApiError, errorMessage } from "./errors";
 import type { IdempotentResponse, Store } from "./store/types";
 import { tapResponse } from "./ratelimit/body-tap";
 import { canonicalJson } from "./cache/key";
@@ -87,7 +87,7 @@ export function idempotencyMiddleware(options: IdempotencyOptions): MiddlewareHa
         lockSeconds: options.lockSeconds ?? 600,
       });
     } catch (err) {
-      logger.error({ err: (err as Error).message }, "idempotency key lookup failed");
+      logger.error({ err: errorMessage(err) }, "idempotency key lookup failed");
       // Running the request anyway could charge the client twice, which is what they asked us not to do.
       throw new ApiError(
         503,
@@ -131,7 +131,7 @@ export function idempotencyMiddleware(options: IdempotencyOptions): MiddlewareHa
       try {
         if (await store.completeIdempotencyKey(userId, key, response)) return;
       } catch (err) {
-        logger.warn({ err: (err as Error).message }, "could not store an idempotent response");
+        logger.warn({ err: errorMessage(err) }, "could not store an idempotent response");
       }
       await release();
     };

@@ -22,17 +22,13 @@ import { gcpResourceId } from "../naming";
 import type { DataPlaneOf } from "./types";
 
 /** The one name every stack's resources hang from; short, because Memorystore ids are capped. */
+import { budgetEnvironment } from "../../app/src/budget/kinds";
+
 export const NAME = "agent";
 
 /** App-level budgets travel as plain environment variables (they are limits, not secrets). */
 export function budgetEnv(config: Pick<StackConfig, "appBudgets">): Record<string, string> {
-  const b = config.appBudgets;
-  const env: Record<string, string> = {};
-  if (b.requestUsd !== undefined) env.BUDGET_REQUEST_USD = String(b.requestUsd);
-  if (b.sessionUsd !== undefined) env.BUDGET_SESSION_USD = String(b.sessionUsd);
-  if (b.userDailyUsd !== undefined) env.BUDGET_USER_DAILY_USD = String(b.userDailyUsd);
-  if (b.dailyUsd !== undefined) env.BUDGET_DAILY_USD = String(b.dailyUsd);
-  return env;
+  return budgetEnvironment(config.appBudgets);
 }
 
 /** Graviton families (t4g, m7g, c7g, ...) run arm64 images; everything else amd64. */

@@ -31,6 +31,21 @@ describe("BatchedLedger", () => {
     expect(Math.max(...batches.map((b) => b.length))).toBeLessThanOrEqual(3);
   });
 
+  it("counts a batch being written as pending until the database has it (a hung write included)", async () => {
+    let release: () => void = () => {};
+    const hung = new Promise<void>((resolve) => (release = resolve));
+    const ledger = new BatchedLedger({ recordUsage: () => hung }, logger, {
+      batchSize: 3,
+      intervalMs: 5,
+    });
+    for (let i = 0; i < 5; i++) ledger.record(entry(i));
+    // The first batch (3) is in flight on a write that hangs, 2 wait in the queue: 5 unwritten.
+    expect(ledger.pending).toBe(5);
+    release();
+    await ledger.close();
+    expect(ledger.pending).toBe(0);
+  });
+
   it("keeps entries while the database is down and writes them, in order, when it returns", async () => {
     let down = true;
     const written: UsageEntry[] = [];

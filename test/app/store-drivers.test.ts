@@ -101,6 +101,31 @@ describe("PGlite in a directory", () => {
     await store.close();
     expect(fs.readdirSync(dir)).toEqual([]);
   });
+
+  it("every memory:// store starts empty and migrated, whatever another one holds (they start from one image)", async () => {
+    const first = await openStore({ ...config, DATA_DIR: "memory://" });
+    const second = await openStore({ ...config, DATA_DIR: "memory://" });
+    try {
+      const { key } = await first.createApiKey("alice", "laptop");
+      expect(await first.findUserByApiKey(key)).toBe("alice");
+      const third = await openStore({ ...config, DATA_DIR: "memory://" });
+      try {
+        for (const store of [second, third]) {
+          expect(await store.findUserByApiKey(key)).toBeNull();
+          expect(await store.listApiKeys("alice")).toEqual([]);
+          // Migrated: it takes writes of its own.
+          const own = await store.createApiKey("bob");
+          expect(await store.findUserByApiKey(own.key)).toBe("bob");
+        }
+        expect(await first.listApiKeys("bob")).toEqual([]);
+      } finally {
+        await third.close();
+      }
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
 });
 
 describe("pg pool configuration", () => {

@@ -23,14 +23,9 @@ import { ModelCatalog } from "../../app/src/llm/models";
 import { OfflineProvider } from "../../app/src/llm/offline";
 import type { LlmProvider, MessageRequest, StreamEvent } from "../../app/src/llm/types";
 import { createLogger, traceContextMixin } from "../../app/src/telemetry/logger";
-import {
-  createTelemetry,
-  instrumentLlm,
-  telemetryMiddleware,
-  telemetryPlan,
-  traceStore,
-  type Telemetry,
-} from "../../app/src/telemetry/otel";
+import { instrumentLlm, traceStore } from "../../app/src/telemetry/instrument";
+import { createTelemetry, telemetryPlan, type Telemetry } from "../../app/src/telemetry/otel";
+import { telemetryMiddleware } from "../../app/src/telemetry/server-spans";
 import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
 
 const KEY = "alice-key-0001";

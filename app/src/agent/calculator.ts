@@ -33,11 +33,18 @@ export const MAX_EXPRESSION_LENGTH = 2000;
 /** Deepest nesting of parentheses and signs; far beyond real arithmetic, far below the JS stack. */
 const MAX_DEPTH = 200;
 
+type Operator = "+" | "-" | "*" | "/" | "%" | "^";
+type OpToken<O extends Operator = Operator> = { kind: "op"; op: O; pos: number; text: string };
 type Token =
   | { kind: "number"; value: number; pos: number; text: string }
-  | { kind: "op"; op: "+" | "-" | "*" | "/" | "%" | "^"; pos: number; text: string }
+  | OpToken
   | { kind: "paren"; open: boolean; pos: number; text: string }
   | { kind: "end"; pos: number; text: string };
+
+/** `t` is one of the operators `ops`. */
+function isOp<O extends Operator>(t: Token, ops: readonly O[]): t is OpToken<O> {
+  return t.kind === "op" && ops.some((o) => o === t.op);
+}
 
 const NUMBER = /(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?/y;
 
@@ -114,9 +121,12 @@ class Parser {
     return t;
   }
 
-  private isOp(...ops: string[]): boolean {
+  /** The next token when it is one of the operators `ops` (consumed), else undefined. */
+  private takeOp<O extends Operator>(...ops: O[]): OpToken<O> | undefined {
     const t = this.peek();
-    return t.kind === "op" && ops.includes(t.op);
+    if (!isOp(t, ops)) return undefined;
+    this.i++;
+    return t;
   }
 
   private enter(pos: number) {
@@ -129,8 +139,7 @@ class Parser {
 
   private sum(): number {
     let left = this.product();
-    while (this.isOp("+", "-")) {
-      const op = this.next() as Extract<Token, { kind: "op" }>;
+    for (let op = this.takeOp("+", "-"); op; op = this.takeOp("+", "-")) {
       const right = this.product();
       left = checked(op.op === "+" ? left + right : left - right, op);
     }
@@ -139,8 +148,7 @@ class Parser {
 
   private product(): number {
     let left = this.unary();
-    while (this.isOp("*", "/", "%")) {
-      const op = this.next() as Extract<Token, { kind: "op" }>;
+    for (let op = this.takeOp("*", "/", "%"); op; op = this.takeOp("*", "/", "%")) {
       const right = this.unary();
       if ((op.op === "/" || op.op === "%") && right === 0) {
         throw new CalculatorError(
@@ -157,8 +165,8 @@ class Parser {
   }
 
   private unary(): number {
-    if (this.isOp("+", "-")) {
-      const op = this.next() as Extract<Token, { kind: "op" }>;
+    const op = this.takeOp("+", "-");
+    if (op) {
       this.enter(op.pos);
       const value = this.unary();
       this.depth--;
@@ -169,8 +177,8 @@ class Parser {
 
   private power(): number {
     const base = this.primary();
-    if (!this.isOp("^")) return base;
-    const op = this.next() as Extract<Token, { kind: "op" }>;
+    const op = this.takeOp("^");
+    if (!op) return base;
     this.enter(op.pos);
     // unary, not primary: the exponent may be signed, and recursing through unary -> power
     // makes a chain of ^ associate to the right.

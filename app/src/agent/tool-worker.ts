@@ -7,6 +7,7 @@
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { BUILTIN_TOOLS } from "./builtin-tools";
 import { ToolError, type AgentTool } from "./tool-types";
+import { errorMessage } from "../errors";
 
 /** workerData key that makes a thread a tool worker. */
 export const TOOL_WORKER = "agentToolWorker";
@@ -59,7 +60,7 @@ function serve(): void {
             id: call.id,
             ok: false,
             toolError: err instanceof ToolError,
-            message: (err as Error)?.message ?? String(err),
+            message: errorMessage(err),
           }),
       );
   });

@@ -15,6 +15,7 @@ import {
   ToolTimeoutError,
   type ToolSandbox,
 } from "./tool-sandbox";
+import { errorMessage } from "../errors";
 
 export * from "./tool-types";
 export * from "./builtin-tools";
@@ -127,7 +128,7 @@ export class ToolRegistry {
       if (err instanceof ToolCrashError)
         return this.failure(`tool "${name}" ${err.message}; try a smaller input`, cap);
       if (err instanceof ToolError) return this.failure(err.message, cap);
-      return this.failure(`tool "${name}" failed: ${(err as Error)?.message ?? String(err)}`, cap);
+      return this.failure(`tool "${name}" failed: ${errorMessage(err)}`, cap);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onCancel);

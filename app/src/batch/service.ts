@@ -25,30 +25,25 @@ import { hostname } from "node:os";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { UsageRecorder } from "../budget/ledger";
-import { estimateInput } from "../budget/estimate";
-import { worstInputPerMTok, type ModelCatalog } from "../llm/models";
-import { applyPromptCaching } from "../llm/prompt-cache";
-import { routeModel } from "../llm/router";
+import type { ModelCatalog } from "../llm/models";
 import { UpstreamError, type LlmProvider, type MessageRequest } from "../llm/types";
-import type {
-  BatchCounts,
-  BatchMode,
-  BatchRecord,
-  BatchResultInput,
-  BatchResultType,
-  Store,
-} from "../store/types";
+import type { BatchMode, BatchRecord, BatchResultInput, Store } from "../store/types";
 import { AgentMetrics } from "../telemetry/metrics";
-import { withSpan } from "../telemetry/otel";
-import { withoutNul } from "../json-limits";
-import { boundUsage } from "../llm/usage-bounds";
+import { withSpan } from "../telemetry/instrument";
 import type { Tracer } from "@opentelemetry/api";
-import type { BatchUpstream, UpstreamBatch, UpstreamBatchResult } from "./upstream";
+import { prepareBatch, type BatchRequestInput } from "./prepare";
+import { erroredResult, resultInput } from "./results";
+import {
+  countsOf,
+  type BatchUpstream,
+  type UpstreamBatch,
+  type UpstreamBatchResult,
+} from "./upstream";
+import { errorMessage } from "../errors";
 
-/** Results expire upstream 29 days after creation; requests must finish within 24 hours. */
-const BATCH_WINDOW_MS = 24 * 3600_000;
+export type { BatchRequestInput } from "./prepare";
+
 const MAX_BACKOFF_MS = 15 * 60_000;
-const RESULT_TYPES: ReadonlySet<string> = new Set(["succeeded", "errored", "canceled", "expired"]);
 /** Statuses worth retrying later in local mode, rather than recording as an errored result. */
 const TRANSIENT = new Set([408, 409, 429, 499, 500, 502, 503, 504, 529]);
 
@@ -90,12 +85,6 @@ export interface BatchBudgetHooks {
     /** When the batch was accepted (and its worst case held): the budget windows it counts in. */
     batch: { createdAt: string },
   ): Promise<void>;
-}
-
-export interface BatchRequestInput {
-  custom_id: string;
-  /** A Messages request body (validated by the route); `model` may be "auto" or a tier alias. */
-  params: Record<string, unknown> & { model: string; max_tokens: number; messages: unknown[] };
 }
 
 export interface BatchServiceOptions {
@@ -147,32 +136,21 @@ export class BatchService {
 
   /** Accept a batch: route and prepare each request, hold the budget, store it, submit it upstream. */
   async create(userId: string, requests: readonly BatchRequestInput[]): Promise<BatchRecord> {
-    const { catalog } = this.o;
-    const prepared = requests.map((r) => {
-      const route = routeModel(r.params as never, catalog);
-      const params = applyPromptCaching(
-        { ...r.params, model: route.model } as unknown as MessageRequest,
-        catalog,
-        {
-          enabled: this.o.promptCaching,
-        },
-      ) as unknown as Record<string, unknown>;
-      return { customId: r.custom_id, params };
-    });
     const id = randomUUID();
     const synthetic = this.mode === "local" && this.o.llm.synthetic;
-    const each = prepared.map((p) => ({
-      customId: p.customId,
-      worstCaseUsd: synthetic ? 0 : worstCaseCostUsd([p.params], catalog, this.mode === "upstream"),
-    }));
-    const worstCaseUsd = each.reduce((sum, r) => sum + r.worstCaseUsd, 0);
+    const prepared = prepareBatch(requests, this.o.catalog, {
+      promptCaching: this.o.promptCaching,
+      batchPrice: this.mode === "upstream",
+      free: synthetic,
+    });
+    const worstCaseUsd = prepared.reduce((sum, r) => sum + r.worstCaseUsd, 0);
     const createdAt = new Date().toISOString();
     await this.budget?.reserveBatch({
       userId,
       batchId: id,
       worstCaseUsd,
       requestCount: prepared.length,
-      requests: each,
+      requests: prepared.map((p) => ({ customId: p.customId, worstCaseUsd: p.worstCaseUsd })),
     });
     const release = () => this.settleBudget(userId, id, createdAt, worstCaseUsd, 0);
 
@@ -187,7 +165,7 @@ export class BatchService {
         reservedUsd: worstCaseUsd,
         // A submission that never completes (crash mid-call) is given up after this long.
         nextPollInMs: this.mode === "upstream" ? Math.max(600_000, 2 * this.o.timeoutMs) : 0,
-        requests: prepared,
+        requests: prepared.map((p) => ({ customId: p.customId, params: p.params })),
       });
     } catch (err) {
       await release();
@@ -254,7 +232,7 @@ export class BatchService {
       });
       if (claimed) await this.process(claimed);
     } catch (err) {
-      this.o.logger.warn({ err: (err as Error).message, batch: id }, "batch poll on read failed");
+      this.o.logger.warn({ err: errorMessage(err), batch: id }, "batch poll on read failed");
     }
     return (await this.o.store.getBatch(id, userId)) ?? record;
   }
@@ -320,7 +298,7 @@ export class BatchService {
     try {
       claimed = await this.o.store.claimBatches(this.owner, { leaseMs: this.leaseMs, limit: 8 });
     } catch (err) {
-      this.o.logger.warn({ err: (err as Error).message }, "batch poller could not claim batches");
+      this.o.logger.warn({ err: errorMessage(err) }, "batch poller could not claim batches");
       return 0;
     }
     for (const batch of claimed) {
@@ -353,7 +331,7 @@ export class BatchService {
       );
       this.o.logger.warn(
         {
-          err: (err as Error).message,
+          err: errorMessage(err),
           batch: batch.id,
           attempt: batch.pollAttempts,
           retryInMs: delay,
@@ -405,7 +383,7 @@ export class BatchService {
     const admitted = await this.maxTokensOf(batch.id);
     let chunk: BatchResultInput[] = [];
     for await (const line of upstream.results(batch.upstreamId!)) {
-      chunk.push(this.resultInput(line, true, admitted.get(String(line.custom_id))));
+      chunk.push(this.result(line, true, admitted.get(String(line.custom_id))));
       if (chunk.length >= 500) {
         await this.save(batch, chunk);
         chunk = [];
@@ -465,7 +443,7 @@ export class BatchService {
     params: Record<string, unknown> | null,
   ): Promise<BatchResultInput> {
     if (!params)
-      return this.errored(
+      return erroredResult(
         customId,
         "invalid_request_error",
         "the request's parameters were not kept",
@@ -474,85 +452,30 @@ export class BatchService {
       const message = await this.o.llm.createMessage(params as unknown as MessageRequest, {
         timeoutMs: this.o.timeoutMs,
       });
-      return this.resultInput(
+      return this.result(
         { custom_id: customId, result: { type: "succeeded", message } as never },
         false,
         Number(params.max_tokens),
       );
     } catch (err) {
       const e =
-        err instanceof UpstreamError
-          ? err
-          : new UpstreamError(500, "api_error", (err as Error)?.message ?? String(err));
+        err instanceof UpstreamError ? err : new UpstreamError(500, "api_error", errorMessage(err));
       if (TRANSIENT.has(e.status)) throw e;
-      return this.errored(customId, e.type, e.message);
+      return erroredResult(customId, e.type, e.message);
     }
   }
 
-  private errored(customId: string, type: string, message: string): BatchResultInput {
-    return {
-      customId,
-      type: "errored",
-      result: { type: "errored", error: { type: "error", error: { type, message } } },
-      model: null,
-      inputTokens: 0,
-      outputTokens: 0,
-      cacheCreationInputTokens: 0,
-      cacheReadInputTokens: 0,
-      costUsd: 0,
-    };
-  }
-
-  /**
-   * A result as stored and charged. Usage beyond the request's `maxTokens` or the model's context
-   * window is clamped to it (and logged), as for live calls (llm/usage-bounds.ts).
-   */
-  private resultInput(
+  private result(
     line: UpstreamBatchResult,
     batchPrice: boolean,
     maxTokens: number | undefined,
   ): BatchResultInput {
-    const type = (
-      RESULT_TYPES.has(line.result?.type) ? line.result.type : "errored"
-    ) as BatchResultType;
-    const message =
-      type === "succeeded"
-        ? (line.result.message as { model?: string; usage?: Record<string, unknown> } | undefined)
-        : undefined;
-    const u = message?.usage ?? {};
-    const int = (v: unknown) =>
-      typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : 0;
-    const split = (u.cache_creation ?? {}) as Record<string, unknown>;
-    const model = message?.model ?? null;
-    const reported = {
-      input_tokens: int(u.input_tokens),
-      output_tokens: int(u.output_tokens),
-      cache_creation_input_tokens: int(u.cache_creation_input_tokens),
-      cache_read_input_tokens: int(u.cache_read_input_tokens),
-      cache_creation: { ephemeral_1h_input_tokens: int(split.ephemeral_1h_input_tokens) },
-    };
-    const bounded = boundUsage(reported, {
-      maxTokens: Number.isFinite(maxTokens) ? maxTokens! : Infinity,
-      contextWindow: this.o.catalog.prices(model ?? "").contextWindow,
+    return resultInput(line, {
+      catalog: this.o.catalog,
+      logger: this.o.logger,
+      batchPrice,
+      maxTokens,
     });
-    const usage = bounded.usage;
-    if (bounded.reported)
-      this.o.logger.warn(
-        { customId: line.custom_id, model, reported: bounded.reported, charged: usage },
-        "batch result reported usage beyond what was admitted; charging the admitted bounds",
-      );
-    return {
-      customId: String(line.custom_id),
-      type,
-      // Model output, stored in Postgres, which cannot hold a NUL character.
-      result: withoutNul(line.result),
-      model,
-      inputTokens: usage.input_tokens,
-      outputTokens: usage.output_tokens,
-      cacheCreationInputTokens: usage.cache_creation_input_tokens,
-      cacheReadInputTokens: usage.cache_read_input_tokens,
-      costUsd: model ? this.o.catalog.costUsd(model, usage, { batch: batchPrice }) : 0,
-    };
   }
 
   /** Store results; ledger and metrics only for those this call stored (never twice). */
@@ -595,7 +518,7 @@ export class BatchService {
       if (left.length === 0) break;
       await this.save(
         batch,
-        left.map((i) => this.errored(i.customId, "api_error", missingReason)),
+        left.map((i) => erroredResult(i.customId, "api_error", missingReason)),
       );
     }
     const { counts, costUsd } = await this.o.store.summarizeBatchResults(batch.id);
@@ -633,57 +556,4 @@ export class BatchService {
         this.o.logger.error({ err: err.message, batch: batchId }, "batch budget settle failed"),
       );
   }
-}
-
-/**
- * Most the batch can cost: each request's estimated input (at the cache-write price when it marks
- * breakpoints) plus its max_tokens of output, at the batch discount when it goes upstream.
- */
-export function worstCaseCostUsd(
-  requests: ReadonlyArray<Record<string, unknown>>,
-  catalog: ModelCatalog,
-  batchPrice: boolean,
-): number {
-  let micro = 0;
-  for (const params of requests) {
-    const p = catalog.prices(String(params.model));
-    const input = estimateInput(params);
-    micro +=
-      input.tokens * worstInputPerMTok(p, input) + Number(params.max_tokens ?? 0) * p.outputPerMTok;
-  }
-  const usd = micro / 1_000_000;
-  return batchPrice ? usd * catalog.table.batchDiscount : usd;
-}
-
-function countsOf(b: UpstreamBatch): BatchCounts {
-  const c = b.request_counts;
-  return {
-    processing: c.processing ?? 0,
-    succeeded: c.succeeded ?? 0,
-    errored: c.errored ?? 0,
-    canceled: c.canceled ?? 0,
-    expired: c.expired ?? 0,
-  };
-}
-
-/** The batch as the API returns it: the Message Batches API's shape, plus what this service adds. */
-export function batchView(b: BatchRecord, basePath = "/v1/batches") {
-  const ended = b.status === "ended";
-  return {
-    id: b.id,
-    type: "message_batch" as const,
-    processing_status: ended ? ("ended" as const) : ("in_progress" as const),
-    request_counts: b.counts,
-    created_at: b.createdAt,
-    ended_at: b.endedAt,
-    expires_at: new Date(Date.parse(b.createdAt) + BATCH_WINDOW_MS).toISOString(),
-    cancel_initiated_at: null,
-    archived_at: null,
-    results_url: ended ? `${basePath}/${b.id}/results` : null,
-    // This service's additions.
-    mode: b.mode,
-    synthetic: b.synthetic,
-    cost_usd: b.costUsd,
-    error: b.error,
-  };
 }

@@ -11,6 +11,7 @@ import type {
   MessageBatchIndividualResponse,
 } from "@anthropic-ai/sdk/resources/messages/batches";
 import { toUpstreamError } from "../llm/anthropic";
+import type { BatchCounts } from "../store/types";
 
 export type UpstreamBatchStatus = "in_progress" | "canceling" | "ended";
 
@@ -23,6 +24,18 @@ export interface UpstreamBatch {
     errored: number;
     canceled: number;
     expired: number;
+  };
+}
+
+/** The counts of an upstream batch, as stored. */
+export function countsOf(b: UpstreamBatch): BatchCounts {
+  const c = b.request_counts;
+  return {
+    processing: c.processing ?? 0,
+    succeeded: c.succeeded ?? 0,
+    errored: c.errored ?? 0,
+    canceled: c.canceled ?? 0,
+    expired: c.expired ?? 0,
   };
 }
 

@@ -14,8 +14,8 @@
  */
 import type { Logger } from "pino";
 import type { AlertThreshold } from "./engine";
-
-export type BudgetName = "request" | "session" | "user_daily" | "daily";
+import type { BudgetName } from "./kinds";
+import { errorMessage } from "../errors";
 
 export interface BudgetWindow {
   /** ISO times; the end is exclusive. */
@@ -137,7 +137,7 @@ export class AlertDispatcher {
       try {
         listener(alert);
       } catch (err) {
-        log.error({ err: (err as Error).message }, "budget alert listener threw");
+        log.error({ err: errorMessage(err) }, "budget alert listener threw");
       }
     }
     if (!this.options.webhookUrl || this.closed) return;

@@ -1,7 +1,7 @@
 /**
- * Spend budgets in USD: per request, per session, per user per UTC day and for the whole
- * deployment per UTC day. Unset means no limit of that kind; users can have their own limits
- * (Postgres `budget_overrides`).
+ * Spend budgets in USD, one of each kind in kinds.ts: per request, per session, per user per UTC
+ * day and for the whole deployment per UTC day. Unset means no limit of that kind; users can have
+ * their own limits (Postgres `budget_overrides`).
  *
  * Enforcement reserves before spending. Before the upstream call, `reserve` holds the request's
  * worst case (estimated input plus max_tokens of output, max_tokens first capped to what the
@@ -12,20 +12,14 @@
  *
  * Where the truth lives, and what happens when a part is missing:
  *
- *  - Postgres' usage ledger is the record of spend. A Redis window counter that is missing
- *    (first use in a window, expiry, eviction, FLUSHALL, a new Redis) is seeded from the
- *    ledger's sum for that window before anything is reserved against it, so losing Redis
- *    never resets a budget. Limits: ledger writes are batched (about 100 ms), so spend settled
- *    just before a flush can be missed, and holds in flight at a flush are forgotten (their
- *    later settlements still count).
- *  - Redis unreachable (or slower than `redisTimeoutMs`): requests keep being served. Each
- *    replica switches to an in-process engine seeded from the larger of the last counters it
- *    saw in Redis and the ledger's sums, and may spend only `degradedShare` of what remained of
- *    each budget; with a share of 1/replicas the limits still hold, larger trades strictness
- *    for availability. Spend settled meanwhile is replayed into Redis when it returns (a
- *    bounded queue; the replayed settlements are idempotent). Failing closed was rejected: a
- *    Redis outage would become a full outage of a paid API. While degraded, a replica alerts
- *    on its own view, so two replicas may each send the same alert.
+ *  - Postgres' usage ledger is the record of spend. A counter that is missing is started from the
+ *    ledger's sum for its window before anything is reserved against it (seeding.ts), so losing
+ *    Redis never resets a budget. Limits: ledger writes are batched (about 100 ms), so spend
+ *    settled just before a flush can be missed, and holds in flight at a flush are forgotten
+ *    (their later settlements still count).
+ *  - Redis unreachable (or slower than `redisTimeoutMs`): requests keep being served, counted in
+ *    process with `degradedShare` of what remained of each budget, and the spend is replayed into
+ *    Redis when it returns (failover.ts).
  *  - A replica that dies mid-request leaves a hold behind: every hold has a deadline
  *    (`reservationTtlMs`) and the next reservation after it releases the hold.
  *  - Alerts fire once per threshold per budget window: the marker is set in the same atomic
@@ -38,27 +32,26 @@
  * than estimated can settle above its hold, the one way spend can pass a limit.
  */
 import { randomUUID } from "node:crypto";
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { AppConfig } from "../config";
-import { ApiError } from "../errors";
+import type { ApiError } from "../errors";
 import type { ModelCatalog } from "../llm/models";
-import { AlertDispatcher, type AlertListener, type BudgetName } from "./alerts";
-import {
-  MemoryBudgetEngine,
-  microsCeil,
-  microsFloor,
-  usd,
-  type BudgetEngine,
-  type Crossing,
-  type EngineReserveResult,
-  type LineState,
-} from "./engine";
-import { RedisBudgetEngine } from "./redis-engine";
+import { AlertDispatcher, type AlertListener } from "./alerts";
+import { budgetCounters } from "./counters";
+import { microsCeil, microsFloor, usd, type Crossing, type LineState } from "./engine";
+import type { FailoverBudgetEngine } from "./failover";
+import { budgetLimitsFrom, type BudgetName } from "./kinds";
 import { budgetLines, DAY_MS, type Limits, type Line } from "./lines";
 import { LimitResolver } from "./limits";
-import { withTimeout } from "./timeout";
-import { SettlementReplay, type PendingSettle } from "./replay";
+import { budgetExceeded, type Refusal } from "./refusal";
+import {
+  holdAmount,
+  holdPrice,
+  Reservation,
+  tokensWithin,
+  type ReserveRequest,
+} from "./reservation";
+import type { SeededEngine } from "./seeding";
 import type {
   BudgetServiceOptions,
   BudgetStore,
@@ -69,50 +62,31 @@ import type {
   ReserveResult,
   UsageReport,
 } from "./types";
-import { budgetExceeded, type Refusal } from "./refusal";
-import {
-  holdAmount,
-  holdPrice,
-  Reservation,
-  tokensWithin,
-  type ReserveRequest,
-} from "./reservation";
 
 export { estimateInput, estimateInputTokens } from "./estimate";
-export type { BudgetAlert, BudgetName, BudgetWindow } from "./alerts";
+export type { BudgetAlert, BudgetWindow } from "./alerts";
+export type { BudgetLimits, BudgetName } from "./kinds";
 export { utcDay } from "./lines";
-export type { BudgetLimits } from "./limits";
 export type * from "./types";
 export { Reservation, reserveRequestFor, type ReserveRequest } from "./reservation";
 
-const MAX_CACHED = 10_000;
+type Refused = Extract<ReserveResult, { ok: false }>;
 
 export class BudgetService {
   readonly alerts: AlertDispatcher;
   private readonly ownsAlerts: boolean;
   private readonly catalog: ModelCatalog;
-  private readonly store: BudgetStore;
   private readonly logger: Logger;
-  private readonly redis?: Redis;
-  private readonly redisEngine?: RedisBudgetEngine;
-  /** The only engine without Redis. */
-  private readonly embedded?: MemoryBudgetEngine;
-  /** Stands in for Redis while it is unreachable; a fresh one per outage. */
-  private degraded: MemoryBudgetEngine | null = null;
+  /** Where holds are counted: the failover engine around Redis, or the embedded one. */
+  private readonly engine: SeededEngine;
+  /** The same engine when Redis is configured. */
+  private readonly failover?: FailoverBudgetEngine;
   private readonly now: () => number;
   private readonly ttlMs: number;
-  private readonly share: number;
-  private readonly timeoutMs: number;
   private readonly sessionIdleMs: number;
   private readonly keyTag: string;
   private readonly limitResolver: LimitResolver;
-  private readonly seeding = new WeakMap<BudgetEngine, Map<string, Promise<void>>>();
-  /** Last spent + reserved seen in Redis per window: the floor a degraded engine starts from. */
-  private readonly lastSeen = new Map<string, number>();
-  /** Settlements waiting for Redis (absent without Redis). */
-  private readonly replay?: SettlementReplay;
   private readonly settling = new Set<Promise<void>>();
-  private lastRedisWarn = 0;
   private readonly refusalListeners = new Set<(e: RefusalEvent) => void>();
   /** Counters for metrics and tests. */
   readonly stats = {
@@ -127,33 +101,25 @@ export class BudgetService {
 
   constructor(options: BudgetServiceOptions) {
     this.catalog = options.catalog;
-    this.store = options.store;
     this.logger = options.logger;
-    this.redis = options.redis;
     this.now = options.now ?? Date.now;
     this.ttlMs = options.reservationTtlMs ?? 900_000;
-    this.share = options.degradedShare ?? 0.25;
-    this.timeoutMs = options.redisTimeoutMs ?? 1000;
     this.limitResolver = new LimitResolver(options.limits, options.store, options.logger, {
       cacheMs: options.overrideCacheMs ?? 30_000,
-      timeoutMs: this.timeoutMs,
+      timeoutMs: options.redisTimeoutMs ?? 1000,
       now: this.now,
     });
     this.sessionIdleMs = options.sessionIdleMs ?? 7 * DAY_MS;
     this.keyTag = options.keyTag ?? "budget";
-    if (!(this.share > 0 && this.share <= 1))
-      throw new Error(`degradedShare must be in (0, 1], got ${this.share}`);
-    if (options.redis) {
-      this.redisEngine = new RedisBudgetEngine(options.redis, { tag: this.keyTag });
-      this.replay = new SettlementReplay(this.redisEngine, {
-        usable: () => this.redisUsable(),
-        timeoutMs: this.timeoutMs,
-        logger: this.logger,
+    const counters = budgetCounters(
+      { ...options, now: this.now },
+      {
         stats: this.stats,
         crossed: (lines, crossings) => this.alertCrossings(lines, crossings, false),
-        failed: (err) => this.redisFailed(err),
-      });
-    } else this.embedded = new MemoryBudgetEngine({ now: this.now });
+      },
+    );
+    this.engine = counters.engine;
+    this.failover = counters.failover;
     this.ownsAlerts = !options.alerts;
     this.alerts =
       options.alerts ??
@@ -166,18 +132,13 @@ export class BudgetService {
       catalog: ModelCatalog;
       store: BudgetStore;
       logger: Logger;
-      redis?: Redis;
+      redis?: BudgetServiceOptions["redis"];
       alerts?: AlertDispatcher;
     },
   ): BudgetService {
     return new BudgetService({
       ...deps,
-      limits: {
-        requestUsd: config.BUDGET_REQUEST_USD,
-        sessionUsd: config.BUDGET_SESSION_USD,
-        userDailyUsd: config.BUDGET_USER_DAILY_USD,
-        dailyUsd: config.BUDGET_DAILY_USD,
-      },
+      limits: budgetLimitsFrom(config),
       webhookUrl: config.ALERT_WEBHOOK_URL,
       reservationTtlMs: config.BUDGET_RESERVATION_TTL_SECONDS * 1000,
       degradedShare: config.BUDGET_DEGRADED_SHARE,
@@ -186,13 +147,13 @@ export class BudgetService {
 
   /** Where counters live right now. */
   get mode(): UsageReport["mode"] {
-    if (!this.redis) return "embedded";
-    return this.redisUsable() ? "redis" : "degraded";
+    if (!this.failover) return "embedded";
+    return this.failover.degraded ? "degraded" : "redis";
   }
 
   /** Settlements waiting for Redis to come back. */
   get pendingSettles(): number {
-    return this.replay?.length ?? 0;
+    return this.failover?.pendingSettles ?? 0;
   }
 
   /** Metrics hook: called for every alert (after it is logged, before the webhook). */
@@ -294,7 +255,7 @@ export class BudgetService {
     const id = `${reservation.id}.up${reservation.extras.length + 1}`;
     const held = await this.holdOn(
       reservation.userId,
-      [...reservation.lines],
+      reservation.lines,
       id,
       delta,
       delta,
@@ -362,7 +323,6 @@ export class BudgetService {
   }): Promise<void> {
     const limits = await this.limitsFor(req.userId);
     const lines = this.linesFor(req.userId, null, limits, req.heldAt);
-    const engine = this.redisEngine ?? this.embedded ?? null;
     const amount = microsCeil(req.reservedUsd);
     const reservation = new Reservation(
       req.id,
@@ -372,7 +332,7 @@ export class BudgetService {
       0,
       req.reservedUsd,
       lines,
-      engine,
+      this.engine,
       amount,
     );
     await this.settle(reservation, req.actualUsd);
@@ -417,32 +377,8 @@ export class BudgetService {
     }
     const { engine, lines, id } = reservation;
     if (!engine || lines.length === 0) return;
-    if (engine === this.redisEngine) {
-      try {
-        if (!this.redisUsable()) throw new Error("redis is not connected");
-        const r = await withTimeout(
-          engine.settle(id, lines as Line[], actual),
-          this.timeoutMs,
-          "budget settle",
-        );
-        lines.forEach((l, i) => {
-          const spent = r.spent?.[i];
-          // Spend only grows within a window; holds in flight may make the last reading higher.
-          if (spent != null) this.see(l.key, Math.max(spent, this.lastSeen.get(l.key) ?? 0));
-        });
-        this.redisOk();
-        this.alertCrossings(lines, r.crossings, false);
-      } catch (err) {
-        this.redisFailed(err);
-        this.queueSettle({ id, lines, actual, quiet: false });
-      }
-      return;
-    }
-    const r = await engine.settle(id, lines as Line[], actual);
-    const degraded = engine !== this.embedded;
-    this.alertCrossings(lines, r.crossings, degraded);
-    // Redis never saw this spend: replay it there, without alerting again.
-    if (degraded) this.queueSettle({ id: `local.${id}`, lines, actual, quiet: true });
+    const r = await engine.settle(id, lines, actual);
+    this.alertCrossings(lines, r.crossings, r.degraded === true);
   }
 
   /** The caller's limits, spend and holds in flight for each budget that applies. */
@@ -450,20 +386,7 @@ export class BudgetService {
     const now = this.now();
     const limits = await this.limitsFor(userId);
     const lines = this.linesFor(userId, sessionId ?? null, limits, now);
-    let states: LineState[] | undefined;
-    let mode: UsageReport["mode"] = this.redisEngine ? "redis" : "embedded";
-    if (this.redisEngine && this.redisUsable()) {
-      try {
-        states = await this.peekSeeded(this.redisEngine, lines);
-        this.redisOk();
-      } catch (err) {
-        this.redisFailed(err);
-      }
-    }
-    if (!states) {
-      if (this.redisEngine) mode = "degraded";
-      states = await this.peekSeeded(this.localEngine(), lines);
-    }
+    const read = await this.engine.read(lines);
     const budgets: BudgetUsage[] = [];
     if (limits.request) {
       budgets.push({
@@ -479,7 +402,7 @@ export class BudgetService {
       });
     }
     lines.forEach((line, i) => {
-      const s = states![i]!;
+      const s: LineState = read.states[i] ?? { spent: 0, reserved: 0 };
       budgets.push({
         budget: line.budget,
         scope_id: line.scopeId,
@@ -497,7 +420,7 @@ export class BudgetService {
       user_id: userId,
       session_id: sessionId ?? null,
       at: new Date(now).toISOString(),
-      mode,
+      mode: !this.failover ? "embedded" : read.degraded ? "degraded" : "redis",
       budgets,
     };
   }
@@ -510,51 +433,16 @@ export class BudgetService {
   /** Replay what can be replayed into Redis, then stop timers and the alert queue. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.settling]);
-    await this.replay?.close();
+    await this.failover?.close();
     if (this.ownsAlerts) await this.alerts.close();
   }
 
   // ---- internals ---------------------------------------------------------------------------
 
-  private redisUsable(): boolean {
-    return this.redis?.status === "ready";
-  }
-
-  private localEngine(): MemoryBudgetEngine {
-    if (this.embedded) return this.embedded;
-    if (!this.degraded) {
-      this.degraded = new MemoryBudgetEngine({ share: this.share, now: this.now });
-      this.logger.warn(
-        { share: this.share },
-        "budgets: Redis unreachable; enforcing in this process with a share of each remaining budget",
-      );
-    }
-    return this.degraded;
-  }
-
-  private redisOk() {
-    if (this.degraded) {
-      // Holds taken while degraded still settle against the engine they came from.
-      this.degraded = null;
-      this.logger.info("budgets: Redis reachable again; shared counters in use");
-    }
-    if (this.replay?.length) void this.replay.flush();
-  }
-
-  private redisFailed(err: unknown) {
-    const now = Date.now();
-    if (now - this.lastRedisWarn < 10_000) return;
-    this.lastRedisWarn = now;
-    this.logger.warn(
-      { err: (err as Error).message },
-      "budgets: Redis call failed; counting in this process",
-    );
-  }
-
   /** Hold `amount` µ$ on every line, all or nothing; or the refusal the client gets. */
   private async holdOn(
     userId: string,
-    lines: Line[],
+    lines: readonly Line[],
     id: string,
     amount: number,
     minCost: number,
@@ -562,30 +450,23 @@ export class BudgetService {
     ttlMs: number,
     options: { speculative?: boolean; hint?: string; minAmount?: number },
   ): Promise<
-    | { ok: true; engine: BudgetEngine | null; granted: number; binding: number }
-    | Extract<ReserveResult, { ok: false }>
+    { ok: true; engine: SeededEngine | null; granted: number; binding: number } | Refused
   > {
     if (lines.length === 0) return { ok: true, engine: null, granted: amount, binding: -1 };
     const minAmount = options.minAmount ?? amount;
-    const { engine, result } = await this.runReserve(
+    const result = await this.engine.reserve(
       id,
       lines,
       amount,
       minCost,
       now,
-      ttlMs,
+      now + ttlMs,
       minAmount,
     );
     this.stats.reclaimed += result.reclaimed;
     if (result.kind === "refused") {
       const line = lines[result.index]!;
-      if (result.exhausted)
-        this.alert(
-          line,
-          100,
-          result.state.spent,
-          engine !== this.redisEngine && engine !== this.embedded,
-        );
+      if (result.exhausted) this.alert(line, 100, result.state.spent, result.degraded === true);
       return this.refuse(userId, options.speculative === true, {
         budget: line.budget,
         scopeId: line.scopeId,
@@ -597,129 +478,13 @@ export class BudgetService {
         hint: options.hint,
       });
     }
-    if (result.kind !== "ok") throw new Error("unreachable: seeding is resolved by runReserve");
     this.stats.reserved++;
-    return { ok: true, engine, granted: result.granted, binding: result.binding };
-  }
-
-  private async runReserve(
-    id: string,
-    lines: Line[],
-    amount: number,
-    minCost: number,
-    now: number,
-    ttlMs: number,
-    minAmount: number,
-  ): Promise<{ engine: BudgetEngine; result: EngineReserveResult }> {
-    const deadline = now + ttlMs;
-    if (this.redisEngine && this.redisUsable()) {
-      const engine = this.redisEngine;
-      try {
-        const result = await this.withSeeding(engine, lines, () =>
-          withTimeout(
-            engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
-            this.timeoutMs,
-            "budget reserve",
-          ),
-        );
-        this.remember(lines, result);
-        this.redisOk();
-        return { engine, result };
-      } catch (err) {
-        // The reserve may have run in Redis all the same (its answer lost with the connection, or
-        // later than the timeout): release it there once Redis answers, rather than let the hold
-        // shrink the budget until its deadline. Settling a hold that never ran adds nothing.
-        this.redisFailed(err);
-        this.queueSettle({ id, lines, actual: 0, quiet: true });
-      }
-    }
-    const engine = this.localEngine();
-    if (engine !== this.embedded) this.stats.degradedReservations++;
-    const result = await this.withSeeding(engine, lines, () =>
-      engine.reserve(id, lines, amount, minCost, now, deadline, minAmount),
-    );
-    return { engine, result };
-  }
-
-  /** Run `op`; while it asks for counters to be seeded, seed them and run it again. */
-  private async withSeeding(
-    engine: BudgetEngine,
-    lines: Line[],
-    op: () => Promise<EngineReserveResult>,
-  ): Promise<EngineReserveResult> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const result = await op();
-      if (result.kind !== "seed") return result;
-      await Promise.all(result.missing.map((i) => this.seedLine(engine, lines[i]!)));
-    }
-    throw new Error("budget counters vanished while being seeded (three times in a row)");
-  }
-
-  private async peekSeeded(engine: BudgetEngine, lines: Line[]): Promise<LineState[]> {
-    const timed = <T>(p: Promise<T>) =>
-      engine === this.redisEngine ? withTimeout(p, this.timeoutMs, "budget peek") : p;
-    let states = await timed(engine.peek(lines));
-    const missing = states.flatMap((s, i) => (s ? [] : [i]));
-    if (missing.length > 0) {
-      await Promise.all(missing.map((i) => this.seedLine(engine, lines[i]!)));
-      states = await timed(engine.peek(lines));
-    }
-    if (engine === this.redisEngine)
-      lines.forEach((l, i) => states[i] && this.see(l.key, states[i]!.spent + states[i]!.reserved));
-    return states.map((s) => s ?? { spent: 0, reserved: 0 });
-  }
-
-  /** Start a window's counter from the ledger; concurrent callers in this process share one query. */
-  private seedLine(engine: BudgetEngine, line: Line): Promise<void> {
-    let inFlight = this.seeding.get(engine);
-    if (!inFlight) this.seeding.set(engine, (inFlight = new Map()));
-    const running = inFlight.get(line.key);
-    if (running) return running;
-    const map = inFlight;
-    const run = (async () => {
-      let spent: number;
-      try {
-        spent = microsCeil(
-          await withTimeout(
-            this.store.sumUsageCost(line.seedFilter),
-            Math.max(this.timeoutMs, 2000),
-            "ledger sum",
-          ),
-        );
-      } catch (err) {
-        // Redis waits for the truth: the caller falls back to this process' counters.
-        if (engine === this.redisEngine) throw err;
-        this.logger.error(
-          { err: (err as Error).message, budget: line.budget },
-          "budgets: cannot read the ledger; starting this window from the last known spend",
-        );
-        spent = 0;
-      }
-      if (engine === this.degraded) spent = Math.max(spent, this.lastSeen.get(line.key) ?? 0);
-      const seed = engine.seed(line, spent);
-      await (engine === this.redisEngine ? withTimeout(seed, this.timeoutMs, "budget seed") : seed);
-    })().finally(() => map.delete(line.key));
-    map.set(line.key, run);
-    return run;
-  }
-
-  private remember(lines: Line[], result: EngineReserveResult) {
-    if (result.kind === "ok")
-      lines.forEach((l, i) =>
-        this.see(l.key, result.states[i]!.spent + result.states[i]!.reserved),
-      );
-    else if (result.kind === "refused")
-      this.see(lines[result.index]!.key, result.state.spent + result.state.reserved);
-  }
-
-  private see(key: string, micros: number) {
-    this.lastSeen.delete(key);
-    this.lastSeen.set(key, micros);
-    if (this.lastSeen.size > MAX_CACHED) this.lastSeen.delete(this.lastSeen.keys().next().value!);
-  }
-
-  private queueSettle(p: PendingSettle) {
-    this.replay?.queue(p);
+    return {
+      ok: true,
+      engine: result.holder ?? this.engine,
+      granted: result.granted,
+      binding: result.binding,
+    };
   }
 
   private alertCrossings(lines: readonly Line[], crossings: Crossing[], degraded: boolean) {
@@ -739,11 +504,7 @@ export class BudgetService {
     });
   }
 
-  private refuse(
-    userId: string,
-    speculative: boolean,
-    r: Refusal,
-  ): Extract<ReserveResult, { ok: false }> {
+  private refuse(userId: string, speculative: boolean, r: Refusal): Refused {
     let reported = false;
     const report = () => {
       if (reported) return;
@@ -753,7 +514,10 @@ export class BudgetService {
         try {
           l({ budget: r.budget, scopeId: r.scopeId, userId, retryable: r.retryable });
         } catch (err) {
-          this.logger.error({ err: (err as Error).message }, "budget refusal listener threw");
+          this.logger.error(
+            { err: err instanceof Error ? err.message : String(err) },
+            "budget refusal listener threw",
+          );
         }
       }
     };

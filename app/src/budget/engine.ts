@@ -4,7 +4,9 @@
  *
  * Two engines share these semantics: Redis (one Lua script per operation, shared by all
  * replicas: see redis-engine.ts) and MemoryBudgetEngine below (the embedded default, and each
- * replica's fallback while Redis is unreachable). The service (budgets.ts) decides which to use.
+ * replica's stand-in while Redis is unreachable). Decorators with the same interface add what an
+ * engine alone lacks: counters seeded from the ledger (seeding.ts), and the fallback from Redis
+ * to a stand-in and back (failover.ts).
  *
  * Amounts are integer micro-dollars (µ$): exact in Lua's doubles up to $9 billion, and
  * $/MTok prices are µ$/token. Costs round up and limits round down, so a counter is never
@@ -13,6 +15,8 @@
 
 export const ALERT_THRESHOLDS = [50, 80, 100] as const;
 export type AlertThreshold = (typeof ALERT_THRESHOLDS)[number];
+export const isAlertThreshold = (n: number): n is AlertThreshold =>
+  ALERT_THRESHOLDS.some((t) => t === n);
 
 export const microsCeil = (usd: number) => Math.ceil(Math.round(usd * 1e12) / 1e6);
 export const microsFloor = (usd: number) => Math.floor(Math.round(usd * 1e12) / 1e6);
@@ -72,8 +76,7 @@ export interface EngineSettleResult {
   spent?: Array<number | null>;
 }
 
-export interface BudgetEngine {
-  readonly kind: "redis" | "memory";
+export interface BudgetEngine<L extends EngineLine = EngineLine> {
   /**
    * Reserve `amount` on every line, or on none. When a line has less than `amount` left, hold
    * what the tightest line has left instead, provided that is at least `minAmount` (the caller
@@ -84,7 +87,7 @@ export interface BudgetEngine {
    */
   reserve(
     id: string,
-    lines: EngineLine[],
+    lines: readonly L[],
     amount: number,
     minCost: number,
     now: number,
@@ -100,7 +103,7 @@ export interface BudgetEngine {
    */
   settle(
     id: string,
-    lines: EngineLine[],
+    lines: readonly L[],
     actual: number,
     options?: { quiet?: boolean },
   ): Promise<EngineSettleResult>;
@@ -108,9 +111,9 @@ export interface BudgetEngine {
    * Start a window's counter at `spent` (from the ledger) unless another caller already did;
    * thresholds already passed are marked as alerted, since they were alerted when crossed.
    */
-  seed(line: EngineLine, spent: number): Promise<boolean>;
+  seed(line: L, spent: number): Promise<boolean>;
   /** Current counters; null for a line whose counter is missing (needs seeding). */
-  peek(lines: EngineLine[]): Promise<Array<LineState | null>>;
+  peek(lines: readonly L[]): Promise<Array<LineState | null>>;
 }
 
 interface Window {
@@ -167,7 +170,7 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   async reserve(
     id: string,
-    lines: EngineLine[],
+    lines: readonly EngineLine[],
     amount: number,
     minCost: number,
     now: number,
@@ -224,7 +227,7 @@ export class MemoryBudgetEngine implements BudgetEngine {
 
   async settle(
     id: string,
-    lines: EngineLine[],
+    lines: readonly EngineLine[],
     actual: number,
     options: { quiet?: boolean } = {},
   ): Promise<EngineSettleResult> {
@@ -263,7 +266,7 @@ export class MemoryBudgetEngine implements BudgetEngine {
     return true;
   }
 
-  async peek(lines: EngineLine[]): Promise<Array<LineState | null>> {
+  async peek(lines: readonly EngineLine[]): Promise<Array<LineState | null>> {
     this.reclaim(this.now());
     return lines.map((l) => {
       const w = this.windows.get(l.key);

@@ -1,8 +1,10 @@
 /**
- * Input-size estimate for budget reservations, made before the upstream call without a
- * tokenizer: about four characters a token over messages, system and tools.
+ * The service's one estimate of a request's input tokens, made before the upstream call without a
+ * tokenizer: about four characters a token over messages, system and tools. A request's facts
+ * (request-facts.ts) carry it to the rate limiter (tokens per minute), the budget hold and the
+ * router; batch pricing and the charge for a call cut by shutdown use it too.
  *
- * Only the input side of a reservation is an estimate (the output side is bounded exactly by
+ * Only the input side of a budget hold is an estimate (the output side is bounded exactly by
  * max_tokens), so the estimate leans high where chars/4 is known to run low: characters outside
  * ASCII (CJK text runs near one token per character) count one token each, and JSON keys count
  * as text. Base64 image data would be wildly over-counted at chars/4, so an image counts as

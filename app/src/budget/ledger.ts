@@ -5,6 +5,7 @@
  */
 import type { Logger } from "pino";
 import type { Store, UsageEntry } from "../store/types";
+import { errorMessage } from "../errors";
 
 export interface UsageRecorder {
   record(entry: UsageEntry): void;
@@ -28,6 +29,8 @@ export class BatchedLedger implements UsageRecorder {
   private queue: UsageEntry[] = [];
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> | undefined;
+  /** Entries of the batch being written: not yet in the database, not in the queue either. */
+  private inFlight = 0;
   private failures = 0;
   private readonly batchSize: number;
   private readonly intervalMs: number;
@@ -43,8 +46,9 @@ export class BatchedLedger implements UsageRecorder {
     this.maxBackoffMs = options.maxBackoffMs ?? 5000;
   }
 
+  /** Entries recorded but not yet written, the batch being written included. */
   get pending(): number {
-    return this.queue.length;
+    return this.queue.length + this.inFlight;
   }
 
   record(entry: UsageEntry): void {
@@ -102,6 +106,7 @@ export class BatchedLedger implements UsageRecorder {
     if (this.writing) return this.writing;
     if (this.queue.length === 0) return Promise.resolve();
     const batch = this.queue.splice(0, this.batchSize);
+    this.inFlight = batch.length;
     this.writing = this.store
       .recordUsage(batch)
       .catch((err: unknown) =>
@@ -115,12 +120,13 @@ export class BatchedLedger implements UsageRecorder {
         this.queue = batch.concat(this.queue);
         this.failures++;
         this.logger.error(
-          { err: (err as Error).message, pending: this.queue.length, attempt: this.failures },
+          { err: errorMessage(err), pending: this.queue.length, attempt: this.failures },
           "usage ledger write failed; will retry",
         );
       })
       .finally(() => {
         this.writing = undefined;
+        this.inFlight = 0;
         if (this.queue.length > 0) {
           const backoff =
             this.failures === 0 ? 0 : Math.min(this.maxBackoffMs, 100 * 2 ** this.failures);

@@ -4,16 +4,11 @@
  * are cached briefly; a failed lookup keeps serving with the last known values, else the defaults.
  */
 import type { Logger } from "pino";
-import type { BudgetOverrides, Store, UserBudgetName } from "../store/types";
-import type { Limit, Limits } from "./lines";
+import type { BudgetOverrides, Store } from "../store/types";
+import { BUDGET_KINDS, BUDGET_NAMES, isUserBudgetName, type BudgetLimits } from "./kinds";
+import type { Limits } from "./lines";
 import { withTimeout } from "./timeout";
-
-export interface BudgetLimits {
-  requestUsd?: number;
-  sessionUsd?: number;
-  userDailyUsd?: number;
-  dailyUsd?: number;
-}
+import { errorMessage } from "../errors";
 
 const MAX_CACHED = 10_000;
 
@@ -29,22 +24,17 @@ export class LimitResolver {
   ) {}
 
   async limitsFor(userId: string): Promise<Limits> {
-    const o = await this.overridesFor(userId);
-    const pick = (name: UserBudgetName, fallback: number | undefined): Limit | undefined => {
-      const v = o[name];
-      if (v === null) return undefined;
-      if (v !== undefined) return { usd: v, source: "override" };
-      return fallback === undefined ? undefined : { usd: fallback, source: "default" };
-    };
-    return {
-      request: pick("request", this.limits.requestUsd),
-      session: pick("session", this.limits.sessionUsd),
-      user_daily: pick("user_daily", this.limits.userDailyUsd),
-      daily:
-        this.limits.dailyUsd === undefined
-          ? undefined
-          : { usd: this.limits.dailyUsd, source: "default" },
-    };
+    const overrides = await this.overridesFor(userId);
+    const limits: Limits = {};
+    for (const name of BUDGET_NAMES) {
+      const override = isUserBudgetName(name) ? overrides[name] : undefined;
+      const configured = this.limits[BUDGET_KINDS[name].configKey];
+      if (override !== undefined && override !== null)
+        limits[name] = { usd: override, source: "override" };
+      else if (override === undefined && configured !== undefined)
+        limits[name] = { usd: configured, source: "default" };
+    }
+    return limits;
   }
 
   /** Forget cached overrides (after changing them, or in tests). */
@@ -71,7 +61,7 @@ export class LimitResolver {
       .catch((err: unknown) => {
         // Keep serving: the last known overrides, else the defaults; ask again in a few seconds.
         this.logger.warn(
-          { err: (err as Error).message },
+          { err: errorMessage(err) },
           "budgets: cannot read per-user overrides; using the last known or the defaults",
         );
         const value = hit?.value ?? {};

@@ -1,12 +1,19 @@
 /**
  * The budget windows a hold counts against (a session, a user's UTC day, the deployment's UTC
- * day), as engine lines with what alerts and refusals say about each. Pure: the same user,
- * session, limits and time always give the same keys, so a hold taken by one replica can be
- * settled by another (batches settle after restarts this way).
+ * day: the kinds of kinds.ts with a counter), as engine lines with what alerts and refusals say
+ * about each. Pure: the same user, session, limits and time always give the same keys, so a hold
+ * taken by one replica can be settled by another (batches settle after restarts this way).
  */
 import type { SpendFilter } from "../store/types";
-import type { BudgetName, BudgetWindow } from "./alerts";
+import type { BudgetWindow } from "./alerts";
 import { microsFloor, type EngineLine } from "./engine";
+import {
+  BUDGET_KINDS,
+  WINDOW_BUDGET_NAMES,
+  type BudgetKindRow,
+  type BudgetName,
+  type WindowBudgetName,
+} from "./kinds";
 
 export const DAY_MS = 86_400_000;
 
@@ -15,16 +22,12 @@ export interface Limit {
   source: "default" | "override";
 }
 
-export interface Limits {
-  request?: Limit;
-  session?: Limit;
-  user_daily?: Limit;
-  daily?: Limit;
-}
+/** The limits that apply to one user, by kind; absent: no limit of that kind. */
+export type Limits = { [K in BudgetName]?: Limit };
 
 /** One budget window a hold counts against, with what alerts and errors say about it. */
 export interface Line extends EngineLine {
-  budget: Exclude<BudgetName, "request">;
+  budget: WindowBudgetName;
   scopeId: string;
   limitUsd: number;
   source: Limit["source"];
@@ -41,8 +44,24 @@ export function utcDay(ms: number): { id: string; start: number; end: number } {
 export interface LineKeys {
   /** Redis key hash tag. */
   keyTag: string;
-  /** A session's counter is dropped after this long unused. */
+  /** A counter that never resets (a session's) is dropped after this long unused. */
   sessionIdleMs: number;
+}
+
+/** Whose spend a counter holds: its scope id, the parts of its key, and its rows in the ledger. */
+function scopeOf(
+  scope: Exclude<BudgetKindRow["scope"], "request">,
+  userId: string,
+  sessionId: string | null,
+): { id: string; keyParts: string[]; filter: SpendFilter } | null {
+  switch (scope) {
+    case "session":
+      return sessionId ? { id: sessionId, keyParts: [sessionId], filter: { sessionId } } : null;
+    case "user":
+      return { id: userId, keyParts: [userId], filter: { userId } };
+    case "deployment":
+      return { id: "deployment", keyParts: [], filter: {} };
+  }
 }
 
 /** The windows that apply to `userId` (and `sessionId`) at `now`, given their limits. */
@@ -53,58 +72,34 @@ export function budgetLines(
   limits: Limits,
   now: number,
 ): Line[] {
-  const lines: Line[] = [];
   const day = utcDay(now);
   const window: BudgetWindow = {
     start: new Date(day.start).toISOString(),
     end: new Date(day.end).toISOString(),
   };
-  const key = (...parts: string[]) => `{${keys.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
-  const line = (
-    budget: Line["budget"],
-    limit: Limit,
-    rest: Pick<Line, "key" | "scopeId" | "window" | "seedFilter" | "expireAt">,
-  ): Line => ({
-    budget,
-    limit: microsFloor(limit.usd),
-    limitUsd: limit.usd,
-    source: limit.source,
-    ...rest,
-  });
-  if (sessionId && limits.session) {
-    lines.push(
-      line("session", limits.session, {
-        key: key("s", sessionId),
-        scopeId: sessionId,
-        window: null,
-        seedFilter: { sessionId },
-        expireAt: now + keys.sessionIdleMs,
-      }),
-    );
-  }
-  // Counters outlive their day by a day, so a hold taken just before midnight settles into it.
   const dayRange = { sinceIso: window.start, untilIso: window.end };
-  if (limits.user_daily) {
-    lines.push(
-      line("user_daily", limits.user_daily, {
-        key: key("u", userId, day.id),
-        scopeId: userId,
-        window,
-        seedFilter: { userId, ...dayRange },
-        expireAt: day.end + DAY_MS,
-      }),
-    );
-  }
-  if (limits.daily) {
-    lines.push(
-      line("daily", limits.daily, {
-        key: key("d", day.id),
-        scopeId: "deployment",
-        window,
-        seedFilter: dayRange,
-        expireAt: day.end + DAY_MS,
-      }),
-    );
+  const key = (...parts: string[]) => `{${keys.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
+  const lines: Line[] = [];
+  for (const budget of WINDOW_BUDGET_NAMES) {
+    const limit = limits[budget];
+    const { counter, scope: scopeKind } = BUDGET_KINDS[budget];
+    const scope = limit && scopeOf(scopeKind, userId, sessionId);
+    if (!limit || !scope) continue;
+    const daily = counter.resets === "utc-day";
+    lines.push({
+      budget,
+      key: daily
+        ? key(counter.key, ...scope.keyParts, day.id)
+        : key(counter.key, ...scope.keyParts),
+      limit: microsFloor(limit.usd),
+      limitUsd: limit.usd,
+      source: limit.source,
+      scopeId: scope.id,
+      window: daily ? window : null,
+      seedFilter: daily ? { ...scope.filter, ...dayRange } : scope.filter,
+      // Day counters outlive their day by a day, so a hold taken just before midnight settles into it.
+      expireAt: daily ? day.end + DAY_MS : now + keys.sessionIdleMs,
+    });
   }
   return lines;
 }

@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import {
   ALERT_THRESHOLDS,
-  type AlertThreshold,
+  isAlertThreshold,
   type BudgetEngine,
   type Crossing,
   type EngineLine,
@@ -33,6 +33,7 @@ import {
   type EngineSettleResult,
   type LineState,
 } from "./engine";
+import { withTimeout } from "./timeout";
 
 /** Shared by the scripts: release a held reservation's amount from each window it names. */
 const RELEASE = `
@@ -232,6 +233,11 @@ export interface RedisEngineOptions {
   reclaimBatch?: number;
   /** How long a settled reservation's tombstone keeps a retried settlement from counting twice. @default 3600 */
   tombstoneSeconds?: number;
+  /**
+   * A call slower than this rejects with a TimeoutError (the failover engine then counts in
+   * process); the command may still run in Redis. @default no limit
+   */
+  timeoutMs?: number;
 }
 
 const int = (v: unknown) => Number(v ?? 0);
@@ -241,6 +247,7 @@ export class RedisBudgetEngine implements BudgetEngine {
   readonly tag: string;
   private readonly reclaimBatch: number;
   private readonly tombstoneSeconds: number;
+  private readonly timeoutMs: number | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -251,6 +258,7 @@ export class RedisBudgetEngine implements BudgetEngine {
       throw new Error(`budget key tag "${this.tag}" must not contain braces`);
     this.reclaimBatch = options.reclaimBatch ?? 100;
     this.tombstoneSeconds = options.tombstoneSeconds ?? 3600;
+    this.timeoutMs = options.timeoutMs;
   }
 
   /** The Redis key of a window, e.g. key("u", "alice", "2025-06-01"). */
@@ -267,27 +275,30 @@ export class RedisBudgetEngine implements BudgetEngine {
 
   async reserve(
     id: string,
-    lines: EngineLine[],
+    lines: readonly EngineLine[],
     amount: number,
     minCost: number,
     now: number,
     deadline: number,
     minAmount = amount,
   ): Promise<EngineReserveResult> {
-    const reply = (await scripts.reserve.run(
-      this.redis,
-      [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
-      [
-        now,
-        deadline,
-        amount,
-        minCost,
-        id,
-        this.recordPrefix,
-        this.reclaimBatch,
-        Math.min(minAmount, amount),
-        ...lines.flatMap((l) => [l.limit, l.expireAt]),
-      ],
+    const reply = (await this.timed(
+      "budget reserve",
+      scripts.reserve.run(
+        this.redis,
+        [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
+        [
+          now,
+          deadline,
+          amount,
+          minCost,
+          id,
+          this.recordPrefix,
+          this.reclaimBatch,
+          Math.min(minAmount, amount),
+          ...lines.flatMap((l) => [l.limit, l.expireAt]),
+        ],
+      ),
     )) as unknown[];
     const kind = reply[0];
     const reclaimed = int(reply[1]);
@@ -312,44 +323,48 @@ export class RedisBudgetEngine implements BudgetEngine {
 
   async settle(
     id: string,
-    lines: EngineLine[],
+    lines: readonly EngineLine[],
     actual: number,
     options: { quiet?: boolean } = {},
   ): Promise<EngineSettleResult> {
-    const reply = (await scripts.settle.run(
-      this.redis,
-      [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
-      [actual, id, this.tombstoneSeconds, options.quiet ? 1 : 0, ...lines.map((l) => l.limit)],
+    const reply = (await this.timed(
+      "budget settle",
+      scripts.settle.run(
+        this.redis,
+        [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
+        [actual, id, this.tombstoneSeconds, options.quiet ? 1 : 0, ...lines.map((l) => l.limit)],
+      ),
     )) as unknown[];
     if (reply[0] === "already") return { already: true, crossings: [] };
     const n = int(reply[1]);
     const spent = reply.slice(2, 2 + n).map((v) => (int(v) < 0 ? null : int(v)));
     const crossings: Crossing[] = [];
     for (let i = 2 + n; i + 2 < reply.length; i += 3) {
-      crossings.push({
-        index: int(reply[i]) - 1,
-        threshold: int(reply[i + 1]) as AlertThreshold,
-        spent: int(reply[i + 2]),
-      });
+      const threshold = int(reply[i + 1]);
+      if (isAlertThreshold(threshold))
+        crossings.push({ index: int(reply[i]) - 1, threshold, spent: int(reply[i + 2]) });
     }
     return { already: false, crossings, spent };
   }
 
   async seed(line: EngineLine, spent: number): Promise<boolean> {
-    return (
-      int(await scripts.seed.run(this.redis, [line.key], [spent, line.expireAt, line.limit])) === 1
-    );
+    const seeded = scripts.seed.run(this.redis, [line.key], [spent, line.expireAt, line.limit]);
+    return int(await this.timed("budget seed", seeded)) === 1;
   }
 
-  async peek(lines: EngineLine[]): Promise<Array<LineState | null>> {
+  async peek(lines: readonly EngineLine[]): Promise<Array<LineState | null>> {
     if (lines.length === 0) return [];
     const pipeline = this.redis.pipeline();
     for (const l of lines) pipeline.hmget(l.key, "spent", "reserved", "seeded");
-    const results = (await pipeline.exec()) ?? [];
+    const results = (await this.timed("budget peek", pipeline.exec())) ?? [];
     return results.map(([err, value]) => {
       if (err) throw err;
       const [spent, reserved, seeded] = value as Array<string | null>;
       return seeded ? { spent: int(spent), reserved: int(reserved) } : null;
     });
+  }
+
+  private timed<T>(what: string, call: Promise<T>): Promise<T> {
+    return this.timeoutMs === undefined ? call : withTimeout(call, this.timeoutMs, what);
   }
 }

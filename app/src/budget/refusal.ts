@@ -4,8 +4,9 @@
  * that tell the official SDK whether retrying can help.
  */
 import { ApiError } from "../errors";
-import type { BudgetName, BudgetWindow } from "./alerts";
+import type { BudgetWindow } from "./alerts";
 import { usd, type LineState } from "./engine";
+import { BUDGET_KINDS, type BudgetName } from "./kinds";
 
 export interface Refusal {
   budget: BudgetName;
@@ -23,23 +24,13 @@ export interface Refusal {
 
 export function budgetExceeded(r: Refusal, now: number): ApiError {
   const resetsAt = r.window?.end ?? null;
-  const label = {
-    request: "the per-request budget",
-    session: "this session's budget",
-    user_daily: "your daily budget",
-    daily: "the service's daily budget",
-  }[r.budget];
+  const { label, advice } = BUDGET_KINDS[r.budget];
   const state = r.state
     ? ` ($${money(usd(r.state.spent))} spent, $${money(usd(r.state.reserved))} held by requests in flight)`
     : "";
   const when = r.retryable
     ? "it will fit once requests in flight finish; retry shortly"
-    : (r.hint ??
-      (resetsAt
-        ? `it resets at ${resetsAt}`
-        : r.budget === "session"
-          ? "session budgets do not reset; start a new session"
-          : "its input alone costs more; shorten it"));
+    : (r.hint ?? (resetsAt ? `it resets at ${resetsAt}` : advice));
   const message = `${label} of $${money(r.limitUsd)} cannot cover this request (up to $${money(usd(r.requested))})${state}: ${when}`;
   const headers: Record<string, string> = {};
   if (r.retryable) headers["retry-after"] = "1";

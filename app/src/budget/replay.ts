@@ -5,10 +5,8 @@
  * settlements are idempotent per id, so one replayed twice counts once.
  */
 import type { Logger } from "pino";
-import type { Crossing } from "./engine";
+import type { BudgetEngine, Crossing } from "./engine";
 import type { Line } from "./lines";
-import type { RedisBudgetEngine } from "./redis-engine";
-import { withTimeout } from "./timeout";
 
 export interface PendingSettle {
   id: string;
@@ -21,7 +19,6 @@ const MAX_PENDING_SETTLES = 10_000;
 
 export interface ReplayOptions {
   usable(): boolean;
-  timeoutMs: number;
   logger: Logger;
   stats: { replayed: number; replayDropped: number };
   /** A replayed settlement crossed alert thresholds. */
@@ -36,7 +33,8 @@ export class SettlementReplay {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly engine: RedisBudgetEngine,
+    /** Redis: its calls time out on their own (RedisEngineOptions.timeoutMs). */
+    private readonly engine: BudgetEngine<Line>,
     private readonly o: ReplayOptions,
   ) {}
 
@@ -63,11 +61,7 @@ export class SettlementReplay {
     try {
       while (this.pending.length > 0) {
         const p = this.pending[0]!;
-        const r = await withTimeout(
-          this.engine.settle(p.id, p.lines as Line[], p.actual, { quiet: p.quiet }),
-          this.o.timeoutMs,
-          "budget replay",
-        );
+        const r = await this.engine.settle(p.id, p.lines, p.actual, { quiet: p.quiet });
         this.pending.shift();
         this.o.stats.replayed++;
         this.o.crossed(p.lines, r.crossings);

@@ -5,10 +5,10 @@
  * (BUDGET_MIN_OUTPUT_TOKENS) below which the request is refused; a fallback to a dearer model
  * tops the hold up first (`BudgetService.topUp`) or is skipped.
  */
-import type { BudgetEngine } from "./engine";
-import type { BudgetName } from "./alerts";
+import type { BudgetName } from "./kinds";
 import type { Line } from "./lines";
-import { estimateInput } from "./estimate";
+import type { SeededEngine } from "./seeding";
+import type { RequestFacts } from "../request-facts";
 import { worstInputPerMTok, type ModelInfo } from "../llm/models";
 
 export interface ReserveRequest {
@@ -18,7 +18,7 @@ export interface ReserveRequest {
   sessionId?: string | null;
   /** The model that will serve: the hold is priced at it. */
   model: string;
-  /** estimateInputTokens(body) */
+  /** The request's estimated input (request-facts.ts). */
   inputTokensEstimate: number;
   maxTokens: number;
   /** The request uses cache_control: input is reserved at the cache-write price. */
@@ -38,20 +38,20 @@ export interface ReserveRequest {
   requestSpentUsd?: number;
 }
 
-/** The hold for one Messages API request: its estimated input and its max_tokens. */
+/** The hold for one Messages API request: its facts' input estimate and its max_tokens. */
 export function reserveRequestFor(
-  request: Parameters<typeof estimateInput>[0] & { model: string; max_tokens: number },
+  request: { model: string; max_tokens: number },
+  facts: Pick<RequestFacts, "inputTokens" | "promptCaching" | "longCacheWrites">,
   ids: { requestId: string; userId: string; sessionId: string | null },
   minOutputTokens?: number,
 ): ReserveRequest {
-  const estimate = estimateInput(request);
   return {
     ...ids,
     model: request.model,
-    inputTokensEstimate: estimate.tokens,
+    inputTokensEstimate: facts.inputTokens,
     maxTokens: request.max_tokens,
-    promptCaching: estimate.promptCaching,
-    longCacheWrites: estimate.longCacheWrites,
+    promptCaching: facts.promptCaching,
+    longCacheWrites: facts.longCacheWrites,
     minOutputTokens,
   };
 }
@@ -98,7 +98,7 @@ export class Reservation {
     /** The worst-case cost held. */
     readonly reservedUsd: number,
     /** @internal */ readonly lines: readonly Line[],
-    /** @internal */ readonly engine: BudgetEngine | null,
+    /** @internal The engine holding it. */ readonly engine: SeededEngine | null,
     /** @internal */ readonly amount: number,
     /** The budget that capped max_tokens below the request's, if one did. */
     readonly cappedBy: BudgetName | null = null,

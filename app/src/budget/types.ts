@@ -4,8 +4,8 @@ import type { Logger } from "pino";
 import type { ApiError } from "../errors";
 import type { ModelCatalog } from "../llm/models";
 import type { Store } from "../store/types";
-import type { AlertDispatcher, BudgetName, BudgetWindow } from "./alerts";
-import type { BudgetLimits } from "./limits";
+import type { AlertDispatcher, BudgetWindow } from "./alerts";
+import type { BudgetLimits, BudgetName } from "./kinds";
 import type { Reservation } from "./reservation";
 
 export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides">;

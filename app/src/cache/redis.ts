@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { CachedResponse, ResponseCache } from "./types";
+import { errorMessage } from "../errors";
 
 /** A cache read slower than this counts as a miss (the upstream call is slower still). */
 const READ_TIMEOUT_MS = 500;
@@ -55,6 +56,6 @@ export class RedisResponseCache implements ResponseCache {
     const now = Date.now();
     if (now - this.lastWarn < 10_000) return;
     this.lastWarn = now;
-    this.logger.warn({ err: (err as Error).message }, msg);
+    this.logger.warn({ err: errorMessage(err) }, msg);
   }
 }

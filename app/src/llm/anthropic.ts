@@ -19,6 +19,7 @@ import type {
 } from "./types";
 import { UpstreamError } from "./types";
 import { createNodeFetch } from "./node-fetch";
+import { errorMessage } from "../errors";
 
 export interface AnthropicProviderOptions {
   apiKey: string;
@@ -134,7 +135,7 @@ export function toUpstreamError(err: unknown): UpstreamError {
   return new UpstreamError(
     502,
     "api_error",
-    `upstream call failed: ${(err as Error)?.message ?? String(err)}`,
+    `upstream call failed: ${errorMessage(err)}`,
     {},
     true,
   );

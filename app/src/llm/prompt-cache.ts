@@ -34,7 +34,6 @@
  * on English text): they decide whether a breakpoint is worth placing, never what anyone is charged.
  */
 import type { ModelCatalog } from "./models";
-import type { MessageRequest } from "./types";
 
 /** The API's limit on `cache_control` blocks per request. */
 export const MAX_CACHE_BREAKPOINTS = 4;
@@ -59,6 +58,16 @@ const CACHEABLE = new Set([
 
 type Block = Record<string, unknown> & { type?: unknown };
 type Message = { role: string; content: unknown };
+
+/** What breakpoints are placed in: a Messages request, or a batch's request as validated. */
+export interface CacheableRequest {
+  model: string;
+  messages: readonly Message[];
+  system?: unknown;
+  tools?: readonly unknown[] | null;
+  /** Automatic caching: one mark for the whole request. */
+  cache_control?: unknown;
+}
 
 export function estimateTextTokens(text: string): number {
   return Math.ceil(text.length / 4);
@@ -197,21 +206,15 @@ function messageCandidate(
  * The request with prompt-cache breakpoints added where they pay off (see the module comment).
  * Returns the same object when nothing is added.
  */
-export function applyPromptCaching<R extends MessageRequest>(
+export function applyPromptCaching<R extends CacheableRequest>(
   request: R,
   catalog: Pick<ModelCatalog, "get">,
   options: PromptCachingOptions = {},
 ): R {
   if (options.enabled === false) return request;
-  const messages = request.messages as unknown as readonly Message[];
-  const tools = (request.tools ?? []) as readonly unknown[];
-  const system = request.system as unknown;
-  const existing = countCacheBreakpoints({
-    tools,
-    system,
-    messages,
-    cache_control: (request as { cache_control?: unknown }).cache_control,
-  });
+  const { messages, system } = request;
+  const tools = request.tools ?? [];
+  const existing = countCacheBreakpoints(request);
   const slots = MAX_CACHE_BREAKPOINTS - existing;
   if (slots <= 0) return request;
   const minimum =

@@ -50,6 +50,7 @@ import {
   type BackoffOptions,
   type FailureKind,
 } from "./retry";
+import { errorMessage } from "../errors";
 
 export type { BreakerSnapshot, ResilienceEvent, ResilienceListener } from "./breaker";
 
@@ -388,10 +389,7 @@ export class ResilientProvider implements LlmProvider {
       try {
         listener(event);
       } catch (err) {
-        this.options.logger?.warn(
-          { err: (err as Error).message },
-          "resilience event listener failed",
-        );
+        this.options.logger?.warn({ err: errorMessage(err) }, "resilience event listener failed");
       }
     }
   }

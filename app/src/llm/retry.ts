@@ -9,6 +9,7 @@
  */
 import { upstreamErrorCode } from "./anthropic";
 import { UpstreamError } from "./types";
+import { errorMessage } from "../errors";
 
 export type FailureKind =
   /** Never retried: client errors, spend limits, billing, a caller that went away. */
@@ -25,11 +26,7 @@ const FINAL_ERROR_CODE = /spend_limit|billing|on_hold|ramp_limit/;
 
 export function asUpstreamError(err: unknown): UpstreamError {
   if (err instanceof UpstreamError) return err;
-  return new UpstreamError(
-    502,
-    "api_error",
-    `upstream call failed: ${(err as Error)?.message ?? String(err)}`,
-  );
+  return new UpstreamError(502, "api_error", `upstream call failed: ${errorMessage(err)}`);
 }
 
 /** A refusal that no retry can fix until a person acts (raise the limit, pay the bill). */

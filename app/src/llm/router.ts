@@ -40,6 +40,7 @@
  * model routed for a session's first turn is stored on the session and passed back as
  * `pinnedModel`. `routeModel` is pure: no I/O, no clock, no randomness.
  */
+import { estimateInputTokens } from "../budget/estimate";
 import type { ModelCatalog } from "./models";
 
 export const AUTO_MODEL = "auto";
@@ -66,7 +67,7 @@ export interface RoutableRequest {
 export interface RouteContext {
   /** The model a session is pinned to; returned as is when it is a concrete id (sticky routing). */
   pinnedModel?: string | null;
-  /** Input tokens when the caller has already estimated them. */
+  /** The request's input tokens, from its facts (request-facts.ts); estimated here when absent. */
   inputTokens?: number;
 }
 
@@ -120,7 +121,7 @@ export function routeModel(
     load += 1;
     loadSignals.push("tools");
   }
-  const tokens = context.inputTokens ?? estimateRequestTokensCheaply(request);
+  const tokens = context.inputTokens ?? estimateInputTokens(request);
   if (tokens >= 32_000) {
     load += 2;
     loadSignals.push("long-prompt");
@@ -212,34 +213,4 @@ function userText(content: unknown): string {
   }
   if (text.length <= 2 * HINT_SCAN_CHARS) return text;
   return `${text.slice(0, HINT_SCAN_CHARS)}\n${text.slice(-HINT_SCAN_CHARS)}`;
-}
-
-/** Characters / 4 over strings only (no serialisation): cheap enough for every request. */
-function estimateRequestTokensCheaply(request: RoutableRequest): number {
-  let chars = typeof request.system === "string" ? request.system.length : 0;
-  if (Array.isArray(request.system)) chars += blockChars(request.system);
-  for (const m of request.messages) {
-    chars +=
-      typeof m.content === "string"
-        ? m.content.length
-        : Array.isArray(m.content)
-          ? blockChars(m.content)
-          : 0;
-  }
-  // Tool schemas are modest and similar in size; count them at a flat rate rather than serialise.
-  chars += (request.tools?.length ?? 0) * 400;
-  return Math.ceil(chars / 4);
-}
-
-function blockChars(blocks: readonly unknown[]): number {
-  let n = 0;
-  for (const b of blocks as Array<Record<string, unknown>>) {
-    if (!b) continue;
-    if (typeof b.text === "string") n += b.text.length;
-    else if (typeof b.content === "string") n += b.content.length;
-    else if (Array.isArray(b.content)) n += blockChars(b.content);
-    else if (b.type === "image" || b.type === "document") n += 6400;
-    else if (b.input !== undefined) n += 64;
-  }
-  return n;
 }

@@ -31,7 +31,7 @@ const RLWrapperTimeouts =
 type RateLimiterAbstract = Flexible.RateLimiterAbstract;
 type RLWrapperTimeouts = Flexible.RLWrapperTimeouts;
 import type { Logger } from "pino";
-import { ApiError } from "../errors";
+import { ApiError, errorMessage } from "../errors";
 import type { AppConfig } from "../config";
 
 export interface RateLimiterOptions {
@@ -207,7 +207,7 @@ class TokenAdmission implements Admission {
       // A refund into a later window would hand out tokens that window never spent.
       else if (diff < 0) await this.limiter.penalty(this.user, -diff);
     } catch (err) {
-      this.logger?.warn({ err: (err as Error).message }, "could not settle a token reservation");
+      this.logger?.warn({ err: errorMessage(err) }, "could not settle a token reservation");
     }
   }
 }

@@ -1,10 +1,12 @@
 /**
- * The rate-limit middleware for /v1/*, registered after authentication (it keys on the user).
+ * The rate-limit middleware, in the chain of every API route (routes/chain.ts), after
+ * authentication (it keys on the user).
  *
- * Every request counts against RATE_LIMIT_RPM. A POST that will call the model (a Messages
- * request, a session turn, a token count, a message batch: the sum of its requests) reserves its
- * estimated tokens against RATE_LIMIT_TPM. A batch keeps its reservation (its answer carries no
- * usage; its tokens are spent upstream over the following hours).
+ * Every request counts against RATE_LIMIT_RPM. A route that calls the model (a Messages request,
+ * a session turn, a message batch: the sum of its requests) reserves the tokens of its request's
+ * facts (request-facts.ts: input estimate plus output bound) against RATE_LIMIT_TPM. A batch keeps
+ * its reservation (its answer carries no usage; its tokens are spent upstream over the following
+ * hours).
  * Refused requests get 429 `rate_limit_error` in the Anthropic error shape, with `retry-after`
  * and the `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` headers, which also
  * go on every admitted response.
@@ -22,16 +24,19 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { AppContext, AppEnv } from "../http";
+import { factTokens } from "../request-facts";
 import type { Admission, RequestRateLimiter } from "./limiter";
 import { SseSplitter, tapResponse } from "./body-tap";
 
-/** Output budget a session turn reserves when its request names no max_tokens (routes/sessions.ts). */
-const TURN_MAX_TOKENS = 4096;
-/** A base64 image or document counts as this many input tokens in the estimate, whatever its size. */
-const MEDIA_TOKENS = 1600;
-
-const reservations = new WeakMap<Request, Admission>();
-const claimed = new WeakSet<Admission>();
+/** The rate limiter's state for one request, in its context as `admission`. */
+export interface RequestAdmission {
+  /** While a lazy admission runs: resolves once admitted (headers set), rejects with the 429. */
+  pending?: Promise<void>;
+  /** The token reservation, once admitted with tokens reserved. */
+  reservation?: Admission;
+  /** A route took the reservation over (`claimTokenReservation`). */
+  claimed: boolean;
+}
 
 /**
  * Take over settling this request's token reservation: the caller must call `settle(tokens)`
@@ -39,12 +44,11 @@ const claimed = new WeakSet<Admission>();
  * longer reads the response for usage. Undefined when the request reserved nothing.
  */
 export function claimTokenReservation(c: AppContext): Admission | undefined {
-  const admission = reservations.get(c.req.raw);
-  if (admission) claimed.add(admission);
-  return admission;
+  const state = c.get("admission");
+  if (!state?.reservation) return undefined;
+  state.claimed = true;
+  return state.reservation;
 }
-
-const pendingAdmissions = new WeakMap<Request, Promise<void>>();
 
 /**
  * For a route that admits lazily (see `rateLimitMiddleware`): resolves once this request is
@@ -52,7 +56,7 @@ const pendingAdmissions = new WeakMap<Request, Promise<void>>();
  * the request was already admitted before the route ran.
  */
 export function admitted(c: AppContext): Promise<void> | undefined {
-  return pendingAdmissions.get(c.req.raw);
+  return c.get("admission")?.pending;
 }
 
 export interface RateLimitMiddlewareOptions {
@@ -73,17 +77,20 @@ export function rateLimitMiddleware(
 ): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     // The request counts against RPM now, while its body may still be arriving (a client that
-    // sends it a byte at a time is counted like any other); tokens once the body is read.
-    const admitting = limiter.admit(c.get("userId"), estimateRequestTokens(c));
+    // sends it a byte at a time is counted like any other); tokens once its facts are known.
+    const facts = c.get("facts");
+    const admitting = limiter.admit(c.get("userId"), facts ? facts.then(factTokens) : 0);
+    const state: RequestAdmission = { claimed: false };
+    c.set("admission", state);
     const apply = (a: Admission) => {
       for (const k in a.headers) c.header(k, a.headers[k]);
-      if (a.reservedTokens > 0) reservations.set(c.req.raw, a);
+      if (a.reservedTokens > 0) state.reservation = a;
     };
     let admission: Admission | undefined;
     if (options.lazy?.(c)) {
       const ready = admitting.then(apply);
       ready.catch(() => {}); // the route's to await; a route that fails first never does
-      pendingAdmissions.set(c.req.raw, ready);
+      state.pending = ready;
       await next();
       // Refused: the route turned the 429 into the response (or failed before it asked).
       admission = await admitting.catch(() => undefined);
@@ -102,7 +109,7 @@ export function rateLimitMiddleware(
     } catch {
       // Immutable headers (a fetched Response): the body still goes out.
     }
-    if (admission.settled || admission.reservedTokens === 0 || claimed.has(admission)) return;
+    if (admission.settled || admission.reservedTokens === 0 || state.claimed) return;
     await settleFromResponse(c, admission);
   };
 }
@@ -202,60 +209,4 @@ class StreamUsage {
     if (!this.seen) return undefined;
     return this.finished + (this.current ? this.current.input + this.current.output : 0);
   }
-}
-
-/**
- * Tokens a request may use, estimated before the call: about 4 characters per token over the
- * text it sends, a flat amount per image or document, plus its max_tokens. The history of a
- * session is not known here; the settlement afterwards charges the difference.
- */
-export async function estimateRequestTokens(c: AppContext): Promise<number> {
-  if (c.req.method !== "POST") return 0;
-  const path = c.req.path;
-  const isMessages = path === "/v1/messages";
-  const isCount = path === "/v1/messages/count_tokens";
-  const isTurn = /^\/v1\/sessions\/[^/]+\/messages$/.test(path);
-  const isBatch = path === "/v1/batches" || path === "/v1/messages/batches";
-  if (!isMessages && !isCount && !isTurn && !isBatch) return 0;
-  let body: unknown;
-  try {
-    body = await c.req.json();
-  } catch {
-    return 0; // the route answers 400
-  }
-  if (typeof body !== "object" || body === null) return 0;
-  if (isBatch) {
-    // A batch counts as the sum of its requests (answered later, but sent upstream now).
-    const requests = (body as { requests?: unknown }).requests;
-    if (!Array.isArray(requests)) return 0;
-    let sum = 0;
-    for (const r of requests)
-      sum += messageTokens((r as { params?: unknown } | null)?.params, false);
-    return sum;
-  }
-  return messageTokens(body, isTurn, isCount);
-}
-
-function messageTokens(body: unknown, isTurn: boolean, inputOnly = false): number {
-  if (typeof body !== "object" || body === null) return 0;
-  const { max_tokens, ...rest } = body as Record<string, unknown>;
-  const input = Math.ceil(textChars(rest) / 4);
-  if (inputOnly) return input;
-  const output =
-    typeof max_tokens === "number" && max_tokens > 0 ? max_tokens : isTurn ? TURN_MAX_TOKENS : 0;
-  return input + output;
-}
-
-function textChars(value: unknown, depth = 0): number {
-  if (depth > 32) return 0;
-  if (typeof value === "string") return value.length;
-  if (Array.isArray(value))
-    return value.reduce((sum: number, v) => sum + textChars(v, depth + 1), 0);
-  if (typeof value !== "object" || value === null) return 0;
-  const o = value as Record<string, unknown>;
-  if ((o.type === "image" || o.type === "document") && typeof o.source === "object")
-    return MEDIA_TOKENS * 4;
-  let sum = 0;
-  for (const [k, v] of Object.entries(o)) sum += k.length + textChars(v, depth + 1);
-  return sum;
 }

@@ -16,13 +16,16 @@ import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
 import { readJson } from "../http";
 import { ApiError, badRequest, notFound } from "../errors";
-import { batchView, type BatchService } from "../batch/service";
+import type { BatchService } from "../batch/service";
+import { batchView } from "../batch/view";
 import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
 import { asApiError, failureLog, messagesRequestSchema } from "./messages";
 import { nulMessage, nulPath } from "../json-limits";
 import { checkModel } from "../llm/known-models";
 import type { ModelCatalog } from "../llm/models";
+import { combinedFacts, messageFacts, type RequestFacts } from "../request-facts";
+import { requestFacts, type RouteChains } from "./chain";
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
 const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
@@ -41,14 +44,33 @@ export function batchCreateSchema(maxRequests: number) {
   });
 }
 
-export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+/** A batch asks for the sum of its requests (answered later, but sent upstream now). */
+export function batchFacts(body: unknown): RequestFacts {
+  const requests =
+    typeof body === "object" && body !== null && "requests" in body && Array.isArray(body.requests)
+      ? body.requests
+      : [];
+  return combinedFacts(
+    requests.map((r: unknown) =>
+      messageFacts(typeof r === "object" && r !== null && "params" in r ? r.params : undefined),
+    ),
+  );
+}
+
+export function registerBatchRoutes(
+  app: Hono<AppEnv>,
+  deps: AppDeps,
+  catalog: ModelCatalog,
+  chains: RouteChains,
+) {
   const batches = deps.batches;
   if (!batches) return;
   const schema = batchCreateSchema(deps.config.BATCH_MAX_REQUESTS);
 
   for (const prefix of PREFIXES) {
-    app.post(prefix, async (c) => {
+    app.post(prefix, chains.model(batchFacts), async (c) => {
       const body = await readJson(c, schema);
+      const facts = await requestFacts(c);
       // Requests are kept in Postgres until they run, and Postgres cannot hold a NUL character.
       const nul = nulPath(body);
       if (nul !== null) throw badRequest(nulMessage(nul));
@@ -65,7 +87,7 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
       try {
         record = await batches.create(
           c.get("userId"),
-          body.requests as Parameters<BatchService["create"]>[1],
+          body.requests.map((r, i) => ({ ...r, facts: facts.requests?.[i] })),
         );
       } catch (err) {
         // Upstream refusals keep their status; anything else is ours (500 from onError).
@@ -76,9 +98,11 @@ export function registerBatchRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
       return respond(c, record, prefix);
     });
 
-    app.get(`${prefix}/:id`, async (c) => respond(c, await findBatch(c, batches), prefix));
+    app.get(`${prefix}/:id`, chains.plain(), async (c) =>
+      respond(c, await findBatch(c, batches), prefix),
+    );
 
-    app.get(`${prefix}/:id/results`, async (c) => {
+    app.get(`${prefix}/:id/results`, chains.plain(), async (c) => {
       const batch = await findBatch(c, batches);
       if (batch.status !== "ended") {
         throw new ApiError(

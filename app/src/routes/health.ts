@@ -1,4 +1,5 @@
-import type { Hono } from "hono";
+/** Liveness and readiness probes, answered before any API guard and logged only when they fail. */
+import type { Hono, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../http";
 import type { AppDeps } from "../deps";
 import { SERVICE_CONTRACT } from "../contract";
@@ -26,11 +27,17 @@ async function probe(check: () => Promise<unknown>): Promise<string | null> {
   }
 }
 
+/** Probes answer many times a minute: the request log leaves them out unless they fail. */
+const quiet: MiddlewareHandler<AppEnv> = (c, next) => {
+  c.set("probe", true);
+  return next();
+};
+
 export function registerHealthRoutes(app: Hono<AppEnv>, deps: AppDeps) {
   // Liveness: the process answers. Touches no dependency, so a database outage never restarts pods.
-  app.get(SERVICE_CONTRACT.probes.liveness, (c) => c.json({ status: "ok" }));
+  app.get(SERVICE_CONTRACT.probes.liveness, quiet, (c) => c.json({ status: "ok" }));
 
-  app.get(SERVICE_CONTRACT.probes.readiness, async (c) => {
+  app.get(SERVICE_CONTRACT.probes.readiness, quiet, async (c) => {
     if (deps.lifecycle.draining) return c.json({ status: "draining", down: ["draining"] }, 503);
     const redis = deps.redis;
     const [database, cache] = await Promise.all([

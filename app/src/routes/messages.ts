@@ -20,10 +20,11 @@ import { routeModel } from "../llm/router";
 import { applyPromptCaching } from "../llm/prompt-cache";
 import { reserveRequestFor, type Reservation, type ReserveResult } from "../budget/budgets";
 import { admitted, claimTokenReservation, usageTokens } from "../ratelimit/middleware";
+import { messageFacts } from "../request-facts";
 import { boundUsage } from "../llm/usage-bounds";
+import { requestFacts, type RouteChains } from "./chain";
 import { StallGuard } from "./stall";
 import { completionText, logPrompt } from "../telemetry/prompt-log";
-import { estimateInputTokens } from "../budget/estimate";
 import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
 import type { Logger } from "pino";
@@ -53,21 +54,25 @@ export const messagesRequestSchema = z.looseObject({
 
 export type MessagesRequestBody = z.infer<typeof messagesRequestSchema>;
 
-export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+export function registerMessageRoutes(
+  app: Hono<AppEnv>,
+  deps: AppDeps,
+  catalog: ModelCatalog,
+  chains: RouteChains,
+) {
   const holdTiming = new HoldTiming();
-  app.post("/v1/messages", async (c) => {
+  const chain = chains.model(messageFacts, { idempotent: true, lazy: true });
+  app.post("/v1/messages", chain, async (c) => {
     const body = await readJson(c, messagesRequestSchema);
     checkModel(catalog, body.model);
+    const asked = await requestFacts(c);
     const { stream: wantsStream, ...rest } = body;
     // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
-    const route = routeModel(rest as unknown as MessageRequest, catalog);
-    let request = applyPromptCaching(
-      { ...(rest as unknown as MessageRequest), model: route.model },
-      catalog,
-      {
-        enabled: deps.config.PROMPT_CACHING,
-      },
-    );
+    const route = routeModel(rest, catalog, { inputTokens: asked.inputTokens });
+    const routed = { ...(rest as unknown as MessageRequest), model: route.model };
+    let request = applyPromptCaching(routed, catalog, { enabled: deps.config.PROMPT_CACHING });
+    // Breakpoints placed here may write to the cache too: the hold is priced at the write price.
+    const facts = { ...asked, promptCaching: asked.promptCaching || request !== routed };
     c.header("x-agent-route-reason", route.reason);
     const userId = c.get("userId");
     const requestId = c.get("requestId");
@@ -86,6 +91,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       deps.budgets?.reserve(
         reserveRequestFor(
           request,
+          facts,
           { requestId, userId, sessionId: null },
           deps.config.BUDGET_MIN_OUTPUT_TOKENS,
         ),
@@ -131,7 +137,7 @@ export function registerMessageRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
       catalog,
       requestId,
       userId,
-      request.max_tokens,
+      { inputTokens: facts.inputTokens, maxTokens: request.max_tokens },
       reservation,
       claimTokenReservation(c),
     );
@@ -212,7 +218,8 @@ class Meter {
     private readonly catalog: ModelCatalog,
     private readonly requestId: string,
     private readonly userId: string,
-    private readonly maxTokens: number,
+    /** What was admitted: the input estimate and max_tokens the hold covers. */
+    private readonly admitted: { inputTokens: number; maxTokens: number },
     private readonly reservation?: Reservation,
     private readonly tokens?: Admission,
   ) {
@@ -223,13 +230,13 @@ class Meter {
    * A JSON call cut by shutdown reports no usage: charge its worst case (what was held), since
    * the model may have generated all of it.
    */
-  chargeHeld(request: MessageRequest) {
+  chargeHeld(model: string) {
     this.settle(
-      request.model,
+      model,
       {
         ...NO_USAGE,
-        input_tokens: estimateInputTokens(request),
-        output_tokens: request.max_tokens,
+        input_tokens: this.admitted.inputTokens,
+        output_tokens: this.admitted.maxTokens,
       },
       "aborted",
     );
@@ -247,7 +254,7 @@ class Meter {
 
   private record(model: string, reported: FullUsage, status: UsageStatus) {
     const bounded = boundUsage(reported, {
-      maxTokens: this.maxTokens,
+      maxTokens: this.admitted.maxTokens,
       contextWindow: this.catalog.prices(model).contextWindow,
     });
     const usage = bounded.usage;
@@ -297,7 +304,7 @@ async function jsonFromUpstream(
       admitModel,
     })
     .catch((err: unknown) => {
-      if (stopping?.aborted) meter.chargeHeld(request);
+      if (stopping?.aborted) meter.chargeHeld(request.model);
       // Nothing was generated: release the hold and keep a ledger line of the failure.
       else meter.settle(request.model, NO_USAGE, "error");
       throw asApiError(err, failureLog(c, deps));

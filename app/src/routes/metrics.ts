@@ -8,6 +8,7 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps";
 import { PROMETHEUS_CONTENT_TYPE } from "../telemetry/otel";
+import { errorMessage } from "../errors";
 
 /** The metrics app, or null when /metrics is off (METRICS_ENABLED=false or no exporter). */
 export function buildMetricsApp(
@@ -23,7 +24,7 @@ export function buildMetricsApp(
         "cache-control": "no-store",
       });
     } catch (err) {
-      deps.logger.error({ err: (err as Error).message }, "metrics collection failed");
+      deps.logger.error({ err: errorMessage(err) }, "metrics collection failed");
       return c.text("metrics collection failed\n", 500);
     }
   });

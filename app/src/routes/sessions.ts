@@ -17,7 +17,7 @@ import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
 import { describeIssues, readJson } from "../http";
-import { ApiError, badRequest, errorBody, notFound } from "../errors";
+import { ApiError, badRequest, errorBody, errorMessage, notFound } from "../errors";
 import type { ModelCatalog } from "../llm/models";
 import { UpstreamError, type MessageRequest } from "../llm/types";
 import { reserveRequestFor } from "../budget/budgets";
@@ -45,6 +45,8 @@ import {
   withoutNul,
 } from "../json-limits";
 import { checkModel } from "../llm/known-models";
+import { messageFacts, NO_FACTS, type RequestFacts } from "../request-facts";
+import type { RouteChains } from "./chain";
 
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_SYSTEM_CHARS = 100_000;
@@ -127,13 +129,30 @@ export const turnRequestSchema = z.strictObject({
   max_tokens: z.number().int().positive().max(200_000).optional(),
 });
 
-export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
+/**
+ * A turn asks for its new message plus each model call's output: its history (read later) is not
+ * counted here, and the settlement afterwards charges the difference.
+ */
+export function turnFacts(body: unknown): RequestFacts {
+  if (typeof body !== "object" || body === null) return NO_FACTS;
+  const content = "content" in body ? body.content : undefined;
+  const maxTokens = "max_tokens" in body ? body.max_tokens : undefined;
+  const facts = messageFacts({ messages: [{ role: "user", content }], max_tokens: maxTokens });
+  return { ...facts, maxTokens: facts.maxTokens || DEFAULT_TURN_MAX_TOKENS };
+}
+
+export function registerSessionRoutes(
+  app: Hono<AppEnv>,
+  deps: AppDeps,
+  catalog: ModelCatalog,
+  chains: RouteChains,
+) {
   const tools = createBuiltinToolRegistry();
   // Sessions with a turn running in this process. A second turn is refused at once instead of
   // being paid for and then rejected at the append; across replicas the append still decides.
   const busy = new Set<string>();
 
-  app.post("/v1/sessions", async (c) => {
+  app.post("/v1/sessions", chains.plain(), async (c) => {
     const body = await readOptionalJson(c, createSessionSchema);
     if (body.model) checkModel(catalog, body.model);
     const session = await deps.store.createSession({
@@ -145,7 +164,7 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
     return c.json(sessionJson(session), 201);
   });
 
-  app.get("/v1/sessions/:id", async (c) => {
+  app.get("/v1/sessions/:id", chains.plain(), async (c) => {
     const session = await findSession(c, deps);
     const messages = await deps.store.listMessages(session.id);
     return c.json({
@@ -160,7 +179,8 @@ export function registerSessionRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog:
     });
   });
 
-  app.post("/v1/sessions/:id/messages", async (c) => {
+  const turnChain = chains.model(turnFacts, { idempotent: true });
+  app.post("/v1/sessions/:id/messages", turnChain, async (c) => {
     const body = await readJson(c, turnRequestSchema);
     const session = await findSession(c, deps);
     if (busy.has(session.id)) {
@@ -341,7 +361,7 @@ async function appendTurn(
         `session ${sessionId} changed while this turn ran (another turn finished first); nothing from this turn was stored: reload the session and retry`,
       );
     }
-    deps.logger.error({ err: (err as Error).message, sessionId }, "could not store a session turn");
+    deps.logger.error({ err: errorMessage(err), sessionId }, "could not store a session turn");
     throw new ApiError(500, "api_error", "internal error: the turn could not be stored");
   }
 }
@@ -351,7 +371,11 @@ function turnError(c: AppContext, deps: AppDeps, err: unknown): ApiError {
   if (err instanceof ApiError || err instanceof UpstreamError)
     return asApiError(err, failureLog(c, deps));
   c.get("logger").error(
-    { err: (err as Error)?.message, stack: (err as Error)?.stack, requestId: c.get("requestId") },
+    {
+      err: errorMessage(err),
+      stack: err instanceof Error ? err.stack : undefined,
+      requestId: c.get("requestId"),
+    },
     "agent turn failed",
   );
   return new ApiError(500, "api_error", "internal error");
@@ -431,6 +455,7 @@ function budgetAdmission(
     const held = await budgets.reserve({
       ...reserveRequestFor(
         request,
+        messageFacts(request),
         { requestId: `${requestId}:${++call}`, userId, sessionId },
         deps.config.BUDGET_MIN_OUTPUT_TOKENS,
       ),

@@ -7,9 +7,10 @@ import type { Hono } from "hono";
 import type { AppDeps } from "../deps";
 import type { AppEnv } from "../http";
 import { notFound } from "../errors";
+import type { RouteChains } from "./chain";
 
-export function registerUsageRoutes(app: Hono<AppEnv>, deps: AppDeps) {
-  app.get("/v1/usage", async (c) => {
+export function registerUsageRoutes(app: Hono<AppEnv>, deps: AppDeps, chains: RouteChains) {
+  app.get("/v1/usage", chains.plain(), async (c) => {
     const userId = c.get("userId");
     const sessionId = c.req.query("session_id") || null;
     // Another user's session and an unknown id look the same, as on the session routes.

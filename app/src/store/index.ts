@@ -7,6 +7,7 @@ import type { AppConfig } from "../config";
 import { createPostgresClient } from "./postgres";
 import { SqlStore } from "./sql-store";
 import { MEMORY_DATA_DIR, type SqlClient, type Store, type StoreLogger } from "./types";
+import type { PgliteClient, PgliteImage } from "./pglite";
 
 export type StoreConfig = Pick<AppConfig, "DATABASE_URL" | "DATABASE_POOL_MAX" | "DATA_DIR"> &
   Partial<Pick<AppConfig, "DATABASE_PASSWORD">>;
@@ -29,21 +30,40 @@ function loadPglite(): typeof import("./pglite") {
   return require("./pglite") as typeof import("./pglite");
 }
 
+/**
+ * A migrated, empty in-memory database, made by the first `memory://` store of the process: the
+ * next ones start as copies of it rather than running initdb and every migration again (tests
+ * open dozens). Only ever empty: it is taken right after migrating, before anything is written.
+ */
+let memoryImage: Promise<PgliteImage | undefined> | undefined;
+
 /** Open and migrate. The store is closed again if migrating fails, so nothing leaks. */
 export async function openStore(
   config: StoreConfig,
   options: OpenStoreOptions = {},
 ): Promise<Store> {
-  const client: SqlClient = config.DATABASE_URL
-    ? createPostgresClient(config.DATABASE_URL, {
-        max: config.DATABASE_POOL_MAX,
-        logger: options.logger,
-        password: config.DATABASE_PASSWORD,
-      })
-    : await loadPglite().createPgliteClient(pgliteDirectory(config.DATA_DIR));
+  const inMemory = !config.DATABASE_URL && config.DATA_DIR.startsWith(MEMORY_DATA_DIR);
+  const image = inMemory ? await memoryImage : undefined;
+  let pglite: PgliteClient | undefined;
+  let client: SqlClient;
+  if (config.DATABASE_URL) {
+    client = createPostgresClient(config.DATABASE_URL, {
+      max: config.DATABASE_POOL_MAX,
+      logger: options.logger,
+      password: config.DATABASE_PASSWORD,
+    });
+  } else {
+    pglite = await loadPglite().createPgliteClient(pgliteDirectory(config.DATA_DIR), image);
+    client = pglite;
+  }
   const store = new SqlStore(client, { logger: options.logger });
   try {
     await store.migrate();
+    if (inMemory && !image && pglite && !memoryImage) {
+      // Taken before the caller can write; a failed image only costs later stores their head start.
+      memoryImage = pglite.image().catch(() => undefined);
+      await memoryImage;
+    }
   } catch (err) {
     await store.close().catch(() => {});
     throw err;

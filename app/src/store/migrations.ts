@@ -10,6 +10,7 @@
  * `batches (id, user_id, status, counts, timestamps)`. The ledger already carries `request_id`
  * and `kind`, so batch and idempotent requests fit it without change.
  */
+import { overridableCheck } from "../budget/kinds";
 import type { SqlClient } from "./types";
 
 export interface Migration {
@@ -91,7 +92,7 @@ export const MIGRATIONS: readonly Migration[] = [
       // A NULL limit means "no limit of this kind for this user", overriding a configured default.
       `CREATE TABLE budget_overrides (
         user_id text NOT NULL,
-        budget text NOT NULL CHECK (budget IN ('request', 'session', 'user_daily')),
+        budget text NOT NULL CHECK (${overridableCheck(100)}),
         limit_usd numeric(20, 10) CHECK (limit_usd IS NULL OR limit_usd >= 0),
         updated_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (user_id, budget)

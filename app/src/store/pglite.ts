@@ -12,11 +12,26 @@ import { MEMORY_DATA_DIR } from "./types";
 
 export { MEMORY_DATA_DIR };
 
-export async function createPgliteClient(dataDir: string): Promise<SqlClient> {
+/** An embedded database's files as a tarball (`PGlite.dumpDataDir`), to start another from. */
+export type PgliteImage = Blob;
+
+export interface PgliteClient extends SqlClient {
+  /** The database's files, to start an in-memory copy from (`createPgliteClient(..., image)`). */
+  image(): Promise<PgliteImage>;
+}
+
+/**
+ * `image`: start an in-memory database as a copy of these files instead of running initdb (a
+ * quarter of the time: about 0.4 s instead of 1.6 s on this project's 2-core machine).
+ */
+export async function createPgliteClient(
+  dataDir: string,
+  image?: PgliteImage,
+): Promise<PgliteClient> {
   let releaseLock = () => {};
   let db: PGlite;
   if (dataDir.startsWith(MEMORY_DATA_DIR)) {
-    db = await PGlite.create();
+    db = await PGlite.create(image ? { loadDataDir: image } : undefined);
   } else {
     const dir = path.resolve(dataDir);
     fs.mkdirSync(path.dirname(dir), { recursive: true });
@@ -54,6 +69,7 @@ export async function createPgliteClient(dataDir: string): Promise<SqlClient> {
       closing ??= db.close().finally(releaseLock);
       return closing;
     },
+    image: () => db.dumpDataDir("none"),
   };
 }
 

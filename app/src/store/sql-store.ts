@@ -1,36 +1,38 @@
-/** The Store over any SqlClient: the same SQL runs on PostgreSQL and on PGlite. */
+/**
+ * The Store over any SqlClient: the same SQL runs on PostgreSQL and on PGlite. Sessions, API keys
+ * and idempotency keys live here; the usage ledger with budget overrides (sql-ledger.ts) and
+ * message batches (sql-batches.ts) have modules of their own.
+ */
 import { createHash, randomBytes } from "node:crypto";
 import { migrate } from "./migrations";
+import { SqlBatches } from "./sql-batches";
+import { SqlLedger } from "./sql-ledger";
+import { iso, isoOrNull, single, UUID, validUserId, type Row } from "./sql-rows";
 import {
   ConcurrentAppendError,
   type ApiKeyRecord,
+  type BatchItem,
+  type BatchPatch,
+  type BatchRecord,
+  type BatchResultInput,
+  type BatchResultRow,
+  type BatchSummary,
+  type BudgetOverrides,
   type ContentBlock,
+  type IdempotencyClaim,
+  type IdempotencyClaimResult,
+  type IdempotencyRecord,
+  type IdempotentResponse,
+  type NewBatch,
   type NewSession,
   type Session,
+  type SpendFilter,
   type SqlClient,
   type Store,
   type StoredMessage,
   type StoreLogger,
   type UsageEntry,
-  type UsageStatus,
-  type BudgetOverrides,
-  type SpendFilter,
   type UserBudgetName,
-  type IdempotencyClaim,
-  type IdempotencyClaimResult,
-  type IdempotencyRecord,
-  type IdempotentResponse,
-} from "./types";
-import type {
-  BatchCounts,
-  BatchItem,
-  BatchPatch,
-  BatchRecord,
-  BatchResultInput,
-  BatchResultRow,
-  BatchResultType,
-  BatchSummary,
-  NewBatch,
 } from "./types";
 
 export interface SqlStoreOptions {
@@ -40,42 +42,11 @@ export interface SqlStoreOptions {
   logger?: StoreLogger;
 }
 
-/** Same rule as AGENT_API_KEYS, so database and static users look alike. */
-const USER_ID = /^[A-Za-z0-9._@-]{1,128}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const STATUSES: ReadonlySet<UsageStatus> = new Set([
-  "ok",
-  "error",
-  "aborted",
-  "cached",
-  "rejected",
-]);
 /** Characters of a key kept in clear for display: "ak_" and 8 random characters (48 bits). */
 const KEY_PREFIX_LENGTH = 11;
-const BUDGET_NAMES: ReadonlySet<UserBudgetName> = new Set(["request", "session", "user_daily"]);
-/** PostgreSQL's limit on bind parameters in one statement. */
-const MAX_PARAMS = 65_535;
 
 const SESSION_COLUMNS = "id, user_id, model, system, metadata, created_at, updated_at";
 const KEY_COLUMNS = "id, user_id, name, prefix, created_at, revoked_at, last_used_at";
-const USAGE_COLUMNS = [
-  "request_id",
-  "user_id",
-  "session_id",
-  "model",
-  "input_tokens",
-  "output_tokens",
-  "cache_creation_input_tokens",
-  "cache_read_input_tokens",
-  "cost_usd",
-  "status",
-  "kind",
-  "latency_ms",
-  "created_at",
-] as const;
-
-type Row = Record<string, unknown>;
-type Query = Pick<SqlClient, "query">;
 
 export const sha256Hex = (s: string) => createHash("sha256").update(s).digest("hex");
 
@@ -83,6 +54,8 @@ export class SqlStore implements Store {
   readonly kind: Store["kind"];
   private readonly lastUsedRefreshSeconds: number;
   private readonly logger: StoreLogger;
+  private readonly ledger: SqlLedger;
+  private readonly batches: SqlBatches;
 
   constructor(
     private readonly db: SqlClient,
@@ -91,6 +64,8 @@ export class SqlStore implements Store {
     this.kind = db.kind;
     this.lastUsedRefreshSeconds = (options.lastUsedRefreshMs ?? 300_000) / 1000;
     this.logger = options.logger ?? { warn: (obj, msg) => console.warn(msg, obj) };
+    this.ledger = new SqlLedger(db);
+    this.batches = new SqlBatches(db);
   }
 
   async migrate(): Promise<void> {
@@ -204,118 +179,40 @@ export class SqlStore implements Store {
     }));
   }
 
-  async recordUsage(entries: UsageEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    // Reject the whole batch before writing anything: a database error on one row would fail it anyway.
-    const rows = entries.map(usageParams);
-    const perStatement = Math.floor(MAX_PARAMS / USAGE_COLUMNS.length);
-    if (rows.length <= perStatement) return insertUsage(this.db, rows);
-    // Larger batches need several statements; one transaction keeps the batch all-or-nothing,
-    // so a caller retrying a failed batch never records part of it twice.
-    await this.db.transaction(async (tx) => {
-      for (let i = 0; i < rows.length; i += perStatement)
-        await insertUsage(tx, rows.slice(i, i + perStatement));
-    });
+  // the usage ledger and budget overrides (sql-ledger.ts)
+  recordUsage(entries: UsageEntry[]): Promise<void> {
+    return this.ledger.recordUsage(entries);
   }
 
-  async listUsage(filter: {
+  listUsage(filter: {
     userId?: string;
     sessionId?: string;
     sinceIso?: string;
   }): Promise<UsageEntry[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.userId !== undefined) where.push(`user_id = $${params.push(filter.userId)}`);
-    if (filter.sessionId !== undefined) {
-      if (!UUID.test(filter.sessionId)) return [];
-      where.push(`session_id = $${params.push(filter.sessionId)}`);
-    }
-    if (filter.sinceIso !== undefined)
-      where.push(`created_at >= $${params.push(validIso(filter.sinceIso, "sinceIso"))}`);
-    const { rows } = await this.db.query<Row>(
-      `SELECT ${USAGE_COLUMNS.join(", ")} FROM usage_ledger
-       ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY created_at, id`,
-      params,
-    );
-    return rows.map((r) => ({
-      requestId: String(r.request_id),
-      userId: String(r.user_id),
-      sessionId: (r.session_id as string | null) ?? null,
-      model: String(r.model),
-      inputTokens: Number(r.input_tokens),
-      outputTokens: Number(r.output_tokens),
-      cacheCreationInputTokens: Number(r.cache_creation_input_tokens),
-      cacheReadInputTokens: Number(r.cache_read_input_tokens),
-      costUsd: Number(r.cost_usd),
-      status: r.status as UsageStatus,
-      kind: String(r.kind),
-      latencyMs: r.latency_ms === null ? undefined : Number(r.latency_ms),
-      createdAt: iso(r.created_at),
-    }));
+    return this.ledger.listUsage(filter);
   }
 
-  async sumUsageCost(filter: SpendFilter): Promise<number> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (filter.userId !== undefined) where.push(`user_id = $${params.push(filter.userId)}`);
-    if (filter.sessionId !== undefined) {
-      if (!UUID.test(filter.sessionId)) return 0;
-      where.push(`session_id = $${params.push(filter.sessionId)}`);
-    }
-    if (filter.sinceIso !== undefined)
-      where.push(`created_at >= $${params.push(validIso(filter.sinceIso, "sinceIso"))}`);
-    if (filter.untilIso !== undefined)
-      where.push(`created_at < $${params.push(validIso(filter.untilIso, "untilIso"))}`);
-    const { rows } = await this.db.query<Row>(
-      `SELECT coalesce(sum(cost_usd), 0) AS total FROM usage_ledger
-       ${where.length ? `WHERE ${where.join(" AND ")}` : ""}`,
-      params,
-    );
-    return Number(rows[0]?.total ?? 0);
+  sumUsageCost(filter: SpendFilter): Promise<number> {
+    return this.ledger.sumUsageCost(filter);
   }
 
-  async getBudgetOverrides(userId: string): Promise<BudgetOverrides> {
-    const { rows } = await this.db.query<Row>(
-      `SELECT budget, limit_usd FROM budget_overrides WHERE user_id = $1`,
-      [userId],
-    );
-    const out: BudgetOverrides = {};
-    for (const r of rows) {
-      if (!BUDGET_NAMES.has(r.budget as UserBudgetName)) continue;
-      out[r.budget as UserBudgetName] = r.limit_usd === null ? null : Number(r.limit_usd);
-    }
-    return out;
+  getBudgetOverrides(userId: string): Promise<BudgetOverrides> {
+    return this.ledger.getBudgetOverrides(userId);
   }
 
-  async setBudgetOverride(
+  setBudgetOverride(
     userId: string,
     budget: UserBudgetName,
     limitUsd: number | null,
   ): Promise<void> {
-    if (!USER_ID.test(userId)) {
-      throw new Error(`invalid user id "${userId}": use 1 to 128 letters, digits, or . _ @ -`);
-    }
-    if (!BUDGET_NAMES.has(budget)) {
-      throw new RangeError(`unknown budget "${budget}": use ${[...BUDGET_NAMES].join(", ")}`);
-    }
-    if (limitUsd !== null && !(Number.isFinite(limitUsd) && limitUsd >= 0)) {
-      throw new RangeError(`limitUsd must be a non-negative number or null, got ${limitUsd}`);
-    }
-    await this.db.query(
-      `INSERT INTO budget_overrides (user_id, budget, limit_usd) VALUES ($1, $2, $3)
-       ON CONFLICT (user_id, budget) DO UPDATE SET limit_usd = EXCLUDED.limit_usd, updated_at = now()`,
-      [userId, budget, limitUsd],
-    );
+    return this.ledger.setBudgetOverride(userId, budget, limitUsd);
   }
 
-  async deleteBudgetOverride(userId: string, budget: UserBudgetName): Promise<boolean> {
-    const { rows } = await this.db.query(
-      `DELETE FROM budget_overrides WHERE user_id = $1 AND budget = $2 RETURNING user_id`,
-      [userId, budget],
-    );
-    return rows.length > 0;
+  deleteBudgetOverride(userId: string, budget: UserBudgetName): Promise<boolean> {
+    return this.ledger.deleteBudgetOverride(userId, budget);
   }
 
+  // API keys
   async findUserByApiKey(key: string): Promise<string | null> {
     const { rows } = await this.db.query<Row>(
       `SELECT id, user_id, (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2)) AS stale
@@ -344,9 +241,7 @@ export class SqlStore implements Store {
     userId: string,
     name?: string,
   ): Promise<{ key: string; record: ApiKeyRecord }> {
-    if (!USER_ID.test(userId)) {
-      throw new Error(`invalid user id "${userId}": use 1 to 128 letters, digits, or . _ @ -`);
-    }
+    validUserId(userId);
     const key = `ak_${randomBytes(32).toString("base64url")}`;
     const { rows } = await this.db.query<Row>(
       `WITH u AS (INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING)
@@ -452,289 +347,52 @@ export class SqlStore implements Store {
     return rows.length;
   }
 
-  // batches
-  async createBatch(input: NewBatch): Promise<BatchRecord> {
-    if (!UUID.test(input.id)) throw new Error(`batch id must be a UUID, got "${input.id}"`);
-    if (input.requests.length === 0) throw new RangeError("a batch needs at least one request");
-    return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<Row>(
-        `INSERT INTO batches (id, user_id, status, mode, synthetic, request_count, processing, reserved_usd, next_poll_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, now() + make_interval(secs => $8))
-         RETURNING ${BATCH_COLUMNS}`,
-        [
-          input.id,
-          input.userId,
-          input.status,
-          input.mode,
-          input.synthetic,
-          input.requests.length,
-          input.reservedUsd,
-          (input.nextPollInMs ?? 0) / 1000,
-        ],
-      );
-      const perStatement = Math.floor(MAX_PARAMS / 3) - 1;
-      for (let start = 0; start < input.requests.length; start += perStatement) {
-        const params: unknown[] = [input.id];
-        const values = input.requests.slice(start, start + perStatement).map((r, i) => {
-          const at = params.push(start + i, r.customId, JSON.stringify(r.params));
-          return `($1, $${at - 2}, $${at - 1}, $${at}::jsonb)`;
-        });
-        await tx.query(
-          `INSERT INTO batch_results (batch_id, seq, custom_id, params) VALUES ${values.join(", ")}`,
-          params,
-        );
-      }
-      return toBatch(single(rows));
-    });
+  // message batches (sql-batches.ts)
+  createBatch(input: NewBatch): Promise<BatchRecord> {
+    return this.batches.create(input);
   }
 
-  async getBatch(id: string, userId?: string): Promise<BatchRecord | null> {
-    if (!UUID.test(id)) return null;
-    const { rows } =
-      userId === undefined
-        ? await this.db.query<Row>(`SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1`, [id])
-        : await this.db.query<Row>(
-            `SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1 AND user_id = $2`,
-            [id, userId],
-          );
-    return rows[0] ? toBatch(rows[0]) : null;
+  getBatch(id: string, userId?: string): Promise<BatchRecord | null> {
+    return this.batches.get(id, userId);
   }
 
-  async updateBatch(id: string, patch: BatchPatch, leaseOwner?: string): Promise<boolean> {
-    if (!UUID.test(id)) return false;
-    const params: unknown[] = [id];
-    const set: string[] = ["updated_at = now()"];
-    if (patch.status !== undefined) {
-      set.push(`status = $${params.push(patch.status)}`);
-      if (patch.status === "ended") set.push("ended_at = coalesce(ended_at, now())");
-    }
-    if (patch.upstreamId !== undefined) set.push(`upstream_id = $${params.push(patch.upstreamId)}`);
-    if (patch.counts !== undefined) {
-      for (const k of COUNT_KEYS) set.push(`${k} = $${params.push(patch.counts[k])}`);
-    }
-    if (patch.costUsd !== undefined) set.push(`cost_usd = $${params.push(patch.costUsd)}`);
-    if (patch.error !== undefined) set.push(`error = $${params.push(patch.error)}`);
-    if (patch.nextPollInMs !== undefined)
-      set.push(
-        `next_poll_at = now() + make_interval(secs => $${params.push(patch.nextPollInMs / 1000)})`,
-      );
-    if (patch.resetAttempts) set.push("poll_attempts = 0");
-    if (patch.renewLeaseMs !== undefined)
-      set.push(
-        `lease_until = now() + make_interval(secs => $${params.push(patch.renewLeaseMs / 1000)})`,
-      );
-    if (patch.releaseLease) set.push("lease_owner = NULL", "lease_until = NULL");
-    const owned =
-      leaseOwner === undefined
-        ? ""
-        : ` AND lease_owner = $${params.push(leaseOwner)} AND lease_until > now()`;
-    const { rows } = await this.db.query(
-      `UPDATE batches SET ${set.join(", ")} WHERE id = $1${owned} RETURNING id`,
-      params,
-    );
-    return rows.length > 0;
+  updateBatch(id: string, patch: BatchPatch, leaseOwner?: string): Promise<boolean> {
+    return this.batches.update(id, patch, leaseOwner);
   }
 
-  async deleteBatch(id: string): Promise<void> {
-    if (!UUID.test(id)) return;
-    await this.db.query(`DELETE FROM batches WHERE id = $1`, [id]);
+  deleteBatch(id: string): Promise<void> {
+    return this.batches.delete(id);
   }
 
-  async claimBatches(
+  claimBatches(
     owner: string,
     options: { leaseMs: number; limit: number; id?: string },
   ): Promise<BatchRecord[]> {
-    if (options.id !== undefined && !UUID.test(options.id)) return [];
-    const params: unknown[] = [owner, options.leaseMs / 1000, options.limit];
-    const only = options.id === undefined ? "" : ` AND id = $${params.push(options.id)}`;
-    // SKIP LOCKED: replicas claiming at the same moment take different batches instead of
-    // queueing; the lease then keeps the batch theirs after this statement commits.
-    const { rows } = await this.db.query<Row>(
-      `UPDATE batches SET lease_owner = $1, lease_until = now() + make_interval(secs => $2),
-         poll_attempts = poll_attempts + 1
-       WHERE id IN (
-         SELECT id FROM batches
-         WHERE status <> 'ended' AND next_poll_at <= now()
-           AND (lease_until IS NULL OR lease_until < now())${only}
-         ORDER BY next_poll_at
-         LIMIT $3
-         FOR UPDATE SKIP LOCKED)
-       RETURNING ${BATCH_COLUMNS}`,
-      params,
-    );
-    return rows.map(toBatch);
+    return this.batches.claim(owner, options);
   }
 
-  async listBatchItems(
+  listBatchItems(
     batchId: string,
     options: { pendingOnly?: boolean; afterSeq?: number; limit: number },
   ): Promise<BatchItem[]> {
-    if (!UUID.test(batchId)) return [];
-    const { rows } = await this.db.query<Row>(
-      `SELECT seq, custom_id, params FROM batch_results
-       WHERE batch_id = $1 AND seq > $2 ${options.pendingOnly ? "AND result_type IS NULL" : ""}
-       ORDER BY seq LIMIT $3`,
-      [batchId, options.afterSeq ?? -1, options.limit],
-    );
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      customId: String(r.custom_id),
-      params: (r.params as Record<string, unknown> | null) ?? null,
-    }));
+    return this.batches.listItems(batchId, options);
   }
 
-  async saveBatchResults(batchId: string, results: BatchResultInput[]): Promise<string[]> {
-    if (results.length === 0 || !UUID.test(batchId)) return [];
-    const rows = results.map((r) => {
-      const tokens = [
-        r.inputTokens,
-        r.outputTokens,
-        r.cacheCreationInputTokens,
-        r.cacheReadInputTokens,
-      ];
-      if (!tokens.every((t) => Number.isSafeInteger(t) && t >= 0))
-        throw new RangeError(
-          `batch result ${r.customId}: token counts must be non-negative integers`,
-        );
-      if (!Number.isFinite(r.costUsd) || r.costUsd < 0)
-        throw new RangeError(`batch result ${r.customId}: costUsd must be a non-negative number`);
-      return {
-        custom_id: r.customId,
-        type: r.type,
-        result: r.result,
-        model: r.model,
-        input_tokens: r.inputTokens,
-        output_tokens: r.outputTokens,
-        cache_creation_input_tokens: r.cacheCreationInputTokens,
-        cache_read_input_tokens: r.cacheReadInputTokens,
-        cost_usd: r.costUsd,
-      };
-    });
-    // One statement per call; "result_type IS NULL" makes a replayed result (a resumed batch,
-    // two replicas) a no-op, and RETURNING tells the caller which ones are new.
-    const { rows: stored } = await this.db.query<Row>(
-      `UPDATE batch_results r SET result_type = x.type, result = x.result, model = x.model,
-         input_tokens = x.input_tokens, output_tokens = x.output_tokens,
-         cache_creation_input_tokens = x.cache_creation_input_tokens,
-         cache_read_input_tokens = x.cache_read_input_tokens, cost_usd = x.cost_usd,
-         params = NULL, completed_at = now()
-       FROM jsonb_to_recordset($2::jsonb) AS x(custom_id text, type text, result jsonb, model text,
-         input_tokens bigint, output_tokens bigint, cache_creation_input_tokens bigint,
-         cache_read_input_tokens bigint, cost_usd numeric)
-       WHERE r.batch_id = $1 AND r.custom_id = x.custom_id AND r.result_type IS NULL
-       RETURNING r.custom_id`,
-      [batchId, JSON.stringify(rows)],
-    );
-    return stored.map((r) => String(r.custom_id));
+  saveBatchResults(batchId: string, results: BatchResultInput[]): Promise<string[]> {
+    return this.batches.saveResults(batchId, results);
   }
 
-  async summarizeBatchResults(batchId: string): Promise<BatchSummary> {
-    const counts: BatchCounts = {
-      processing: 0,
-      succeeded: 0,
-      errored: 0,
-      canceled: 0,
-      expired: 0,
-    };
-    if (!UUID.test(batchId)) return { counts, costUsd: 0 };
-    const { rows } = await this.db.query<Row>(
-      `SELECT coalesce(result_type, 'processing') AS type, count(*) AS n, coalesce(sum(cost_usd), 0) AS cost
-       FROM batch_results WHERE batch_id = $1 GROUP BY 1`,
-      [batchId],
-    );
-    let costUsd = 0;
-    for (const r of rows) {
-      counts[String(r.type) as keyof BatchCounts] = Number(r.n);
-      costUsd += Number(r.cost);
-    }
-    return { counts, costUsd };
+  summarizeBatchResults(batchId: string): Promise<BatchSummary> {
+    return this.batches.summarizeResults(batchId);
   }
 
-  async listBatchResults(
+  listBatchResults(
     batchId: string,
     options: { afterSeq?: number; limit: number },
   ): Promise<BatchResultRow[]> {
-    if (!UUID.test(batchId)) return [];
-    const { rows } = await this.db.query<Row>(
-      `SELECT seq, custom_id, result_type, result FROM batch_results
-       WHERE batch_id = $1 AND seq > $2 AND result_type IS NOT NULL ORDER BY seq LIMIT $3`,
-      [batchId, options.afterSeq ?? -1, options.limit],
-    );
-    return rows.map((r) => ({
-      seq: Number(r.seq),
-      customId: String(r.custom_id),
-      type: r.result_type as BatchResultType,
-      result: r.result as Record<string, unknown>,
-    }));
+    return this.batches.listResults(batchId, options);
   }
 }
-
-async function insertUsage(db: Query, rows: unknown[][]): Promise<void> {
-  const params: unknown[] = [];
-  const values = rows.map((row) => {
-    const p = row.map((v) => `$${params.push(v)}`);
-    // created_at is the last column: default to the write time when the caller gave none.
-    p[p.length - 1] = `coalesce(${p[p.length - 1]}::timestamptz, now())`;
-    return `(${p.join(", ")})`;
-  });
-  await db.query(
-    `INSERT INTO usage_ledger (${USAGE_COLUMNS.join(", ")}) VALUES ${values.join(", ")}`,
-    params,
-  );
-}
-
-/** One entry as parameters in USAGE_COLUMNS order; throws on values the schema would reject. */
-function usageParams(e: UsageEntry): unknown[] {
-  const bad = (what: string) => new RangeError(`usage entry for request ${e.requestId}: ${what}`);
-  const tokens = [
-    e.inputTokens,
-    e.outputTokens,
-    e.cacheCreationInputTokens,
-    e.cacheReadInputTokens,
-  ];
-  if (!tokens.every((t) => Number.isSafeInteger(t) && t >= 0))
-    throw bad("token counts must be non-negative integers");
-  if (!Number.isFinite(e.costUsd) || e.costUsd < 0)
-    throw bad(`costUsd must be a non-negative number, got ${e.costUsd}`);
-  if (!STATUSES.has(e.status)) throw bad(`unknown status "${e.status}"`);
-  if (e.sessionId != null && !UUID.test(e.sessionId))
-    throw bad(`sessionId "${e.sessionId}" is not a session id`);
-  if (e.latencyMs !== undefined && !(Number.isFinite(e.latencyMs) && e.latencyMs >= 0))
-    throw bad("latencyMs must be non-negative");
-  return [
-    e.requestId,
-    e.userId,
-    e.sessionId ?? null,
-    e.model,
-    ...tokens,
-    e.costUsd,
-    e.status,
-    e.kind ?? "messages",
-    // Durations from performance.now() are fractional; the column is whole milliseconds.
-    e.latencyMs === undefined ? null : Math.round(e.latencyMs),
-    e.createdAt === undefined ? null : validIso(e.createdAt, "createdAt"),
-  ];
-}
-
-function validIso(value: string, name: string): string {
-  const t = Date.parse(value);
-  if (Number.isNaN(t))
-    throw new RangeError(`${name} must be an ISO 8601 timestamp, got "${value}"`);
-  return new Date(t).toISOString();
-}
-
-function single(rows: Row[]): Row {
-  const row = rows[0];
-  if (!row) throw new Error("expected a row from the database, got none");
-  return row;
-}
-
-/** Drivers return timestamptz as Date (pg, PGlite) or as text: always hand out ISO strings. */
-function iso(value: unknown): string {
-  return (value instanceof Date ? value : new Date(String(value))).toISOString();
-}
-
-const isoOrNull = (value: unknown) => (value === null || value === undefined ? null : iso(value));
 
 function toSession(r: Row): Session {
   return {
@@ -757,39 +415,5 @@ function toKeyRecord(r: Row): ApiKeyRecord {
     createdAt: iso(r.created_at),
     revokedAt: isoOrNull(r.revoked_at),
     lastUsedAt: isoOrNull(r.last_used_at),
-  };
-}
-
-// ---- batches ---------------------------------------------------------------------------------
-
-const COUNT_KEYS = ["processing", "succeeded", "errored", "canceled", "expired"] as const;
-const BATCH_COLUMNS =
-  "id, user_id, status, mode, synthetic, upstream_id, request_count, processing, succeeded, errored, " +
-  "canceled, expired, reserved_usd, cost_usd, error, poll_attempts, next_poll_at, created_at, updated_at, ended_at";
-
-function toBatch(r: Row): BatchRecord {
-  return {
-    id: String(r.id),
-    userId: String(r.user_id),
-    status: r.status as BatchRecord["status"],
-    mode: r.mode as BatchRecord["mode"],
-    synthetic: r.synthetic === true,
-    upstreamId: (r.upstream_id as string | null) ?? null,
-    requestCount: Number(r.request_count),
-    counts: {
-      processing: Number(r.processing),
-      succeeded: Number(r.succeeded),
-      errored: Number(r.errored),
-      canceled: Number(r.canceled),
-      expired: Number(r.expired),
-    },
-    reservedUsd: Number(r.reserved_usd),
-    costUsd: Number(r.cost_usd),
-    error: (r.error as string | null) ?? null,
-    pollAttempts: Number(r.poll_attempts),
-    nextPollAt: iso(r.next_poll_at),
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-    endedAt: isoOrNull(r.ended_at),
   };
 }

@@ -2,6 +2,7 @@
  * Persistence contract. Two implementations share one SQL schema: `pg` (production) and
  * PGlite (embedded default, when DATABASE_URL is unset).
  */
+import type { UserBudgetName } from "../budget/kinds";
 
 /** DATA_DIR value that keeps the embedded database in memory. */
 export const MEMORY_DATA_DIR = "memory://";
@@ -74,8 +75,8 @@ export interface UsageEntry {
   createdAt?: string;
 }
 
-/** Budgets a user can have their own limit for (the deployment-wide daily budget cannot). */
-export type UserBudgetName = "request" | "session" | "user_daily";
+/** Budgets a user can have their own limit for (budget/kinds.ts: the deployment-wide daily budget cannot). */
+export type { UserBudgetName };
 
 /** A user's own limits in USD; `null` means no limit of that kind, absent means the configured default. */
 export type BudgetOverrides = Partial<Record<UserBudgetName, number | null>>;
