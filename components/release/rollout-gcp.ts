@@ -18,7 +18,8 @@
  */
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import type { RolloutGates, RolloutStep } from "./rollout-plan";
+import { defaultGates, type RolloutGates, type RolloutStep } from "./rollout-plan";
+import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 
 /** Progressive delivery settings of a GCP target: no steps deploys at once. */
 export interface GcpRollout {
@@ -32,6 +33,14 @@ export interface GcpRollout {
   name: string;
   /** Runs the rollout driver. @default the repository's (`DRIVER_COMMAND`) */
   driverCommand?: string;
+}
+
+/** The rollout's gates: its own, else the defaults at the alert policies' p99 threshold. */
+export function gcpRolloutGates(
+  rollout: GcpRollout,
+  thresholds?: { latencyP99Ms?: number },
+): RolloutGates {
+  return rollout.gates ?? defaultGates(thresholds?.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS);
 }
 
 /**

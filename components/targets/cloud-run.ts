@@ -25,10 +25,13 @@ import {
 import { targetScaling, type CloudRunScaling } from "./scaling";
 import { requireArtifactRepository } from "../gcp/image";
 import { SERVICE_CONTRACT } from "../../app/src/contract";
-import { heldTraffic, liveServingRevision, type GcpRollout } from "../release/rollout-gcp";
+import {
+  gcpRolloutGates,
+  heldTraffic,
+  liveServingRevision,
+  type GcpRollout,
+} from "../release/rollout-gcp";
 import { RolloutDriver } from "../release/rollout-driver";
-import { defaultGates } from "../release/rollout-plan";
-import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 
 // Moved to ./common (the GCP VM group shares them); still exported here.
 export { secretGrantKeys, serviceAccountId } from "../gcp/service-identity";
@@ -477,8 +480,7 @@ export class CloudRunTarget extends pulumi.ComponentResource implements TargetOu
   private createRolloutDriver(args: CloudRunTargetArgs): RolloutDriver | undefined {
     const rollout = args.rollout;
     if (!rollout?.steps.length) return undefined;
-    const gates =
-      rollout.gates ?? defaultGates(args.alertThresholds?.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS);
+    const gates = gcpRolloutGates(rollout, args.alertThresholds);
     return new RolloutDriver(
       `${this.name}-rollout`,
       {

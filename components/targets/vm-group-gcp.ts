@@ -29,10 +29,8 @@ import {
   grantGcpSecretAccess,
 } from "../gcp/service-identity";
 import { settingsOrFail } from "./problems";
-import { heldVersions, liveGroupTemplate } from "../release/rollout-gcp";
+import { gcpRolloutGates, heldVersions, liveGroupTemplate } from "../release/rollout-gcp";
 import { RolloutDriver } from "../release/rollout-driver";
-import { defaultGates } from "../release/rollout-plan";
-import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 import { serviceCloudConfig } from "./vm-service";
 
 import {
@@ -298,8 +296,7 @@ export class GcpVmGroupTarget extends pulumi.ComponentResource implements Target
   ): RolloutDriver | undefined {
     const rollout = args.rollout;
     if (!rollout?.steps.length) return undefined;
-    const gates =
-      rollout.gates ?? defaultGates(args.alertThresholds?.latencyP99Ms ?? DEFAULT_SERVICE_P99_MS);
+    const gates = gcpRolloutGates(rollout, args.alertThresholds);
     return new RolloutDriver(
       `${this.name}-rollout`,
       {
