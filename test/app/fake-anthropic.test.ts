@@ -258,7 +258,9 @@ describe("POST /v1/messages (SSE)", () => {
     stream.on("text", (t) => seen.push(t));
     const err = await failure(stream.finalMessage());
     expect(err).toBeInstanceOf(Error);
-    expect(err).not.toBeInstanceOf(APIError); // a broken connection, not an API error event
+    // A broken connection, not an API error event (SDK 1.17 reports it as APIConnectionError).
+    expect(err).toBeInstanceOf(APIConnectionError);
+    expect((err as APIError).status).toBeUndefined();
     expect(seen).toHaveLength(3);
     // The server is fine afterwards.
     await expect(client.messages.create(params)).resolves.toMatchObject({ type: "message" });
