@@ -4,6 +4,7 @@
  */
 import type { RecordedResource, ResourceQuery } from "../support/pulumi";
 import { describeRollout } from "./rollout-assertions";
+import { estimateCost } from "../../infra/plan/cost";
 import { invocationsOf, outputOf } from "../support/pulumi";
 import { apiForType } from "../../components/gcp/apis";
 import { EKS_VERSIONS, eksVersionProblem } from "../../components/versions";
@@ -142,6 +143,13 @@ export function describeStack(stack: string, render = sharedRender(stack)): void
           tier: prod ? "STANDARD_HA" : "BASIC",
         });
       }
+    });
+
+    test("the plan's estimate prices every resource, or says why not (no type without a price rule)", () => {
+      const items = estimateCost(s.q.all(), { environment: s.config.environment }).items;
+      expect(
+        items.filter((i) => i.pricing === "not-priced" && /no price rule/.test(i.detail)),
+      ).toEqual([]);
     });
 
     test("a cost budget alerts at 50, 80 and 100 %", () => {
