@@ -111,7 +111,8 @@ export type DataPlaneOutputs<C extends Cloud = Cloud> = {
     region: string;
     redis: RedisEndpoint<K>;
     postgres: PostgresEndpoint<K>;
-    anthropicKey: SecretRef<K>;
+    /** The Anthropic API key; none when the service calls Claude on the cloud (Bedrock, Vertex). */
+    anthropicKey?: SecretRef<K>;
     network: NetworkOf[K];
     monitoring: MonitoringOf[K];
     /**

@@ -30,7 +30,9 @@ export function secretBindings<C extends Cloud>(
   dp: Pick<DataPlaneOutputs<C>, "anthropicKey" | "postgres" | "redis">,
 ): SecretBinding<C>[] {
   return [
-    { variable: "ANTHROPIC_API_KEY", secret: dp.anthropicKey },
+    ...(dp.anthropicKey
+      ? [{ variable: "ANTHROPIC_API_KEY" as const, secret: dp.anthropicKey }]
+      : []),
     { variable: "DATABASE_PASSWORD", secret: dp.postgres.passwordSecret },
     { variable: "REDIS_PASSWORD", secret: dp.redis.authSecret },
   ];

@@ -3,6 +3,7 @@
  * that cloud (`DataPlaneOutputs<"aws">` / `<"gcp">`), plus what only that cloud has. Target
  * modules call their cloud's function: a target only ever sees its own cloud's types.
  */
+import { VERTEX_API } from "../components/upstream";
 import { environmentProfile } from "../components/environment";
 import {
   costAllocationTag,
@@ -27,6 +28,7 @@ export function awsDataPlane(name: string, config: AwsConfig, tags: StackTags): 
     region: config.region,
     costAllocationTag: costAllocationTag(tags),
     anthropicApiKey: config.anthropicApiKey,
+    upstream: config.upstream.kind,
     alertEmails: config.alertEmails,
     monthlyBudgetUsd: config.monthlyBudgetUsd,
     profile: environmentProfile(config.environment),
@@ -49,7 +51,12 @@ export function gcpDataPlane(
     project,
     region: config.region,
     // Builds push to this project's registry; promoted stacks grant pulls on the source's.
-    apis: [...DATA_PLANE_APIS, "artifactregistry.googleapis.com", ...extraApis],
+    apis: [
+      ...DATA_PLANE_APIS,
+      "artifactregistry.googleapis.com",
+      ...(config.upstream.kind === "vertex" ? [VERTEX_API] : []),
+      ...extraApis,
+    ],
   });
   const opts = { provider: apis.provider };
   const stackLabel = gcpLabelKey(AWS_TAG_KEYS.stack);

@@ -12,6 +12,9 @@ import type { Cloud, Environment, TargetKind } from "../components/contracts";
 import { DEFAULT_EKS_VERSION, eksVersionProblem, utcToday } from "../components/versions";
 import type { RolloutStep } from "../components/release/rollout-plan";
 import { releaseSettings } from "./config-release";
+import { upstreamSettings } from "./config-upstream";
+import type { LlmUpstream } from "../components/upstream";
+import { BEDROCK_PROFILES, UPSTREAMS } from "../app/src/llm/upstream-kinds";
 import { appBudgetsSchema } from "../app/src/budget/kinds";
 import { TARGETS } from "./targets";
 import type { TargetDefs, TargetKey } from "./targets/types";
@@ -39,7 +42,13 @@ const common = {
   owner: str,
   costCenter: str,
   /** Every stack, promoted ones included, has its own key (a secret in its own store). */
-  anthropicApiKey: str,
+  anthropicApiKey: str.optional(),
+  /** Who serves the model calls: the Anthropic API (a key), Bedrock (AWS) or Vertex AI (GCP). */
+  upstream: z.enum(UPSTREAMS).optional(),
+  /** Bedrock's inference profile geography, or none for in-Region models. */
+  bedrockProfile: z.enum(BEDROCK_PROFILES).optional(),
+  /** Vertex AI location (`global` or a region serving Claude). */
+  vertexRegion: str.optional(),
   alertEmails: z.array(email).optional(),
   monthlyBudgetUsd: z.number().positive().max(1_000_000).optional(),
   domain: z
@@ -127,7 +136,9 @@ interface Base {
   region: string;
   owner: string;
   costCenter: string;
-  anthropicApiKey: pulumi.Output<string>;
+  /** The Anthropic API key (anthropic upstream only). */
+  anthropicApiKey?: pulumi.Output<string>;
+  upstream: LlmUpstream;
   alertEmails: string[];
   monthlyBudgetUsd?: number;
   domain?: string;
@@ -400,6 +411,7 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
   if (c.certificateArn && !c.domain)
     problems.push(`${NS}:certificateArn is set without ${NS}:domain: set both or neither`);
   const { release, rolloutSteps } = releaseSettings(c, cloud, problems);
+  const upstream = upstreamSettings(c, cloud, region, problems, requireKey);
   if (c.target === "eks") {
     const e = c.eks ?? {};
     if (e.cluster === "existing" && !c.kubeconfig) {
@@ -486,7 +498,8 @@ export function parseStackConfig(raw: RawStackConfig, options: ParseOptions = {}
     region: region!,
     owner: c.owner,
     costCenter: c.costCenter,
-    anthropicApiKey: pulumi.secret(c.anthropicApiKey),
+    anthropicApiKey: c.anthropicApiKey === undefined ? undefined : pulumi.secret(c.anthropicApiKey),
+    upstream,
     alertEmails: c.alertEmails ?? [],
     monthlyBudgetUsd: c.monthlyBudgetUsd,
     domain: c.domain,

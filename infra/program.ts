@@ -3,6 +3,7 @@
  * registry (`infra/targets`). `infra/index.ts` calls it with the running stack's config; the
  * tests and the offline plan call it under the mock runtime.
  */
+import { upstreamEnv } from "../components/upstream";
 import { execFileSync } from "node:child_process";
 import * as pulumi from "@pulumi/pulumi";
 import { ReleaseHistory, type ReleaseRecord } from "../components/release/history";
@@ -62,7 +63,10 @@ function deploy<K extends TargetKey>(key: K, config: StackConfigOf<K>, tags: Sta
     name: NAME,
     tags,
     labels: gcpLabels(tags),
-    extraEnv: budgetEnv(config),
+    extraEnv: {
+      ...budgetEnv(config),
+      ...upstreamEnv(config.upstream, "gcpProject" in config ? config.gcpProject : undefined),
+    },
   });
 }
 

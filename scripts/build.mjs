@@ -48,6 +48,9 @@ export const LAMBDA_EXTERNAL = [
   "@opentelemetry/resources",
   "@opentelemetry/core",
   "@opentelemetry/context-async-hooks",
+  // Vertex AI runs on GCP targets only (infra/config-upstream.ts): the Lambda never loads it.
+  "@anthropic-ai/vertex-sdk",
+  "google-auth-library",
 ];
 
 /** Every zip entry gets this time (the DOS epoch): the same input then gives the same bytes. */

@@ -32,7 +32,7 @@ export interface BuildAppOptions {
 
 export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const catalog = options.catalog ?? ModelCatalog.load();
+  const catalog = options.catalog ?? deps.catalog ?? ModelCatalog.load();
   const log = deps.logger;
 
   // routing, batches, telemetry: the server span and request metrics, outside the logger so its

@@ -1,6 +1,7 @@
 /**
  * Turns validated configuration into the app's dependencies: the embedded defaults when
  * DATABASE_URL, REDIS_URL or ANTHROPIC_API_KEY are unset, the real services when they are set.
+ * Model calls go to LLM_UPSTREAM (llm/upstream.ts): the Anthropic API, Bedrock or Vertex AI.
  */
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
@@ -8,7 +9,6 @@ import type { AppConfig } from "./config";
 import type { AppDeps } from "./deps";
 import { openStore } from "./store";
 import type { Store } from "./store/types";
-import { AnthropicProvider } from "./llm/anthropic";
 import { OfflineProvider } from "./llm/offline";
 import type { LlmProvider } from "./llm/types";
 import { MemoryResponseCache } from "./cache/memory";
@@ -22,7 +22,14 @@ import { createLogger } from "./telemetry/logger";
 import { createTelemetry, type Telemetry } from "./telemetry/otel";
 import { instrumentLlm, traceCache, traceStore } from "./telemetry/instrument";
 import { BatchService } from "./batch/service";
-import { AnthropicBatchUpstream } from "./batch/upstream";
+import {
+  batchUpstreamFor,
+  checkUpstream,
+  createUpstreamProvider,
+  describeUpstream,
+  upstreamPricing,
+  type UpstreamOverrides,
+} from "./llm/upstream";
 import { ResilientProvider, resilienceOptions } from "./llm/resilient";
 import { rateLimiterFromConfig } from "./ratelimit/limiter";
 import { Lifecycle } from "./lifecycle";
@@ -35,8 +42,13 @@ export interface CreateDepsOptions {
   store?: Store;
   /** Use this telemetry instead of building it from the configuration (tests: in-memory span exporter). */
   telemetry?: Telemetry;
-  /** The model table (default app/config/models.json); buildApp must get the same one. */
+  /**
+   * The model table (default app/config/models.json, at the prices of LLM_UPSTREAM's cloud);
+   * buildApp must get the same one.
+   */
   catalog?: ModelCatalog;
+  /** Cloud credentials instead of the default chains (tests reach local fakes with these). */
+  upstream?: UpstreamOverrides;
 }
 
 export function createRedis(url: string, logger: Logger, password?: string, ca?: string): Redis {
@@ -96,6 +108,11 @@ export async function createDeps(
   const logger =
     options.logger ??
     createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
+  // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
+  // Priced as the upstream's cloud charges (a regional premium on Bedrock and Vertex).
+  const catalog = options.catalog ?? ModelCatalog.load(undefined, upstreamPricing(config));
+  // What the upstream needs (its region, the table's ids for it) is checked before anything opens.
+  if (!options.llm) checkUpstream(config, catalog);
   // Connections first: the database handshake and migration check, and Redis's handshake, run
   // while everything else is built (on a Lambda cold start that overlap is most of init).
   const opening = options.store ? undefined : openStore(config, { logger });
@@ -110,29 +127,25 @@ export async function createDeps(
     // drain: yield once so the connects go out now, not after the CPU-bound work below.
     if (opening || redis) await new Promise<void>((resolve) => setImmediate(resolve));
     telemetry = options.telemetry ?? (await createTelemetry(config, { logger })); // routing, batches, telemetry
-    // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
-    const catalog = options.catalog ?? ModelCatalog.load();
     // Metric labels name table models only; any other id is `other`.
     telemetry.metrics.labelModels((model) => catalog.labelOf(model));
+    // The upstream's provider; none only for LLM_UPSTREAM=anthropic without a key (offline model).
+    const upstream = options.llm
+      ? undefined
+      : await createUpstreamProvider(config, catalog, options.upstream);
     const provider =
       options.llm ??
-      (config.ANTHROPIC_API_KEY
+      (upstream
         ? // rate limits and resilience: one retry loop, breakers and fallback around the SDK (its retries off)
-          new ResilientProvider(
-            new AnthropicProvider({
-              apiKey: config.ANTHROPIC_API_KEY,
-              baseURL: config.ANTHROPIC_BASE_URL,
-              timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-              maxRetries: 0,
-            }),
-            resilienceOptions(config, { catalog, logger }),
-          )
+          new ResilientProvider(upstream, resilienceOptions(config, { catalog, logger }))
         : new OfflineProvider());
     llm = provider;
     if (provider.synthetic) {
       logger.warn(
         "ANTHROPIC_API_KEY is not set: answers come from the offline synthetic model, not Claude",
       );
+    } else if (upstream) {
+      logger.info(describeUpstream(config), "model calls go upstream");
     }
     // routing, batches, telemetry: spans and metrics around model calls; batches and their poller
     const served = instrumentLlm(provider, telemetry, catalog);
@@ -199,14 +212,8 @@ function assemble({
   const batches = new BatchService({
     store,
     llm: served,
-    upstream:
-      config.ANTHROPIC_API_KEY && !llm.synthetic
-        ? new AnthropicBatchUpstream({
-            apiKey: config.ANTHROPIC_API_KEY,
-            baseURL: config.ANTHROPIC_BASE_URL,
-            timeoutMs: config.UPSTREAM_TIMEOUT_MS,
-          })
-        : undefined,
+    // Anthropic's Message Batches API, a 400 on a cloud without one, or local runs (offline model).
+    upstream: batchUpstreamFor(config, llm),
     catalog,
     usage,
     logger,
@@ -224,6 +231,7 @@ function assemble({
     config,
     logger,
     store,
+    catalog,
     llm: served,
     redis,
     telemetry,

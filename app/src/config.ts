@@ -5,6 +5,7 @@
 import * as z from "zod";
 import { budgetEnvShape } from "./budget/kinds";
 import { SERVICE_CONTRACT } from "./contract";
+import { BEDROCK_PROFILES, UPSTREAMS } from "./llm/upstream-kinds";
 
 const bool = z
   .enum(["true", "false", "1", "0", "yes", "no"])
@@ -52,6 +53,41 @@ export const envSchema = z.object({
   ANTHROPIC_BASE_URL: url(["http", "https"]).optional(),
   /** Upstream request timeout, per attempt. */
   UPSTREAM_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(120_000),
+  // upstreams (llm/upstream.ts checks what each one needs at boot, with the model table)
+  /**
+   * Who serves model calls: the Anthropic API (ANTHROPIC_API_KEY; without one, the offline
+   * synthetic model), Amazon Bedrock or Vertex AI (the workload's own cloud identity, no key).
+   */
+  LLM_UPSTREAM: z.enum(UPSTREAMS).default("anthropic"),
+  /** Bedrock: the region of the bedrock-runtime endpoint (Lambda and EKS set it themselves). */
+  AWS_REGION: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, { message: "must be an AWS region such as us-east-1" })
+    .optional(),
+  /** Bedrock: an API key for Bedrock instead of SigV4 with the default AWS credential chain. */
+  AWS_BEARER_TOKEN_BEDROCK: z.string().min(1).optional(),
+  /** Bedrock: another endpoint than https://bedrock-runtime.<AWS_REGION>.amazonaws.com (a VPC endpoint). */
+  ANTHROPIC_BEDROCK_BASE_URL: url(["http", "https"]).optional(),
+  /**
+   * Bedrock: call models through this geography's cross-region inference profile
+   * (`<geo>.<model id>`), or `none` for the base model id in AWS_REGION only. Regional profiles
+   * keep data in the geography and cost about 10% more than `global` (app/config/models.json).
+   */
+  BEDROCK_INFERENCE_PROFILE: z.enum(BEDROCK_PROFILES).default("us"),
+  /** Vertex AI: the Google Cloud project (default: the project of the credentials). */
+  ANTHROPIC_VERTEX_PROJECT_ID: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/, { message: "must be a Google Cloud project id" })
+    .optional(),
+  /** Vertex AI: `global`, a multi-region (`us`, `eu`) or a region such as us-east5. */
+  CLOUD_ML_REGION: z
+    .string()
+    .regex(/^(global|us|eu|[a-z]+-[a-z]+\d+)$/, {
+      message: "must be global, us, eu or a Google Cloud region such as us-east5",
+    })
+    .optional(),
+  /** Vertex AI: another endpoint than the region's aiplatform.googleapis.com (Private Service Connect). */
+  ANTHROPIC_VERTEX_BASE_URL: url(["http", "https"]).optional(),
   DATABASE_URL: url(["postgres", "postgresql"]).optional(),
   /** Password for DATABASE_URL when the URL carries none (deployed targets read it from the secret store at start-up). */
   DATABASE_PASSWORD: z.string().min(1).optional(),
@@ -81,7 +117,7 @@ export const envSchema = z.object({
     .int()
     .min(1024)
     .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
+    .default(32 * 1024 * 1024),
   /** A client must send a request's headers within this long (Node's headersTimeout). */
   HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(1000).max(600_000).default(10_000),
   /**

@@ -2,6 +2,7 @@
  * The dependencies the HTTP app is built from. Entrypoints create them from the validated
  * configuration (`createDeps`); tests build them directly with fakes or real services.
  */
+import type { ModelCatalog } from "./llm/models";
 import type { Logger } from "pino";
 import type { Redis } from "ioredis";
 import type { AppConfig } from "./config";
@@ -40,6 +41,11 @@ export interface AppDeps {
   redis?: Redis;
   /** Draining (set on SIGTERM: /ready turns 503), unsettled work, and the end of the grace period. */
   lifecycle: LifecycleState;
+  /**
+   * The model table priced for the upstream (Bedrock and Vertex list their own prices): what the
+   * routes charge. Absent in tests that build deps by hand: the Anthropic prices.
+   */
+  catalog?: ModelCatalog;
   /** Release everything: flush the ledger, close pools and connections. */
   close(): Promise<void>;
 }

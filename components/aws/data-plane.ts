@@ -3,6 +3,7 @@
  * to targets only through the cloud-neutral `DataPlaneOutputs`.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { UpstreamKind } from "../upstream";
 import type { DataPlaneOutputs, Environment } from "../contracts";
 import { type EnvironmentProfile, environmentProfile } from "../environment";
 import { Budget } from "./budget";
@@ -25,6 +26,12 @@ export interface AwsDataPlaneArgs {
    * @default none: the secret is created empty and filled out of band
    */
   anthropicApiKey?: pulumi.Input<string>;
+  /**
+   * Who serves the model calls. With `bedrock` the service uses its IAM role and no Anthropic key
+   * is stored (passing one is an error).
+   * @default "anthropic"
+   */
+  upstream?: UpstreamKind;
   /** Alarm and budget e-mail recipients. @default [] */
   alertEmails?: string[];
   /** @default the environment profile's monthlyBudgetUsd */
@@ -50,7 +57,8 @@ export interface AwsDataPlaneArgs {
  */
 export class AwsDataPlane extends pulumi.ComponentResource {
   readonly network: Network;
-  readonly secrets: Secrets;
+  /** The Anthropic API key's secret; none with the bedrock upstream. */
+  readonly secrets?: Secrets;
   readonly redis: Redis;
   readonly postgres: Postgres;
   readonly monitoring: Monitoring;
@@ -66,7 +74,14 @@ export class AwsDataPlane extends pulumi.ComponentResource {
     this.sizing = args.sizing ?? awsSizing(profile);
 
     this.network = this.createNetwork(name, args);
-    this.secrets = this.createSecrets(name, args);
+    this.secrets =
+      (args.upstream ?? "anthropic") === "anthropic" ? this.createSecrets(name, args) : undefined;
+    if (!this.secrets && args.anthropicApiKey !== undefined) {
+      throw new pulumi.ResourceError(
+        `AwsDataPlane "${name}": upstream ${args.upstream} needs no Anthropic API key: remove anthropicApiKey (it would be stored for nothing).`,
+        this,
+      );
+    }
     this.redis = this.createRedis(name, args);
     this.postgres = this.createPostgres(name, args);
     this.monitoring = this.createMonitoring(name, args);
@@ -78,11 +93,11 @@ export class AwsDataPlane extends pulumi.ComponentResource {
       region: args.region,
       redis: this.redis.endpoint,
       postgres: this.postgres.endpoint,
-      anthropicKey: this.secrets.anthropicKeyRef,
+      anthropicKey: this.secrets?.anthropicKeyRef,
       network: this.network.attachment,
       monitoring: this.monitoring.hooks,
       secrets: [
-        this.secrets.anthropicKeyRef,
+        ...(this.secrets ? [this.secrets.anthropicKeyRef] : []),
         this.redis.endpoint.authSecret,
         this.postgres.endpoint.passwordSecret,
       ],

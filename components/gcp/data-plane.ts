@@ -15,8 +15,11 @@ export interface GcpDataPlaneArgs {
   region: string;
   /** `environmentProfile(env)`: every dev/prod difference comes from here (through `gcpSizing`). */
   profile: EnvironmentProfile;
-  /** The Anthropic API key, as a Pulumi secret (`config.requireSecret`). */
-  anthropicApiKey: pulumi.Input<string>;
+  /**
+   * The Anthropic API key, as a Pulumi secret (`config.requireSecret`); none with the vertex
+   * upstream (the service account calls Vertex AI).
+   */
+  anthropicApiKey?: pulumi.Input<string>;
   /** Alert and budget recipients (1-5 addresses: a budget mails at most five channels). */
   alertEmails: string[];
   /** Billing account the budget is created on, `XXXXXX-XXXXXX-XXXXXX`. */
@@ -99,10 +102,8 @@ export class GcpDataPlane extends pulumi.ComponentResource {
   public readonly outputs: DataPlaneOutputs<"gcp">;
   public readonly sizing: GcpSizing;
   /** The data plane's secrets by stable key: what `grantAccess` binds. */
-  public readonly secretRefs: Record<
-    "anthropic-key" | "redis-auth" | "postgres-password",
-    SecretRef<"gcp">
-  >;
+  public readonly secretRefs: Partial<Record<"anthropic-key", SecretRef<"gcp">>> &
+    Record<"redis-auth" | "postgres-password", SecretRef<"gcp">>;
   /** PEM CA certificates of Memorystore, for clients' TLS verification. */
   public readonly redisServerCaCerts: pulumi.Output<string[]>;
   public readonly network: GcpNetwork;
@@ -129,7 +130,7 @@ export class GcpDataPlane extends pulumi.ComponentResource {
     this.budget = this.createBudget(name, args);
 
     this.secretRefs = {
-      "anthropic-key": this.secrets.anthropicKey.ref,
+      ...(this.secrets.anthropicKey && { "anthropic-key": this.secrets.anthropicKey.ref }),
       "redis-auth": this.redis.endpoint.authSecret,
       "postgres-password": this.postgres.endpoint.passwordSecret,
     };
@@ -140,7 +141,7 @@ export class GcpDataPlane extends pulumi.ComponentResource {
       region: args.region,
       redis: this.redis.endpoint,
       postgres: this.postgres.endpoint,
-      anthropicKey: this.secrets.anthropicKey.ref,
+      anthropicKey: this.secrets.anthropicKey?.ref,
       network: this.network.attachment,
       monitoring: this.monitoring.hooks,
       secrets: Object.values(this.secretRefs),

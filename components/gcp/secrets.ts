@@ -98,8 +98,11 @@ export class GcpSecret extends pulumi.ComponentResource {
 export interface GcpSecretsArgs {
   project: string;
   region: string;
-  /** The Anthropic API key. Pass it as a Pulumi secret (`config.requireSecret`). */
-  anthropicApiKey: pulumi.Input<string>;
+  /**
+   * The Anthropic API key. Pass it as a Pulumi secret (`config.requireSecret`).
+   * @default none: the service calls Claude on Vertex AI with its service account
+   */
+  anthropicApiKey?: pulumi.Input<string>;
   /**
    * Replication for every secret of the stack.
    * @default { kind: "user-managed", locations: [region] }
@@ -125,7 +128,7 @@ export function defaultReplication(
  * Cost: about $0.06/month per secret version in us-central1, plus reads.
  */
 export class GcpSecrets extends pulumi.ComponentResource {
-  public readonly anthropicKey: GcpSecret;
+  public readonly anthropicKey?: GcpSecret;
   public readonly replication: SecretReplicationPolicy;
 
   constructor(name: string, args: GcpSecretsArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -134,17 +137,27 @@ export class GcpSecrets extends pulumi.ComponentResource {
     const problem = joinProblems(`GcpSecrets "${name}"`, [
       checkRegion(args.region),
       checkReplication(replication),
-      checkSecretValue("anthropicApiKey", args.anthropicApiKey),
+      args.anthropicApiKey === undefined
+        ? undefined
+        : checkSecretValue("anthropicApiKey", args.anthropicApiKey),
     ]);
     if (problem) throw new pulumi.ResourceError(problem, this);
     this.replication = replication;
 
-    this.anthropicKey = new GcpSecret(
-      `${name}-anthropic-key`,
-      { project: args.project, value: args.anthropicApiKey, replication, labels: args.labels },
-      { parent: this },
-    );
-    this.registerOutputs({ anthropicKeySecretId: this.anthropicKey.ref.id });
+    this.anthropicKey =
+      args.anthropicApiKey === undefined
+        ? undefined
+        : new GcpSecret(
+            `${name}-anthropic-key`,
+            {
+              project: args.project,
+              value: args.anthropicApiKey,
+              replication,
+              labels: args.labels,
+            },
+            { parent: this },
+          );
+    this.registerOutputs({ anthropicKeySecretId: this.anthropicKey?.ref.id });
   }
 }
 

@@ -17,7 +17,7 @@ import {
   resources,
   type ResourceQuery,
 } from "./mock-runtime";
-import { parseStackConfig, type StackConfig } from "../config";
+import { parseStackConfig, type RawStackConfig, type StackConfig } from "../config";
 import {
   readOfflineSamples,
   readStackFile,
@@ -94,6 +94,22 @@ export interface StackRendererOptions {
  * Call at the top of a test file or worker (it sets the mocks before anything is constructed),
  * then `await` the returned function's promise.
  */
+/**
+ * A stack on Bedrock or Vertex stores no Anthropic key (infra/config-upstream.ts refuses one):
+ * the stand-in goes, unless the stack file itself sets a key (then the config says what to fix).
+ */
+function withoutUnneededKey(
+  raw: RawStackConfig,
+  overrides: Record<string, string>,
+  fileKeys: readonly string[],
+): RawStackConfig {
+  const key = "agent:anthropicApiKey";
+  const upstream = overrides["agent:upstream"] ?? raw.values["agent:upstream"] ?? "anthropic";
+  if (upstream === "anthropic" || fileKeys.includes(key)) return raw;
+  const { [key]: _standIn, ...values } = raw.values;
+  return { ...raw, values, secretKeys: raw.secretKeys.filter((k) => k !== key) };
+}
+
 export function stackRenderer(
   stack: string,
   overrides: Record<string, string> = {},
@@ -103,15 +119,22 @@ export function stackRenderer(
   const dir = mkdtempSync(join(tmpdir(), "agent-stack-"));
   const bundle = join(dir, "lambda.zip");
   writeFileSync(bundle, "PK\u0005\u0006" + "\u0000".repeat(18));
-  const raw = readStackFile(stack, {
-    dir: options.dir,
-    secrets: { "agent:anthropicApiKey": TEST_ANTHROPIC_KEY },
-  });
   const file = stackFileKeys(stack, options.dir);
+  const raw = withoutUnneededKey(
+    readStackFile(stack, {
+      dir: options.dir,
+      secrets: { "agent:anthropicApiKey": TEST_ANTHROPIC_KEY },
+    }),
+    overrides,
+    file.keys,
+  );
   const fileValues = Object.fromEntries(
     Object.entries(raw.values).filter(([k]) => file.keys.includes(k) && !file.secure.includes(k)),
   );
-  const secretsUnset = REQUIRED_SECRETS.filter((k) => !file.secure.includes(k));
+  // A stack on Bedrock or Vertex needs no Anthropic key (withoutUnneededKey).
+  const secretsUnset = REQUIRED_SECRETS.filter(
+    (k) => !file.secure.includes(k) && (k !== "agent:anthropicApiKey" || k in raw.values),
+  );
   const sampledStack = withOfflineSamples(
     { ...raw, values: { ...raw.values, ...overrides } },
     readOfflineSamples(options.dir),

@@ -1,5 +1,5 @@
 /**
- * Preflight rules for promotion: a promoted stack's source exists and is deployed first, and a
+ * Preflight rules for releases and model access. Promotion: a promoted stack's source exists and is deployed first, and a
  * promotion across accounts or projects has the source's read grant (agent:promotionReaders).
  */
 import { awsReaderAccount, gcpReaderProject } from "../../components/release/readers";
@@ -92,6 +92,35 @@ function crossAccountPromotion(s: StackFacts, source: StackFacts, add: Add): voi
       resource: "agent:promoteFrom",
       message: `${sourceName} grants read to service accounts of ${[...new Set(projects)].join(", ")}, none of them in ${s.account}, where ${s.stack} deploys from`,
       fix: `check that ${s.stack}'s deploy identity is among ${sourceName}'s agent:promotionReaders, or add it ${setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`)}`,
+    });
+  }
+}
+
+/**
+ * Claude on the cloud is granted by IAM but served only once the account or project has access
+ * to the models, which no API of the deploy can switch on: Bedrock needs Anthropic's one-time use
+ * case form per account (Bedrock console > Model catalog), Vertex AI needs each model enabled in
+ * Model Garden per project. Said before the first deploy, as a warning.
+ */
+export function cloudModelAccess(s: StackFacts, add: Add): void {
+  const { kind, where, models } = s.upstream;
+  if (kind === "bedrock") {
+    add({
+      severity: "warning",
+      rule: "upstream.model-access",
+      stack: s.stack,
+      resource: "agent:upstream",
+      message: `the service calls ${models.join(", ")} on Amazon Bedrock (${where === "none" ? "in-Region" : `${where} inference profiles`}) from ${s.region}; Bedrock answers AccessDeniedException until ${s.account} has access to Anthropic's models`,
+      fix: "in the Bedrock console of that account: Model catalog > an Anthropic model > submit the use case details once (granted at once)",
+    });
+  } else if (kind === "vertex") {
+    add({
+      severity: "warning",
+      rule: "upstream.model-access",
+      stack: s.stack,
+      resource: "agent:upstream",
+      message: `the service calls ${models.join(", ")} on Vertex AI (${where}) in project ${s.account}; each model must be enabled there first`,
+      fix: "Vertex AI > Model Garden > each Claude model > Enable (accept the terms) in that project",
     });
   }
 }

@@ -5,7 +5,7 @@
  */
 import { EKS_VERSIONS, eksVersionStatus, DEFAULT_EKS_VERSION } from "../../components/versions";
 import type { StackFacts } from "./facts";
-import { promotion } from "./checks-release";
+import { cloudModelAccess, promotion } from "./checks-release";
 import {
   AWS_QUOTAS,
   LAMBDA_NEW_ACCOUNT_CONCURRENCY,
@@ -72,6 +72,7 @@ export function preflight(stacks: readonly StackFacts[], options: PreflightOptio
     eksVersion(s, options, add);
     gcpApis(s, add);
     dns(s, add);
+    cloudModelAccess(s, add);
   }
   costAllocationTags(stacks, options, add);
   gcpLive(stacks, options, add);

@@ -4,6 +4,7 @@
  * names and where they must be unique, quota-counted resources, the APIs a GCP stack calls and
  * whether its resources wait for them, and the config values a user still has to set.
  */
+import type { LlmUpstream } from "../../components/upstream";
 import type { RecordedResource } from "../plan/mock-runtime";
 import type { StackConfig } from "../config";
 import { apiForType } from "../../components/gcp/apis";
@@ -44,6 +45,8 @@ export interface StackFacts {
   /** Required secrets the stack file does not hold (`pulumi config set --secret`). */
   secretsUnset: string[];
   promoteFrom?: string;
+  /** Who serves the model calls, and the model ids the workload may call there. */
+  upstream: { kind: string; where?: string; models: string[] };
   /** `agent:promotionReaders`: who outside the account or project may copy its releases. */
   promotionReaders: string[];
   domain?: string;
@@ -76,6 +79,13 @@ export interface StackFacts {
 }
 
 const str = (v: unknown) => (typeof v === "string" ? v : undefined);
+
+function upstreamFacts(u: LlmUpstream): StackFacts["upstream"] {
+  if (u.kind === "bedrock")
+    return { kind: u.kind, where: u.profile, models: u.models.map((m) => m.modelId) };
+  if (u.kind === "vertex") return { kind: u.kind, where: u.region, models: [...u.models] };
+  return { kind: u.kind, models: [] };
+}
 
 function physicalNames(resources: readonly RecordedResource[], region: string): PhysicalName[] {
   const out: PhysicalName[] = [];
@@ -194,6 +204,7 @@ export function stackFacts(input: FactsInput): StackFacts {
     sampled: input.sampled,
     secretsUnset: input.secretsUnset,
     promoteFrom: config.promoteFrom,
+    upstream: upstreamFacts(config.upstream),
     promotionReaders: config.promotionReaders,
     domain: config.domain,
     dnsZone: config.dnsZone,

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import { CloudRunTarget } from "../../components/targets/cloud-run";
 import { targetScaling } from "../../components/targets/scaling";
-import { gcpImage, NAME } from "./shared";
+import { gcpImage, grantGcpUpstream, NAME } from "./shared";
 import { gcpResourceId } from "../naming";
 import { gcpDataPlane } from "../clouds";
 import type { TargetModule } from "./types";
@@ -75,6 +75,7 @@ export const cloudRunTarget: TargetModule<"cloudrun"> = {
       },
       dataPlane.opts,
     );
+    grantGcpUpstream(ctx.name, config, dataPlane, target);
     return { url: target.url, artifact, dashboardUrl: dataPlane.outputs.monitoring.dashboardUrl };
   },
 };

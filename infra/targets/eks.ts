@@ -4,7 +4,7 @@ import { EksCluster, eksClusterSizing } from "../../components/targets/eks/clust
 import { EksTarget } from "../../components/targets/eks/target";
 import { targetScaling } from "../../components/targets/scaling";
 import type { StackConfigOf } from "../config";
-import { awsCertificateArn, awsImage, awsPlatformFor } from "./shared";
+import { awsCertificateArn, awsImage, awsPlatformFor, grantAwsUpstream } from "./shared";
 import { awsDataPlane } from "../clouds";
 import type { DataPlaneOf, TargetModule } from "./types";
 
@@ -125,6 +125,7 @@ export const eksTarget: TargetModule<"eks"> = {
         installController: config.eks.installArgoRollouts,
       },
     });
+    grantAwsUpstream(ctx.name, config, target);
     return {
       url: target.url,
       artifact,

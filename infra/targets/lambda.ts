@@ -3,7 +3,7 @@ import { z } from "zod";
 import { LambdaTarget } from "../../components/targets/lambda";
 import { targetScaling } from "../../components/targets/scaling";
 import { awsDataPlane } from "../clouds";
-import { lambdaZip } from "./shared";
+import { grantAwsUpstream, lambdaZip } from "./shared";
 import type { TargetModule } from "./types";
 
 /** `agent:lambda` */
@@ -52,6 +52,7 @@ export const lambdaTarget: TargetModule<"lambda"> = {
       extraEnv: ctx.extraEnv,
       rollout: { steps: config.rolloutSteps },
     });
+    grantAwsUpstream(ctx.name, config, target);
     return { url: target.url, artifact, dashboardUrl: dataPlane.outputs.monitoring.dashboardUrl };
   },
 };

@@ -23,6 +23,9 @@ import type { DataPlaneOf } from "./types";
 
 /** The one name every stack's resources hang from; short, because Memorystore ids are capped. */
 import { budgetEnvironment } from "../../app/src/budget/kinds";
+import type * as aws from "@pulumi/aws";
+import type * as gcp from "@pulumi/gcp";
+import { grantBedrockInvoke, grantVertexInvoke } from "../../components/upstream-grants";
 
 export const NAME = "agent";
 
@@ -121,4 +124,25 @@ export function awsCertificateArn(
     domain: config.domain,
     hostedZoneId: config.dnsZone,
   }).certificateArn;
+}
+
+/** With the bedrock upstream, the target's role may invoke exactly the configured models. */
+export function grantAwsUpstream(
+  name: string,
+  config: Pick<StackConfig, "upstream" | "region">,
+  target: pulumi.Resource & { role: aws.iam.Role },
+): void {
+  if (config.upstream.kind === "bedrock")
+    grantBedrockInvoke(name, target.role, config.upstream, config.region, target);
+}
+
+/** With the vertex upstream, the target's service account may call Vertex AI in its project. */
+export function grantGcpUpstream(
+  name: string,
+  config: Pick<StackConfig, "upstream">,
+  dataPlane: DataPlaneOf["gcp"],
+  target: pulumi.Resource & { serviceAccount: gcp.serviceaccount.Account },
+): void {
+  if (config.upstream.kind === "vertex")
+    grantVertexInvoke(name, dataPlane.project, target.serviceAccount, target, dataPlane.opts);
 }

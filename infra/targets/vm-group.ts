@@ -4,7 +4,15 @@ import { AwsVmGroupTarget } from "../../components/targets/vm-group-aws";
 import { GcpVmGroupTarget } from "../../components/targets/vm-group-gcp";
 import { targetScaling } from "../../components/targets/scaling";
 import type { StackConfig } from "../config";
-import { awsCertificateArn, awsImage, awsPlatformFor, gcpImage, NAME } from "./shared";
+import {
+  awsCertificateArn,
+  awsImage,
+  awsPlatformFor,
+  gcpImage,
+  grantAwsUpstream,
+  grantGcpUpstream,
+  NAME,
+} from "./shared";
 import { gcpResourceId } from "../naming";
 import { awsDataPlane, gcpDataPlane } from "../clouds";
 import type { TargetModule } from "./types";
@@ -62,6 +70,7 @@ export const awsVmGroupTarget: TargetModule<"vmgroup-aws"> = {
       extraEnv: ctx.extraEnv,
       rollout: { steps: config.rolloutSteps },
     });
+    grantAwsUpstream(ctx.name, config, target);
     return {
       url: target.url,
       artifact,
@@ -108,6 +117,7 @@ export const gcpVmGroupTarget: TargetModule<"vmgroup-gcp"> = {
       },
       dataPlane.opts,
     );
+    grantGcpUpstream(ctx.name, config, dataPlane, target);
     return {
       url: target.url,
       artifact,

@@ -69,7 +69,7 @@ describe("service environment from a data plane", () => {
   });
 
   it("formats references the app's resolver understands", async () => {
-    const ref = fakeAwsDataPlane().anthropicKey;
+    const ref = fakeAwsDataPlane().anthropicKey!;
     expect(await outputOf(secretReference(ref))).toMatch(/^aws-sm:\/\/arn:aws:secretsmanager:/);
   });
 });

@@ -1,4 +1,5 @@
 import { parseStackConfig, StackConfigError, type RawStackConfig } from "../../infra/config";
+import { problems } from "./config-problems";
 import {
   listStacks,
   readOfflineSamples,
@@ -11,16 +12,6 @@ const readSampled = (stack: string) =>
   withOfflineSamples(readStackFile(stack, { secrets: SECRET }), readOfflineSamples()).raw;
 
 const SECRET = { "agent:anthropicApiKey": "sk-ant-test-not-a-real-key" };
-
-function problems(raw: RawStackConfig): string[] {
-  try {
-    parseStackConfig(raw);
-  } catch (err) {
-    if (err instanceof StackConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error("expected the configuration to be rejected");
-}
 
 const base = (extra: Record<string, string> = {}): RawStackConfig => ({
   stack: "t",

@@ -3,18 +3,9 @@
  * `agent:rollout.steps` (the canary) and `agent:promotionReaders` (cross-account grants). Every
  * mistake is refused with the key and what to change.
  */
-import { parseStackConfig, StackConfigError, type RawStackConfig } from "../../infra/config";
+import { parseStackConfig, type RawStackConfig } from "../../infra/config";
+import { problems } from "./config-problems";
 import { ROLLOUT_RULES } from "../../components/release/rollout-plan";
-
-function problems(raw: RawStackConfig): string[] {
-  try {
-    parseStackConfig(raw);
-  } catch (err) {
-    if (err instanceof StackConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error("expected the configuration to be rejected");
-}
 
 const TARGETS = {
   lambda: { "aws:region": "us-east-1", "agent:target": "lambda" },

@@ -7,6 +7,7 @@ import { RULES } from "../../infra/policy/rules";
 import type { Environment, PolicyResource } from "../../infra/policy/types";
 import { UNKNOWN } from "../../infra/policy/values";
 import { TAGS, aws, container, gcp, k8s, messagesOf, res } from "./fixtures";
+import { bedrockInvokePolicy } from "../../components/upstream";
 
 interface Case {
   title: string;
@@ -410,6 +411,60 @@ const CASES: Record<string, RuleCases> = {
       fail("unset", [aws.lambda({ tracingConfig: undefined })], [/unset/]),
     ],
     unknown: [pass("unknown", [aws.lambda({ tracingConfig: UNKNOWN })])],
+  },
+  "bedrock-invoke-scoped": {
+    pass: [
+      pass("the models and their profiles, by ARN (bedrockInvokePolicy)", [
+        res("aws:iam/rolePolicy:RolePolicy", {
+          policy: JSON.stringify(
+            bedrockInvokePolicy({
+              region: "us-east-1",
+              accountId: "123456789012",
+              profile: "us",
+              models: [{ modelId: "anthropic.claude-sonnet-4-6", geos: ["us"] }],
+            }),
+          ),
+        }),
+      ]),
+      pass("a policy without Bedrock may use wildcards its own rules judge", [
+        res("aws:iam/rolePolicy:RolePolicy", {
+          policy: {
+            Statement: [{ Effect: "Allow", Action: ["logs:PutLogEvents"], Resource: "*" }],
+          },
+        }),
+      ]),
+    ],
+    fail: [
+      fail(
+        "every model",
+        [
+          res("aws:iam/rolePolicy:RolePolicy", {
+            policy: JSON.stringify({
+              Statement: [
+                {
+                  Effect: "Allow",
+                  Action: ["bedrock:InvokeModel"],
+                  Resource: "arn:aws:bedrock:*::foundation-model/*",
+                },
+              ],
+            }),
+          }),
+        ],
+        [
+          /Bedrock invoke on arn:aws:bedrock:\*::foundation-model\/\*: name the foundation-model and inference-profile ARNs/,
+        ],
+      ),
+      fail(
+        "bedrock:* on *",
+        [
+          res("aws:iam/policy:Policy", {
+            policy: { Statement: { Effect: "Allow", Action: "bedrock:*", Resource: "*" } },
+          }),
+        ],
+        [/Actions bedrock:\* grant every Bedrock operation/, /Bedrock invoke on \*/],
+      ),
+    ],
+    unknown: [pass("unknown", [res("aws:iam/rolePolicy:RolePolicy", { policy: UNKNOWN })])],
   },
   "cloudrun-max-instances": {
     pass: [pass("20 in prod", [gcp.cloudRun()])],

@@ -19,6 +19,7 @@ function stack(name: string, over: Partial<StackFacts> = {}): StackFacts {
     values: {},
     sampled: [],
     secretsUnset: [],
+    upstream: { kind: "anthropic", models: [] },
     promotionReaders: [],
     names: [],
     counts: { vpcs: 1, elasticIps: 1, natGateways: 1, lambdaReserved: 0 },
@@ -449,5 +450,31 @@ describe("DNS, promotion and billing", () => {
       billingAccounts: { "01A2B3-C4D5E6-F7A8B9": { open: false } },
     });
     expect(rules(f)).toEqual(["blocker gcp.billing cr", "blocker gcp.billing cr"]);
+  });
+});
+
+describe("Claude on the cloud (issue 16)", () => {
+  test("Bedrock and Vertex stacks are told to get model access before the first request; an Anthropic stack is not", () => {
+    const findings = run([
+      stack("on-bedrock", {
+        upstream: { kind: "bedrock", where: "us", models: ["anthropic.claude-sonnet-4-6"] },
+      }),
+      stack("on-vertex", {
+        cloud: "gcp",
+        account: "acme-agent",
+        upstream: { kind: "vertex", where: "global", models: ["claude-sonnet-4-6"] },
+      }),
+      stack("on-anthropic"),
+    ]).filter((f) => f.rule === "upstream.model-access");
+    expect(findings.map((f) => `${f.severity} ${f.stack}`)).toEqual([
+      "warning on-bedrock",
+      "warning on-vertex",
+    ]);
+    expect(findings[0]!.message).toMatch(
+      /anthropic\.claude-sonnet-4-6 on Amazon Bedrock \(us inference profiles\).*210987654321/,
+    );
+    expect(findings[0]!.fix).toMatch(/Model catalog/);
+    expect(findings[1]!.message).toMatch(/Vertex AI \(global\) in project acme-agent/);
+    expect(findings[1]!.fix).toMatch(/Model Garden/);
   });
 });

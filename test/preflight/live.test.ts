@@ -24,6 +24,7 @@ const base = (over: Partial<StackFacts>): StackFacts => ({
   values: {},
   sampled: [],
   secretsUnset: [],
+  upstream: { kind: "anthropic", models: [] },
   promotionReaders: [],
   names: [],
   counts: { vpcs: 1, elasticIps: 1, natGateways: 1, lambdaReserved: 0 },

@@ -845,9 +845,20 @@ function generateReply(
   return { blocks, stopReason, stopSequence, outputTokens };
 }
 
-function contentOf(block: ReplyBlock): Anthropic.ContentBlock {
+/**
+ * The API leaves `citations` out of a text block that has none (the SDK types it `| null`, but a
+ * client such as the Vercel AI SDK's provider rejects a null).
+ */
+type ApiContentBlock = Omit<Anthropic.TextBlock, "citations"> | Anthropic.ToolUseBlock;
+type ApiMessage = Omit<Anthropic.Message, "content"> & { content: ApiContentBlock[] };
+/** A batch result as the API writes it (its message's text blocks without `citations`). */
+type ApiBatchResult =
+  | Exclude<Anthropic.Messages.MessageBatchResult, { type: "succeeded" }>
+  | { type: "succeeded"; message: ApiMessage };
+
+function contentOf(block: ReplyBlock): ApiContentBlock {
   return block.type === "text"
-    ? { type: "text", text: block.text, citations: null }
+    ? { type: "text", text: block.text }
     : {
         type: "tool_use",
         id: block.id,
@@ -1031,7 +1042,7 @@ interface BatchEntry {
   requests: { custom_id: string; params: MessagesBody }[];
   cancelInitiatedAt: number | null;
   endedAt: number | null;
-  results: Anthropic.Messages.MessageBatchIndividualResponse[] | null;
+  results: { custom_id: string; result: ApiBatchResult }[] | null;
 }
 
 const BATCH_TTL_MS = 24 * 60 * 60 * 1000;
@@ -1393,7 +1404,7 @@ class FakeAnthropicServer implements FakeAnthropic {
     const id = this.nextId("msg_fake");
 
     if (!body.stream) {
-      const message: Anthropic.Message = {
+      const message: ApiMessage = {
         id,
         type: "message",
         role: "assistant",
@@ -1462,12 +1473,15 @@ class FakeAnthropicServer implements FakeAnthropic {
     let firstDeltaAt = 0;
     for (let index = 0; index < reply.blocks.length; index++) {
       const block = reply.blocks[index]!;
-      const startEvent: Anthropic.RawContentBlockStartEvent = {
+      // As the API sends it: a text block starts as {type, text: ""}, without citations.
+      const startEvent: Omit<Anthropic.RawContentBlockStartEvent, "content_block"> & {
+        content_block: ApiContentBlock;
+      } = {
         type: "content_block_start",
         index,
         content_block:
           block.type === "text"
-            ? { type: "text", text: "", citations: null }
+            ? { type: "text", text: "" }
             : {
                 type: "tool_use",
                 id: block.id,
@@ -1693,8 +1707,8 @@ class FakeAnthropicServer implements FakeAnthropic {
     }
   }
 
-  private runBatchItem(params: MessagesBody): Anthropic.Messages.MessageBatchResult {
-    const errored = (e: RequestError): Anthropic.Messages.MessageBatchResult => ({
+  private runBatchItem(params: MessagesBody): ApiBatchResult {
+    const errored = (e: RequestError): ApiBatchResult => ({
       type: "errored",
       error: {
         type: "error",

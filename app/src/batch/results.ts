@@ -34,6 +34,21 @@ export function erroredResult(customId: string, type: string, message: string): 
   };
 }
 
+/** A request that never ran because its batch was canceled first: no usage, no cost. */
+export function canceledResult(customId: string): BatchResultInput {
+  return {
+    customId,
+    type: "canceled",
+    result: { type: "canceled" },
+    model: null,
+    inputTokens: 0,
+    outputTokens: 0,
+    cacheCreationInputTokens: 0,
+    cacheReadInputTokens: 0,
+    costUsd: 0,
+  };
+}
+
 export interface ResultContext {
   catalog: ModelCatalog;
   logger: Pick<Logger, "warn">;

@@ -17,29 +17,26 @@
  * twice. A read of a batch that is due polls it at once (the Lambda target has no background
  * timer between invocations). Failed polls back off exponentially, up to 15 minutes.
  *
+ * Cancel: the batch is `canceling` until whoever works on it notices (a local worker reads the
+ * status before each request; upstream, the Message Batches API cancels and the poller collects
+ * the `canceled` results), then it ends as any batch does, which settles its budget hold to the
+ * cost of what ran. Delete: only an ended batch, with its results (and the upstream copy).
+ *
  * Usage: each stored result goes into the ledger (kind "batch", request id `batch:<id>:<custom_id>`)
  * once, by the replica whose write stored it. Budgets: an optional hook holds the batch's worst
  * case when it is accepted and hears the real cost when it ends.
  */
 import { hostname } from "node:os";
 import { randomBytes, randomUUID } from "node:crypto";
-import type { Logger } from "pino";
-import type { UsageRecorder } from "../budget/ledger";
-import type { ModelCatalog } from "../llm/models";
-import { UpstreamError, type LlmProvider, type MessageRequest } from "../llm/types";
-import type { BatchMode, BatchRecord, BatchResultInput, Store } from "../store/types";
+import { UpstreamError, type MessageRequest } from "../llm/types";
+import type { BatchMode, BatchRecord, BatchResultInput } from "../store/types";
 import { AgentMetrics } from "../telemetry/metrics";
 import { withSpan } from "../telemetry/instrument";
-import type { Tracer } from "@opentelemetry/api";
+import type { BatchBudgetHooks, BatchServiceOptions } from "./options";
 import { prepareBatch, type BatchRequestInput } from "./prepare";
-import { erroredResult, resultInput } from "./results";
-import {
-  countsOf,
-  type BatchUpstream,
-  type UpstreamBatch,
-  type UpstreamBatchResult,
-} from "./upstream";
-import { errorMessage } from "../errors";
+import { canceledResult, erroredResult, resultInput } from "./results";
+import { countsOf, type UpstreamBatch, type UpstreamBatchResult } from "./upstream";
+import { ApiError, errorMessage } from "../errors";
 
 export type { BatchRequestInput } from "./prepare";
 
@@ -47,70 +44,7 @@ const MAX_BACKOFF_MS = 15 * 60_000;
 /** Statuses worth retrying later in local mode, rather than recording as an errored result. */
 const TRANSIENT = new Set([408, 409, 429, 499, 500, 502, 503, 504, 529]);
 
-export type BatchStore = Pick<
-  Store,
-  | "createBatch"
-  | "getBatch"
-  | "updateBatch"
-  | "deleteBatch"
-  | "claimBatches"
-  | "listBatchItems"
-  | "saveBatchResults"
-  | "summarizeBatchResults"
-  | "listBatchResults"
->;
-
-/**
- * Budget hook (optional). `reserveBatch` runs before anything is stored or submitted: throw (an
- * ApiError, say 429 budget_exceeded) to refuse the batch. `settleBatch` runs once, by whichever
- * replica finishes the batch, possibly after a restart: it gets ids and amounts, never objects
- * from the reserving process. Every result's cost is also in the ledger (kind "batch").
- */
-export interface BatchBudgetHooks {
-  reserveBatch(input: {
-    userId: string;
-    batchId: string;
-    worstCaseUsd: number;
-    requestCount: number;
-    /** Each request's own worst case (the per-request budget applies to each). */
-    requests: ReadonlyArray<{ customId: string; worstCaseUsd: number }>;
-  }): Promise<void>;
-  settleBatch?(
-    input: {
-      userId: string;
-      batchId: string;
-      reservedUsd: number;
-      actualUsd: number;
-    },
-    /** When the batch was accepted (and its worst case held): the budget windows it counts in. */
-    batch: { createdAt: string },
-  ): Promise<void>;
-}
-
-export interface BatchServiceOptions {
-  store: BatchStore;
-  /** Runs local batches. */
-  llm: LlmProvider;
-  /** The Message Batches API; absent: batches run locally through `llm`. */
-  upstream?: BatchUpstream;
-  catalog: ModelCatalog;
-  usage: UsageRecorder;
-  logger: Pick<Logger, "info" | "warn" | "error">;
-  metrics?: AgentMetrics;
-  tracer?: Tracer;
-  budget?: BatchBudgetHooks;
-  pollIntervalMs: number;
-  /** Add prompt-cache breakpoints to each request (PROMPT_CACHING). */
-  promptCaching: boolean;
-  /** Per-call timeout of local requests. */
-  timeoutMs: number;
-  /** How long a claim keeps a batch; renewed while work goes on. @default 120000 */
-  leaseMs?: number;
-  /** Most time one claim spends running local requests before handing the batch back. @default 20000 */
-  sliceMs?: number;
-  /** This replica's name in leases. @default host/pid/random */
-  owner?: string;
-}
+export type { BatchBudgetHooks, BatchServiceOptions, BatchStore } from "./options";
 
 export class BatchService {
   readonly mode: BatchMode;
@@ -235,6 +169,76 @@ export class BatchService {
       this.o.logger.warn({ err: errorMessage(err), batch: id }, "batch poll on read failed");
     }
     return (await this.o.store.getBatch(id, userId)) ?? record;
+  }
+
+  /** The caller's batches, newest first (see Store.listBatches); null for a cursor not theirs. */
+  list(
+    userId: string,
+    page: { limit: number; afterId?: string; beforeId?: string },
+  ): Promise<{ batches: BatchRecord[]; hasMore: boolean } | null> {
+    return this.o.store.listBatches(userId, page);
+  }
+
+  /**
+   * Cancel the caller's batch (null: not theirs). It is `canceling` until whoever works on it
+   * stops: a local request already running finishes, the rest get `canceled` results; upstream,
+   * the Message Batches API cancels and the poller collects the results. Either way the batch then
+   * ends as usual (`finish`), which settles its budget hold to the cost of what ran, releasing the
+   * rest. An ended batch is returned as it is, as the API does.
+   */
+  async cancel(userId: string, id: string): Promise<BatchRecord | null> {
+    const record = await this.o.store.getBatch(id, userId);
+    if (!record || record.status === "ended" || record.status === "canceling") return record;
+    if (record.status === "submitting") {
+      throw new ApiError(
+        409,
+        "conflict_error",
+        `batch ${id} is still being submitted upstream; cancel it once it is in progress`,
+      );
+    }
+    if (record.mode === "upstream") {
+      if (!this.o.upstream || !record.upstreamId)
+        throw new Error("this replica has no ANTHROPIC_API_KEY to cancel an upstream batch with");
+      const upstream = await this.o.upstream.cancel(record.upstreamId);
+      if (upstream.processing_status === "ended") {
+        // It ended before the cancel reached it: nothing to cancel, only results to collect.
+        await this.o.store.updateBatch(id, { nextPollInMs: 0 });
+        return this.get(userId, id);
+      }
+    }
+    const canceling = await this.o.store.updateBatch(id, {
+      status: "canceling",
+      ifStatus: ["in_progress"],
+      nextPollInMs: 0,
+    });
+    if (canceling) this.o.logger.info({ batch: id, mode: record.mode }, "batch cancel requested");
+    // Due at once: a local batch nobody works on is canceled now, an upstream one polled now.
+    this.kick();
+    return (await this.o.store.getBatch(id, userId)) ?? record;
+  }
+
+  /**
+   * Delete the caller's ended batch and its results ("not_ended" while it is in progress: cancel it
+   * first, as the API asks). Upstream, the copy of an upstream batch goes too. The ledger keeps its
+   * usage: that was spent.
+   */
+  async delete(userId: string, id: string): Promise<"deleted" | "not_found" | "not_ended"> {
+    const record = await this.o.store.getBatch(id, userId);
+    if (!record) return "not_found";
+    if (record.status !== "ended") return "not_ended";
+    if (!(await this.o.store.deleteBatch(id, { userId, status: "ended" }))) return "not_found";
+    if (record.upstreamId && this.o.upstream) {
+      await this.o.upstream
+        .delete(record.upstreamId)
+        .catch((err: unknown) =>
+          this.o.logger.warn(
+            { err: errorMessage(err), batch: id, upstreamBatch: record.upstreamId },
+            "the upstream copy of a deleted batch could not be deleted",
+          ),
+        );
+    }
+    this.o.logger.info({ batch: id }, "batch deleted");
+    return "deleted";
   }
 
   /** The results file: one JSON line per request, `{custom_id, result}`, in request order. */
@@ -415,6 +419,9 @@ export class BatchService {
       const items = await this.o.store.listBatchItems(batch.id, { pendingOnly: true, limit: 16 });
       if (items.length === 0) return this.finish(batch, "the request was lost before it ran");
       for (const item of items) {
+        // Read before each request: the cancel may have reached another replica.
+        if ((await this.o.store.getBatch(batch.id))?.status === "canceling")
+          return this.cancelPending(batch);
         if (this.stopping || performance.now() > deadline) {
           // Hand the batch back, due at once: this or another replica carries on.
           const { counts, costUsd } = await this.o.store.summarizeBatchResults(batch.id);
@@ -530,6 +537,19 @@ export class BatchService {
     if (!ended) return; // the lease ran out meanwhile: the replica that holds it now finishes
     this.o.logger.info({ batch: batch.id, ...counts, costUsd }, "batch ended");
     await this.settleBudget(batch.userId, batch.id, batch.createdAt, batch.reservedUsd, costUsd);
+  }
+
+  /** A canceled local batch: every request not run yet gets a `canceled` result, then it ends. */
+  private async cancelPending(batch: BatchRecord): Promise<void> {
+    for (;;) {
+      const left = await this.o.store.listBatchItems(batch.id, { pendingOnly: true, limit: 1000 });
+      if (left.length === 0) break;
+      await this.save(
+        batch,
+        left.map((i) => canceledResult(i.customId)),
+      );
+    }
+    await this.finish(batch, "the batch was canceled");
   }
 
   /** A submission that never completed (the process died during it): whether upstream got it is unknown. */

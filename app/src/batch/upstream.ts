@@ -50,6 +50,10 @@ export interface BatchUpstream {
     requests: Array<{ custom_id: string; params: Record<string, unknown> }>,
   ): Promise<UpstreamBatch>;
   retrieve(id: string): Promise<UpstreamBatch>;
+  /** Ask for a cancel; the batch is `canceling` until it ends, its unrun requests `canceled`. */
+  cancel(id: string): Promise<UpstreamBatch>;
+  /** Delete an ended batch and its results upstream. */
+  delete(id: string): Promise<void>;
   /** The results of an ended batch, streamed (a batch's results file can be large). */
   results(id: string): AsyncIterable<UpstreamBatchResult>;
 }
@@ -94,6 +98,22 @@ export class AnthropicBatchUpstream implements BatchUpstream {
   async retrieve(id: string): Promise<UpstreamBatch> {
     try {
       return await this.batches.retrieve(id);
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+  }
+
+  async cancel(id: string): Promise<UpstreamBatch> {
+    try {
+      return await this.batches.cancel(id);
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+  }
+
+  async delete(id: string): Promise<void> {
+    try {
+      await this.batches.delete(id);
     } catch (err) {
       throw toUpstreamError(err);
     }

@@ -4,6 +4,35 @@
  */
 import * as z from "zod";
 import defaultTable from "../../config/models.json";
+import { BEDROCK_GEOS, type UpstreamKind } from "./upstream-kinds";
+
+/**
+ * A cloud's price for a model, relative to the table's list prices: `regionalPremium` multiplies
+ * every price of calls that are pinned to a geography or region (Bedrock: a `us.`/`eu.`/... profile
+ * or the in-region base id; Vertex: a region or multi-region endpoint) instead of going `global`.
+ */
+const premium = z.number().min(1).max(2).optional();
+
+/** Where a model is on Amazon Bedrock (infra scopes the compute role's IAM policy to these ids). */
+const bedrockSchema = z.object({
+  /** The base model id, without a geography prefix (e.g. `anthropic.claude-sonnet-4-6`). */
+  modelId: z
+    .string()
+    .regex(/^[a-z0-9-]+\.[A-Za-z0-9.:-]+$/, "must be a Bedrock model id such as anthropic.<name>")
+    .refine((id) => !BEDROCK_GEOS.some((g) => id.startsWith(`${g}.`)), {
+      message: "must be the base model id, without a geography prefix (geos lists those)",
+    }),
+  /** The geographies with a cross-region inference profile for the model. */
+  geos: z.array(z.enum(BEDROCK_GEOS)).min(1),
+  regionalPremium: premium,
+});
+
+/** Where a model is on Vertex AI. */
+const vertexSchema = z.object({
+  /** The publisher model id (e.g. `claude-haiku-4-5@20251001`). */
+  modelId: z.string().regex(/^[a-z0-9.@-]+$/, "must be a Vertex AI model id such as claude-<name>"),
+  regionalPremium: premium,
+});
 
 const modelSchema = z.object({
   id: z.string().min(1),
@@ -17,6 +46,8 @@ const modelSchema = z.object({
   cacheReadPerMTok: z.number().nonnegative(),
   minCacheableTokens: z.number().int().nonnegative(),
   contextWindow: z.number().int().positive(),
+  bedrock: bedrockSchema.optional(),
+  vertex: vertexSchema.optional(),
 });
 
 export const modelTableSchema = z.object({
@@ -35,6 +66,36 @@ export const modelTableSchema = z.object({
 
 export type ModelInfo = z.infer<typeof modelSchema>;
 export type ModelTable = z.infer<typeof modelTableSchema>;
+
+/**
+ * Which cloud's prices the catalog charges: the table's list prices, times the model's
+ * `regionalPremium` for that cloud when calls are pinned to a geography or region.
+ */
+export interface UpstreamPricing {
+  upstream: UpstreamKind;
+  /** Calls go to a geography or region rather than the cloud's global endpoint. */
+  regional: boolean;
+}
+
+const PRICE_FIELDS = [
+  "inputPerMTok",
+  "outputPerMTok",
+  "cacheWritePerMTok",
+  "cacheWrite1hPerMTok",
+  "cacheReadPerMTok",
+] as const;
+
+/** The model's prices on `pricing`'s cloud (the table's list prices on the Anthropic API). */
+export function upstreamPrices(model: ModelInfo, pricing: UpstreamPricing): ModelInfo {
+  if (pricing.upstream === "anthropic" || !pricing.regional) return model;
+  const factor = model[pricing.upstream]?.regionalPremium ?? 1;
+  if (factor === 1) return model;
+  // The 1-hour write price defaults from the input price: fix it before the input price moves.
+  const priced: ModelInfo = { ...model, cacheWrite1hPerMTok: cacheWrite1hPerMTok(model) };
+  // Rounded to a millionth of a dollar per MTok: 3 x 1.1 is 3.3, not 3.3000000000000003.
+  for (const f of PRICE_FIELDS) priced[f] = Math.round(priced[f]! * factor * 1e6) / 1e6;
+  return priced;
+}
 
 export interface TokenUsage {
   input_tokens: number;
@@ -92,13 +153,22 @@ export class ModelCatalog {
     }
   }
 
-  static load(raw: unknown = defaultTable): ModelCatalog {
+  /**
+   * Parse a model table (default app/config/models.json). With `pricing`, every price is the one
+   * that cloud charges (budgets, holds and the ledger all read prices from here).
+   */
+  static load(raw: unknown = defaultTable, pricing?: UpstreamPricing): ModelCatalog {
     const parsed = modelTableSchema.safeParse(raw);
     if (!parsed.success) {
       const i = parsed.error.issues[0];
       throw new Error(`model table: ${i?.path.join(".")}: ${i?.message}`);
     }
-    return new ModelCatalog(parsed.data);
+    const table = parsed.data;
+    if (!pricing) return new ModelCatalog(table);
+    return new ModelCatalog({
+      ...table,
+      models: table.models.map((m) => upstreamPrices(m, pricing)),
+    });
   }
 
   get(id: string): ModelInfo | undefined {

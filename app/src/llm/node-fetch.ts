@@ -5,8 +5,9 @@
  * validates a WHATWG Request, clones its body and runs the fetch controller's algorithm; against
  * the benchmark's fake upstream the SDK's `messages.create` cost ~400 µs of CPU per call with it
  * and ~250 µs with this adapter (streams: ~450 and ~300 µs). The SDK still
- * gets a real `Response`: a JSON answer is read into one buffer, a `text/event-stream` answer is
- * handed over as a web stream as it arrives, so streaming keeps its pacing.
+ * gets a real `Response`: a JSON answer is read into one buffer, a stream (`text/event-stream`, or
+ * Bedrock's `application/vnd.amazon.eventstream`) is handed over as a web stream as it arrives, so
+ * streaming keeps its pacing.
  *
  * Anything this adapter does not handle (a streamed request body, a non-HTTP URL) goes to the
  * global fetch unchanged.
@@ -61,7 +62,7 @@ export function createNodeFetch(): typeof fetch {
             resolve(new Response(null, init));
             return;
           }
-          if ((res.headers["content-type"] ?? "").startsWith("text/event-stream")) {
+          if (isStream(res.headers["content-type"])) {
             resolve(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>, init));
             return;
           }
@@ -81,6 +82,18 @@ export function createNodeFetch(): typeof fetch {
     });
   };
   return nodeFetch as typeof fetch;
+}
+
+/**
+ * Streamed bodies: SSE (the Anthropic API, Vertex AI's streamRawPredict) and the AWS event stream
+ * that Bedrock's InvokeModelWithResponseStream answers with (a buffered one would reach the client
+ * only once the model had finished).
+ */
+function isStream(contentType: string | undefined): boolean {
+  const type = contentType ?? "";
+  return (
+    type.startsWith("text/event-stream") || type.startsWith("application/vnd.amazon.eventstream")
+  );
 }
 
 /** Request headers as a plain record (Headers, entry pairs or a record, as RequestInit allows). */

@@ -28,6 +28,7 @@ import type { AppConfig } from "../config";
 import type { ModelCatalog } from "./models";
 import type {
   CallOptions,
+  CountTokensRequest,
   LlmProvider,
   MessageRequest,
   MessageResponse,
@@ -183,6 +184,18 @@ export class ResilientProvider implements LlmProvider {
       // The consumer stopped early: close the upstream stream so the call is not left running.
       if (!finished) await it.return?.().catch(() => undefined);
     }
+  }
+
+  /**
+   * Counted by the upstream as it is, without retries or fallback: a count is no generation, and
+   * its failures say nothing about a model's health (the breakers stay out of it).
+   */
+  countTokens(request: CountTokensRequest, options: CallOptions = {}): Promise<number> {
+    if (!this.inner.countTokens)
+      return Promise.reject(
+        new UpstreamError(400, "invalid_request_error", "count_tokens is not available upstream"),
+      );
+    return this.inner.countTokens(request, options);
   }
 
   private async execute<T>(

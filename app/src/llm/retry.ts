@@ -7,7 +7,7 @@
  * request's fault; `x-should-retry: false` and a spend-limit refusal are final whatever the status;
  * 529 means the model is overloaded for everyone, so retrying the same model alone rarely helps.
  */
-import { upstreamErrorCode } from "./anthropic";
+import { upstreamErrorCode } from "./sdk-errors";
 import { UpstreamError } from "./types";
 import { errorMessage } from "../errors";
 

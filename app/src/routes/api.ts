@@ -3,6 +3,9 @@
  * per-user concurrency limit (which must also bound slow clients on paths no route matches). Each
  * route module then registers its routes with the chain it declares (routes/chain.ts): the rate
  * limits, the facts of a model request, Idempotency-Key replays.
+ *
+ * Query strings a route does not read are ignored, as the API ignores them: the official SDK's
+ * `client.beta.*` calls and Claude Code send `?beta=true` on every path.
  */
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -15,6 +18,7 @@ import type { ModelCatalog } from "../llm/models";
 import { registerBatchRoutes } from "./batches";
 import { RouteChains } from "./chain";
 import { registerMessageRoutes } from "./messages";
+import { registerModelRoutes } from "./models";
 import { registerSessionRoutes } from "./sessions";
 import { registerUsageRoutes } from "./usage";
 
@@ -23,11 +27,13 @@ const API = "/v1/*";
 export function registerApiRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
   app.use(API, bodyLimitGuard(deps.config.MAX_BODY_BYTES));
   app.use(API, authMiddleware(deps.auth, deps.logger));
+  app.use(API, versionGuard);
   if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)
     app.use(API, concurrencyMiddleware(deps.config.MAX_CONCURRENT_REQUESTS_PER_USER));
 
   const chains = new RouteChains(deps);
   registerMessageRoutes(app, deps, catalog, chains);
+  registerModelRoutes(app, catalog, chains);
   registerSessionRoutes(app, deps, catalog, chains);
   registerBatchRoutes(app, deps, catalog, chains);
   registerUsageRoutes(app, deps, chains);
@@ -61,4 +67,39 @@ function bodyLimitGuard(maxBody: number) {
     }
     return streamedBodyLimit(c, next);
   };
+}
+
+/** An API version is a date (platform.claude.com/docs/en/api/versioning, "Version history"). */
+const VERSION_FORMAT = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * `anthropic-version`. The API requires it ("When making API requests, you must send an
+ * anthropic-version request header. ... If you are using the client SDKs, this is handled for you
+ * automatically": the versioning page above) and answers 400 invalid_request_error without it
+ * (`anthropic-version: header is required`) or with a value that is not a version
+ * (`anthropic-version: "2023-06-01, 2023-06-01" is not a valid version`).
+ *
+ * A value that is not a date gets that same 400 here. Which dates are versions is the upstream's
+ * to say (it gets the header as sent): the list grows (SDK 1.17 sends 2026-10-21, the Vercel AI SDK
+ * and LangChain's SDK 2023-06-01), and the offline model answers every version alike.
+ *
+ * A missing header is not refused: it is taken as the SDK's default version. Every client that
+ * speaks the API sends the header (the SDKs, the Vercel AI SDK, LangChain through its SDK), so
+ * refusing it would change nothing for them and only break hand-written calls (curl, scripts) and
+ * this service's own routes (sessions, usage), which have no version. The upstream always gets
+ * one: the SDK this service calls it with sends its own when the client sent none.
+ */
+async function versionGuard(c: AppContext, next: () => Promise<void>) {
+  const version = c.req.header("anthropic-version");
+  if (version !== undefined && !VERSION_FORMAT.test(version.trim())) {
+    return c.json(
+      errorBody(
+        "invalid_request_error",
+        `anthropic-version: ${JSON.stringify(version.slice(0, 64))} is not a valid version`,
+        c.get("requestId"),
+      ),
+      400,
+    );
+  }
+  return next();
 }

@@ -1,13 +1,18 @@
 /**
  * Message batches (batch/service.ts has the life cycle):
  *
- *   POST /v1/batches                 {requests: [{custom_id, params}]}: accept a batch
- *   GET  /v1/batches/{id}            its status and counts
- *   GET  /v1/batches/{id}/results    its results, one JSON line per request (once it has ended)
+ *   POST   /v1/batches                 {requests: [{custom_id, params}]}: accept a batch
+ *   GET    /v1/batches                 the caller's batches, newest first, a page at a time
+ *   GET    /v1/batches/{id}            its status and counts
+ *   GET    /v1/batches/{id}/results    its results, one JSON line per request (once it has ended)
+ *   POST   /v1/batches/{id}/cancel     cancel it: `canceling`, then `ended`, unrun requests `canceled`
+ *   DELETE /v1/batches/{id}            delete an ended batch and its results
  *
  * The same routes answer under /v1/messages/batches, where the official SDK's
- * `client.messages.batches.create / retrieve / results` look for them. A batch belongs to the user
- * who created it: an unknown id, another user's batch and a malformed id all get the same 404.
+ * `client.messages.batches.create / retrieve / list / cancel / delete / results` look for them, in
+ * the shapes of its types (resources/messages/batches.d.ts: `MessageBatch`, a `Page` of them,
+ * `DeletedMessageBatch`). A batch belongs to the user who created it: an unknown id, another
+ * user's batch and a malformed id all get the same 404, and a list shows only the caller's own.
  */
 import type { Hono } from "hono";
 import { stream } from "hono/streaming";
@@ -17,7 +22,7 @@ import type { AppContext, AppEnv } from "../http";
 import { readJson } from "../http";
 import { ApiError, badRequest, notFound } from "../errors";
 import type { BatchService } from "../batch/service";
-import { batchView } from "../batch/view";
+import { batchView, deletedView } from "../batch/view";
 import type { BatchRecord } from "../store/types";
 import { UpstreamError } from "../llm/types";
 import { asApiError, failureLog, messagesRequestSchema } from "./messages";
@@ -26,6 +31,7 @@ import { checkModel } from "../llm/known-models";
 import type { ModelCatalog } from "../llm/models";
 import { combinedFacts, messageFacts, type RequestFacts } from "../request-facts";
 import { requestFacts, type RouteChains } from "./chain";
+import { pageFrom, pageQuery } from "./models";
 
 const CUSTOM_ID = /^[a-zA-Z0-9_-]{1,64}$/;
 const PREFIXES = ["/v1/batches", "/v1/messages/batches"] as const;
@@ -98,9 +104,56 @@ export function registerBatchRoutes(
       return respond(c, record, prefix);
     });
 
+    app.get(prefix, chains.plain(), async (c) => {
+      const q = pageQuery(c);
+      const page = await batches.list(c.get("userId"), {
+        limit: q.limit,
+        afterId: q.after_id,
+        beforeId: q.before_id,
+      });
+      if (!page) {
+        const [name, id] = q.after_id ? ["after_id", q.after_id] : ["before_id", q.before_id];
+        throw badRequest(`${name}: no batch ${JSON.stringify(id?.slice(0, 100))}`);
+      }
+      return c.json(
+        pageFrom(
+          page.batches.map((b) => batchView(b, prefix)),
+          page.hasMore,
+        ),
+      );
+    });
+
     app.get(`${prefix}/:id`, chains.plain(), async (c) =>
       respond(c, await findBatch(c, batches), prefix),
     );
+
+    app.post(`${prefix}/:id/cancel`, chains.plain(), async (c) => {
+      const id = c.req.param("id");
+      let record: BatchRecord | null;
+      try {
+        record = await batches.cancel(c.get("userId"), id);
+      } catch (err) {
+        if (err instanceof UpstreamError || err instanceof ApiError)
+          throw asApiError(err, failureLog(c, deps));
+        throw err;
+      }
+      if (!record) throw notFound(`batch ${JSON.stringify(id.slice(0, 100))} not found`);
+      return respond(c, record, prefix);
+    });
+
+    app.delete(`${prefix}/:id`, chains.plain(), async (c) => {
+      const id = c.req.param("id");
+      const outcome = await batches.delete(c.get("userId"), id);
+      if (outcome === "not_found")
+        throw notFound(`batch ${JSON.stringify(id.slice(0, 100))} not found`);
+      // The API's answer for a batch in progress (SDK docs of batches.delete: "Message Batches can
+      // only be deleted once they've finished processing ... you must first cancel it").
+      if (outcome === "not_ended")
+        throw badRequest(
+          `batch ${id} cannot be deleted while it is processing; cancel it first, then delete it once it has ended`,
+        );
+      return c.json(deletedView(id));
+    });
 
     app.get(`${prefix}/:id/results`, chains.plain(), async (c) => {
       const batch = await findBatch(c, batches);

@@ -1,6 +1,9 @@
 /**
  * POST /v1/messages: the Anthropic Messages API, compatible with the official SDK for
  * `messages.create` and `messages.stream`, with an exact-match response cache in front.
+ * The client's `anthropic-beta` and `anthropic-version` go upstream unchanged, and every event of
+ * an upstream stream (pings included) reaches the client. POST /v1/messages/count_tokens is
+ * routes/count-tokens.ts.
  */
 import type { Hono } from "hono";
 import { stream } from "hono/streaming";
@@ -29,6 +32,7 @@ import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
 import type { Logger } from "pino";
 import type { Admission } from "../ratelimit/limiter";
+import { forwardedHeaders, refuseUnsupported, registerCountTokensRoute } from "./count-tokens";
 
 const block = z.looseObject({ type: z.string().min(1) });
 const content = z.union([
@@ -62,9 +66,13 @@ export function registerMessageRoutes(
 ) {
   const holdTiming = new HoldTiming();
   const chain = chains.model(messageFacts, { idempotent: true, lazy: true });
+  registerCountTokensRoute(app, deps, catalog, chains);
   app.post("/v1/messages", chain, async (c) => {
     const body = await readJson(c, messagesRequestSchema);
     checkModel(catalog, body.model);
+    // A feature the upstream lacks is a 400 naming it, before anything is held or sent.
+    const forward = forwardedHeaders(c);
+    refuseUnsupported(deps, body, forward);
     const asked = await requestFacts(c);
     const { stream: wantsStream, ...rest } = body;
     // Route first ("auto" and tier aliases), then cache: the cacheable minimum depends on the model.
@@ -77,9 +85,12 @@ export function registerMessageRoutes(
     const userId = c.get("userId");
     const requestId = c.get("requestId");
     const cacheable = deps.config.CACHE_TTL_SECONDS > 0 && !bypassesCache(c);
+    // Betas and the API version change answers: each combination is cached apart.
     const cacheKey = responseCacheKey(userId, request.model, {
       ...request,
       stream: wantsStream === true,
+      ...(forward.beta ? { anthropic_beta: forward.beta } : {}),
+      ...(forward.version ? { anthropic_version: forward.version } : {}),
     });
 
     // The cache lookup leaves with the rate-limit admission (one round trip), and so does the
@@ -302,6 +313,7 @@ async function jsonFromUpstream(
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
       admitModel,
+      forward: forwardedHeaders(c),
     })
     .catch((err: unknown) => {
       if (stopping?.aborted) meter.chargeHeld(request.model);
@@ -336,6 +348,7 @@ async function streamFromUpstream(
       timeoutMs: deps.config.UPSTREAM_TIMEOUT_MS,
       requestId: c.get("requestId"),
       admitModel,
+      forward: forwardedHeaders(c),
     })
     [Symbol.asyncIterator]();
   // Wait for the first event before committing to a 200: an upstream refusal (429, 529, 400)
@@ -527,6 +540,6 @@ export function failureLog(c: AppContext, deps: Pick<AppDeps, "config">) {
   return {
     logger: c.get("logger"),
     requestId: c.get("requestId"),
-    secrets: [deps.config.ANTHROPIC_API_KEY],
+    secrets: [deps.config.ANTHROPIC_API_KEY, deps.config.AWS_BEARER_TOKEN_BEDROCK],
   };
 }

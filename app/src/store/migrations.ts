@@ -180,6 +180,17 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 301,
+    name: "batch cancellation",
+    statements: [
+      // The inline CHECK of migration 300 got Postgres's default name, <table>_<column>_check.
+      `ALTER TABLE batches DROP CONSTRAINT batches_status_check`,
+      `ALTER TABLE batches ADD CONSTRAINT batches_status_check
+        CHECK (status IN ('submitting', 'in_progress', 'canceling', 'ended'))`,
+      `ALTER TABLE batches ADD COLUMN cancel_initiated_at timestamptz`,
+    ],
+  },
 ];
 
 /** Arbitrary constant shared by every replica: the advisory lock that serialises migrations. */

@@ -7,6 +7,7 @@ import type {
   BatchResultInput,
   BatchResultRow,
   BatchResultType,
+  BatchStatus,
   BatchSummary,
   NewBatch,
   SqlClient,
@@ -70,6 +71,8 @@ export class SqlBatches {
     if (patch.status !== undefined) {
       set.push(`status = $${params.push(patch.status)}`);
       if (patch.status === "ended") set.push("ended_at = coalesce(ended_at, now())");
+      if (patch.status === "canceling")
+        set.push("cancel_initiated_at = coalesce(cancel_initiated_at, now())");
     }
     if (patch.upstreamId !== undefined) set.push(`upstream_id = $${params.push(patch.upstreamId)}`);
     if (patch.counts !== undefined) {
@@ -91,16 +94,56 @@ export class SqlBatches {
       leaseOwner === undefined
         ? ""
         : ` AND lease_owner = $${params.push(leaseOwner)} AND lease_until > now()`;
+    const inStatus =
+      patch.ifStatus === undefined ? "" : ` AND status = ANY($${params.push(patch.ifStatus)})`;
     const { rows } = await this.db.query(
-      `UPDATE batches SET ${set.join(", ")} WHERE id = $1${owned} RETURNING id`,
+      `UPDATE batches SET ${set.join(", ")} WHERE id = $1${owned}${inStatus} RETURNING id`,
       params,
     );
     return rows.length > 0;
   }
 
-  async delete(id: string): Promise<void> {
-    if (!UUID.test(id)) return;
-    await this.db.query(`DELETE FROM batches WHERE id = $1`, [id]);
+  async delete(
+    id: string,
+    where: { userId?: string; status?: BatchStatus } = {},
+  ): Promise<boolean> {
+    if (!UUID.test(id)) return false;
+    const params: unknown[] = [id];
+    let sql = `DELETE FROM batches WHERE id = $1`;
+    if (where.userId !== undefined) sql += ` AND user_id = $${params.push(where.userId)}`;
+    if (where.status !== undefined) sql += ` AND status = $${params.push(where.status)}`;
+    const { rows } = await this.db.query(`${sql} RETURNING id`, params);
+    return rows.length > 0;
+  }
+
+  async list(
+    userId: string,
+    page: { limit: number; afterId?: string; beforeId?: string },
+  ): Promise<{ batches: BatchRecord[]; hasMore: boolean } | null> {
+    const cursor = page.beforeId ?? page.afterId;
+    const params: unknown[] = [userId, page.limit + 1];
+    let after = "";
+    if (cursor !== undefined) {
+      if (!UUID.test(cursor)) return null;
+      const { rows } = await this.db.query(`SELECT 1 FROM batches WHERE id = $1 AND user_id = $2`, [
+        cursor,
+        userId,
+      ]);
+      if (rows.length === 0) return null;
+      // Newest first: the page after the cursor is older, the page before it newer (nearest first,
+      // then turned around). (created_at, id) orders batches created in the same instant too.
+      after = ` AND (created_at, id) ${page.beforeId ? ">" : "<"}
+        (SELECT created_at, id FROM batches WHERE id = $${params.push(cursor)})`;
+    }
+    const order = page.beforeId ? "ASC" : "DESC";
+    const { rows } = await this.db.query<Row>(
+      `SELECT ${BATCH_COLUMNS} FROM batches WHERE user_id = $1${after}
+       ORDER BY created_at ${order}, id ${order} LIMIT $2`,
+      params,
+    );
+    const batches = rows.slice(0, page.limit).map(toBatch);
+    if (page.beforeId) batches.reverse();
+    return { batches, hasMore: rows.length > page.limit };
   }
 
   async claim(
@@ -235,7 +278,8 @@ export class SqlBatches {
 const COUNT_KEYS = ["processing", "succeeded", "errored", "canceled", "expired"] as const;
 const BATCH_COLUMNS =
   "id, user_id, status, mode, synthetic, upstream_id, request_count, processing, succeeded, errored, " +
-  "canceled, expired, reserved_usd, cost_usd, error, poll_attempts, next_poll_at, created_at, updated_at, ended_at";
+  "canceled, expired, reserved_usd, cost_usd, error, poll_attempts, next_poll_at, created_at, updated_at, ended_at, " +
+  "cancel_initiated_at";
 
 function toBatch(r: Row): BatchRecord {
   return {
@@ -261,5 +305,6 @@ function toBatch(r: Row): BatchRecord {
     createdAt: iso(r.created_at),
     updatedAt: iso(r.updated_at),
     endedAt: isoOrNull(r.ended_at),
+    cancelInitiatedAt: isoOrNull(r.cancel_initiated_at),
   };
 }

@@ -14,6 +14,7 @@ import {
   type BatchItem,
   type BatchPatch,
   type BatchRecord,
+  type BatchStatus,
   type BatchResultInput,
   type BatchResultRow,
   type BatchSummary,
@@ -360,8 +361,15 @@ export class SqlStore implements Store {
     return this.batches.update(id, patch, leaseOwner);
   }
 
-  deleteBatch(id: string): Promise<void> {
-    return this.batches.delete(id);
+  deleteBatch(id: string, where?: { userId?: string; status?: BatchStatus }): Promise<boolean> {
+    return this.batches.delete(id, where);
+  }
+
+  listBatches(
+    userId: string,
+    page: { limit: number; afterId?: string; beforeId?: string },
+  ): Promise<{ batches: BatchRecord[]; hasMore: boolean } | null> {
+    return this.batches.list(userId, page);
   }
 
   claimBatches(

@@ -172,8 +172,20 @@ export interface Store {
    * gives the lease up. Returns false when nothing was updated.
    */
   updateBatch(id: string, patch: BatchPatch, leaseOwner?: string): Promise<boolean>;
-  /** Delete a batch and its requests (a submission the upstream refused). */
-  deleteBatch(id: string): Promise<void>;
+  /**
+   * Delete a batch and its results (a submission the upstream refused; a client's DELETE), only
+   * where `where` holds. Returns whether a batch went. Its ledger rows stay: the usage happened.
+   */
+  deleteBatch(id: string, where?: { userId?: string; status?: BatchStatus }): Promise<boolean>;
+  /**
+   * A user's batches, newest first, `limit` of them after (older than) or before (newer than) the
+   * batch `afterId` / `beforeId`, and whether there are more that way. Null when the cursor is
+   * not one of the user's batches.
+   */
+  listBatches(
+    userId: string,
+    page: { limit: number; afterId?: string; beforeId?: string },
+  ): Promise<{ batches: BatchRecord[]; hasMore: boolean } | null>;
   /**
    * Lease up to `limit` batches that are due (not ended, next_poll_at passed, no live lease) to
    * `owner` for `leaseMs`, skipping rows other replicas are claiming (FOR UPDATE SKIP LOCKED).
@@ -241,9 +253,10 @@ export type IdempotencyClaimResult =
 
 /**
  * `submitting`: stored, not yet accepted upstream; `in_progress`: upstream (or the local worker)
- * is processing it; `ended`: every request has a result.
+ * is processing it; `canceling`: a cancel was asked for, requests not yet run are being canceled;
+ * `ended`: every request has a result.
  */
-export type BatchStatus = "submitting" | "in_progress" | "ended";
+export type BatchStatus = "submitting" | "in_progress" | "canceling" | "ended";
 /** `upstream`: the Message Batches API; `local`: requests run one by one through the service's model provider. */
 export type BatchMode = "upstream" | "local";
 export type BatchResultType = "succeeded" | "errored" | "canceled" | "expired";
@@ -276,6 +289,8 @@ export interface BatchRecord {
   createdAt: string;
   updatedAt: string;
   endedAt: string | null;
+  /** When a cancel was asked for. */
+  cancelInitiatedAt: string | null;
 }
 
 export interface NewBatch {
@@ -292,7 +307,10 @@ export interface NewBatch {
 }
 
 export interface BatchPatch {
+  /** `canceling` also stamps cancel_initiated_at, `ended` ended_at (each once). */
   status?: BatchStatus;
+  /** Only while the batch has one of these statuses (a cancel must not reopen an ended batch). */
+  ifStatus?: readonly BatchStatus[];
   upstreamId?: string;
   counts?: BatchCounts;
   costUsd?: number;

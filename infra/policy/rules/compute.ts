@@ -320,6 +320,68 @@ export const prodMinCapacity = resourceRule<MinCapacityConfig>({
   },
 });
 
+const IAM_POLICY_TYPES = ["aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"];
+
+/** An IAM policy document's Allow statements (from JSON text or an object); UNKNOWN while computed. */
+function allowStatements(policy: unknown): Record<string, unknown>[] | typeof UNKNOWN | undefined {
+  if (policy === UNKNOWN) return UNKNOWN;
+  let doc: unknown = policy;
+  if (typeof policy === "string") {
+    try {
+      doc = JSON.parse(policy);
+    } catch {
+      return undefined;
+    }
+  }
+  const statements = (doc as { Statement?: unknown })?.Statement;
+  const all = Array.isArray(statements) ? statements : statements ? [statements] : [];
+  return all.filter(
+    (s): s is Record<string, unknown> =>
+      typeof s === "object" && s !== null && (s as { Effect?: unknown }).Effect === "Allow",
+  );
+}
+
+const asList = (v: unknown): string[] =>
+  (Array.isArray(v) ? v : v === undefined ? [] : [v]).filter(
+    (x): x is string => typeof x === "string",
+  );
+
+/**
+ * A workload calling Claude on Bedrock may invoke exactly the models and inference profiles it
+ * is configured with (components/upstream.ts): no `bedrock:*` or `Invoke*` action, no `*` in a
+ * resource. Issue 16: "on the configured foundation models and inference profiles only".
+ */
+export const bedrockInvokeScoped = resourceRule({
+  name: "bedrock-invoke-scoped",
+  description:
+    "IAM policies that let a workload invoke Bedrock models name the actions and the model and inference-profile ARNs: no wildcard action or resource.",
+  domain: "compute",
+  enforcement: LEVELS.security,
+  types: IAM_POLICY_TYPES,
+  validateResource(r, _ctx, report) {
+    const statements = allowStatements(r.props.policy);
+    if (statements === UNKNOWN || statements === undefined) return;
+    for (const s of statements) {
+      const actions = asList(s.Action);
+      const bedrock = actions.filter((a) => /^bedrock:/i.test(a) || a === "*");
+      if (bedrock.length === 0) continue;
+      const wild = bedrock.filter((a) => a.includes("*"));
+      if (wild.length > 0) {
+        report(
+          `Actions ${wild.join(", ")} grant every Bedrock operation they match: list bedrock:InvokeModel and bedrock:InvokeModelWithResponseStream.`,
+        );
+      }
+      const invokes = bedrock.some((a) => /^bedrock:invoke/i.test(a) || a.includes("*"));
+      const wideResources = asList(s.Resource).filter((res) => res.includes("*"));
+      if (invokes && wideResources.length > 0) {
+        report(
+          `Bedrock invoke on ${wideResources.join(", ")}: name the foundation-model and inference-profile ARNs of the configured models (components/upstream.ts bedrockInvokePolicy).`,
+        );
+      }
+    }
+  },
+});
+
 export const computeRules = [
   vmNoPublicIp,
   vmImdsV2,
@@ -329,4 +391,5 @@ export const computeRules = [
   cloudRunMaxInstances,
   autoscalingBounded,
   prodMinCapacity,
+  bedrockInvokeScoped,
 ];

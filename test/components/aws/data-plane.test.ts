@@ -264,11 +264,11 @@ describe("secrets", () => {
     }
     expect(await isSecretOutput(prod.redis.authToken.result)).toBe(true);
     expect(await isSecretOutput(prod.postgres.password.result)).toBe(true);
-    expect(await isSecretOutput(prod.secrets.anthropicKey.version!.secretString)).toBe(true);
+    expect(await isSecretOutput(prod.secrets!.anthropicKey.version!.secretString)).toBe(true);
   });
 
   test("dev without an API key creates the key's secret empty (value set out of band)", () => {
-    expect(dev.secrets.anthropicKey.version).toBeUndefined();
+    expect(dev.secrets!.anthropicKey.version).toBeUndefined();
     expect(devQ.count(aws.secretsmanager.SecretVersion)).toBe(2);
   });
 });
@@ -291,7 +291,7 @@ describe("outputs (the contract)", () => {
     const ids = await Promise.all(o.secrets.map((s) => outputOf(s.id)));
     expect(new Set(ids).size).toBe(3);
     for (const id of ids) expect(id).toMatch(/^arn:aws:secretsmanager:us-east-1:\d{12}:secret:/);
-    expect(await outputOf(o.anthropicKey.id)).toBe(ids[0]);
+    expect(await outputOf(o.anthropicKey!.id)).toBe(ids[0]);
     if (o.network.cloud !== "aws") throw new Error("expected an AWS attachment");
     expect(await outputOf(o.network.privateSubnetIds)).toHaveLength(3);
     expect(await outputOf(o.network.availabilityZones)).toEqual([

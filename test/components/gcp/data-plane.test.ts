@@ -378,14 +378,14 @@ describe("secrets", () => {
       expect(await isSecretOutput(plane.postgres.password.result)).toBe(true);
       expect(await isSecretOutput(plane.postgres.user.password)).toBe(true);
       for (const s of [
-        plane.secrets.anthropicKey,
+        plane.secrets.anthropicKey!,
         plane.redis.authSecret,
         plane.postgres.passwordSecret,
       ]) {
         expect(await isSecretOutput(s.version.secretData)).toBe(true);
       }
       // The references targets consume carry no secret value (and so are not secret).
-      expect(await isSecretOutput(plane.outputs.anthropicKey.id)).toBe(false);
+      expect(await isSecretOutput(plane.outputs.anthropicKey!.id)).toBe(false);
     }
     expect((await recordOf(dev.postgres.password)).options.additionalSecretOutputs).toContain(
       "result",
@@ -409,7 +409,7 @@ describe("secrets", () => {
     expect(await outputOf(o.postgres.passwordSecret.id)).toBe(
       await outputOf(dev.postgres.passwordSecret.secret.id),
     );
-    expect(await outputOf(o.anthropicKey.id)).toContain("anthropic-key");
+    expect(await outputOf(o.anthropicKey!.id)).toContain("anthropic-key");
   });
 });
 

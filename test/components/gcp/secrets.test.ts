@@ -44,7 +44,7 @@ beforeAll(async () => {
   });
   byRecord = new SecretAccessGrant("grant", {
     serviceAccountEmail: SA,
-    secrets: { "anthropic-key": plainKey.anthropicKey.ref, other: automatic.ref },
+    secrets: { "anthropic-key": plainKey.anthropicKey!.ref, other: automatic.ref },
   });
   byArray = new SecretAccessGrant("grant-list", {
     serviceAccountEmail: pulumi.output(SA),
@@ -58,7 +58,7 @@ test("a plain Anthropic key becomes a secret input and a secret output", async (
   const version = q.findOne(gcp.secretmanager.SecretVersion);
   expect(version.secretInputs.has("secretData")).toBe(true);
   expect(version.inputs.secretData).toBe("sk-ant-plain");
-  expect(await isSecretOutput(plainKey.anthropicKey.version.secretData)).toBe(true);
+  expect(await isSecretOutput(plainKey.anthropicKey!.version.secretData)).toBe(true);
 });
 
 test("replication defaults to the stack's region only", async () => {
@@ -79,7 +79,7 @@ test("automatic and multi-region replication", async () => {
 });
 
 test("the SecretRef names the secret and reads the latest version", async () => {
-  const ref = plainKey.anthropicKey.ref;
+  const ref = plainKey.anthropicKey!.ref;
   expect(ref.store).toBe("gcp-secretmanager");
   expect(ref.version).toBe("latest");
   const id = await outputOf(ref.id);
@@ -94,7 +94,7 @@ test("grants: one secretAccessor binding per given secret, keyed by name, for th
     expect(m.inputs).toMatchObject({ role: SECRET_ACCESSOR_ROLE, member: `serviceAccount:${SA}` });
   }
   expect(members.map((m) => m.inputs.secretId).sort()).toEqual(
-    [await outputOf(plainKey.anthropicKey.ref.id), await outputOf(automatic.ref.id)].sort(),
+    [await outputOf(plainKey.anthropicKey!.ref.id), await outputOf(automatic.ref.id)].sort(),
   );
 });
 

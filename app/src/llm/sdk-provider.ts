@@ -1,0 +1,157 @@
+/**
+ * One LlmProvider over any of the official SDK clients: the Anthropic API's (`BaseAnthropic`),
+ * `AnthropicBedrock` and `AnthropicVertex`. They share the Messages resource; how a request goes
+ * on the wire (Bedrock's `/model/{id}/invoke` with SigV4, Vertex's `:rawPredict` with OAuth, the
+ * version and betas moved into the body) is their SDKs' business. What this adds on every upstream:
+ *
+ * - Model ids: the table's id becomes the cloud's (`modelId`), and the answer names the table id
+ *   again, so prices, metric labels and fallback chains are the same whatever cloud served.
+ * - The client's `anthropic-beta` and `anthropic-version` go upstream as they came, except where
+ *   the platform fixes the version (`platformVersion`: Bedrock and Vertex each accept one value).
+ * - Streams are read as raw SSE events, not through the SDK's iterator, which drops `ping`
+ *   (`Stream.fromSSEResponse` in @anthropic-ai/sdk/core/streaming.ts skips `sse.event === 'ping'`):
+ *   the client gets every event the upstream sent, in its order.
+ * - Failures come out as UpstreamError (sdk-errors.ts).
+ */
+import type { Messages } from "@anthropic-ai/sdk/resources/messages/messages";
+import { Stream } from "@anthropic-ai/sdk/core/streaming";
+import type {
+  CallOptions,
+  CountTokensRequest,
+  LlmProvider,
+  MessageRequest,
+  MessageResponse,
+  StreamEvent,
+} from "./types";
+import { UpstreamError } from "./types";
+import { streamError, toUpstreamError } from "./sdk-errors";
+import type { UpstreamKind } from "./upstream-kinds";
+
+/** What a provider calls: the Messages resource (Bedrock's SDK removes `countTokens` from it). */
+export type MessagesApi = Pick<Messages, "create"> & Partial<Pick<Messages, "countTokens">>;
+
+export type TokenCounter = (request: CountTokensRequest, options: CallOptions) => Promise<number>;
+
+export interface SdkProviderOptions {
+  upstream: UpstreamKind;
+  messages: MessagesApi;
+  /**
+   * The upstream's id for a model the request names (a table id, or an id passed through). Given:
+   * answers name the requested id again. @default the id itself, and the upstream's answer as it is
+   */
+  modelId?: (model: string) => string;
+  /** The only `anthropic-version` the upstream accepts: it replaces the client's. */
+  platformVersion?: string;
+  /** Counts tokens some other way than `messages.countTokens` (Bedrock's CountTokens API). */
+  countTokens?: TokenCounter;
+  /** The HTTP status of a stream's `event: error` by its type, where the type says more than 502. */
+  streamErrorStatus?: (type: string) => number | undefined;
+}
+
+export class SdkProvider implements LlmProvider {
+  readonly synthetic = false;
+  readonly upstream: UpstreamKind;
+
+  constructor(private readonly o: SdkProviderOptions) {
+    this.upstream = o.upstream;
+  }
+
+  async createMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): Promise<MessageResponse> {
+    let message: MessageResponse;
+    try {
+      message = await this.o.messages.create(
+        { ...request, model: this.wireModel(request.model), stream: false },
+        this.requestOptions(options),
+      );
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+    return this.o.modelId ? { ...message, model: request.model } : message;
+  }
+
+  async *streamMessage(
+    request: MessageRequest,
+    options: CallOptions = {},
+  ): AsyncIterable<StreamEvent> {
+    let response: Response;
+    try {
+      response = await this.o.messages
+        .create(
+          { ...request, model: this.wireModel(request.model), stream: true },
+          this.requestOptions(options),
+        )
+        .asResponse();
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+    // Aborted when the consumer stops early: the SDK then cancels the body it is reading.
+    const controller = new AbortController();
+    let finished = false;
+    try {
+      for await (const sse of Stream.rawEvents(response, controller)) {
+        if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
+        // As the SDK's own iterator: an event without a name or data carries nothing.
+        if (sse.event === null || !sse.data) continue;
+        const event = JSON.parse(sse.data) as StreamEvent;
+        if (event.type === "message_start" && this.o.modelId)
+          event.message = { ...event.message, model: request.model };
+        yield event;
+      }
+      finished = true;
+    } catch (err) {
+      finished = true;
+      throw toUpstreamError(err);
+    } finally {
+      if (!finished) controller.abort();
+    }
+  }
+
+  async countTokens(request: CountTokensRequest, options: CallOptions = {}): Promise<number> {
+    if (this.o.countTokens) return this.o.countTokens(request, options);
+    const count = this.o.messages.countTokens;
+    if (!count) {
+      throw new UpstreamError(
+        400,
+        "invalid_request_error",
+        `count_tokens is not available on the ${this.upstream} upstream (LLM_UPSTREAM=${this.upstream})`,
+      );
+    }
+    try {
+      const counted = await count.call(
+        this.o.messages,
+        { ...request, model: this.wireModel(request.model) },
+        this.requestOptions(options),
+      );
+      return counted.input_tokens;
+    } catch (err) {
+      throw toUpstreamError(err);
+    }
+  }
+
+  /** The id the upstream knows the model by. */
+  wireModel(model: string): string {
+    return this.o.modelId ? this.o.modelId(model) : model;
+  }
+
+  /** The headers sent with a call: our request id, the client's beta and version (or the platform's). */
+  headers(options: CallOptions): Record<string, string> {
+    const headers: Record<string, string> = {};
+    if (options.requestId) headers["x-agent-request-id"] = options.requestId;
+    const version = this.o.platformVersion ?? options.forward?.version;
+    if (version) headers["anthropic-version"] = version;
+    if (options.forward?.beta) headers["anthropic-beta"] = options.forward.beta;
+    return headers;
+  }
+
+  private requestOptions(options: CallOptions) {
+    // Keys left out rather than set to undefined: the SDK rejects `timeout: undefined`.
+    return {
+      signal: options.signal,
+      ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {}),
+      headers: this.headers(options),
+    };
+  }
+}
