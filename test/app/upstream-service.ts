@@ -1,26 +1,17 @@
 /**
  * The service as the entrypoints build it, on a cloud upstream, for test/app/upstream-*.test.ts:
- * createDeps from the validated configuration (the upstream's provider, in the retry loop), a
- * catalog priced as the upstream's cloud charges shared by createDeps and buildApp, real Postgres
- * (a database of its own) and Redis, on an ephemeral loopback port.
+ * test/support/service.ts's startService (createDeps from the validated configuration, the
+ * catalog priced as the upstream's cloud charges, as buildApp charges with it), on real Postgres
+ * (a database of its own) and Redis.
  */
-import { serve } from "@hono/node-server";
-import type { Server } from "node:http";
-import pino from "pino";
-import { buildApp } from "../../app/src/app";
-import { createDeps } from "../../app/src/bootstrap";
-import { loadConfig } from "../../app/src/config";
-import type { AppDeps } from "../../app/src/deps";
-import { ModelCatalog } from "../../app/src/llm/models";
-import { upstreamPricing, type UpstreamOverrides } from "../../app/src/llm/upstream";
+import type { ModelCatalog } from "../../app/src/llm/models";
+import type { UpstreamOverrides } from "../../app/src/llm/upstream";
 import { sseEvents } from "../support/fake-bedrock";
+import { startService, type RunningService } from "../support/service";
 import { createTestDatabase } from "../support/services";
 
-export interface CloudService {
-  url: string;
-  deps: AppDeps;
+export interface CloudService extends RunningService {
   catalog: ModelCatalog;
-  close(): Promise<void>;
 }
 
 export async function startCloudService(
@@ -29,34 +20,18 @@ export async function startCloudService(
   upstream: UpstreamOverrides,
 ): Promise<CloudService> {
   const db = await createTestDatabase(stores.pg);
-  const config = loadConfig({
-    LOG_LEVEL: "silent",
-    PORT: "0",
-    HOST: "127.0.0.1",
-    BATCH_POLLER_ENABLED: "false",
-    DATABASE_URL: db.url,
-    REDIS_URL: stores.redis,
-    ...env,
-  });
-  // As the entrypoints build it: createDeps prices the catalog for the upstream, the app charges
-  // with it (a test that passed its own catalog would not see list prices charged on a cloud).
-  const deps = await createDeps(config, { logger: pino({ level: "silent" }), upstream });
-  const app = buildApp(deps);
-  const catalog = deps.catalog ?? ModelCatalog.load(undefined, upstreamPricing(config));
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
-  await new Promise<void>((resolve) =>
-    server.listening ? resolve() : server.once("listening", () => resolve()),
+  // No catalog of our own: a test that passed one would not see list prices charged on a cloud.
+  const service = await startService(
+    { BATCH_POLLER_ENABLED: "false", DATABASE_URL: db.url, REDIS_URL: stores.redis, ...env },
+    { upstream },
   );
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const catalog = service.deps.catalog;
+  if (!catalog) throw new Error("createDeps set no catalog");
   return {
-    url: `http://127.0.0.1:${port}`,
-    deps,
+    ...service,
     catalog,
     async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      await deps.close();
+      await service.close();
       await db.drop();
     },
   };
