@@ -18,7 +18,15 @@
  */
 import * as gcp from "@pulumi/gcp";
 import * as pulumi from "@pulumi/pulumi";
-import { defaultGates, type RolloutGates, type RolloutStep } from "./rollout-plan";
+import {
+  defaultGates,
+  STABLE_VERSION,
+  stableTemplate,
+  type RolloutGates,
+  type RolloutStep,
+} from "./rollout-plan";
+
+export { STABLE_VERSION, stableTemplate };
 import { DEFAULT_SERVICE_P99_MS } from "../gcp/service-monitoring";
 
 /** Progressive delivery settings of a GCP target: no steps deploys at once. */
@@ -116,20 +124,6 @@ export function liveGroupTemplate(
     return live && stableTemplate(live.versions);
   });
 }
-
-/**
- * The template of a group's single version. A group left with two versions (a driver that died
- * mid-rollout) keeps the version named "stable": the rollout starts over from it.
- */
-export function stableTemplate(
-  versions: readonly { name: string; instanceTemplate: string }[],
-): string | undefined {
-  if (versions.length === 1) return versions[0]!.instanceTemplate;
-  return versions.find((v) => v.name === STABLE_VERSION)?.instanceTemplate;
-}
-
-/** The version name the program and the driver give the group's serving template. */
-export const STABLE_VERSION = "stable";
 
 /**
  * The group's versions: the template it runs now (the new one joins as the driver's canary);

@@ -242,6 +242,20 @@ export interface MigPlan {
 
 export type RolloutPlan = CodeDeployPlan | InstanceRefreshPlan | CloudRunPlan | MigPlan;
 
+/** The version name the program and the driver give a managed instance group's serving template. */
+export const STABLE_VERSION = "stable";
+
+/**
+ * The template a group serves from: its only version's, or, when a rollout was cut short and left
+ * a canary beside it, the version named "stable" (read by the program and by the driver).
+ */
+export function stableTemplate(
+  versions: readonly { name?: string; instanceTemplate: string }[],
+): string | undefined {
+  if (versions.length === 1) return versions[0]!.instanceTemplate;
+  return versions.find((v) => v.name === STABLE_VERSION)?.instanceTemplate;
+}
+
 /** The environment variable the driver reads its plan from. */
 export const ROLLOUT_PLAN_ENV = "AGENT_ROLLOUT_PLAN";
 

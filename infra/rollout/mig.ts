@@ -23,7 +23,11 @@
  * the canary's VMs among the stable ones, since the LB has no per-version label.
  */
 import * as z from "zod";
-import type { MigPlan } from "../../components/release/rollout-plan";
+import {
+  STABLE_VERSION,
+  stableTemplate as stableOf,
+  type MigPlan,
+} from "../../components/release/rollout-plan";
 import { runCanary } from "./canary";
 import { sameResource, shortName, type GcpClient } from "./gcp-http";
 import { loadBalancerSignals, readMinuteSamples } from "./monitoring";
@@ -118,8 +122,7 @@ export function stableTemplate(mig: ManagedInstanceGroup, newTemplate: string): 
   const versions =
     mig.versions ?? (mig.instanceTemplate ? [{ instanceTemplate: mig.instanceTemplate }] : []);
   const others = versions.filter((v) => !sameResource(v.instanceTemplate, newTemplate));
-  const named = others.find((v) => "name" in v && v.name === "stable");
-  return (named ?? others[0])?.instanceTemplate;
+  return stableOf(others) ?? others[0]?.instanceTemplate;
 }
 
 export interface MigDeps {
@@ -221,7 +224,7 @@ export async function runMig(plan: MigPlan, deps: MigDeps): Promise<RolloutOutco
       name: `${what} (template ${shortName(newTemplate)})`,
       shift: (percent) =>
         setVersions([
-          { name: "stable", instanceTemplate: stable },
+          { name: STABLE_VERSION, instanceTemplate: stable },
           {
             name: "canary",
             instanceTemplate: newTemplate,
@@ -229,11 +232,11 @@ export async function runMig(plan: MigPlan, deps: MigDeps): Promise<RolloutOutco
           },
         ]),
       rollback: async () => {
-        await setVersions([{ name: "stable", instanceTemplate: stable }]);
+        await setVersions([{ name: STABLE_VERSION, instanceTemplate: stable }]);
         return `instance template ${shortName(stable)} (every VM)`;
       },
       promote: async () => {
-        await setVersions([{ name: "stable", instanceTemplate: newTemplate }]);
+        await setVersions([{ name: STABLE_VERSION, instanceTemplate: newTemplate }]);
         await deleteTemplate(stable);
         return `instance template ${shortName(newTemplate)}`;
       },
