@@ -72,13 +72,21 @@ function crossAccountPromotion(s: StackFacts, source: StackFacts, add: Add): voi
     return;
   }
   if (source.account === s.account) return;
+  // Projects taken from stacks/offline-samples.yaml say nothing about the user's projects (they
+  // may well be one): the missing grant is then a warning, and config.sample already asks for
+  // the projects themselves.
+  const sampled = [s, source].filter((x) => x.sampled.includes("gcp:project")).map((x) => x.stack);
   if (source.promotionReaders.length === 0) {
     add({
-      severity: "blocker",
+      severity: sampled.length > 0 ? "warning" : "blocker",
       rule: "promotion.cross-project",
       stack: s.stack,
       resource: "agent:promoteFrom",
-      message: `${s.stack} (project ${s.account}) copies ${sourceName}'s images from project ${source.account}, which grants no one outside it read on its repository: the copy is refused`,
+      message:
+        `${s.stack} (project ${s.account}) copies ${sourceName}'s images from project ${source.account}, which grants no one outside it read on its repository: the copy is refused` +
+        (sampled.length > 0
+          ? ` (the project of ${sampled.join(" and ")} is a sample: if you set both stacks to one project, no grant is needed)`
+          : ""),
       fix: setReader(`serviceAccount:<deployer>@${s.account}.iam.gserviceaccount.com`),
     });
     return;

@@ -420,6 +420,19 @@ describe("DNS, promotion and billing", () => {
     expect(f(["serviceAccount:deploy@acme-prod.iam.gserviceaccount.com"])).toEqual([]);
     // A group cannot be checked offline: trusted.
     expect(f(["group:deployers@acme.test"])).toEqual([]);
+    // Projects that are only samples (gcp:project unset in the stack file) may turn out to be
+    // one: the missing grant is a warning until the user sets them.
+    const sampledDev = gcpStack("cr-dev", "sample-dev", { sampled: ["gcp:project"] });
+    const sampledRun = run([
+      sampledDev,
+      gcpStack("cr-prod", "sample-prod", { promoteFrom: "cr-dev" }),
+    ]);
+    expect(rules(sampledRun).filter((r) => r.includes("promotion"))).toEqual([
+      "warning promotion.cross-project cr-prod",
+    ]);
+    expect(sampledRun.find((x) => x.rule === "promotion.cross-project")!.message).toContain(
+      "the project of cr-dev is a sample",
+    );
     // The same project needs no grant.
     expect(
       rules(run([gcpStack("cr-dev", "acme-prod"), prod])).filter((r) => r.includes("promotion")),

@@ -9,7 +9,10 @@ import type { Finding } from "../../infra/preflight/checks";
 const ROOT = join(__dirname, "..", "..");
 const FIXTURES = join(__dirname, "fixtures", "stacks");
 
-function plan(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function plan(
+  args: string[],
+  stacksDir = FIXTURES,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -18,7 +21,7 @@ function plan(args: string[]): Promise<{ code: number | null; stdout: string; st
         "tsx",
         "infra/plan/cli.ts",
         "--stacks-dir",
-        FIXTURES,
+        stacksDir,
         "--today",
         "2026-12-06",
         ...args,
@@ -114,3 +117,12 @@ test("text output: one line per finding with its fix, and the summary", async ()
   expect(run.stdout).toContain("✗ blocker  dns.certificate-region  vm-a  agent:certificateArn");
   expect(run.stdout).toMatch(/\n {4}fix: issue the certificate in us-west-2/);
 }, 120_000);
+
+test("the shipped stacks pass the preflight together: no blocker, exit 0 (issue 12's definition of done)", async () => {
+  const run = await plan(["--all", "--preflight", "--json"], join(ROOT, "stacks"));
+  const shipped = JSON.parse(run.stdout) as typeof json;
+  expect(shipped.findings.filter((f) => f.severity === "blocker")).toEqual([]);
+  expect(run.code).toBe(0);
+  expect(shipped.stacks.filter((s) => s.error !== undefined)).toEqual([]);
+  expect(shipped.stacks).toHaveLength(11);
+}, 180_000);
