@@ -3,7 +3,8 @@
  * `npm run build`: the deployable artifacts, reproducibly.
  *
  *   dist/server/index.js   Node server bundle (Cloud Run, EKS, VMs; the Docker image runs it)
- *   dist/lambda/index.js   Lambda handler bundle (`index.handler`)
+ *   dist/lambda/index.js   Lambda handler bundle (`index.handler`: the Anthropic API, Vertex AI)
+ *   dist/lambda/bedrock.js the same with the Bedrock upstream (`bedrock.handler`)
  *   dist/lambda.zip        what Lambda deploys: deterministic bytes, so an unchanged build has
  *                          an unchanged sourceCodeHash and `pulumi up` shows no diff
  *   dist/build-manifest.json  size and sha256 of each artifact
@@ -27,6 +28,35 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const NODE_TARGET = "node22";
 /** Budget for the Lambda bundle: init time grows with the code Lambda has to load and compile. */
 export const LAMBDA_BUNDLE_BUDGET_BYTES = 1024 * 1024;
+/**
+ * The Bedrock build's: @anthropic-ai/bedrock-sdk requires the Anthropic SDK's every resource
+ * (~300 KiB more of it) and Smithy's SigV4 signer and event-stream codec (~250 KiB), which no
+ * other upstream needs, so they live in a build of their own.
+ */
+export const LAMBDA_BEDROCK_BUNDLE_BUDGET_BYTES = 1.5 * 1024 * 1024;
+
+/**
+ * The Lambda zip's builds of app/entrypoints/lambda.ts, each with its handler
+ * (app/src/contract.ts LAMBDA_HANDLERS) and budget. index.js is built with
+ * AGENT_BUNDLE_WITHOUT_BEDROCK defined, which drops the Bedrock upstream's require
+ * (app/src/llm/upstream.ts).
+ */
+export const LAMBDA_ENTRIES = [
+  {
+    file: "index.js",
+    handler: "index.handler",
+    upstreams: "anthropic,vertex",
+    budget: LAMBDA_BUNDLE_BUDGET_BYTES,
+    define: { "process.env.AGENT_BUNDLE_WITHOUT_BEDROCK": '"1"' },
+  },
+  {
+    file: "bedrock.js",
+    handler: "bedrock.handler",
+    upstreams: "bedrock",
+    budget: LAMBDA_BEDROCK_BUNDLE_BUDGET_BYTES,
+    define: {},
+  },
+];
 
 /**
  * Left out of the bundles and needed at run time, so the server image ships them next to the
@@ -127,29 +157,35 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
       SERVER_EXTERNAL,
     ),
   );
-  const lambda = await esbuild.build(
-    bundleOptions(
-      "app/entrypoints/lambda.ts",
-      path.join(outdir, "lambda", "index.js"),
-      LAMBDA_EXTERNAL,
-      { alias: LAMBDA_ALIAS },
-    ),
-  );
-
-  const lambdaJs = path.join(outdir, "lambda", "index.js");
-  checkAliasUsers(lambda.metafile);
-  const factories = rewriteModuleFactories(lambdaJs);
-  if (factories.rewritten === 0) {
-    log(
-      "WARNING: no module factories found to rewrite in the Lambda bundle (did esbuild change " +
-        "its output?): it loads, but more slowly; see rewriteModuleFactories in scripts/build.mjs",
+  // Two entries in one zip, so that one artifact serves every stack and promotes as one: the
+  // handler picks the build (app/src/contract.ts LAMBDA_HANDLERS).
+  const lambdaBuilds = {};
+  for (const entry of LAMBDA_ENTRIES) {
+    const result = await esbuild.build(
+      bundleOptions(
+        "app/entrypoints/lambda.ts",
+        path.join(outdir, "lambda", entry.file),
+        LAMBDA_EXTERNAL,
+        { alias: LAMBDA_ALIAS, define: entry.define },
+      ),
     );
+    const js = path.join(outdir, "lambda", entry.file);
+    checkAliasUsers(result.metafile);
+    const factories = rewriteModuleFactories(js);
+    if (factories.rewritten === 0) {
+      log(
+        `WARNING: no module factories found to rewrite in lambda/${entry.file} (did esbuild ` +
+          "change its output?): it loads, but more slowly; see rewriteModuleFactories in scripts/build.mjs",
+      );
+    }
+    checkLoadsAlone(js, result.metafile);
+    lambdaBuilds[entry.file] = { result, factories };
   }
-  checkLoadsAlone(lambdaJs, lambda.metafile);
+  const factories = lambdaBuilds["index.js"].factories;
   const zipPath = path.join(outdir, "lambda.zip");
-  // The source map stays out of the zip: it would double the package, and Lambda only needs it
-  // with --enable-source-maps, which slows every cold start. It is kept in dist/ for debugging.
-  const zipped = ["index.js", "index.js.LEGAL.txt"].filter((f) =>
+  // The source maps stay out of the zip: they would double the package, and Lambda only needs
+  // them with --enable-source-maps, which slows every cold start. They are kept in dist/.
+  const zipped = LAMBDA_ENTRIES.flatMap((e) => [e.file, `${e.file}.LEGAL.txt`]).filter((f) =>
     fs.existsSync(path.join(outdir, "lambda", f)),
   );
   const entries = zipped.map((name) => ({
@@ -162,9 +198,7 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
     "server/index.js",
     "server/index.js.map",
     "server/index.js.LEGAL.txt",
-    "lambda/index.js",
-    "lambda/index.js.map",
-    "lambda/index.js.LEGAL.txt",
+    ...LAMBDA_ENTRIES.flatMap((e) => ["", ".map", ".LEGAL.txt"].map((x) => `lambda/${e.file}${x}`)),
     "lambda.zip",
   ]
     .filter((rel) => fs.existsSync(path.join(outdir, rel)))
@@ -176,6 +210,7 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
     artifacts,
     lambda: {
       handler: "index.handler",
+      handlers: Object.fromEntries(LAMBDA_ENTRIES.map((e) => [e.upstreams, e.handler])),
       runtime: "nodejs22.x",
       // aws.lambda.Function's sourceCodeHash is the base64 sha256 of the zip.
       sourceCodeHash: zip.sha256Base64,
@@ -200,19 +235,20 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
       (factories.skipped ? ` (${factories.skipped} left as arrows)` : ""),
   );
   for (const [name, result] of [
-    ["lambda", lambda],
+    ...LAMBDA_ENTRIES.map((e) => [`lambda/${e.file}`, lambdaBuilds[e.file].result]),
     ["server", server],
   ]) {
     log(`  largest inputs of the ${name} bundle: ${largestInputs(result.metafile, 5)}`);
   }
-  const lambdaBytes = artifacts.find((a) => a.path === "lambda/index.js").bytes;
-  if (lambdaBytes > LAMBDA_BUNDLE_BUDGET_BYTES) {
+  for (const e of LAMBDA_ENTRIES) {
+    const bytes = artifacts.find((a) => a.path === `lambda/${e.file}`).bytes;
+    if (bytes <= e.budget) continue;
     log(
-      `WARNING: the Lambda bundle is ${formatBytes(lambdaBytes)}, over its ${formatBytes(LAMBDA_BUNDLE_BUDGET_BYTES)} budget`,
+      `WARNING: the Lambda bundle lambda/${e.file} is ${formatBytes(bytes)}, over its ${formatBytes(e.budget)} budget`,
     );
     // The usual culprit: `import { z } from "zod"` hands over zod's whole namespace object, so
     // every locale (~250 KiB) is kept; `import * as z from "zod"` lets esbuild drop them.
-    const locales = Object.keys(lambda.metafile.inputs).filter((f) =>
+    const locales = Object.keys(lambdaBuilds[e.file].result.metafile.inputs).filter((f) =>
       /zod\/v4\/locales\/(?!en\.js|index\.js)/.test(f),
     );
     if (locales.length > 0) {

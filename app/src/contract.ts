@@ -26,6 +26,21 @@ export const SERVICE_CONTRACT = {
   },
 } as const;
 
+/**
+ * The Lambda zip's entry points (scripts/build.mjs builds both into it): the default one carries
+ * every upstream but Bedrock, whose SDK would add ~0.5 MiB to every cold start; a Bedrock stack
+ * runs the other.
+ */
+export const LAMBDA_HANDLERS = {
+  default: "index.handler",
+  bedrock: "bedrock.handler",
+} as const;
+
+/** The Lambda handler that serves an upstream (`LLM_UPSTREAM`). */
+export function lambdaHandler(upstream: string | undefined): string {
+  return upstream === "bedrock" ? LAMBDA_HANDLERS.bedrock : LAMBDA_HANDLERS.default;
+}
+
 /** The longest a stop takes after SIGTERM: what a platform's kill timeout must exceed. */
 export function stopSeconds(graceMs: number = SERVICE_CONTRACT.drain.graceMs): number {
   return Math.ceil((graceMs + SERVICE_CONTRACT.drain.settleMs) / 1000);

@@ -170,7 +170,7 @@ export const lambdaScenario: Scenario = {
     const kib = (b: number) => `${(b / 1024).toFixed(1)} KiB`;
     return {
       method: [
-        `Sizes as built by \`npm run build\` (the zip is what Lambda deploys: index.js and its licence file, deflated).`,
+        `Sizes as built by \`npm run build\` (the zip is what Lambda deploys, deflated: index.js, the default build measured here, and bedrock.js, the build a Bedrock stack runs).`,
         `Cold start: ${runs} fresh \`node\` processes (${process.version} here; Lambda runs nodejs22.x), each loading index.js copied into an empty directory (like /var/task) and invoking \`handler\` once with a Function URL event for POST /v1/messages (BUFFERED mode, DATABASE_URL and REDIS_URL set, AWS_LAMBDA_FUNCTION_NAME set so the Lambda defaults apply), after one untimed run.`,
         `"Spawn to first event" is measured by the parent from spawn() to the result line (includes exec of node); the breakdown is on the child's own clock. Stores are on loopback: a VPC adds its round trips.`,
       ],

@@ -14,6 +14,7 @@ import { type ServiceEnvArgs } from "./service";
 import { attempt, problemsOf, secretsProblem, natProblem } from "./problems";
 
 import type { RolloutGates, RolloutStep } from "../release/rollout-plan";
+import type { UpstreamKind } from "../upstream";
 import { targetScaling, type LambdaScaling } from "./scaling";
 
 /**
@@ -62,6 +63,12 @@ export interface LambdaTargetArgs extends ServiceEnvArgs {
    * @default no steps: the alias moves to the new version at once
    */
   rollout?: LambdaRollout;
+  /**
+   * Who serves the model calls (`LLM_UPSTREAM`, set through extraEnv): picks the zip's build
+   * (app/src/contract.ts LAMBDA_HANDLERS; Bedrock has a build of its own).
+   * @default "anthropic"
+   */
+  upstream?: UpstreamKind;
 }
 
 export interface LambdaRollout {
@@ -86,7 +93,6 @@ export interface LambdaSettings {
 export const HTTP_API_MAX_TIMEOUT_SECONDS = 30;
 
 export const LAMBDA_RUNTIME = "nodejs22.x";
-export const LAMBDA_HANDLER = "index.handler";
 export const LAMBDA_ALIAS = "live";
 
 /** The handler mode the app must run in for an exposure (app/entrypoints/lambda.ts reads it). */

@@ -8,6 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { TargetOutputs } from "../contracts";
 
 import { ServiceAlarms } from "../aws/service-alarms";
+import { lambdaHandler } from "../../app/src/contract";
 
 import { settingsOrFail } from "./problems";
 import { createGateAlarms, LambdaCanary } from "../release/rollout-aws";
@@ -17,7 +18,6 @@ import { createLogGroup, createServiceRole, grantRuntimeAndSecrets } from "../aw
 import {
   HTTP_API_MAX_TIMEOUT_SECONDS,
   LAMBDA_ALIAS,
-  LAMBDA_HANDLER,
   LAMBDA_RUNTIME,
   LambdaSettings,
   LambdaTargetArgs,
@@ -151,7 +151,7 @@ export class LambdaTarget extends pulumi.ComponentResource implements TargetOutp
         description: `Agent service (${this.settings.exposure}, ${this.settings.invokeMode})`,
         runtime: LAMBDA_RUNTIME,
         architectures: ["arm64"],
-        handler: LAMBDA_HANDLER,
+        handler: lambdaHandler(args.upstream),
         role: this.role.arn,
         code: code.apply((c) =>
           c.kind === "file" ? new pulumi.asset.FileArchive(c.path) : undefined,

@@ -51,6 +51,7 @@ export const lambdaTarget: TargetModule<"lambda"> = {
       logLevel: config.logLevel,
       extraEnv: ctx.extraEnv,
       rollout: { steps: config.rolloutSteps },
+      upstream: config.upstream.kind,
     });
     grantAwsUpstream(ctx.name, config, target);
     return { url: target.url, artifact, dashboardUrl: dataPlane.outputs.monitoring.dashboardUrl };

@@ -12,15 +12,24 @@ import path from "node:path";
 import zlib from "node:zlib";
 import { promisify } from "node:util";
 import { startFakeSecretsManager } from "../support/lambda-events";
+import { FAKE_AWS_CREDENTIALS, startFakeBedrock } from "../support/fake-bedrock";
 import { createTestDatabase, requirePostgres } from "../support/services";
 
 const root = path.resolve(__dirname, "../..");
 const LAMBDA_BUDGET = 1024 * 1024;
+/** The Bedrock build's (scripts/build.mjs LAMBDA_BEDROCK_BUNDLE_BUDGET_BYTES). */
+const LAMBDA_BEDROCK_BUDGET = 1.5 * 1024 * 1024;
 const run = promisify(execFile);
 
 interface Manifest {
   artifacts: Array<{ path: string; bytes: number; sha256: string; sha256Base64: string }>;
-  lambda: { handler: string; runtime: string; sourceCodeHash: string; external: string[] };
+  lambda: {
+    handler: string;
+    handlers: Record<string, string>;
+    runtime: string;
+    sourceCodeHash: string;
+    external: string[];
+  };
   server: { entry: string; external: string[] };
 }
 
@@ -107,6 +116,8 @@ describe("npm run build", () => {
       "lambda.zip",
       "lambda/index.js",
       "lambda/index.js.map",
+      "lambda/bedrock.js",
+      "lambda/bedrock.js.map",
       "server/index.js",
       "server/index.js.map",
     ]) {
@@ -119,6 +130,7 @@ describe("npm run build", () => {
     // Lambda's sourceCodeHash is the base64 sha256 of the zip.
     expect(manifest.lambda).toMatchObject({
       handler: "index.handler",
+      handlers: { "anthropic,vertex": "index.handler", bedrock: "bedrock.handler" },
       runtime: "nodejs22.x",
       sourceCodeHash: artifact("lambda.zip").sha256Base64,
     });
@@ -126,13 +138,22 @@ describe("npm run build", () => {
     expect(buildLog).toContain(manifest.lambda.sourceCodeHash);
   });
 
-  it("keeps the Lambda bundle under 1 MiB, without the AWS SDK or PGlite inside", () => {
-    const bytes = artifact("lambda/index.js").bytes;
-    if (bytes >= LAMBDA_BUDGET) {
-      throw new Error(
-        `the Lambda bundle is ${bytes} bytes, over its ${LAMBDA_BUDGET}-byte budget; build log:\n${buildLog}`,
-      );
+  it("keeps the Lambda bundle under 1 MiB (the Bedrock build under 1.5 MiB), without the AWS SDK or PGlite inside", () => {
+    for (const [file, budget] of [
+      ["lambda/index.js", LAMBDA_BUDGET],
+      ["lambda/bedrock.js", LAMBDA_BEDROCK_BUDGET],
+    ] as const) {
+      const bytes = artifact(file).bytes;
+      if (bytes >= budget) {
+        throw new Error(
+          `${file} is ${bytes} bytes, over its ${budget}-byte budget; build log:\n${buildLog}`,
+        );
+      }
     }
+    // The Bedrock SDK (its stream path, Smithy's event-stream codec) is in its own build only.
+    const bedrock = fs.readFileSync(path.join(outA, "lambda/bedrock.js"), "utf8");
+    expect(bedrock).toContain("invoke-with-response-stream");
+    expect(bedrock).toContain(":event-type");
     const lambda = fs.readFileSync(path.join(outA, "lambda/index.js"), "utf8");
     const server = fs.readFileSync(path.join(outA, "server/index.js"), "utf8");
     // The runtime's SDK is loaded by name; the server bundle carries its own copy.
@@ -140,6 +161,9 @@ describe("npm run build", () => {
     expect(lambda).not.toContain("aws-sdk-js"); // the SDK's user agent string, present only when bundled
     expect(server).toContain("aws-sdk-js");
     expect(lambda).not.toContain("pglite.wasm");
+    expect(lambda).not.toContain("invoke-with-response-stream");
+    expect(lambda).not.toContain(":event-type");
+    expect(bedrock).not.toContain("pglite.wasm");
     expect(artifact("server/index.js").bytes).toBeLessThan(4 * 1024 * 1024);
   });
 
@@ -147,10 +171,13 @@ describe("npm run build", () => {
     const zip = fs.readFileSync(path.join(outA, "lambda.zip"));
     const bundle = fs.readFileSync(path.join(outA, "lambda/index.js"));
     const entries = readZip(zip);
-    const expected = ["index.js", "index.js.LEGAL.txt"].filter((f) =>
-      fs.existsSync(path.join(outA, "lambda", f)),
-    );
-    expect(entries.map((e) => e.name)).toEqual(expected);
+    const expected = [
+      "index.js",
+      "index.js.LEGAL.txt",
+      "bedrock.js",
+      "bedrock.js.LEGAL.txt",
+    ].filter((f) => fs.existsSync(path.join(outA, "lambda", f)));
+    expect(entries.map((e) => e.name)).toEqual(expected.sort());
     const entry = entries.find((e) => e.name === "index.js");
     expect(entry!.data.equals(bundle)).toBe(true);
     expect(entry!.size).toBe(bundle.length);
@@ -158,7 +185,9 @@ describe("npm run build", () => {
     expect(entry!.method).toBe(8);
     expect(entry!.mode).toBe(0o100644);
     expect({ date: entry!.date, time: entry!.time }).toEqual({ date: 0x21, time: 0 }); // 1980-01-01 00:00
-    expect(zip.length).toBeLessThan(bundle.length / 2);
+    // Compressed: less than half of what it holds.
+    const unpacked = entries.reduce((n, e) => n + e.size, 0);
+    expect(zip.length).toBeLessThan(unpacked / 2);
 
     if (hasUnzip()) {
       // A second opinion from Info-ZIP: integrity test and listing.
@@ -202,7 +231,7 @@ describe("npm run build", () => {
     const second = JSON.parse(
       fs.readFileSync(path.join(outB, "build-manifest.json"), "utf8"),
     ) as Manifest;
-    for (const rel of ["lambda.zip", "lambda/index.js", "server/index.js"]) {
+    for (const rel of ["lambda.zip", "lambda/index.js", "lambda/bedrock.js", "server/index.js"]) {
       expect(second.artifacts.find((a) => a.path === rel)!.sha256).toBe(artifact(rel).sha256);
     }
     expect(second.lambda.sourceCodeHash).toBe(manifest.lambda.sourceCodeHash);
@@ -392,10 +421,10 @@ describe("the Lambda zip unpacked alone, as in /var/task", () => {
    * Does what the runtime does: require the module (init phase), then invoke index.handler,
    * here twice (cold, then warm). Reports timings and which packages were loaded from where.
    */
-  async function invokeZip(env: Record<string, string>, event: object) {
+  async function invokeZip(env: Record<string, string>, event: object, entry = "index.js") {
     const runner = `
       const t0 = performance.now();
-      const { handler } = require(process.env.TASK + "/index.js");
+      const { handler } = require(process.env.TASK + "/" + process.env.ENTRY);
       const loaded = performance.now();
       const event = JSON.parse(process.env.EVENT);
       const ctx = (id) => ({ awsRequestId: id, getRemainingTimeInMillis: () => 30000 });
@@ -412,6 +441,7 @@ describe("the Lambda zip unpacked alone, as in /var/task", () => {
       timeout: 30_000,
       env: childEnv({
         TASK: task,
+        ENTRY: entry,
         EVENT: JSON.stringify(event),
         AWS_LAMBDA_FUNCTION_NAME: "agent-build-test",
         DATABASE_URL: db!.url,
@@ -515,6 +545,55 @@ describe("the Lambda zip unpacked alone, as in /var/task", () => {
       expect(out.modules.filter((m) => m.includes("pglite"))).toEqual([]);
     } finally {
       await sm.close();
+    }
+  });
+
+  it("bedrock.handler serves LLM_UPSTREAM=bedrock through SigV4; index.handler refuses it naming bedrock.handler", async () => {
+    if (!db) return;
+    const fake = await startFakeBedrock({
+      models: { "anthropic.claude-haiku-4-5-20251001-v1:0": "claude-haiku-4-5" },
+    });
+    const env = {
+      NODE_PATH: path.join(root, "node_modules"), // the runtime's AWS SDK, as above
+      LLM_UPSTREAM: "bedrock",
+      BEDROCK_INFERENCE_PROFILE: "us",
+      ANTHROPIC_BEDROCK_BASE_URL: fake.url,
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: FAKE_AWS_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: FAKE_AWS_CREDENTIALS.secretAccessKey,
+      AGENT_API_KEYS: "frank:frank-key-0123456789",
+    };
+    const event = urlEvent(
+      "POST",
+      "/v1/messages",
+      { "content-type": "application/json", "x-api-key": "frank-key-0123456789" },
+      JSON.stringify({
+        model: "claude-haiku-4-5",
+        max_tokens: 16,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    );
+    try {
+      const out = await invokeZip(env, event, "bedrock.js");
+      expect(out.res.statusCode).toBe(200);
+      expect(JSON.parse(out.res.body)).toMatchObject({
+        type: "message",
+        model: "claude-haiku-4-5",
+      });
+      // The second invocation (warm) is a cache hit.
+      expect(fake.calls.map((c) => [c.operation, c.modelId])).toEqual([
+        ["invoke", "us.anthropic.claude-haiku-4-5-20251001-v1:0"],
+      ]);
+      expect(fake.calls[0]!.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIA/);
+      const refused = await invokeZip(env, event, "index.js").then(
+        () => "served",
+        (err: { stderr?: string }) => err.stderr ?? String(err),
+      );
+      expect(refused).toContain("LLM_UPSTREAM: is bedrock, but this Lambda bundle (index.js)");
+      expect(refused).toContain("bedrock.handler");
+      expect(fake.calls).toHaveLength(1);
+    } finally {
+      await fake.close();
     }
   });
 });

@@ -65,6 +65,24 @@ describe("LLM_UPSTREAM and the variables each upstream needs", () => {
     ).rejects.toBeInstanceOf(ConfigError);
   });
 
+  it("the Lambda zip's default build (built without Bedrock) refuses bedrock, naming the handler to run", async () => {
+    const catalog = ModelCatalog.load();
+    const config = loadConfig({ LLM_UPSTREAM: "bedrock", AWS_REGION: "us-east-1" });
+    expect(() => checkUpstream(config, catalog)).not.toThrow();
+    process.env.AGENT_BUNDLE_WITHOUT_BEDROCK = "1";
+    try {
+      expect(issuesOf(() => checkUpstream(config, catalog))).toEqual([
+        {
+          variable: "LLM_UPSTREAM",
+          message: expect.stringContaining("run bedrock.handler from the same zip") as string,
+        },
+      ]);
+      await expect(createUpstreamProvider(config, catalog)).rejects.toBeInstanceOf(ConfigError);
+    } finally {
+      delete process.env.AGENT_BUNDLE_WITHOUT_BEDROCK;
+    }
+  });
+
   it("a Bedrock profile some model lacks is refused, naming the models and the profiles that work", () => {
     const catalog = ModelCatalog.load();
     const [issue] = issuesOf(() =>

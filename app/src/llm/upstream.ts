@@ -17,6 +17,7 @@ import type { ModelCatalog, UpstreamPricing } from "./models";
 import type { LlmProvider } from "./types";
 import { UnsupportedBatchUpstream } from "./unsupported";
 import { BEDROCK_GEOS, type UpstreamKind } from "./upstream-kinds";
+import { LAMBDA_HANDLERS } from "../contract";
 
 export type UpstreamConfig = Pick<
   AppConfig,
@@ -76,6 +77,11 @@ const anthropic: UpstreamModule = {
 const bedrock: UpstreamModule = {
   check(config, catalog) {
     const issues: Issue[] = [];
+    if (process.env.AGENT_BUNDLE_WITHOUT_BEDROCK === "1")
+      issues.push({
+        variable: "LLM_UPSTREAM",
+        message: `is bedrock, but this Lambda bundle (index.js) is built without Bedrock, to keep the other upstreams' cold starts small: run ${LAMBDA_HANDLERS.bedrock} from the same zip (the Lambda target sets it for agent:upstream bedrock)`,
+      });
     if (!config.AWS_REGION)
       issues.push({
         variable: "AWS_REGION",
@@ -163,10 +169,26 @@ const vertex: UpstreamModule = {
  * CommonJS file's import() stays an ES module import, which wants the built file's extension; a
  * require stays lazy alike under tsx, jest and the esbuild bundle.
  */
+/**
+ * The Lambda zip holds two builds (scripts/build.mjs): index.js without the Bedrock SDK (Smithy's
+ * SigV4 and event stream, the Anthropic SDK's every resource: ~0.5 MiB that an Anthropic or Vertex
+ * cold start would load for nothing), built with this variable defined as "1" so that the require
+ * below is dropped (the test is written out in place for esbuild to fold it), and bedrock.js
+ * with everything. Unset everywhere else.
+ */
 /* eslint-disable @typescript-eslint/no-require-imports */
-const loadBedrock = () => require("./bedrock") as typeof import("./bedrock");
+const loadBedrock = () =>
+  process.env.AGENT_BUNDLE_WITHOUT_BEDROCK === "1"
+    ? missingBedrock()
+    : (require("./bedrock") as typeof import("./bedrock"));
 const loadVertex = () => require("./vertex") as typeof import("./vertex");
 /* eslint-enable @typescript-eslint/no-require-imports */
+
+function missingBedrock(): never {
+  throw new ConfigError([
+    { variable: "LLM_UPSTREAM", message: "is bedrock, which this bundle lacks" },
+  ]);
+}
 
 const UPSTREAM_MODULES = { anthropic, bedrock, vertex } satisfies Record<
   UpstreamKind,

@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { lambdaHandler } from "../../../app/src/contract";
 
 import {
   LambdaTarget,
@@ -134,6 +135,13 @@ describe("function", () => {
       expect(fn.publish).toBe(true);
       expect(fn.tracingConfig).toEqual({ mode: "Active" });
     }
+  });
+
+  test("the handler is the zip's build for the upstream: bedrock.handler for Bedrock, index.handler otherwise", () => {
+    expect(lambdaHandler(undefined)).toBe("index.handler");
+    expect(lambdaHandler("anthropic")).toBe("index.handler");
+    expect(lambdaHandler("vertex")).toBe("index.handler");
+    expect(lambdaHandler("bedrock")).toBe("bedrock.handler");
   });
 
   test("runs in the private subnets with the compute security group only", () => {

@@ -30,6 +30,10 @@ describe("lambda-dev on Bedrock", () => {
       }
     ).environment.variables;
     expect(env).toMatchObject({ LLM_UPSTREAM: "bedrock", BEDROCK_INFERENCE_PROFILE: "us" });
+    // The zip's Bedrock build (scripts/build.mjs): the default one is built without it.
+    expect(s.q.findByType("aws:lambda/function:Function")[0]!.inputs.handler).toBe(
+      "bedrock.handler",
+    );
     expect(Object.keys(env).filter((k) => k.startsWith("ANTHROPIC_API_KEY"))).toEqual([]);
   });
 
