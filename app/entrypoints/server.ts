@@ -42,7 +42,8 @@ async function main() {
   if (localKey) {
     process.stdout.write(
       `\nAgent service: ${url}\nLocal API key: ${localKey}\n` +
-        `Try: curl -s ${url}/v1/messages -H 'x-api-key: ${localKey}' -H 'content-type: application/json' ` +
+        `Try: curl -s ${url}/v1/messages -H 'x-api-key: ${localKey}' -H 'anthropic-version: 2023-06-01' ` +
+        `-H 'content-type: application/json' ` +
         `-d '{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}'\n\n`,
     );
   }

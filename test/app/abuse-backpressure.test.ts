@@ -102,7 +102,7 @@ describe.each(serviceBackends())(
       const client = net.connect(Number(port), hostname);
       client.on("error", () => {});
       client.write(
-        `POST /v1/messages HTTP/1.1\r\nHost: ${hostname}\r\nx-api-key: ${rig.key}\r\n` +
+        `POST /v1/messages HTTP/1.1\r\nHost: ${hostname}\r\nx-api-key: ${rig.key}\r\nanthropic-version: 2023-06-01\r\n` +
           `content-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
       );
       client.pause(); // and never reads

@@ -25,7 +25,11 @@ describe.each(serviceBackends())("abuse: /metrics with $name", (backend) => {
   const ask = (node: NodeServer, model: string) =>
     fetch(`${node.url}/v1/messages`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": rig.key },
+      headers: {
+        "content-type": "application/json",
+        "x-api-key": rig.key,
+        "anthropic-version": "2023-06-01",
+      },
       body: JSON.stringify({
         model,
         max_tokens: 16,

@@ -82,7 +82,11 @@ describe.each(serviceBackends())("abuse: shutdown with $name", (backend) => {
       const post = (content: string, stream: boolean) =>
         fetch(`${child.url}/v1/messages`, {
           method: "POST",
-          headers: { "content-type": "application/json", "x-api-key": key },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": key,
+            "anthropic-version": "2023-06-01",
+          },
           body: JSON.stringify({
             model: "claude-haiku-4-5",
             max_tokens: 400,

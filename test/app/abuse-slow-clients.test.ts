@@ -31,7 +31,7 @@ function trickle(
   socket.on("error", () => {});
   const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
   socket.write(
-    `POST /v1/messages HTTP/1.1\r\nHost: ${hostname}\r\nx-api-key: ${key}\r\n` +
+    `POST /v1/messages HTTP/1.1\r\nHost: ${hostname}\r\nx-api-key: ${key}\r\nanthropic-version: 2023-06-01\r\n` +
       `content-type: application/json\r\ncontent-length: ${BODY.length}\r\n\r\n${BODY[0]}`,
   );
   return { socket, received: () => received, closed };
@@ -49,7 +49,11 @@ describe.each(serviceBackends())("abuse: slow clients and unknown keys with $nam
   const post = (node: NodeServer, k = key) =>
     fetch(`${node.url}/v1/messages`, {
       method: "POST",
-      headers: { "content-type": "application/json", "x-api-key": k },
+      headers: {
+        "content-type": "application/json",
+        "x-api-key": k,
+        "anthropic-version": "2023-06-01",
+      },
       body: BODY,
     });
 
@@ -82,7 +86,11 @@ describe.each(serviceBackends())("abuse: slow clients and unknown keys with $nam
       // A stream that outlives the body timeout is not cut by it.
       const res = await fetch(`${node.url}/v1/messages`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-api-key": key },
+        headers: {
+          "content-type": "application/json",
+          "x-api-key": key,
+          "anthropic-version": "2023-06-01",
+        },
         body: JSON.stringify({
           ...JSON.parse(BODY),
           stream: true,

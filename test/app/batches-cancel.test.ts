@@ -247,7 +247,7 @@ describe("batches on the Message Batches API (fake upstream): list, cancel, dele
     const beta = await alice.beta.messages.batches.list({ limit: 3 });
     expect(beta.data.map((b) => b.id)).toEqual(mine);
     const res = await fetch(`${service.url}/v1/messages/batches?after_id=${theirs}`, {
-      headers: { "x-api-key": ALICE.key },
+      headers: { "x-api-key": ALICE.key, "anthropic-version": "2023-06-01" },
     });
     expect(res.status).toBe(400);
   });
@@ -284,7 +284,7 @@ describe("batches on the Message Batches API (fake upstream): list, cancel, dele
     expect(after.spent).toBe(0);
     const view = (await (
       await fetch(`${service.url}/v1/messages/batches/${batch.id}`, {
-        headers: { "x-api-key": ALICE.key },
+        headers: { "x-api-key": ALICE.key, "anthropic-version": "2023-06-01" },
       })
     ).json()) as { cost_usd: number };
     expect(view.cost_usd).toBe(0);

@@ -365,7 +365,11 @@ describe("the server bundle in the image's layout", () => {
       try {
         const res = await fetch(`${server.url}/v1/messages`, {
           method: "POST",
-          headers: { "content-type": "application/json", "x-api-key": "carol-key-from-secret-1" },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": "carol-key-from-secret-1",
+            "anthropic-version": "2023-06-01",
+          },
           body: JSON.stringify({
             model: "claude-haiku-4-5",
             max_tokens: 16,
@@ -525,7 +529,11 @@ describe("the Lambda zip unpacked alone, as in /var/task", () => {
         urlEvent(
           "POST",
           "/v1/messages",
-          { "content-type": "application/json", "x-api-key": "erin-key-from-secret-1" },
+          {
+            "content-type": "application/json",
+            "x-api-key": "erin-key-from-secret-1",
+            "anthropic-version": "2023-06-01",
+          },
           JSON.stringify({
             model: "claude-haiku-4-5",
             max_tokens: 16,
@@ -566,7 +574,11 @@ describe("the Lambda zip unpacked alone, as in /var/task", () => {
     const event = urlEvent(
       "POST",
       "/v1/messages",
-      { "content-type": "application/json", "x-api-key": "frank-key-0123456789" },
+      {
+        "content-type": "application/json",
+        "x-api-key": "frank-key-0123456789",
+        "anthropic-version": "2023-06-01",
+      },
       JSON.stringify({
         model: "claude-haiku-4-5",
         max_tokens: 16,

@@ -4,6 +4,8 @@
  * use, countTokens, models.list / retrieve, beta.messages.create with betas (`?beta=true`), every
  * messages.batches method, a request without anthropic-version, and a body over the old 1 MB limit.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 import Anthropic from "@anthropic-ai/sdk";
 import { loadConfig } from "../../app/src/config";
 import { TARGETS, toolPrompt, type ClientTarget } from "./clients-setup";
@@ -190,22 +192,38 @@ describe.each(TARGETS)("the official SDK against $name", (kind) => {
     );
   });
 
-  it("answers a request without anthropic-version (the upstream still gets one)", async () => {
-    const res = await fetch(`${target.url}/v1/messages`, {
-      method: "POST",
-      headers: { "x-api-key": target.apiKey, "content-type": "application/json" },
-      body: JSON.stringify({
-        model: MODEL,
-        max_tokens: 50,
-        messages: [{ role: "user", content: "no version header" }],
-      }),
+  it("a request without anthropic-version is the API's 400; with one, the upstream gets it as sent", async () => {
+    const post = (headers: Record<string, string>) =>
+      fetch(`${target.url}/v1/messages`, {
+        method: "POST",
+        headers: { "x-api-key": target.apiKey, "content-type": "application/json", ...headers },
+        body: JSON.stringify({
+          model: MODEL,
+          max_tokens: 50,
+          messages: [{ role: "user", content: "version header" }],
+        }),
+      });
+    const bare = await post({});
+    expect(bare.status).toBe(400);
+    expect(await bare.json()).toMatchObject({
+      type: "error",
+      error: { type: "invalid_request_error", message: "anthropic-version: header is required" },
     });
+    const res = await post({ "anthropic-version": "2023-06-01" });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { type: string }).type).toBe("message");
     if (target.fake) {
       const upstream = target.fake.requests.filter((r) => r.path === "/v1/messages").at(-1)!;
-      expect(upstream.headers["anthropic-version"]).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+      expect(upstream.headers["anthropic-version"]).toBe("2023-06-01");
     }
+  });
+
+  it("the curl command npm start prints answers as printed", async () => {
+    if (!target.banner) return; // printed on embedded defaults only
+    const printed = /^Try: (curl .*)$/m.exec(target.banner)?.[1];
+    expect(printed).toBeDefined();
+    const { stdout } = await promisify(execFile)("sh", ["-c", printed!]);
+    expect(JSON.parse(stdout)).toMatchObject({ type: "message", role: "assistant" });
   });
 
   it("accepts a 2 MB image, over the old 1 MB body limit (the default is the API's 32 MB)", async () => {

@@ -28,6 +28,8 @@ export interface ClientTarget {
   offline: boolean;
   /** The upstream the service calls, when it is the fake. */
   fake?: FakeAnthropic;
+  /** What `npm start` printed on embedded defaults (URL, key, a curl command to try). */
+  banner?: string;
   close(): Promise<void>;
 }
 
@@ -65,7 +67,9 @@ export async function startEmbedded(): Promise<ClientTarget> {
   const banner = /Agent service: (http:\S+)\nLocal API key: (\S+)/;
   for (;;) {
     const m = banner.exec(out);
-    if (m) return { url: m[1]!, apiKey: m[2]!, offline: true, close };
+    if (m && /^Try: .*\n/m.test(out)) {
+      return { url: m[1]!, apiKey: m[2]!, offline: true, banner: out, close };
+    }
     if (proc.exitCode !== null || Date.now() > deadline) {
       await close();
       throw new Error(`the service did not start:\n${out}`);

@@ -106,6 +106,7 @@ describe.each(setups)("Idempotency-Key with $name", ({ open }) => {
       headers: {
         "content-type": "application/json",
         "x-api-key": who.key,
+        "anthropic-version": "2023-06-01",
         ...(key ? { "idempotency-key": key } : {}),
       },
       body: typeof body === "string" ? body : JSON.stringify(body),

@@ -152,7 +152,11 @@ maybe("Lambda handler", () => {
         functionUrlEvent({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": KEY },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+          },
           body: messageBody({ metadata: { n: "base64" } }),
           base64: true,
         }),
@@ -186,7 +190,11 @@ maybe("Lambda handler", () => {
         httpApiV2Event({
           method: "POST",
           path: "/v1/messages?beta=true",
-          headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+          headers: {
+            "content-type": "application/json",
+            authorization: `Bearer ${KEY}`,
+            "anthropic-version": "2023-06-01",
+          },
           body: messageBody({ metadata: { n: "plain" } }),
         }),
         lambdaContext(),
@@ -226,7 +234,11 @@ maybe("Lambda handler", () => {
         functionUrlEvent({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": "not-a-real-key-123" },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": "not-a-real-key-123",
+            "anthropic-version": "2023-06-01",
+          },
           body: messageBody(),
         }),
         lambdaContext(),
@@ -239,7 +251,11 @@ maybe("Lambda handler", () => {
         functionUrlEvent({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": KEY },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+          },
           body: "{nope",
         }),
         lambdaContext(),
@@ -251,7 +267,11 @@ maybe("Lambda handler", () => {
         httpApiV2Event({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": KEY },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+          },
           body: JSON.stringify({ model: "claude-haiku-4-5", messages: [] }),
         }),
         lambdaContext(),
@@ -289,7 +309,11 @@ maybe("Lambda handler", () => {
         functionUrlEvent({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": KEY },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+          },
           body: messageBody({ stream: true, metadata: { n: "stream" } }),
         }),
       );
@@ -337,7 +361,11 @@ maybe("Lambda handler", () => {
         functionUrlEvent({
           method: "POST",
           path: "/v1/messages",
-          headers: { "content-type": "application/json", "x-api-key": KEY },
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": KEY,
+            "anthropic-version": "2023-06-01",
+          },
           body: "[",
         }),
       );
@@ -389,7 +417,11 @@ maybe("Lambda handler", () => {
           functionUrlEvent({
             method: "POST",
             path: "/v1/messages",
-            headers: { "content-type": "application/json", "x-api-key": `${KEY}-bob` },
+            headers: {
+              "content-type": "application/json",
+              "x-api-key": `${KEY}-bob`,
+              "anthropic-version": "2023-06-01",
+            },
             body: messageBody({ metadata: { n: "secret" } }),
           }),
           lambdaContext(),

@@ -17,7 +17,11 @@ const run = randomBytes(4).toString("hex");
 const postMessage = (url: string, key: string, content: string, maxTokens: number) =>
   fetch(`${url}/v1/messages`, {
     method: "POST",
-    headers: { "content-type": "application/json", "x-api-key": key },
+    headers: {
+      "content-type": "application/json",
+      "x-api-key": key,
+      "anthropic-version": "2023-06-01",
+    },
     body: JSON.stringify({
       model: "claude-haiku-4-5",
       max_tokens: maxTokens,

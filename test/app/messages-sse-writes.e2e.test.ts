@@ -24,7 +24,11 @@ function streamChunks(url: string, content: string): Promise<Array<{ at: number;
       `${url}/v1/messages`,
       {
         method: "POST",
-        headers: { "content-type": "application/json", "x-api-key": USER.key },
+        headers: {
+          "content-type": "application/json",
+          "x-api-key": USER.key,
+          "anthropic-version": "2023-06-01",
+        },
         agent: false,
       },
       (res) => {

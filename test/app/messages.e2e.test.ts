@@ -221,7 +221,11 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
     const res = await fetch(`${service.url}/v1/messages`, {
       method: "POST",
       signal: controller.signal,
-      headers: { "x-api-key": key.key, "content-type": "application/json" },
+      headers: {
+        "x-api-key": key.key,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({
         model: MODEL,
         max_tokens: 500,
@@ -251,7 +255,12 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
     const post = (body: string, headers: Record<string, string> = {}) =>
       fetch(`${service.url}/v1/messages`, {
         method: "POST",
-        headers: { "content-type": "application/json", "x-api-key": ALICE.key, ...headers },
+        headers: {
+          "content-type": "application/json",
+          "x-api-key": ALICE.key,
+          "anthropic-version": "2023-06-01",
+          ...headers,
+        },
         body,
       });
     const expectError = async (res: Response, status: number, type: string, message: RegExp) => {
@@ -329,7 +338,7 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
       });
       await expectError(missing, 401, "authentication_error", /^missing API key/);
       await expectError(
-        await post(ok, { "x-api-key": "wrong-key-123" }),
+        await post(ok, { "x-api-key": "wrong-key-123", "anthropic-version": "2023-06-01" }),
         401,
         "authentication_error",
         /^invalid API key$/,
@@ -353,13 +362,19 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
       const res = await fetch(`${service.url}/v1/messages`, {
         method: "POST",
         body: ok,
-        headers: { "content-type": "application/json", authorization: `Bearer ${ALICE.key}` },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${ALICE.key}`,
+          "anthropic-version": "2023-06-01",
+        },
       });
       expect(res.status).toBe(200);
     });
 
     it("answers unknown routes with 404 in Anthropic's shape", async () => {
-      const res = await fetch(`${service.url}/v1/nothing`, { headers: { "x-api-key": ALICE.key } });
+      const res = await fetch(`${service.url}/v1/nothing`, {
+        headers: { "x-api-key": ALICE.key, "anthropic-version": "2023-06-01" },
+      });
       await expectError(res, 404, "not_found_error", /no route for GET \/v1\/nothing/);
     });
   });

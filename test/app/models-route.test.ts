@@ -44,7 +44,9 @@ describe("the Models API", () => {
   let service: RunningService;
   let sdk: Anthropic;
   const get = (path: string, headers: Record<string, string> = {}) =>
-    fetch(`${service.url}${path}`, { headers: { "x-api-key": KEY, ...headers } });
+    fetch(`${service.url}${path}`, {
+      headers: { "x-api-key": KEY, "anthropic-version": "2023-06-01", ...headers },
+    });
   const page = async (query: string) => {
     const res = await get(`/v1/models${query}`);
     expect(res.status).toBe(200);
@@ -153,9 +155,34 @@ describe("the Models API", () => {
     expect((await fetch(`${service.url}/v1/models`)).status).toBe(401);
   });
 
-  it("takes a missing anthropic-version as the default and refuses one that is not a version, as the API does", async () => {
-    expect((await get("/v1/models")).status).toBe(200);
+  it("refuses a missing anthropic-version on the API's routes, and one that is not a version, as the API does", async () => {
     expect((await get("/v1/models", { "anthropic-version": "2023-06-01" })).status).toBe(200);
+    const bare = (path: string, init: RequestInit = {}) =>
+      fetch(`${service.url}${path}`, {
+        ...init,
+        headers: { "x-api-key": KEY, "content-type": "application/json" },
+      });
+    const body = JSON.stringify({
+      model: "claude-haiku-4-5",
+      max_tokens: 8,
+      messages: [{ role: "user", content: "hi" }],
+    });
+    for (const [path, init] of [
+      ["/v1/models", {}],
+      ["/v1/models/claude-haiku-4-5", {}],
+      ["/v1/messages", { method: "POST", body }],
+      ["/v1/messages/count_tokens", { method: "POST", body }],
+      ["/v1/messages/batches", {}],
+    ] as const) {
+      const res = await bare(path, init);
+      expect([path, res.status]).toEqual([path, 400]);
+      expect(((await res.json()) as ErrorJson).error).toEqual({
+        type: "invalid_request_error",
+        message: "anthropic-version: header is required",
+      });
+    }
+    // This service's own routes have no version.
+    expect((await bare("/v1/usage")).status).toBe(200);
     const bad = await get("/v1/models", { "anthropic-version": "2023-06-01, 2023-06-01" });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as ErrorJson).error).toEqual({

@@ -36,7 +36,11 @@ const BASE_ENV = {
   RATE_LIMIT_RPM: "0",
   RATE_LIMIT_TPM: "0",
 };
-const headers = { "x-api-key": KEY, "content-type": "application/json" };
+const headers = {
+  "x-api-key": KEY,
+  "anthropic-version": "2023-06-01",
+  "content-type": "application/json",
+};
 const catalog = ModelCatalog.load();
 
 /** A pino destination that keeps each JSON line. */

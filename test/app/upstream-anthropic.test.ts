@@ -69,7 +69,11 @@ const unique = (label: string) => `${label} ${randomBytes(6).toString("hex")}`;
   it("ping events from the API's stream are passed on, where the API sent them", async () => {
     const response = await fetch(`${service.url}/v1/messages?beta=true`, {
       method: "POST",
-      headers: { "x-api-key": USER.key, "content-type": "application/json" },
+      headers: {
+        "x-api-key": USER.key,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({
         model: MODEL,
         max_tokens: 32,
@@ -144,7 +148,10 @@ const unique = (label: string) => `${label} ${randomBytes(6).toString("hex")}`;
   const count = (key: string | null) =>
     fetch(`${service.url}/v1/messages/count_tokens`, {
       method: "POST",
-      headers: { "content-type": "application/json", ...(key ? { "x-api-key": key } : {}) },
+      headers: {
+        "content-type": "application/json",
+        ...(key ? { "x-api-key": key, "anthropic-version": "2023-06-01" } : {}),
+      },
       body: JSON.stringify({
         model: MODEL,
         system: "Be brief.",

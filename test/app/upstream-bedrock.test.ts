@@ -363,7 +363,11 @@ const unique = (label: string) => `${label} ${randomBytes(6).toString("hex")}`;
     });
     const response = await fetch(`${service.url}/v1/messages`, {
       method: "POST",
-      headers: { "x-api-key": USER.key, "content-type": "application/json" },
+      headers: {
+        "x-api-key": USER.key,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({
         model: SONNET,
         max_tokens: 64,

@@ -106,7 +106,11 @@ const prefix = (project: string) =>
     const before = fake.calls.length;
     const response = await fetch(`${service.url}/v1/messages`, {
       method: "POST",
-      headers: { "x-api-key": USER.key, "content-type": "application/json" },
+      headers: {
+        "x-api-key": USER.key,
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({
         model: SONNET,
         max_tokens: 64,

@@ -91,7 +91,11 @@ export async function openRig(
     },
     options.deps,
   );
-  const headers = { "content-type": "application/json", "x-api-key": key };
+  const headers = {
+    "content-type": "application/json",
+    "x-api-key": key,
+    "anthropic-version": "2023-06-01",
+  };
   return {
     fake,
     service,

@@ -69,6 +69,9 @@ function bodyLimitGuard(maxBody: number) {
   };
 }
 
+/** The Messages API's paths here (the rest of /v1 is this service's own). */
+const VERSIONED_PATH = /^\/v1\/(messages|models)(\/|$)/;
+
 /** An API version is a date (platform.claude.com/docs/en/api/versioning, "Version history"). */
 const VERSION_FORMAT = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -83,15 +86,26 @@ const VERSION_FORMAT = /^\d{4}-\d{2}-\d{2}$/;
  * to say (it gets the header as sent): the list grows (SDK 1.17 sends 2026-10-21, the Vercel AI SDK
  * and LangChain's SDK 2023-06-01), and the offline model answers every version alike.
  *
- * A missing header is not refused: it is taken as the SDK's default version. Every client that
- * speaks the API sends the header (the SDKs, the Vercel AI SDK, LangChain through its SDK), so
- * refusing it would change nothing for them and only break hand-written calls (curl, scripts) and
- * this service's own routes (sessions, usage), which have no version. The upstream always gets
- * one: the SDK this service calls it with sends its own when the client sent none.
+ * A missing header is the API's 400 too, on the API's own routes (messages, count_tokens, batches,
+ * models): a client that works here then works against the API. Every client that speaks the API
+ * sends it (the SDKs, the Vercel AI SDK, LangChain through its SDK); curl needs
+ * `-H 'anthropic-version: 2023-06-01'`, as against the API. This service's own routes (sessions,
+ * usage) have no version and need none.
  */
 async function versionGuard(c: AppContext, next: () => Promise<void>) {
   const version = c.req.header("anthropic-version");
-  if (version !== undefined && !VERSION_FORMAT.test(version.trim())) {
+  if (version === undefined) {
+    if (!VERSIONED_PATH.test(c.req.path)) return next();
+    return c.json(
+      errorBody(
+        "invalid_request_error",
+        "anthropic-version: header is required",
+        c.get("requestId"),
+      ),
+      400,
+    );
+  }
+  if (!VERSION_FORMAT.test(version.trim())) {
     return c.json(
       errorBody(
         "invalid_request_error",
