@@ -59,6 +59,7 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
           status,
           ms: Math.round(performance.now() - started),
           user: c.get("userId"),
+          admin: c.get("admin"),
         },
         "request",
       );

@@ -12,6 +12,8 @@ import type { Store } from "./store/types";
 export interface ApiKeyResolver {
   /** The user a key belongs to, or null. */
   resolve(key: string): Promise<string | null>;
+  /** Forget what is remembered of the user's keys (one was revoked): the next use asks again. */
+  forgetUser?(userId: string): void;
 }
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
@@ -88,6 +90,8 @@ export class CachedKeyResolver implements ApiKeyResolver {
   private readonly unknown = new Map<string, number>();
   /** Lookups under way: the same key arriving many times at once costs one query. */
   private readonly pending = new Map<string, Promise<string | null>>();
+  /** Bumped by `forgetUser`: a lookup that started before it is not remembered. */
+  private generation = 0;
   private readonly positiveTtlMs: number;
   private readonly negativeTtlMs: number;
   private readonly maxEntries: number;
@@ -115,15 +119,25 @@ export class CachedKeyResolver implements ApiKeyResolver {
     if (miss !== undefined && miss > now) return null;
     const running = this.pending.get(hash);
     if (running) return running;
+    const generation = this.generation;
     const lookup = store
       .findUserByApiKey(key)
       .then((user) => {
-        this.remember(hash, user, this.now());
+        if (generation === this.generation) this.remember(hash, user, this.now());
         return user;
       })
-      .finally(() => this.pending.delete(hash));
+      .finally(() => {
+        if (this.pending.get(hash) === lookup) this.pending.delete(hash);
+      });
     this.pending.set(hash, lookup);
     return lookup;
+  }
+
+  forgetUser(userId: string): void {
+    for (const [hash, entry] of this.known) if (entry.user === userId) this.known.delete(hash);
+    // A lookup under way may have read the key before it was revoked: let it not be remembered.
+    this.pending.clear();
+    this.generation++;
   }
 
   private remember(hash: string, user: string | null, now: number) {

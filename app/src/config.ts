@@ -23,6 +23,8 @@ const url = (protocols: string[]) =>
     { message: `must be a URL with scheme ${protocols.join(" or ")}` },
   );
 
+const NAME = /^[A-Za-z0-9._@-]{1,128}$/;
+
 const apiKeys = z.string().transform((raw, ctx) => {
   const pairs: Array<{ user: string; key: string }> = [];
   for (const part of raw
@@ -32,7 +34,7 @@ const apiKeys = z.string().transform((raw, ctx) => {
     const i = part.indexOf(":");
     const user = i > 0 ? part.slice(0, i).trim() : "";
     const key = i > 0 ? part.slice(i + 1).trim() : "";
-    if (!/^[A-Za-z0-9._@-]{1,128}$/.test(user) || key.length < 8) {
+    if (!NAME.test(user) || key.length < 8) {
       ctx.addIssue({
         code: "custom",
         message:
@@ -43,6 +45,34 @@ const apiKeys = z.string().transform((raw, ctx) => {
     pairs.push({ user, key });
   }
   return pairs;
+});
+
+/**
+ * ADMIN_API_KEYS: `name:key` pairs like AGENT_API_KEYS (the name is who the audit log says acted),
+ * or bare keys, named "admin". An entry whose text before the first colon is not a valid name is a
+ * bare key.
+ */
+const adminKeys = z.string().transform((raw, ctx) => {
+  const admins: Array<{ name: string; key: string }> = [];
+  for (const part of raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const i = part.indexOf(":");
+    const name = i > 0 ? part.slice(0, i).trim() : "";
+    const named = NAME.test(name);
+    const key = named ? part.slice(i + 1).trim() : part;
+    if (key.length < 16) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "each entry must be name:key or a bare key, with a name of letters, digits, . _ @ - and a key of at least 16 characters",
+      });
+      return z.NEVER;
+    }
+    admins.push({ name: named ? name : "admin", key });
+  }
+  return admins;
 });
 
 export const envSchema = z.object({
@@ -102,6 +132,11 @@ export const envSchema = z.object({
     .includes("BEGIN CERTIFICATE", { message: "must be a PEM certificate" })
     .optional(),
   AGENT_API_KEYS: apiKeys.optional(),
+  /**
+   * Operators' keys for /v1/admin (local runs, tests): `name:key,...` or bare keys. Admin keys can
+   * also be kept in Postgres (`admin_keys`, hashes only). Keep them apart from AGENT_API_KEYS.
+   */
+  ADMIN_API_KEYS: adminKeys.optional(),
   CACHE_TTL_SECONDS: z.coerce
     .number()
     .int()

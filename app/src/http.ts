@@ -12,6 +12,8 @@ export type AppEnv = {
     requestId: string;
     /** Set by the auth middleware on /v1 routes. */
     userId: string;
+    /** Set by the admin auth middleware on /v1/admin routes: the admin's name. */
+    admin?: string;
     logger: Logger;
     /** What the request asks of the model: set by the chain of a route that calls it (routes/chain.ts). */
     facts?: Promise<RequestFacts>;

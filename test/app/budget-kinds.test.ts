@@ -10,6 +10,7 @@ import {
   budgetEnvironment,
   budgetLimitsFrom,
   overridableCheck,
+  TEAM_BUDGET_NAMES,
   USER_BUDGET_NAMES,
   WINDOW_BUDGET_NAMES,
 } from "../../app/src/budget/kinds";
@@ -19,9 +20,23 @@ import { MIGRATIONS } from "../../app/src/store/migrations";
 
 describe("budget kinds", () => {
   it("names the kinds in the order holds check them", () => {
-    expect(BUDGET_NAMES).toEqual(["request", "session", "user_daily", "daily"]);
+    expect(BUDGET_NAMES).toEqual([
+      "request",
+      "session",
+      "user_daily",
+      "team_daily",
+      "team_monthly",
+      "daily",
+    ]);
     expect(USER_BUDGET_NAMES).toEqual(["request", "session", "user_daily"]);
-    expect(WINDOW_BUDGET_NAMES).toEqual(["session", "user_daily", "daily"]);
+    expect(TEAM_BUDGET_NAMES).toEqual(["team_daily", "team_monthly"]);
+    expect(WINDOW_BUDGET_NAMES).toEqual([
+      "session",
+      "user_daily",
+      "team_daily",
+      "team_monthly",
+      "daily",
+    ]);
   });
 
   it("keeps the text of the shipped migration that created budget_overrides", () => {
@@ -43,7 +58,17 @@ describe("budget kinds", () => {
   });
 
   it("reads one variable per kind, and the stack config's appBudgets carries them there", () => {
-    for (const name of BUDGET_NAMES) expect(envSchema.shape).toHaveProperty(BUDGET_KINDS[name].env);
+    for (const name of BUDGET_NAMES) {
+      const { env, configKey } = BUDGET_KINDS[name];
+      // Team kinds take their limit from the team's row only: no deployment default to configure.
+      if (TEAM_BUDGET_NAMES.some((t) => t === name)) {
+        expect([env, configKey]).toEqual([null, null]);
+        continue;
+      }
+      expect(env).not.toBeNull();
+      expect(envSchema.shape).toHaveProperty(env!);
+    }
+    expect(Object.keys(envSchema.shape).filter((v) => /^BUDGET_TEAM/.test(v))).toEqual([]);
     const stack = appBudgetsSchema.parse({ userDailyUsd: 2, dailyUsd: 50 });
     const env = budgetEnvironment(stack);
     expect(env).toEqual({ BUDGET_USER_DAILY_USD: "2", BUDGET_DAILY_USD: "50" });
@@ -88,6 +113,43 @@ describe("budget kinds", () => {
       sinceIso: "2025-06-01T00:00:00.000Z",
       untilIso: "2025-06-02T00:00:00.000Z",
     });
+    // A team's windows are keyed by the team, its month running to the first of the next month.
+    const team = {
+      usd: 1,
+      source: "team" as const,
+      teamId: "6f1c0a52-0000-4000-8000-0000000000aa",
+    };
+    const teamLines = budgetLines(
+      { keyTag: "t", sessionIdleMs: 1000 },
+      "alice",
+      null,
+      { team_daily: team, team_monthly: team },
+      Date.parse("2025-12-31T23:00:00Z"),
+    );
+    expect(teamLines.map((l) => [l.budget, l.key, l.scopeId, l.window])).toEqual([
+      [
+        "team_daily",
+        `{t}:t:${team.teamId}:2025-12-31`,
+        team.teamId,
+        { start: "2025-12-31T00:00:00.000Z", end: "2026-01-01T00:00:00.000Z" },
+      ],
+      [
+        "team_monthly",
+        `{t}:tm:${team.teamId}:2025-12`,
+        team.teamId,
+        { start: "2025-12-01T00:00:00.000Z", end: "2026-01-01T00:00:00.000Z" },
+      ],
+    ]);
+    expect(teamLines[1]!.seedFilter).toEqual({
+      teamId: team.teamId,
+      sinceIso: "2025-12-01T00:00:00.000Z",
+      untilIso: "2026-01-01T00:00:00.000Z",
+    });
+    expect(teamLines[1]!.expireAt).toBe(Date.parse("2026-01-02T00:00:00Z"));
+    // Without a team id (no team), no team window.
+    expect(
+      budgetLines({ keyTag: "t", sessionIdleMs: 1 }, "alice", null, { team_daily: limit }, now),
+    ).toEqual([]);
     // Without a session, no session window.
     expect(
       budgetLines({ keyTag: "t", sessionIdleMs: 1 }, "alice", null, { session: limit }, now),

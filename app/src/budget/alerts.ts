@@ -25,12 +25,12 @@ export interface BudgetWindow {
 
 export interface BudgetAlert {
   budget: BudgetName;
-  /** The user id (user_daily), the session id (session) or "deployment" (daily). */
+  /** The user id (user_daily), the session id (session), the team id (team_*) or "deployment" (daily). */
   scopeId: string;
   threshold: AlertThreshold;
   spentUsd: number;
   limitUsd: number;
-  /** The UTC day the alert belongs to; null for sessions, whose budget never resets. */
+  /** The UTC day (or month) the alert belongs to; null for sessions, whose budget never resets. */
   window: BudgetWindow | null;
   /** True when a replica counted alone while Redis was unreachable: another may alert as well. */
   degraded: boolean;

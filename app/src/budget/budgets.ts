@@ -1,7 +1,8 @@
 /**
  * Spend budgets in USD, one of each kind in kinds.ts: per request, per session, per user per UTC
- * day and for the whole deployment per UTC day. Unset means no limit of that kind; users can have
- * their own limits (Postgres `budget_overrides`).
+ * day, per team per UTC day and month, and for the whole deployment per UTC day. Unset means no
+ * limit of that kind; users can have their own limits (Postgres `budget_overrides`), and a team's
+ * limits come from its row (`teams`), shared by its members.
  *
  * Enforcement reserves before spending. Before the upstream call, `reserve` holds the request's
  * worst case (estimated input plus max_tokens of output, max_tokens first capped to what the

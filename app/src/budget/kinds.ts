@@ -2,9 +2,10 @@
  * Budget kinds, one row each, holding everything that tells one kind from another.
  *
  * Everything else derives from this table: the unions (`BudgetName`, `UserBudgetName`,
- * `WindowBudgetName`), the BUDGET_* environment variables (config.ts), the per-user override
- * check in SQL (store/migrations.ts, store/sql-ledger.ts), the windows a hold counts against
- * (lines.ts), what a refusal says (refusal.ts), and the stack config's `agent:appBudgets` with the
+ * `TeamBudgetName`, `WindowBudgetName`), the BUDGET_* environment variables (config.ts), the
+ * limits read from a team's row (limits.ts), the per-user override check in SQL
+ * (store/migrations.ts, store/sql-ledger.ts), the windows a hold counts against (lines.ts), what
+ * a refusal says (refusal.ts), and the stack config's `agent:appBudgets` with the
  * variables a deployment sets from it (`appBudgetsSchema`, `budgetEnvironment`, imported by infra).
  * Adding a kind is adding a row; see CONTRIBUTING.md.
  *
@@ -13,18 +14,27 @@
 import * as z from "zod";
 
 export interface BudgetKindRow {
-  /** The variable holding the configured default limit, in USD (unset: no limit). */
-  env: `BUDGET_${string}_USD`;
-  /** The same default under the stack config's `agent:appBudgets`. */
-  configKey: `${string}Usd`;
+  /**
+   * The variable holding the configured default limit, in USD (unset: no limit). Null for a kind
+   * whose limit is not configured per deployment (a team's comes from its row in `teams`).
+   */
+  env: `BUDGET_${string}_USD` | null;
+  /** The same default under the stack config's `agent:appBudgets`; null with `env`. */
+  configKey: `${string}Usd` | null;
   /** What one limit covers. */
-  scope: "request" | "session" | "user" | "deployment";
+  scope: "request" | "session" | "user" | "team" | "deployment";
   /**
    * The running total a hold counts against: its Redis key part, and when it starts again (a
    * counter that never resets is dropped after `sessionIdleMs` unused and re-seeded from the
    * ledger). Null for a request, whose cost is checked on its own.
    */
-  counter: { key: string; resets: "never" | "utc-day" } | null;
+  counter: { key: string; resets: "never" | "utc-day" | "utc-month" } | null;
+  /**
+   * A team kind's limit: this field of the team's row (admin API, `teams`), applied to every
+   * member's requests. A team without it has no limit of this kind. Team kinds have no `env`:
+   * a deployment-wide default for every team would be a second source of the same limit.
+   */
+  teamLimit?: "dailyUsd" | "monthlyUsd";
   /**
    * Users may have their own limit (Postgres `budget_overrides`) since this schema migration, the
    * one whose CHECK first allowed the kind (`overridableCheck`). Absent: no per-user limit.
@@ -68,6 +78,26 @@ export const BUDGET_KINDS = {
     label: "your daily budget",
     advice: "it resets at the end of the UTC day",
   },
+  /** Most one team (all of its members) may spend per UTC day: the team's `daily_usd`. */
+  team_daily: {
+    env: null,
+    configKey: null,
+    scope: "team",
+    counter: { key: "t", resets: "utc-day" },
+    teamLimit: "dailyUsd",
+    label: "your team's daily budget",
+    advice: "it resets at the end of the UTC day",
+  },
+  /** Most one team may spend per UTC calendar month: the team's `monthly_usd`. */
+  team_monthly: {
+    env: null,
+    configKey: null,
+    scope: "team",
+    counter: { key: "tm", resets: "utc-month" },
+    teamLimit: "monthlyUsd",
+    label: "your team's monthly budget",
+    advice: "it resets at the end of the UTC month",
+  },
   /** Most the whole deployment may spend per UTC day. */
   daily: {
     env: "BUDGET_DAILY_USD",
@@ -90,8 +120,8 @@ export type UserBudgetName = {
 export type WindowBudgetName = {
   [K in BudgetName]: Kinds[K]["counter"] extends null ? never : K;
 }[BudgetName];
-export type BudgetEnvName = Kinds[BudgetName]["env"];
-export type BudgetConfigKey = Kinds[BudgetName]["configKey"];
+export type BudgetEnvName = Exclude<Kinds[BudgetName]["env"], null>;
+export type BudgetConfigKey = Exclude<Kinds[BudgetName]["configKey"], null>;
 
 /** Default limits in USD by stack config key (`agent:appBudgets`); unset: no limit of that kind. */
 export type BudgetLimits = { [C in BudgetConfigKey]?: number };
@@ -105,6 +135,14 @@ export const budgetKind = (name: BudgetName): BudgetKindRow => BUDGET_KINDS[name
 export const isUserBudgetName = (name: string): name is UserBudgetName =>
   isBudgetName(name) && budgetKind(name).overridesSince !== undefined;
 export const USER_BUDGET_NAMES: readonly UserBudgetName[] = BUDGET_NAMES.filter(isUserBudgetName);
+
+/** Kinds whose limit is a team's (from its row): counted per team, for every member's requests. */
+export type TeamBudgetName = {
+  [K in BudgetName]: Kinds[K] extends { teamLimit: string } ? K : never;
+}[BudgetName];
+export const isTeamBudgetName = (name: string): name is TeamBudgetName =>
+  isBudgetName(name) && budgetKind(name).teamLimit !== undefined;
+export const TEAM_BUDGET_NAMES: readonly TeamBudgetName[] = BUDGET_NAMES.filter(isTeamBudgetName);
 
 export const WINDOW_BUDGET_NAMES: readonly WindowBudgetName[] = BUDGET_NAMES.filter(
   (name): name is WindowBudgetName => BUDGET_KINDS[name].counter !== null,
@@ -123,15 +161,18 @@ export function overridableCheck(version: number): string {
   return `budget IN (${names.map((name) => `'${name}'`).join(", ")})`;
 }
 
-/** One property per kind, named by the row's `field`. */
+/** One property per kind that has the row's `field` (kinds without a configured default have none). */
 function byKind<F extends "env" | "configKey", V>(
   field: F,
   value: (name: BudgetName) => V,
-): Record<Kinds[BudgetName][F], V> {
-  // Object.fromEntries cannot know its keys; the map over every kind gives each one.
+): Record<Exclude<Kinds[BudgetName][F], null>, V> {
+  // Object.fromEntries cannot know its keys; the map over every kind with the field gives each one.
   return Object.fromEntries(
-    BUDGET_NAMES.map((name) => [BUDGET_KINDS[name][field], value(name)]),
-  ) as Record<Kinds[BudgetName][F], V>;
+    BUDGET_NAMES.flatMap((name) => {
+      const key = budgetKind(name)[field];
+      return key === null ? [] : [[key, value(name)]];
+    }),
+  ) as Record<Exclude<Kinds[BudgetName][F], null>, V>;
 }
 
 /** The BUDGET_*_USD variables of the service's configuration (config.ts). */
@@ -146,8 +187,9 @@ export const appBudgetsSchema = z.strictObject(
 export function budgetEnvironment(limits: BudgetLimits): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of BUDGET_NAMES) {
-    const usd = limits[BUDGET_KINDS[name].configKey];
-    if (usd !== undefined) env[BUDGET_KINDS[name].env] = String(usd);
+    const { configKey, env: variable } = BUDGET_KINDS[name];
+    const usd = configKey === null ? undefined : limits[configKey];
+    if (usd !== undefined && variable !== null) env[variable] = String(usd);
   }
   return env;
 }
@@ -155,7 +197,9 @@ export function budgetEnvironment(limits: BudgetLimits): Record<string, string> 
 /** The configured default limits, read from the validated BUDGET_*_USD variables. */
 export function budgetLimitsFrom(config: { [E in BudgetEnvName]?: number }): BudgetLimits {
   const limits: BudgetLimits = {};
-  for (const name of BUDGET_NAMES)
-    limits[BUDGET_KINDS[name].configKey] = config[BUDGET_KINDS[name].env];
+  for (const name of BUDGET_NAMES) {
+    const { configKey, env } = BUDGET_KINDS[name];
+    if (configKey !== null && env !== null) limits[configKey] = config[env];
+  }
   return limits;
 }

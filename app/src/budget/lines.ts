@@ -1,6 +1,6 @@
 /**
- * The budget windows a hold counts against (a session, a user's UTC day, the deployment's UTC
- * day: the kinds of kinds.ts with a counter), as engine lines with what alerts and refusals say
+ * The budget windows a hold counts against (a session, a user's UTC day, a team's UTC day and
+ * month, the deployment's UTC day: the kinds of kinds.ts with a counter), as engine lines with what alerts and refusals say
  * about each. Pure: the same user, session, limits and time always give the same keys, so a hold
  * taken by one replica can be settled by another (batches settle after restarts this way).
  */
@@ -19,7 +19,10 @@ export const DAY_MS = 86_400_000;
 
 export interface Limit {
   usd: number;
-  source: "default" | "override";
+  /** A configured default (BUDGET_*), the user's own (`budget_overrides`), or their team's row. */
+  source: "default" | "override" | "team";
+  /** For a team kind: the team whose members share the window. */
+  teamId?: string;
 }
 
 /** The limits that apply to one user, by kind; absent: no limit of that kind. */
@@ -41,6 +44,19 @@ export function utcDay(ms: number): { id: string; start: number; end: number } {
   return { id: new Date(start).toISOString().slice(0, 10), start, end: start + DAY_MS };
 }
 
+export function utcMonth(ms: number): { id: string; start: number; end: number } {
+  const d = new Date(ms);
+  const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  const end = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+  return { id: new Date(start).toISOString().slice(0, 7), start, end };
+}
+
+/** The period a counter that resets covers at `ms`; null for one that never resets. */
+function periodOf(resets: "never" | "utc-day" | "utc-month", ms: number) {
+  if (resets === "never") return null;
+  return resets === "utc-day" ? utcDay(ms) : utcMonth(ms);
+}
+
 export interface LineKeys {
   /** Redis key hash tag. */
   keyTag: string;
@@ -53,12 +69,18 @@ function scopeOf(
   scope: Exclude<BudgetKindRow["scope"], "request">,
   userId: string,
   sessionId: string | null,
+  limit: Limit,
 ): { id: string; keyParts: string[]; filter: SpendFilter } | null {
   switch (scope) {
     case "session":
       return sessionId ? { id: sessionId, keyParts: [sessionId], filter: { sessionId } } : null;
     case "user":
       return { id: userId, keyParts: [userId], filter: { userId } };
+    case "team":
+      // The ledger has no team column: a team's spend is its current members' (store: teamId).
+      return limit.teamId
+        ? { id: limit.teamId, keyParts: [limit.teamId], filter: { teamId: limit.teamId } }
+        : null;
     case "deployment":
       return { id: "deployment", keyParts: [], filter: {} };
   }
@@ -72,33 +94,34 @@ export function budgetLines(
   limits: Limits,
   now: number,
 ): Line[] {
-  const day = utcDay(now);
-  const window: BudgetWindow = {
-    start: new Date(day.start).toISOString(),
-    end: new Date(day.end).toISOString(),
-  };
-  const dayRange = { sinceIso: window.start, untilIso: window.end };
   const key = (...parts: string[]) => `{${keys.keyTag}}:${parts.map(encodeURIComponent).join(":")}`;
   const lines: Line[] = [];
   for (const budget of WINDOW_BUDGET_NAMES) {
     const limit = limits[budget];
     const { counter, scope: scopeKind } = BUDGET_KINDS[budget];
-    const scope = limit && scopeOf(scopeKind, userId, sessionId);
+    const scope = limit && scopeOf(scopeKind, userId, sessionId, limit);
     if (!limit || !scope) continue;
-    const daily = counter.resets === "utc-day";
+    const period = periodOf(counter.resets, now);
+    const window: BudgetWindow | null = period && {
+      start: new Date(period.start).toISOString(),
+      end: new Date(period.end).toISOString(),
+    };
     lines.push({
       budget,
-      key: daily
-        ? key(counter.key, ...scope.keyParts, day.id)
+      key: period
+        ? key(counter.key, ...scope.keyParts, period.id)
         : key(counter.key, ...scope.keyParts),
       limit: microsFloor(limit.usd),
       limitUsd: limit.usd,
       source: limit.source,
       scopeId: scope.id,
-      window: daily ? window : null,
-      seedFilter: daily ? { ...scope.filter, ...dayRange } : scope.filter,
-      // Day counters outlive their day by a day, so a hold taken just before midnight settles into it.
-      expireAt: daily ? day.end + DAY_MS : now + keys.sessionIdleMs,
+      window,
+      seedFilter: window
+        ? { ...scope.filter, sinceIso: window.start, untilIso: window.end }
+        : scope.filter,
+      // Day and month counters outlive their period by a day, so a hold taken just before
+      // midnight settles into it.
+      expireAt: period ? period.end + DAY_MS : now + keys.sessionIdleMs,
     });
   }
   return lines;

@@ -8,7 +8,7 @@ import type { AlertDispatcher, BudgetWindow } from "./alerts";
 import type { BudgetLimits, BudgetName } from "./kinds";
 import type { Reservation } from "./reservation";
 
-export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides">;
+export type BudgetStore = Pick<Store, "sumUsageCost" | "getBudgetOverrides" | "getUserTeam">;
 
 export interface BudgetServiceOptions {
   limits: BudgetLimits;
@@ -94,7 +94,7 @@ export interface BudgetUsage {
   remaining_usd: number;
   window: BudgetWindow | null;
   resets_at: string | null;
-  source: "default" | "override";
+  source: "default" | "override" | "team";
 }
 
 export interface UsageReport {

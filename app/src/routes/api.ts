@@ -1,5 +1,6 @@
 /**
- * The API (/v1). Every request to it goes through the guard: a body size limit, the API key, the
+ * The API (/v1). The admin API (/v1/admin: routes/admin.ts) has a guard of its own: the body size
+ * limit, then an admin key. Every other request goes through the guard: a body size limit, the API key, the
  * per-user concurrency limit (which must also bound slow clients on paths no route matches). Each
  * route module then registers its routes with the chain it declares (routes/chain.ts): the rate
  * limits, the facts of a model request, Idempotency-Key replays.
@@ -15,6 +16,7 @@ import type { AppDeps } from "../deps";
 import { errorBody } from "../errors";
 import type { AppContext, AppEnv } from "../http";
 import type { ModelCatalog } from "../llm/models";
+import { registerAdminRoutes } from "./admin";
 import { registerBatchRoutes } from "./batches";
 import { RouteChains } from "./chain";
 import { registerMessageRoutes } from "./messages";
@@ -26,6 +28,9 @@ const API = "/v1/*";
 
 export function registerApiRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
   app.use(API, bodyLimitGuard(deps.config.MAX_BODY_BYTES));
+  // Admin routes take admin keys and answer every /v1/admin path themselves: the user guard
+  // registered after them never runs there.
+  registerAdminRoutes(app, deps);
   app.use(API, authMiddleware(deps.auth, deps.logger));
   app.use(API, versionGuard);
   if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)

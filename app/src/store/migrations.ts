@@ -191,6 +191,51 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE batches ADD COLUMN cancel_initiated_at timestamptz`,
     ],
   },
+  {
+    version: 400,
+    name: "teams, admin keys, audit log",
+    statements: [
+      // A team's limits are its budgets (budget/kinds.ts, `teamLimit`); NULL: no limit of that kind.
+      `CREATE TABLE teams (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        name text NOT NULL UNIQUE CHECK (length(name) BETWEEN 1 AND 128),
+        daily_usd numeric(20, 10) CHECK (daily_usd IS NULL OR daily_usd > 0),
+        monthly_usd numeric(20, 10) CHECK (monthly_usd IS NULL OR monthly_usd > 0),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      // The primary key is what keeps a user in at most one team. No foreign key to users, like
+      // the ledger: users known only from AGENT_API_KEYS have no row. Deleting a team frees its members.
+      `CREATE TABLE team_members (
+        user_id text PRIMARY KEY,
+        team_id uuid NOT NULL REFERENCES teams (id) ON DELETE CASCADE,
+        added_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `CREATE INDEX team_members_team_idx ON team_members (team_id)`,
+      // Operators' keys for /v1/admin, stored as hashes like users' keys; apart from them, so a
+      // user key can never be promoted by a row in the wrong table.
+      `CREATE TABLE admin_keys (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        name text NOT NULL,
+        key_hash text NOT NULL UNIQUE CHECK (key_hash ~ '^[0-9a-f]{64}$'),
+        prefix text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        revoked_at timestamptz
+      )`,
+      // Append-only: who (the admin's name), what (action and target), when, from where.
+      `CREATE TABLE admin_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        admin text NOT NULL,
+        action text NOT NULL,
+        target text,
+        ip text,
+        user_agent text,
+        details jsonb NOT NULL DEFAULT '{}'::jsonb
+      )`,
+      `CREATE INDEX admin_audit_at_idx ON admin_audit (at)`,
+    ],
+  },
 ];
 
 /** Arbitrary constant shared by every replica: the advisory lock that serialises migrations. */

@@ -98,6 +98,12 @@ export class SqlLedger {
       if (!UUID.test(filter.sessionId)) return 0;
       where.push(`session_id = $${params.push(filter.sessionId)}`);
     }
+    if (filter.teamId !== undefined) {
+      if (!UUID.test(filter.teamId)) return 0;
+      where.push(
+        `user_id IN (SELECT user_id FROM team_members WHERE team_id = $${params.push(filter.teamId)})`,
+      );
+    }
     if (filter.sinceIso !== undefined)
       where.push(`created_at >= $${params.push(validIso(filter.sinceIso, "sinceIso"))}`);
     if (filter.untilIso !== undefined)

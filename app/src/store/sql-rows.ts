@@ -2,7 +2,22 @@
  * What the SQL store's modules share about values: the identifiers the schema accepts, the rows
  * the drivers return, and timestamps handed out in ISO 8601.
  */
+import { createHash, randomBytes } from "node:crypto";
 import type { SqlClient } from "./types";
+
+export const sha256Hex = (s: string) => createHash("sha256").update(s).digest("hex");
+
+/** Characters of a key kept in clear for display: its prefix and 8 random characters (48 bits). */
+const SHOWN_RANDOM_CHARS = 8;
+
+/**
+ * A new key as the service issues them: `prefix` and 32 random bytes in base64url (auth.ts
+ * recognises the shape), with what is stored of it: its SHA-256 and the characters shown in lists.
+ */
+export function issueKey(prefix: "ak_" | "adm_"): { key: string; hash: string; shown: string } {
+  const key = `${prefix}${randomBytes(32).toString("base64url")}`;
+  return { key, hash: sha256Hex(key), shown: key.slice(0, prefix.length + SHOWN_RANDOM_CHARS) };
+}
 
 export type Row = Record<string, unknown>;
 export type Query = Pick<SqlClient, "query">;

@@ -3,11 +3,20 @@
  * and idempotency keys live here; the usage ledger with budget overrides (sql-ledger.ts) and
  * message batches (sql-batches.ts) have modules of their own.
  */
-import { createHash, randomBytes } from "node:crypto";
 import { migrate } from "./migrations";
+import { SqlAdmin } from "./sql-admin";
 import { SqlBatches } from "./sql-batches";
 import { SqlLedger } from "./sql-ledger";
-import { iso, isoOrNull, single, UUID, validUserId, type Row } from "./sql-rows";
+import {
+  iso,
+  isoOrNull,
+  issueKey,
+  sha256Hex,
+  single,
+  UUID,
+  validUserId,
+  type Row,
+} from "./sql-rows";
 import {
   ConcurrentAppendError,
   type ApiKeyRecord,
@@ -34,6 +43,7 @@ import {
   type StoreLogger,
   type UsageEntry,
   type UserBudgetName,
+  type UserTeam,
 } from "./types";
 
 export interface SqlStoreOptions {
@@ -43,13 +53,10 @@ export interface SqlStoreOptions {
   logger?: StoreLogger;
 }
 
-/** Characters of a key kept in clear for display: "ak_" and 8 random characters (48 bits). */
-const KEY_PREFIX_LENGTH = 11;
-
 const SESSION_COLUMNS = "id, user_id, model, system, metadata, created_at, updated_at";
 const KEY_COLUMNS = "id, user_id, name, prefix, created_at, revoked_at, last_used_at";
 
-export const sha256Hex = (s: string) => createHash("sha256").update(s).digest("hex");
+export { sha256Hex };
 
 export class SqlStore implements Store {
   readonly kind: Store["kind"];
@@ -57,6 +64,7 @@ export class SqlStore implements Store {
   private readonly logger: StoreLogger;
   private readonly ledger: SqlLedger;
   private readonly batches: SqlBatches;
+  readonly admin: SqlAdmin;
 
   constructor(
     private readonly db: SqlClient,
@@ -67,6 +75,7 @@ export class SqlStore implements Store {
     this.logger = options.logger ?? { warn: (obj, msg) => console.warn(msg, obj) };
     this.ledger = new SqlLedger(db);
     this.batches = new SqlBatches(db);
+    this.admin = new SqlAdmin(db);
   }
 
   async migrate(): Promise<void> {
@@ -201,6 +210,10 @@ export class SqlStore implements Store {
     return this.ledger.getBudgetOverrides(userId);
   }
 
+  getUserTeam(userId: string): Promise<UserTeam | null> {
+    return this.admin.getUserTeam(userId);
+  }
+
   setBudgetOverride(
     userId: string,
     budget: UserBudgetName,
@@ -243,12 +256,12 @@ export class SqlStore implements Store {
     name?: string,
   ): Promise<{ key: string; record: ApiKeyRecord }> {
     validUserId(userId);
-    const key = `ak_${randomBytes(32).toString("base64url")}`;
+    const { key, hash, shown } = issueKey("ak_");
     const { rows } = await this.db.query<Row>(
       `WITH u AS (INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING)
        INSERT INTO api_keys (user_id, key_hash, prefix, name) VALUES ($1, $2, $3, $4)
        RETURNING ${KEY_COLUMNS}`,
-      [userId, sha256Hex(key), key.slice(0, KEY_PREFIX_LENGTH), name ?? null],
+      [userId, hash, shown, name ?? null],
     );
     return { key, record: toKeyRecord(single(rows)) };
   }
@@ -262,6 +275,14 @@ export class SqlStore implements Store {
             [userId],
           );
     return rows.map(toKeyRecord);
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    if (!UUID.test(id)) return null;
+    const { rows } = await this.db.query<Row>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [
+      id,
+    ]);
+    return rows[0] ? toKeyRecord(rows[0]) : null;
   }
 
   async revokeApiKey(id: string): Promise<boolean> {

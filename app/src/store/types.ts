@@ -85,6 +85,8 @@ export type BudgetOverrides = Partial<Record<UserBudgetName, number | null>>;
 export interface SpendFilter {
   userId?: string;
   sessionId?: string;
+  /** The rows of the team's current members (the ledger records users, not teams). */
+  teamId?: string;
   sinceIso?: string;
   untilIso?: string;
 }
@@ -100,8 +102,108 @@ export interface ApiKeyRecord {
   lastUsedAt: string | null;
 }
 
+/** A team (admin API, migration 400): its members' requests also count against its budgets. */
+export interface Team {
+  id: string;
+  name: string;
+  /** The team's daily budget (`team_daily`); null: none. */
+  dailyUsd: number | null;
+  /** The team's monthly budget (`team_monthly`); null: none. */
+  monthlyUsd: number | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The team a user belongs to, as budgets need it. */
+export type UserTeam = Pick<Team, "id" | "name" | "dailyUsd" | "monthlyUsd">;
+
+export interface NewTeam {
+  name: string;
+  dailyUsd?: number | null;
+  monthlyUsd?: number | null;
+}
+
+/** Thrown when a team name is taken. */
+export class TeamNameTakenError extends Error {
+  constructor(name: string) {
+    super(`a team named "${name}" already exists`);
+    this.name = "TeamNameTakenError";
+  }
+}
+
+export interface AdminKeyRecord {
+  id: string;
+  name: string;
+  prefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** One admin action: who, what, when, from where. */
+export interface AuditEntry {
+  id: string;
+  at: string;
+  admin: string;
+  action: string;
+  target: string | null;
+  ip: string | null;
+  userAgent: string | null;
+  details: Record<string, unknown>;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, "id" | "at">;
+
+export type UsageGroupBy = "user" | "team" | "model";
+
+/** Ledger totals of one group (a user, a team, a model) over a time range. */
+export interface UsageGroup {
+  /** The user id, team id or model; null for the rows of users in no team (group_by=team). */
+  key: string | null;
+  /** The team's name (group_by=team). */
+  name?: string | null;
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+  cacheCreationInputTokens: number;
+  cacheReadInputTokens: number;
+  costUsd: number;
+}
+
+/** What the admin API keeps: teams and membership, admin keys, the audit log, chargeback sums. */
+export interface AdminStore {
+  createTeam(input: NewTeam): Promise<Team>;
+  listTeams(): Promise<Team[]>;
+  getTeam(id: string): Promise<Team | null>;
+  /** Null when there is no such team. Absent fields keep their value; null lifts a limit. */
+  updateTeam(id: string, patch: Partial<NewTeam>): Promise<Team | null>;
+  /** Its members are then in no team. */
+  deleteTeam(id: string): Promise<boolean>;
+  listTeamMembers(teamId: string): Promise<string[]>;
+  /** Put a user in a team (leaving any other), or in none with null. */
+  setUserTeam(userId: string, teamId: string | null): Promise<void>;
+
+  /** Create an admin key; the plaintext is returned once and never stored. */
+  createAdminKey(name: string): Promise<{ key: string; record: AdminKeyRecord }>;
+  /** The admin's name for a presented key, or null. */
+  findAdminByKey(key: string): Promise<string | null>;
+  listAdminKeys(): Promise<AdminKeyRecord[]>;
+  revokeAdminKey(id: string): Promise<boolean>;
+
+  recordAudit(entry: NewAuditEntry): Promise<void>;
+  /** Newest first. */
+  listAudit(limit: number): Promise<AuditEntry[]>;
+
+  /** Ledger totals per group over [sinceIso, untilIso), by cost, highest first. */
+  usageBy(
+    groupBy: UsageGroupBy,
+    range: { sinceIso?: string; untilIso?: string },
+  ): Promise<UsageGroup[]>;
+}
+
 export interface Store {
   readonly kind: "postgres" | "pglite";
+  /** Teams, admin keys, the audit log and chargeback sums (the admin API). */
+  readonly admin: AdminStore;
   /** Apply pending migrations; idempotent and safe when several replicas start at once. */
   migrate(): Promise<void>;
   /** Cheap liveness query for /ready. Throws when the database does not answer. */
@@ -133,6 +235,8 @@ export interface Store {
   sumUsageCost(filter: SpendFilter): Promise<number>;
 
   getBudgetOverrides(userId: string): Promise<BudgetOverrides>;
+  /** The user's team with its limits, or null (budgets: team kinds). */
+  getUserTeam(userId: string): Promise<UserTeam | null>;
   /** Set a user's own limit for one budget; `null` lifts that kind of limit for the user. */
   setBudgetOverride(userId: string, budget: UserBudgetName, limitUsd: number | null): Promise<void>;
   /** Drop a user's override, returning them to the configured default. */
@@ -143,6 +247,7 @@ export interface Store {
   /** Create a key; the plaintext is returned once and never stored. */
   createApiKey(userId: string, name?: string): Promise<{ key: string; record: ApiKeyRecord }>;
   listApiKeys(userId?: string): Promise<ApiKeyRecord[]>;
+  getApiKey(id: string): Promise<ApiKeyRecord | null>;
   revokeApiKey(id: string): Promise<boolean>;
 
   // idempotency keys (see IdempotencyRecord)

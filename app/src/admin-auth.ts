@@ -1,0 +1,100 @@
+/**
+ * Operators' keys for /v1/admin: `x-api-key: <key>` or `Authorization: Bearer <key>`, as for users.
+ * Keys come from ADMIN_API_KEYS (local runs, tests) and from hashed keys in Postgres (`admin_keys`,
+ * created through the admin API). A user's key is never an admin key: the two live apart, and an
+ * admin route answers a valid user key with 403 (no key or an unknown one: 401).
+ */
+import { createHash } from "node:crypto";
+import type { MiddlewareHandler } from "hono";
+import type { Logger } from "pino";
+import { presentedKey, type ApiKeyResolver } from "./auth";
+import { ApiError, errorMessage } from "./errors";
+import type { AppEnv } from "./http";
+import type { AdminStore } from "./store/types";
+
+/** The shape of the admin keys this service issues (`createAdminKey`): "adm_" and 32 random bytes. */
+export const ADMIN_KEY = /^adm_[A-Za-z0-9_-]{43}$/;
+
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+export interface AdminKeyResolverOptions {
+  staticKeys?: ReadonlyArray<{ name: string; key: string }>;
+  store?: Pick<AdminStore, "findAdminByKey">;
+  /** How long a database lookup is remembered; revoking through the API forgets at once. @default 30000 */
+  ttlMs?: number;
+  now?: () => number;
+}
+
+/** Resolves an admin key to the admin's name (what the audit log records), or null. */
+export class AdminKeyResolver {
+  private readonly staticByHash = new Map<string, string>();
+  private readonly cached = new Map<string, { name: string | null; until: number }>();
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(private readonly options: AdminKeyResolverOptions) {
+    for (const { name, key } of options.staticKeys ?? []) this.staticByHash.set(sha256(key), name);
+    this.ttlMs = options.ttlMs ?? 30_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  async resolve(key: string): Promise<string | null> {
+    if (key.length < 8 || key.length > 512) return null;
+    const hash = sha256(key);
+    const fixed = this.staticByHash.get(hash);
+    if (fixed) return fixed;
+    const store = this.options.store;
+    if (!store || !ADMIN_KEY.test(key)) return null;
+    const now = this.now();
+    const hit = this.cached.get(hash);
+    if (hit && hit.until > now) return hit.name;
+    const name = await store.findAdminByKey(key);
+    // Unknown keys for a few seconds only; admin traffic is small, so the map stays small.
+    this.cached.set(hash, { name, until: now + (name ? this.ttlMs : 5000) });
+    if (this.cached.size > 1000) this.cached.delete(this.cached.keys().next().value!);
+    return name;
+  }
+
+  /** Forget every remembered lookup (an admin key was revoked). */
+  forget(): void {
+    this.cached.clear();
+  }
+}
+
+/**
+ * Sets `admin` from the presented key: 401 without a key or with one nobody knows, 403 with a
+ * user's key, 503 when keys cannot be checked.
+ */
+export function adminAuthMiddleware(
+  admins: AdminKeyResolver,
+  users: ApiKeyResolver,
+  logger: Pick<Logger, "error">,
+): MiddlewareHandler<AppEnv> {
+  const unavailable = (err: unknown): never => {
+    logger.error({ err: errorMessage(err) }, "admin key lookup failed");
+    throw new ApiError(
+      503,
+      "service_unavailable",
+      "cannot verify the API key right now; retry shortly",
+      { "retry-after": "5" },
+    );
+  };
+  return async (c, next) => {
+    const key = presentedKey({ get: (n) => c.req.header(n) });
+    if (!key) {
+      throw new ApiError(
+        401,
+        "authentication_error",
+        "missing admin API key: send x-api-key: <key> or Authorization: Bearer <key>",
+      );
+    }
+    const admin = await admins.resolve(key).catch(unavailable);
+    if (admin) {
+      c.set("admin", admin);
+      return next();
+    }
+    const user = await users.resolve(key).catch(unavailable);
+    if (user) throw new ApiError(403, "permission_error", "this API key is not an admin key");
+    throw new ApiError(401, "authentication_error", "invalid API key");
+  };
+}
