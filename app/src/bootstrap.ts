@@ -21,6 +21,7 @@ import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
 import { createTelemetry, type Telemetry } from "./telemetry/otel";
 import { instrumentLlm, traceCache, traceStore } from "./telemetry/instrument";
+import { GEN_AI_PROVIDER_NAMES } from "./llm/upstream-kinds";
 import { BatchService } from "./batch/service";
 import {
   batchUpstreamFor,
@@ -148,7 +149,12 @@ export async function createDeps(
       logger.info(describeUpstream(config), "model calls go upstream");
     }
     // routing, batches, telemetry: spans and metrics around model calls; batches and their poller
-    const served = instrumentLlm(provider, telemetry, catalog);
+    const served = instrumentLlm(
+      provider,
+      telemetry,
+      catalog,
+      GEN_AI_PROVIDER_NAMES[config.LLM_UPSTREAM],
+    );
     if (provider instanceof ResilientProvider)
       telemetry.metrics.observeBreakers(() => provider.breakerStates());
     // rate limits and resilience

@@ -24,6 +24,7 @@ import { OfflineProvider } from "../../app/src/llm/offline";
 import type { LlmProvider, MessageRequest, StreamEvent } from "../../app/src/llm/types";
 import { createLogger, traceContextMixin } from "../../app/src/telemetry/logger";
 import { instrumentLlm, traceStore } from "../../app/src/telemetry/instrument";
+import { GEN_AI_PROVIDER_NAMES, UPSTREAMS } from "../../app/src/llm/upstream-kinds";
 import { createTelemetry, telemetryPlan, type Telemetry } from "../../app/src/telemetry/otel";
 import { telemetryMiddleware } from "../../app/src/telemetry/server-spans";
 import { FAKE_API_KEY, startFakeAnthropic, type FakeAnthropic } from "../support/fake-anthropic";
@@ -280,6 +281,28 @@ describe("traces", () => {
 
   const byName = (spans: ReadableSpan[], name: string) => spans.find((s) => s.name === name);
   const parentOf = (s: ReadableSpan) => s.parentSpanContext?.spanId;
+
+  it("names the provider by the upstream, as OpenTelemetry's GenAI conventions do (aws.bedrock, gcp.vertex_ai)", async () => {
+    const llm = new AnthropicProvider({
+      apiKey: FAKE_API_KEY,
+      baseURL: fake.url,
+      timeoutMs: 10_000,
+    });
+    for (const kind of UPSTREAMS) {
+      exporter.reset();
+      const wrapped = instrumentLlm(llm, telemetry, catalog, GEN_AI_PROVIDER_NAMES[kind]);
+      await wrapped.createMessage({
+        model: "claude-haiku-4-5",
+        max_tokens: 8,
+        messages: [{ role: "user", content: `provider ${kind}` }],
+      } as MessageRequest);
+      const span = byName(exporter.getFinishedSpans(), "chat claude-haiku-4-5")!;
+      expect([kind, span.attributes["gen_ai.provider.name"]]).toEqual([
+        kind,
+        { anthropic: "anthropic", bedrock: "aws.bedrock", vertex: "gcp.vertex_ai" }[kind],
+      ]);
+    }
+  });
 
   it("continues the caller's trace with a server span, an upstream span with usage and cost, and the SDK's call span", async () => {
     const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -9,6 +9,17 @@ export const UPSTREAMS = ["anthropic", "bedrock", "vertex"] as const;
 export type UpstreamKind = (typeof UPSTREAMS)[number];
 
 /**
+ * OpenTelemetry's `gen_ai.provider.name` for each upstream: the GenAI semantic conventions'
+ * well-known values (`anthropic`, `aws.bedrock`, `gcp.vertex_ai`; semantic-conventions
+ * gen-ai registry, read 2026-12-06).
+ */
+export const GEN_AI_PROVIDER_NAMES = {
+  anthropic: "anthropic",
+  bedrock: "aws.bedrock",
+  vertex: "gcp.vertex_ai",
+} as const satisfies Record<UpstreamKind, string>;
+
+/**
  * Geographies of Bedrock's cross-region (system-defined) inference profiles: a profile id is
  * `<geo>.<base model id>`. AWS lists US, EU, APAC, JP and AU geographies plus `global` (Bedrock
  * user guide, "Regional availability" and "Supported cross-Region inference profiles"; the CDK's

@@ -8,6 +8,7 @@
  * never calls for pg or ioredis. The upstream span wraps each logical model call (with retries
  * and fallbacks inside it); the Anthropic SDK adds one child span per API call on its own.
  */
+import { GEN_AI_PROVIDER_NAMES } from "../llm/upstream-kinds";
 import {
   context,
   SpanKind,
@@ -140,6 +141,8 @@ export function instrumentLlm(
   llm: LlmProvider,
   telemetry: Telemetry,
   catalog: Pick<ModelCatalog, "costUsd">,
+  /** `gen_ai.provider.name` of the calls (GEN_AI_PROVIDER_NAMES); the offline model's is "synthetic". */
+  providerName: string = GEN_AI_PROVIDER_NAMES.anthropic,
 ): LlmProvider {
   const { tracer } = telemetry;
   const metrics = telemetry.metrics;
@@ -150,7 +153,7 @@ export function instrumentLlm(
       kind: SpanKind.INTERNAL,
       attributes: {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": llm.synthetic ? "synthetic" : "anthropic",
+        "gen_ai.provider.name": llm.synthetic ? "synthetic" : providerName,
         "gen_ai.request.model": request.model,
         "gen_ai.request.max_tokens": request.max_tokens,
         "gen_ai.request.stream": stream,
