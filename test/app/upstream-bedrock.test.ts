@@ -338,6 +338,8 @@ const unique = (label: string) => `${label} ${randomBytes(6).toString("hex")}`;
     expect(String((fileBlock as Error).message)).toMatch(
       /messages\.0\.content\.0\.source: the Files API is not available on the bedrock upstream/,
     );
+    // Refused before anything is held or stored.
+    const stored = jest.spyOn(service.deps.store, "createBatch");
     const batch = await client.messages.batches
       .create({
         requests: [
@@ -352,6 +354,8 @@ const unique = (label: string) => `${label} ${randomBytes(6).toString("hex")}`;
     expect(String((batch as Error).message)).toMatch(
       /Message Batches are not available on the bedrock upstream/,
     );
+    expect(stored).not.toHaveBeenCalled();
+    stored.mockRestore();
     expect(fake.calls.length).toBe(before);
   });
 

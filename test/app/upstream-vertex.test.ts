@@ -244,6 +244,8 @@ const prefix = (project: string) =>
       } as Anthropic.MessageCreateParamsNonStreaming)
       .catch((e: unknown) => e);
     expect(String((geo as Error).message)).toMatch(/inference_geo.*vertex upstream/);
+    // Refused before anything is held or stored.
+    const stored = jest.spyOn(service.deps.store, "createBatch");
     const batch = await client.messages.batches
       .create({
         requests: [
@@ -258,6 +260,8 @@ const prefix = (project: string) =>
     expect(String((batch as Error).message)).toMatch(
       /Message Batches are not available on the vertex upstream/,
     );
+    expect(stored).not.toHaveBeenCalled();
+    stored.mockRestore();
     expect(fake.calls.length).toBe(before);
   });
 

@@ -70,6 +70,8 @@ export class BatchService {
 
   /** Accept a batch: route and prepare each request, hold the budget, store it, submit it upstream. */
   async create(userId: string, requests: readonly BatchRequestInput[]): Promise<BatchRecord> {
+    const refused = this.o.upstream?.unavailable?.();
+    if (refused) throw refused;
     const id = randomUUID();
     const synthetic = this.mode === "local" && this.o.llm.synthetic;
     const prepared = prepareBatch(requests, this.o.catalog, {

@@ -56,6 +56,11 @@ export interface BatchUpstream {
   delete(id: string): Promise<void>;
   /** The results of an ended batch, streamed (a batch's results file can be large). */
   results(id: string): AsyncIterable<UpstreamBatchResult>;
+  /**
+   * Why this upstream takes no batches at all, if it does not: the submission is refused with it
+   * before anything is held or stored.
+   */
+  unavailable?(): Error | undefined;
 }
 
 export interface AnthropicBatchUpstreamOptions {

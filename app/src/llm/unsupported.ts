@@ -11,6 +11,10 @@ import type { UpstreamKind } from "./upstream-kinds";
 export class UnsupportedBatchUpstream implements BatchUpstream {
   constructor(private readonly upstream: UpstreamKind) {}
 
+  unavailable(): UpstreamError {
+    return this.refusal();
+  }
+
   create(): Promise<UpstreamBatch> {
     return Promise.reject(this.refusal());
   }
