@@ -47,12 +47,14 @@ import { memoryScenario } from "./scenarios/memory";
 import { lambdaScenario } from "./scenarios/lambda";
 import { spikeScenario } from "./scenarios/spike";
 import { costScenario } from "./scenarios/cost";
+import { peersScenario } from "./scenarios/peers";
 
 /** In running order: throughput runs before spike and memory, which size their load from it. */
 export const SCENARIOS: readonly Scenario[] = [
   latencyScenario,
   cacheScenario,
   throughputScenario,
+  peersScenario,
   streamsScenario,
   spikeScenario,
   memoryScenario,

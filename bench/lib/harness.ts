@@ -11,9 +11,11 @@ import { Client } from "pg";
 import type { FakeAnthropicOptions } from "../../test/support/fake-anthropic";
 import {
   startFloorProxy,
+  startPortkey,
   startService,
   startUpstream,
   type FloorProxy,
+  type Portkey,
   type Service,
   type Upstream,
 } from "./procs";
@@ -108,6 +110,13 @@ export interface Stack {
   viaFloor: (connections?: number, timeoutMs?: number) => Promise<Target>;
   /** The floor proxy's process, once viaFloor has started it. */
   floor?: FloorProxy;
+  /**
+   * Starts the open-source Portkey gateway in front of this stack's upstream (provider
+   * `anthropic`, custom host: the fake); stopped with the stack. A peer users would pick instead.
+   */
+  viaPortkey: (connections?: number, timeoutMs?: number) => Promise<Target>;
+  /** Portkey's process, once viaPortkey has started it. */
+  portkey?: Portkey;
 }
 
 let stackCounter = 0;
@@ -126,6 +135,7 @@ export async function withStack<T>(
   const upstream = await startUpstream(upstreamOptions);
   let service: Service | undefined;
   let floor: FloorProxy | undefined;
+  let portkey: Portkey | undefined;
   const targets: Target[] = [];
   try {
     const n = ++stackCounter;
@@ -136,10 +146,16 @@ export async function withStack<T>(
       logFile: path.join(LOG_DIR, `${String(n).padStart(2, "0")}-${name}.log`),
     });
     const svc = service;
-    const target = (url: string, apiKey: string, connections: number, timeoutMs?: number) => {
+    const target = (
+      url: string,
+      apiKey: string,
+      connections: number,
+      timeoutMs?: number,
+      headers: Record<string, string> = {},
+    ) => {
       const t = new Target({
         url,
-        headers: { "x-api-key": apiKey, "anthropic-version": ANTHROPIC_VERSION },
+        headers: { "x-api-key": apiKey, "anthropic-version": ANTHROPIC_VERSION, ...headers },
         connections,
         timeoutMs,
       });
@@ -165,11 +181,21 @@ export async function withStack<T>(
         stack.floor = floor;
         return target(floor.url, id.key, connections, timeoutMs);
       },
+      viaPortkey: async (connections = 1, timeoutMs) => {
+        portkey ??= await startPortkey();
+        stack.portkey = portkey;
+        // Portkey's gateway headers: which provider, and its base URL (the fake, not Anthropic's).
+        return target(portkey.url, upstream.apiKey, connections, timeoutMs, {
+          "x-portkey-provider": "anthropic",
+          "x-portkey-custom-host": `${upstream.url}/v1`,
+        });
+      },
     };
     return await fn(stack);
   } finally {
     await Promise.all(targets.map((t) => t.close()));
     await floor?.stop();
+    await portkey?.stop();
     const code = await service?.stop();
     if (code !== undefined && code !== 0 && code !== null) {
       progress(opts, `  (service for ${name} exited with code ${code}; log: ${service?.logFile})`);

@@ -364,6 +364,64 @@ export function startFloorProxy(config: FloorProxyConfig): Promise<FloorProxy> {
   return startHelper<{ url: string }>("floor-proxy.ts", config, "floor proxy", imageNodeFlags());
 }
 
+// ---------------------------------------------------------------------------------------------
+// A peer: the open-source Portkey gateway (@portkey-ai/gateway, a devDependency of the benchmark)
+
+export interface Portkey extends Helper {
+  url: string;
+}
+
+/**
+ * Starts Portkey's Node server (`build/start-server.js --port=N --headless`, what
+ * `npx @portkey-ai/gateway` runs) in its own process with the service's node flags, so the two
+ * are compared on equal terms; ready once `GET /` answers.
+ */
+export async function startPortkey(): Promise<Portkey> {
+  const port = await freePort();
+  const pkg = path.dirname(require.resolve("@portkey-ai/gateway/package.json"));
+  const child = track(
+    spawn(
+      process.execPath,
+      [
+        ...imageNodeFlags(),
+        path.join(pkg, "build", "start-server.js"),
+        `--port=${port}`,
+        "--headless",
+      ],
+      {
+        cwd: REPO_ROOT,
+        stdio: ["ignore", "ignore", "pipe"],
+        env: cleanEnv({ NODE_ENV: "production" }),
+      },
+    ),
+  );
+  const stderr = tailCollector(child);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`Portkey exited (${child.exitCode}): ${stderr()}`);
+    const up = await fetch(`${url}/`, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (up) break;
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`Portkey did not answer within 20 s: ${stderr()}`);
+    }
+    await sleep(100);
+  }
+  const pid = child.pid!;
+  return {
+    url,
+    pid,
+    stats: () => procStats(pid),
+    stop: async () => {
+      await stopChild(child, 5000);
+    },
+  };
+}
+
 function tailOf(file: string): string {
   try {
     return existsSync(file) ? readFileSync(file, "utf8").slice(-3000).trim() : "";
