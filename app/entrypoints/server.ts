@@ -5,7 +5,7 @@
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
 import { createDeps } from "../src/bootstrap";
 import { buildApp } from "../src/app";
-import { ensureLocalApiKey } from "./local-key";
+import { ensureLocalAdminKey, ensureLocalApiKey } from "./local-key";
 import { resolveSecretReferences } from "../src/secrets";
 import { startNodeServer } from "./node-server";
 import { isToolWorker } from "../src/agent/tool-worker";
@@ -26,6 +26,11 @@ async function main() {
   const { logger } = deps;
   const embedded = !config.DATABASE_URL && !config.AGENT_API_KEYS?.length;
   const localKey = embedded ? await ensureLocalApiKey(deps.store, config.DATA_DIR) : undefined;
+  // The operator console's key: ADMIN_API_KEYS when set, else one kept like the local API key.
+  const adminKey =
+    embedded && !config.ADMIN_API_KEYS?.length
+      ? await ensureLocalAdminKey(deps.store, config.DATA_DIR)
+      : undefined;
 
   const app = buildApp(deps);
   const { url, metricsUrl, drain } = await startNodeServer(config, deps, app);
@@ -44,7 +49,10 @@ async function main() {
       `\nAgent service: ${url}\nLocal API key: ${localKey}\n` +
         `Try: curl -s ${url}/v1/messages -H 'x-api-key: ${localKey}' -H 'anthropic-version: 2023-06-01' ` +
         `-H 'content-type: application/json' ` +
-        `-d '{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}'\n\n`,
+        `-d '{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hello"}]}'\n` +
+        `Operator console: ${url}/console (sign in with ${adminKey ? "the local admin key" : "a key of ADMIN_API_KEYS"})\n` +
+        (adminKey ? `Local admin key: ${adminKey}\n` : "") +
+        "\n",
     );
   }
 

@@ -9,6 +9,7 @@ import type { AppEnv } from "./http";
 import { ApiError, errorBody, sendError } from "./errors";
 import { ModelCatalog } from "./llm/models";
 import { registerApiRoutes } from "./routes/api";
+import { registerConsoleRoutes } from "./routes/console";
 import { registerHealthRoutes } from "./routes/health";
 import { telemetryMiddleware } from "./telemetry/server-spans";
 
@@ -67,6 +68,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   });
 
   registerHealthRoutes(app, deps);
+  // The operator console's page and assets (public; its data comes from the admin API).
+  registerConsoleRoutes(app);
   registerApiRoutes(app, deps, catalog);
 
   app.notFound((c) =>

@@ -35,6 +35,7 @@ import { ResilientProvider, resilienceOptions } from "./llm/resilient";
 import { rateLimiterFromConfig } from "./ratelimit/limiter";
 import { Lifecycle } from "./lifecycle";
 import { errorMessage } from "./errors";
+import { ActivityLog } from "./console/activity";
 
 export interface CreateDepsOptions {
   logger?: Logger;
@@ -233,6 +234,7 @@ function assemble({
   // Batches hold their worst case on the budgets before anything is submitted.
   batches.budget = batchBudgetHooks(budgets);
   if (config.BATCH_POLLER_ENABLED) batches.start();
+  const activity = new ActivityLog().observe({ budgets, rateLimiter });
   const deps: AppDeps = {
     config,
     logger,
@@ -248,9 +250,11 @@ function assemble({
     cache,
     usage,
     budgets,
+    activity,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),
     lifecycle: new Lifecycle(),
     async close() {
+      activity.close();
       await batches.stop();
       if (!options.llm && llm instanceof ResilientProvider) llm.close();
       await budgets

@@ -17,6 +17,7 @@ import type { RequestRateLimiter } from "./ratelimit/limiter";
 import type { ResilientProvider } from "./llm/resilient";
 import type { BudgetService } from "./budget/budgets";
 import type { LifecycleState } from "./lifecycle";
+import type { ActivityLog } from "./console/activity";
 
 export interface AppDeps {
   config: AppConfig;
@@ -46,6 +47,11 @@ export interface AppDeps {
    * routes charge. Absent in tests that build deps by hand: the Anthropic prices.
    */
   catalog?: ModelCatalog;
+  /**
+   * Recent refusals and alerts and the response cache's savings, per replica, for the operator
+   * console (console/activity.ts). Absent in tests that build deps by hand: the console shows none.
+   */
+  activity?: ActivityLog;
   /** Release everything: flush the ledger, close pools and connections. */
   close(): Promise<void>;
 }

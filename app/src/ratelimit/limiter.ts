@@ -70,9 +70,16 @@ export interface Admission {
 
 type Limiter = RateLimiterAbstract | RLWrapperTimeouts;
 
+/** One request the limiter refused (the hook for the operator console's recent refusals). */
+export interface RateLimitRefusal {
+  userId: string;
+  limit: "rpm" | "tpm";
+}
+
 export class RequestRateLimiter {
   private readonly requests: Limiter | null;
   private readonly tokens: Limiter | null;
+  private readonly refusalListeners = new Set<(e: RateLimitRefusal) => void>();
 
   constructor(private readonly options: RateLimiterOptions) {
     this.requests = options.rpm > 0 ? this.build("rpm", options.rpm) : null;
@@ -81,6 +88,22 @@ export class RequestRateLimiter {
 
   get enabled(): boolean {
     return this.requests !== null || this.tokens !== null;
+  }
+
+  /** Call `listener` for every refused request; returns the function that removes it. */
+  onRefused(listener: (e: RateLimitRefusal) => void): () => void {
+    this.refusalListeners.add(listener);
+    return () => this.refusalListeners.delete(listener);
+  }
+
+  private refused(userId: string, limit: RateLimitRefusal["limit"]): void {
+    for (const listener of this.refusalListeners) {
+      try {
+        listener({ userId, limit });
+      } catch (err) {
+        this.options.logger?.warn({ err: errorMessage(err) }, "rate limit refusal listener threw");
+      }
+    }
   }
 
   private build(kind: "rpm" | "tpm", points: number): Limiter {
@@ -140,6 +163,7 @@ export class RequestRateLimiter {
       if (req.rejected) {
         // Redis counted the tokens, refused or not: nothing will run on them.
         if (tok) void tokens!.reward(user, want).catch(() => undefined);
+        this.refused(user, "rpm");
         throw limited(
           headers,
           req.msBeforeNext,
@@ -155,6 +179,7 @@ export class RequestRateLimiter {
       headers["anthropic-ratelimit-tokens-remaining"] = String(
         Math.max(0, this.options.tpm - (tok.consumedPoints - want)),
       );
+      this.refused(user, "tpm");
       throw limited(
         headers,
         tok.msBeforeNext,

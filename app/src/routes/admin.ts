@@ -13,6 +13,7 @@
  *   PUT    /v1/admin/users/{user}/budgets  {"<kind>": usd | null, ...}: replaces the user's overrides
  *   GET    /v1/admin/usage?group_by=user|team|model&from=&to=   (JSON, or CSV with Accept: text/csv)
  *   GET    /v1/admin/audit[?limit=]
+ *   GET    /v1/admin/overview              the operator console's snapshot (console/overview.ts)
  *   POST   /v1/admin/admin-keys {"name"}   GET /v1/admin/admin-keys   DELETE /v1/admin/admin-keys/{id}
  *
  * Caches: a revoked key, a changed team or override takes effect at once on the replica that
@@ -22,7 +23,9 @@ import type { Hono } from "hono";
 import * as z from "zod";
 import { AdminKeyResolver, adminAuthMiddleware } from "../admin-auth";
 import { isUserBudgetName, USER_BUDGET_NAMES } from "../budget/kinds";
+import { buildOverview } from "../console/overview";
 import type { AppDeps } from "../deps";
+import type { ModelCatalog } from "../llm/models";
 import { ApiError, badRequest, notFound } from "../errors";
 import { readJson, type AppContext, type AppEnv } from "../http";
 import { UUID } from "../store/sql-rows";
@@ -63,7 +66,7 @@ const userPatchBody = z.strictObject({ team: z.string().min(1).max(128).nullable
 const userBudgetsBody = z.record(z.string(), z.number().min(0).finite().nullable());
 const newAdminKeyBody = z.strictObject({ name: userId });
 
-export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps) {
+export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: ModelCatalog) {
   const admins = new AdminKeyResolver({
     staticKeys: deps.config.ADMIN_API_KEYS,
     store: deps.store.admin,
@@ -239,6 +242,13 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps) {
       to: to ?? null,
       data: groups.map((g) => usageRow(groupBy, g)),
     });
+  });
+
+  // ---- the operator console's snapshot (GET /console polls it; reads are not audited) ----------
+
+  app.get(`${ADMIN}/overview`, async (c) => {
+    c.header("cache-control", "no-store");
+    return c.json(await buildOverview(deps, catalog));
   });
 
   // ---- audit log and admin keys ------------------------------------------------------------

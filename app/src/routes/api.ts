@@ -30,7 +30,7 @@ export function registerApiRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: Mod
   app.use(API, bodyLimitGuard(deps.config.MAX_BODY_BYTES));
   // Admin routes take admin keys and answer every /v1/admin path themselves: the user guard
   // registered after them never runs there.
-  registerAdminRoutes(app, deps);
+  registerAdminRoutes(app, deps, catalog);
   app.use(API, authMiddleware(deps.auth, deps.logger));
   app.use(API, versionGuard);
   if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)

@@ -122,6 +122,8 @@ export function registerMessageRoutes(
     if (lookup) holdTiming.looked(Boolean(hit));
     if (hit) {
       releaseHold(deps, holding);
+      // What the call this hit spares would cost at today's prices (the operator console).
+      deps.activity?.cacheHit(cachedCostUsd(catalog, hit, request.model));
       return replay(c, deps, hit, request.model);
     }
     c.header("x-cache", cacheable ? "MISS" : "BYPASS");
@@ -491,6 +493,15 @@ async function replay(
   if (start?.type === "message_start") c.header("x-agent-model", start.message.model);
   // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
   return c.body(hit.events.map(sse).join(""));
+}
+
+/** The cost of the model call a cached answer stands for: its usage at the answering model's prices. */
+function cachedCostUsd(catalog: ModelCatalog, hit: CachedResponse, model: string): number {
+  if (hit.kind === "json")
+    return catalog.costUsd(hit.message.model || model, fullUsage(hit.message.usage));
+  const tracker = new StreamTracker();
+  for (const event of hit.events) tracker.observe(event);
+  return catalog.costUsd(tracker.model ?? model, tracker.usage);
 }
 
 function toEntryTokens(u: FullUsage) {

@@ -17,6 +17,7 @@ import type {
   Team,
   UsageGroup,
   UsageGroupBy,
+  UsageStatus,
   UserTeam,
 } from "./types";
 import { TeamNameTakenError } from "./types";
@@ -211,21 +212,31 @@ export class SqlAdmin implements AdminStore {
 
   // ---- chargeback ----------------------------------------------------------------------------
 
+  async requestsByStatus(range: {
+    sinceIso?: string;
+    untilIso?: string;
+  }): Promise<Array<{ status: UsageStatus; requests: number }>> {
+    const { filter, params } = rangeFilter(range);
+    const { rows } = await this.db.query<Row>(
+      `SELECT l.status AS status, count(*) AS requests FROM usage_ledger l ${filter}
+       GROUP BY l.status ORDER BY l.status`,
+      params,
+    );
+    return rows.map((r) => ({
+      status: String(r.status) as UsageStatus,
+      requests: Number(r.requests),
+    }));
+  }
+
   async usageBy(
     groupBy: UsageGroupBy,
     range: { sinceIso?: string; untilIso?: string },
   ): Promise<UsageGroup[]> {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (range.sinceIso !== undefined)
-      where.push(`l.created_at >= $${params.push(validIso(range.sinceIso, "sinceIso"))}`);
-    if (range.untilIso !== undefined)
-      where.push(`l.created_at < $${params.push(validIso(range.untilIso, "untilIso"))}`);
+    const { filter, params } = rangeFilter(range);
     const sums = `count(*) AS requests, sum(l.input_tokens) AS input_tokens,
       sum(l.output_tokens) AS output_tokens,
       sum(l.cache_creation_input_tokens) AS cache_creation_input_tokens,
       sum(l.cache_read_input_tokens) AS cache_read_input_tokens, sum(l.cost_usd) AS cost_usd`;
-    const filter = where.length ? `WHERE ${where.join(" AND ")}` : "";
     const query =
       groupBy === "team"
         ? `SELECT m.team_id AS key, t.name AS name, ${sums} FROM usage_ledger l
@@ -245,6 +256,20 @@ export class SqlAdmin implements AdminStore {
       costUsd: Number(r.cost_usd),
     }));
   }
+}
+
+/** The WHERE clause of a ledger time range: [sinceIso, untilIso) on `l.created_at`. */
+function rangeFilter(range: { sinceIso?: string; untilIso?: string }): {
+  filter: string;
+  params: unknown[];
+} {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (range.sinceIso !== undefined)
+    where.push(`l.created_at >= $${params.push(validIso(range.sinceIso, "sinceIso"))}`);
+  if (range.untilIso !== undefined)
+    where.push(`l.created_at < $${params.push(validIso(range.untilIso, "untilIso"))}`);
+  return { filter: where.length ? `WHERE ${where.join(" AND ")}` : "", params };
 }
 
 function toTeam(r: Row): Team {

@@ -193,6 +193,11 @@ export interface AdminStore {
   /** Newest first. */
   listAudit(limit: number): Promise<AuditEntry[]>;
 
+  /** Ledger rows per status (ok, cached, error, ...) over [sinceIso, untilIso): the console's request counts. */
+  requestsByStatus(range: {
+    sinceIso?: string;
+    untilIso?: string;
+  }): Promise<Array<{ status: UsageStatus; requests: number }>>;
   /** Ledger totals per group over [sinceIso, untilIso), by cost, highest first. */
   usageBy(
     groupBy: UsageGroupBy,

@@ -1,0 +1,546 @@
+/**
+ * The operator console's page (GET /console): an HTML shell, its stylesheet and its script, kept
+ * here as strings so the server bundle (esbuild) and the Lambda bundle carry them with no file to
+ * ship beside them. The page loads nothing else: no third-party script, font or stylesheet, and
+ * runs under CONSOLE_CSP (no inline script or style; the script sets bar widths through the CSSOM,
+ * which style-src does not restrict).
+ *
+ * The shell is public and holds no data. Signing in keeps the admin key in the tab's
+ * sessionStorage (gone when the tab closes; never in a URL, a cookie or a log line) and sends it
+ * as `x-api-key` to the admin API; a 401 brings the sign-in form back, a 403 says the key is not an
+ * admin key. Everything shown comes from GET /v1/admin/overview, polled every POLL_MS while the
+ * tab is visible, and is put in the DOM with textContent only.
+ */
+
+export const POLL_MS = 5000;
+
+export const CONSOLE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+].join("; ");
+
+export const CONSOLE_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
+<title>Operator console · agent service</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/console/app.css">
+<script src="/console/app.js" defer></script>
+</head>
+<body>
+<a class="skip" href="#main">Skip to content</a>
+<header class="top">
+  <h1>Operator console</h1>
+  <p id="updated" class="muted">Not signed in</p>
+  <button type="button" id="signout" hidden>Sign out</button>
+</header>
+<main id="main" tabindex="-1">
+  <section id="signin" aria-labelledby="signin-h">
+    <h2 id="signin-h">Sign in</h2>
+    <p>Use an admin API key (ADMIN_API_KEYS, or one minted with POST /v1/admin/admin-keys). It is kept in this tab only (sessionStorage) and sent to the admin API as <code>x-api-key</code>.</p>
+    <form id="signin-form" autocomplete="off">
+      <label for="admin-key">Admin API key</label>
+      <input id="admin-key" name="admin-key" type="password" required spellcheck="false" autocomplete="off">
+      <button type="submit">Sign in</button>
+    </form>
+    <p id="signin-error" class="error" role="alert"></p>
+  </section>
+
+  <div id="dashboard" hidden>
+    <section aria-labelledby="traffic-h">
+      <h2 id="traffic-h">Today</h2>
+      <dl class="kpis" aria-live="polite">
+        <div><dt>Requests</dt><dd id="k-requests">–</dd></div>
+        <div><dt>Response cache hit ratio</dt><dd id="k-hit-ratio">–</dd></div>
+        <div><dt>Spent today</dt><dd id="k-spent-today">–</dd></div>
+        <div><dt>Spent this month</dt><dd id="k-spent-month">–</dd></div>
+        <div><dt>Saved by the response cache</dt><dd id="k-saved-response">–</dd></div>
+        <div><dt>Saved by prompt caching</dt><dd id="k-saved-prompt">–</dd></div>
+      </dl>
+      <p class="muted" id="k-notes"></p>
+    </section>
+
+    <section aria-labelledby="budgets-h">
+      <h2 id="budgets-h">Budgets</h2>
+      <p class="muted">Spend from the usage ledger (UTC day and month). Bars turn amber at 80 % and red at 100 %.</p>
+      <h3>Deployment</h3>
+      <div id="b-deployment" class="bars"></div>
+      <h3>Teams</h3>
+      <div id="b-teams" class="bars"></div>
+      <h3>Top users today</h3>
+      <div id="b-users" class="bars"></div>
+    </section>
+
+    <section aria-labelledby="models-h">
+      <h2 id="models-h">Models</h2>
+      <table>
+        <caption>Model mix today and circuit breaker state</caption>
+        <thead><tr><th scope="col">Model</th><th scope="col">Requests</th><th scope="col">Cost</th><th scope="col">Breaker</th></tr></thead>
+        <tbody id="t-models"></tbody>
+      </table>
+      <p class="muted" id="models-note"></p>
+    </section>
+
+    <section aria-labelledby="events-h">
+      <h2 id="events-h">Recent refusals and alerts</h2>
+      <p class="muted" id="events-note"></p>
+      <table>
+        <caption>Refusals</caption>
+        <thead><tr><th scope="col">Time (UTC)</th><th scope="col">What</th><th scope="col">User</th><th scope="col">Scope</th></tr></thead>
+        <tbody id="t-refusals"></tbody>
+      </table>
+      <table>
+        <caption>Budget alerts</caption>
+        <thead><tr><th scope="col">Time (UTC)</th><th scope="col">Budget</th><th scope="col">Scope</th><th scope="col">Threshold</th><th scope="col">Spent / limit</th></tr></thead>
+        <tbody id="t-alerts"></tbody>
+      </table>
+    </section>
+
+    <section aria-labelledby="manage-h">
+      <h2 id="manage-h">Manage</h2>
+      <div class="forms">
+        <form id="team-form">
+          <h3>Create a team</h3>
+          <label for="team-name">Team name</label>
+          <input id="team-name" name="team-name" required maxlength="128">
+          <label for="team-daily">Daily budget, USD (optional)</label>
+          <input id="team-daily" name="team-daily" type="number" min="0" step="any" inputmode="decimal">
+          <label for="team-monthly">Monthly budget, USD (optional)</label>
+          <input id="team-monthly" name="team-monthly" type="number" min="0" step="any" inputmode="decimal">
+          <button type="submit">Create team</button>
+          <p class="status" id="team-status" role="status"></p>
+        </form>
+
+        <form id="key-form">
+          <h3>Mint a user key</h3>
+          <label for="key-user">User id</label>
+          <input id="key-user" name="key-user" required maxlength="128">
+          <label for="key-team">Team (optional)</label>
+          <select id="key-team" name="key-team"><option value="">No team</option></select>
+          <label for="key-name">Key name (optional)</label>
+          <input id="key-name" name="key-name" maxlength="200">
+          <button type="submit">Mint key</button>
+          <p class="status" id="key-status" role="status"></p>
+          <div id="key-result" hidden>
+            <label for="key-value">New key, shown once</label>
+            <input id="key-value" readonly spellcheck="false">
+            <button type="button" id="key-copy">Copy key</button>
+          </div>
+        </form>
+
+        <form id="budget-form">
+          <h3>Change a team's budget</h3>
+          <label for="budget-team">Team</label>
+          <select id="budget-team" name="budget-team" required><option value="">Choose a team</option></select>
+          <label for="budget-daily">Daily budget, USD (empty: no limit)</label>
+          <input id="budget-daily" name="budget-daily" type="number" min="0" step="any" inputmode="decimal">
+          <label for="budget-monthly">Monthly budget, USD (empty: no limit)</label>
+          <input id="budget-monthly" name="budget-monthly" type="number" min="0" step="any" inputmode="decimal">
+          <button type="submit">Save budget</button>
+          <p class="status" id="budget-status" role="status"></p>
+        </form>
+      </div>
+    </section>
+  </div>
+</main>
+<footer class="muted"><p>Served by the agent service itself. Refreshes every ${POLL_MS / 1000} s while this tab is visible.</p></footer>
+</body>
+</html>
+`;
+
+export const CONSOLE_CSS = `
+:root { color-scheme: light; --fg: #111827; --muted: #4b5563; --bg: #f9fafb; --card: #ffffff;
+  --line: #6b7280; --ok: #1d4ed8; --warn: #b45309; --over: #b91c1c; --focus: #1d4ed8; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--fg); background: var(--bg); }
+.skip { position: absolute; left: -999px; top: 0; background: #fff; padding: .5em; }
+.skip:focus { left: .5em; }
+.top { display: flex; gap: 1em; align-items: center; padding: .6em 1.2em; background: #1f2937; color: #fff; }
+.top h1 { font-size: 1.25em; margin: 0; flex: 0 0 auto; }
+.top .muted { color: #e5e7eb; flex: 1 1 auto; margin: 0; }
+main { padding: 1em 1.2em; max-width: 1240px; margin: 0 auto; }
+section { background: var(--card); border: 1px solid #d1d5db; border-radius: 6px; padding: .6em 1em 1em; margin-bottom: 1em; }
+h2 { font-size: 1.1em; margin: .4em 0 .6em; }
+h3 { font-size: 1em; margin: .8em 0 .4em; }
+.muted { color: var(--muted); }
+.error { color: var(--over); font-weight: 600; }
+:focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
+[tabindex="-1"]:focus { outline: none; }
+button { font: inherit; padding: .35em .9em; border: 1px solid #1f2937; border-radius: 4px; background: #1f2937; color: #fff; cursor: pointer; }
+.top button { background: #fff; color: #1f2937; }
+input, select { font: inherit; padding: .3em .4em; border: 1px solid var(--line); border-radius: 4px; width: 100%; max-width: 22em; color: var(--fg); background: #fff; }
+label { display: block; margin: .5em 0 .15em; font-weight: 600; }
+form button { margin-top: .6em; }
+#signin-form { display: flex; flex-wrap: wrap; gap: .4em; align-items: end; }
+#signin-form label { flex-basis: 100%; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(11em, 1fr)); gap: .6em; margin: 0; }
+.kpis div { border: 1px solid #d1d5db; border-radius: 4px; padding: .4em .6em; }
+.kpis dt { color: var(--muted); font-size: .85em; }
+.kpis dd { margin: 0; font-size: 1.35em; font-weight: 700; }
+.bars { display: grid; gap: .35em; }
+.bar { display: grid; grid-template-columns: minmax(9em, 14em) 1fr minmax(16em, 24em); gap: .6em; align-items: center; }
+.bar .name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.track { height: 1em; border: 1px solid var(--line); border-radius: 3px; background: #fff; overflow: hidden; }
+.fill { height: 100%; width: 0; background: var(--ok); }
+.bar.warn .fill { background: var(--warn); }
+.bar.over .fill { background: var(--over); }
+.bar.warn .value { color: var(--warn); }
+.bar.over .value { color: var(--over); }
+.value { font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; width: 100%; margin: .4em 0 .8em; }
+caption { text-align: left; font-weight: 600; padding: .2em 0; }
+th, td { text-align: left; padding: .25em .5em; border-bottom: 1px solid #e5e7eb; }
+td.num { font-variant-numeric: tabular-nums; }
+.state-open { color: var(--over); font-weight: 700; }
+.state-half_open { color: var(--warn); font-weight: 700; }
+.forms { display: grid; grid-template-columns: repeat(auto-fit, minmax(17em, 1fr)); gap: 1.2em; }
+.status { min-height: 1.4em; }
+footer { text-align: center; padding: 0 1em 1em; font-size: .85em; }
+`;
+
+/** Plain ES2022, no template literals: it lives inside one. */
+export const CONSOLE_JS = `"use strict";
+(function () {
+  var KEY = "agent-console-admin-key";
+  var POLL_MS = ${POLL_MS};
+  var timer = null;
+  var inFlight = false;
+  var teamsSig = "";
+  var lastTeams = [];
+  var $ = function (id) { return document.getElementById(id); };
+
+  function adminKey() { return sessionStorage.getItem(KEY); }
+
+  function usd(n) {
+    if (n === null || n === undefined) return "–";
+    if (n !== 0 && Math.abs(n) < 0.01) return "$" + n.toFixed(4);
+    return "$" + n.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function setText(el, text) { if (el.textContent !== text) el.textContent = text; }
+  function cell(tr, text, cls) {
+    var td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function time(iso) { return iso ? iso.slice(11, 19) : ""; }
+  function when(iso) { return iso ? iso.slice(0, 10) + " " + iso.slice(11, 16) + " UTC" : "start"; }
+
+  function api(method, path, body) {
+    var headers = { "x-api-key": adminKey() || "" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    return fetch(path, { method: method, headers: headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store", credentials: "omit" })
+      .then(function (res) {
+        return res.json().catch(function () { return {}; }).then(function (json) { return { status: res.status, json: json }; });
+      });
+  }
+  function errorText(r) {
+    var e = r.json && r.json.error;
+    return (e && e.message ? e.message : "request failed") + " (HTTP " + r.status + ")";
+  }
+
+  function showSignin(message) {
+    stop();
+    $("dashboard").hidden = true;
+    $("signout").hidden = true;
+    $("signin").hidden = false;
+    setText($("signin-error"), message || "");
+    setText($("updated"), "Not signed in");
+  }
+  function showDashboard() {
+    $("signin").hidden = true;
+    $("dashboard").hidden = false;
+    $("signout").hidden = false;
+  }
+
+  function handleAuth(r) {
+    if (r.status === 401) {
+      sessionStorage.removeItem(KEY);
+      showSignin("The admin API did not accept this key (401): sign in with an admin key.");
+      return true;
+    }
+    if (r.status === 403) {
+      sessionStorage.removeItem(KEY);
+      showSignin("This key is not an admin key (403): it is a user's key. Sign in with an admin API key.");
+      return true;
+    }
+    return false;
+  }
+
+  function bar(name, spent, limit, detail) {
+    var row = document.createElement("div");
+    row.className = "bar";
+    var label = document.createElement("span");
+    label.className = "name";
+    label.textContent = name;
+    label.title = name;
+    var track = document.createElement("div");
+    track.className = "track";
+    var fill = document.createElement("div");
+    fill.className = "fill";
+    track.appendChild(fill);
+    var value = document.createElement("span");
+    value.className = "value";
+    var text;
+    if (limit === null || limit === undefined || limit <= 0) {
+      text = usd(spent) + " (no limit)";
+      track.setAttribute("aria-hidden", "true");
+    } else {
+      var pct = (spent / limit) * 100;
+      var shown = Math.round(pct);
+      fill.style.width = Math.min(100, pct).toFixed(2) + "%";
+      if (pct >= 100) row.classList.add("over");
+      else if (pct >= 80) row.classList.add("warn");
+      text = usd(spent) + " of " + usd(limit) + " (" + shown + "%" + (pct >= 100 ? ", over budget" : pct >= 80 ? ", near limit" : "") + ")";
+      track.setAttribute("role", "meter");
+      track.setAttribute("aria-valuemin", "0");
+      track.setAttribute("aria-valuemax", String(limit));
+      track.setAttribute("aria-valuenow", String(Math.min(spent, limit)));
+      track.setAttribute("aria-valuetext", text);
+      track.setAttribute("aria-label", name);
+    }
+    value.textContent = detail ? text + " " + detail : text;
+    row.appendChild(label);
+    row.appendChild(track);
+    row.appendChild(value);
+    row.setAttribute("data-name", name);
+    return row;
+  }
+  function replace(container, nodes, empty) {
+    container.replaceChildren.apply(container, nodes);
+    if (nodes.length === 0) {
+      var p = document.createElement("p");
+      p.className = "muted";
+      p.textContent = empty;
+      container.appendChild(p);
+    }
+  }
+
+  function render(o) {
+    setText($("k-requests"), o.requests.today.toLocaleString("en-US"));
+    setText($("k-hit-ratio"), o.requests.cache_hit_ratio === null ? "–" : (o.requests.cache_hit_ratio * 100).toFixed(1) + "%");
+    setText($("k-spent-today"), usd(o.deployment.spent_today_usd));
+    setText($("k-spent-month"), usd(o.deployment.spent_month_usd));
+    setText($("k-saved-response"), usd(o.savings.response_cache.saved_usd));
+    setText($("k-saved-prompt"), usd(o.savings.prompt_cache.saved_usd));
+    setText($("k-notes"), o.requests.cached + " cached answers and " + o.requests.errors + " failed requests today. Prompt caching: " +
+      o.savings.prompt_cache.read_tokens.toLocaleString("en-US") + " cache-read tokens today. Response cache: " + o.savings.response_cache.hits +
+      " hits on this replica since " + when(o.savings.response_cache.since) + ".");
+
+    replace($("b-deployment"), [
+      bar("Daily budget", o.deployment.spent_today_usd, o.deployment.daily_limit_usd, "")
+    ], "");
+    var teams = [];
+    o.teams.forEach(function (t) {
+      teams.push(bar(t.name + " · daily", t.spent_today_usd, t.daily_limit_usd, ""));
+      teams.push(bar(t.name + " · monthly", t.spent_month_usd, t.monthly_limit_usd, ""));
+    });
+    replace($("b-teams"), teams, "No teams yet.");
+    replace($("b-users"), o.top_users.map(function (u) {
+      return bar(u.user + (u.team ? " (" + u.team.name + ")" : ""), u.spent_today_usd, u.daily_limit_usd,
+        "· " + u.requests_today + (u.requests_today === 1 ? " request" : " requests"));
+    }), "No spend today.");
+
+    var breakersByModel = {};
+    o.breakers.forEach(function (b) { breakersByModel[b.model] = b.state; });
+    var rows = o.models.map(function (m) {
+      var tr = document.createElement("tr");
+      cell(tr, m.model);
+      cell(tr, String(m.requests), "num");
+      cell(tr, usd(m.cost_usd), "num");
+      var state = m.breaker || "–";
+      cell(tr, state.replace("_", "-"), "state-" + state);
+      delete breakersByModel[m.model];
+      return tr;
+    });
+    Object.keys(breakersByModel).forEach(function (model) {
+      var tr = document.createElement("tr");
+      cell(tr, model);
+      cell(tr, "0", "num");
+      cell(tr, usd(0), "num");
+      cell(tr, breakersByModel[model].replace("_", "-"), "state-" + breakersByModel[model]);
+      rows.push(tr);
+    });
+    replace($("t-models"), rows, "");
+    setText($("models-note"), o.breakers.length ? "Breaker states are this replica's." :
+      "No circuit breakers: the offline model calls no upstream.");
+    if (rows.length === 0) {
+      var tr = document.createElement("tr");
+      cell(tr, "No requests today.").colSpan = 4;
+      $("t-models").replaceChildren(tr);
+    }
+
+    var a = o.activity;
+    setText($("events-note"), "Kept in memory by the replica that answered (its newest " + a.capacity + " of each, since " + when(a.since) +
+      "): " + a.refusals_total + " refusals and " + a.alerts_total + " alerts so far. Other replicas keep their own.");
+    var refusals = a.refusals.map(function (r) {
+      var tr = document.createElement("tr");
+      cell(tr, time(r.at));
+      cell(tr, (r.kind === "budget" ? "budget: " : "rate limit: ") + r.limit);
+      cell(tr, r.user);
+      cell(tr, r.scope_id || "");
+      return tr;
+    });
+    replace($("t-refusals"), refusals, "");
+    if (refusals.length === 0) { var e1 = document.createElement("tr"); cell(e1, "No refusals.").colSpan = 4; $("t-refusals").replaceChildren(e1); }
+    var alerts = a.alerts.map(function (x) {
+      var tr = document.createElement("tr");
+      cell(tr, time(x.at));
+      cell(tr, x.budget);
+      cell(tr, x.scope_id);
+      cell(tr, x.threshold + "%");
+      cell(tr, usd(x.spent_usd) + " / " + usd(x.limit_usd), "num");
+      return tr;
+    });
+    replace($("t-alerts"), alerts, "");
+    if (alerts.length === 0) { var e2 = document.createElement("tr"); cell(e2, "No alerts.").colSpan = 5; $("t-alerts").replaceChildren(e2); }
+
+    lastTeams = o.teams;
+    var sig = JSON.stringify(o.teams.map(function (t) { return [t.id, t.name]; }));
+    if (sig !== teamsSig) {
+      teamsSig = sig;
+      fillTeams($("key-team"), "No team");
+      fillTeams($("budget-team"), "Choose a team");
+    }
+    setText($("updated"), "Updated " + time(o.at) + " UTC");
+  }
+
+  function fillTeams(select, none) {
+    var value = select.value;
+    var options = [new Option(none, "")];
+    lastTeams.forEach(function (t) { options.push(new Option(t.name, t.id)); });
+    select.replaceChildren.apply(select, options);
+    select.value = lastTeams.some(function (t) { return t.id === value; }) ? value : "";
+  }
+
+  function refresh() {
+    if (inFlight || !adminKey()) return Promise.resolve();
+    inFlight = true;
+    return api("GET", "/v1/admin/overview").then(function (r) {
+      if (handleAuth(r)) return;
+      if (r.status !== 200) { setText($("updated"), "Refresh failed: " + errorText(r)); return; }
+      showDashboard();
+      render(r.json);
+    }).catch(function () {
+      setText($("updated"), "Refresh failed: the service did not answer");
+    }).finally(function () { inFlight = false; });
+  }
+
+  function start() {
+    stop();
+    if (document.hidden || !adminKey()) return;
+    timer = setInterval(refresh, POLL_MS);
+  }
+  function stop() { if (timer !== null) { clearInterval(timer); timer = null; } }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) stop();
+    else if (adminKey()) { refresh(); start(); }
+  });
+
+  function numberOrNull(input) {
+    var v = input.value.trim();
+    return v === "" ? null : Number(v);
+  }
+
+  function init() {
+    $("signin-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var input = $("admin-key");
+      sessionStorage.setItem(KEY, input.value.trim());
+      input.value = "";
+      setText($("signin-error"), "");
+      refresh().then(function () {
+        if (adminKey()) { start(); $("main").focus(); }
+      });
+    });
+    $("signout").addEventListener("click", function () {
+      sessionStorage.removeItem(KEY);
+      showSignin("Signed out.");
+      $("admin-key").focus();
+    });
+
+    $("team-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var budgets = {};
+      var d = numberOrNull($("team-daily"));
+      var m = numberOrNull($("team-monthly"));
+      if (d !== null) budgets.daily_usd = d;
+      if (m !== null) budgets.monthly_usd = m;
+      var name = $("team-name").value.trim();
+      api("POST", "/v1/admin/teams", { name: name, budgets: budgets }).then(function (r) {
+        if (handleAuth(r)) return;
+        if (r.status !== 201) { setText($("team-status"), "Not created: " + errorText(r)); return; }
+        setText($("team-status"), "Created team " + r.json.name + ".");
+        $("team-form").reset();
+        return refresh();
+      });
+    });
+
+    $("key-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var body = { user: $("key-user").value.trim() };
+      if ($("key-team").value) body.team = $("key-team").value;
+      if ($("key-name").value.trim()) body.name = $("key-name").value.trim();
+      $("key-result").hidden = true;
+      $("key-value").value = "";
+      api("POST", "/v1/admin/keys", body).then(function (r) {
+        if (handleAuth(r)) return;
+        if (r.status !== 201) { setText($("key-status"), "Not minted: " + errorText(r)); return; }
+        $("key-value").value = r.json.key;
+        $("key-result").hidden = false;
+        setText($("key-status"), "Key minted for " + r.json.user + ". Copy it now: it is not shown again.");
+        $("key-value").focus();
+        $("key-value").select();
+        return refresh();
+      });
+    });
+    $("key-copy").addEventListener("click", function () {
+      var value = $("key-value").value;
+      var done = function () { setText($("key-status"), "Key copied to the clipboard."); };
+      var fallback = function () {
+        $("key-value").select();
+        var ok = false;
+        try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+        if (ok) done(); else setText($("key-status"), "Copy failed: select the key and copy it.");
+      };
+      if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(value).then(done, fallback);
+      else fallback();
+    });
+
+    $("budget-team").addEventListener("change", function () {
+      var team = lastTeams.find(function (t) { return t.id === $("budget-team").value; });
+      $("budget-daily").value = team && team.daily_limit_usd !== null ? String(team.daily_limit_usd) : "";
+      $("budget-monthly").value = team && team.monthly_limit_usd !== null ? String(team.monthly_limit_usd) : "";
+    });
+    $("budget-form").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var id = $("budget-team").value;
+      if (!id) { setText($("budget-status"), "Choose a team first."); return; }
+      var body = { budgets: { daily_usd: numberOrNull($("budget-daily")), monthly_usd: numberOrNull($("budget-monthly")) } };
+      api("PATCH", "/v1/admin/teams/" + encodeURIComponent(id), body).then(function (r) {
+        if (handleAuth(r)) return;
+        if (r.status !== 200) { setText($("budget-status"), "Not saved: " + errorText(r)); return; }
+        setText($("budget-status"), "Saved the budget of " + r.json.name + ".");
+        return refresh();
+      });
+    });
+
+    if (adminKey()) refresh().then(start);
+    else showSignin("");
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
+`;
