@@ -31,6 +31,14 @@ module.exports = {
   // compiling it with SWC turns those into require().
   transformIgnorePatterns: ["/node_modules/(?!@electric-sql/pglite/)"],
   moduleFileExtensions: ["ts", "js", "cjs", "json"],
+  // One migrated PGlite image per run (cached by PGlite version and migrations), which every
+  // file's `memory://` stores start from, rather than each file running initdb; and Node's
+  // default stack depth (see test/support/setup-stack-traces.ts).
+  globalSetup: "<rootDir>/test/support/global-setup.ts",
+  setupFiles: [
+    "<rootDir>/test/support/setup-pglite-image.ts",
+    "<rootDir>/test/support/setup-stack-traces.ts",
+  ],
   testTimeout: 30000,
   // Pulumi mock programs and embedded Postgres are heavy; two cores, two workers.
   maxWorkers: 2,

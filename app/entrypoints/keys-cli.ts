@@ -14,7 +14,14 @@ const USAGE = `usage:
   npm run keys -- list [user]                     list keys (never the keys themselves)
   npm run keys -- revoke <key-id>                 revoke a key by the id that list shows`;
 
-type Command = { run: (store: Store) => Promise<void> };
+/** Where the CLI writes and what configures it: the process's own, or a test's. */
+export interface KeysCliIo {
+  stdout: Pick<NodeJS.WritableStream, "write">;
+  stderr: Pick<NodeJS.WritableStream, "write">;
+  env: NodeJS.ProcessEnv;
+}
+
+type Command = { run: (store: Store, print: (line: string) => void) => Promise<void> };
 
 function parse(argv: string[]): Command {
   const { positionals, values } = parseArgs({
@@ -34,31 +41,30 @@ function parse(argv: string[]): Command {
     case "create":
       arity(1, 1);
       return {
-        run: async (store) => {
+        run: async (store, print) => {
           const { key, record } = await store.createApiKey(rest[0]!, values.name);
-          console.log(
+          print(
             `created key ${record.id} for user ${record.userId}${record.name ? ` (${record.name})` : ""}`,
           );
-          console.log(`\n  ${key}\n`);
-          console.log("Store it now: it is not saved and cannot be shown again.");
+          print(`\n  ${key}\n`);
+          print("Store it now: it is not saved and cannot be shown again.");
         },
       };
     case "list":
       arity(0, 1);
       return {
-        run: async (store) => {
+        run: async (store, print) => {
           const keys = await store.listApiKeys(rest[0]);
-          if (keys.length === 0) console.log("no keys");
-          else console.log(table(keys));
+          print(keys.length === 0 ? "no keys" : table(keys));
         },
       };
     case "revoke":
       arity(1, 1);
       return {
-        run: async (store) => {
+        run: async (store, print) => {
           if (!(await store.revokeApiKey(rest[0]!)))
             throw new Error(`no active key with id ${rest[0]}`);
-          console.log(`revoked key ${rest[0]}`);
+          print(`revoked key ${rest[0]}`);
         },
       };
     case undefined:
@@ -92,10 +98,14 @@ function table(keys: ApiKeyRecord[]): string {
     .join("\n");
 }
 
-async function main(): Promise<number> {
-  const argv = process.argv.slice(2);
+/** Runs one command; resolves to the exit code (0 done, 1 failed, 2 usage error). */
+export async function main(
+  argv: string[],
+  io: KeysCliIo = { stdout: process.stdout, stderr: process.stderr, env: process.env },
+): Promise<number> {
+  const print = (line: string) => io.stdout.write(`${line}\n`);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(USAGE);
+    print(USAGE);
     return 0;
   }
   let command: Command;
@@ -103,22 +113,26 @@ async function main(): Promise<number> {
     command = parse(argv);
   } catch (err) {
     // parseArgs throws for unknown or malformed options: those are usage errors too.
-    console.error(`${(err as Error).message}\n\n${USAGE}`);
+    io.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
     return 2;
   }
   let store: Store | undefined;
   try {
-    store = await openStore(loadConfig());
-    await command.run(store);
+    store = await openStore(loadConfig(io.env));
+    await command.run(store, print);
     return 0;
   } catch (err) {
-    console.error(err instanceof ConfigError ? err.message : `error: ${(err as Error).message}`);
+    io.stderr.write(
+      `${err instanceof ConfigError ? err.message : `error: ${(err as Error).message}`}\n`,
+    );
     return 1;
   } finally {
     await store?.close();
   }
 }
 
-void main().then((code) => {
-  process.exitCode = code;
-});
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

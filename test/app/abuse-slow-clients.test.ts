@@ -64,41 +64,54 @@ describe.each(serviceBackends())("abuse: slow clients and unknown keys with $nam
       RATE_LIMIT_RPM: "0",
     });
     try {
-      const slow = trickle(node.url, key);
-      await until(
-        async () => slow.socket.destroyed && true,
-        "the server to close the connection",
-        20_000,
-      );
-      expect(slow.received()).toMatch(/^HTTP\/1\.1 408/);
-      const { hostname, port } = new URL(node.url);
-      const partial = net.connect(Number(port), hostname);
-      partial.on("error", () => {});
-      let answer = "";
-      partial.on("data", (d: Buffer) => (answer += d.toString())); // reading, it sees the close
-      partial.write("POST /v1/messages HTTP/1.1\r\nHost: x\r\n");
-      await until(
-        async () => partial.destroyed && true,
-        "the server to drop the half-sent headers",
-        20_000,
-      );
-      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      // The three connections run side by side: each waits out a timeout of its own.
+      const slowBody = (async () => {
+        const slow = trickle(node.url, key);
+        await until(
+          async () => slow.socket.destroyed && true,
+          "the server to close the connection",
+          20_000,
+        );
+        return slow.received();
+      })();
+      const halfHeaders = (async () => {
+        const { hostname, port } = new URL(node.url);
+        const partial = net.connect(Number(port), hostname);
+        partial.on("error", () => {});
+        let answer = "";
+        partial.on("data", (d: Buffer) => (answer += d.toString())); // reading, it sees the close
+        partial.write("POST /v1/messages HTTP/1.1\r\nHost: x\r\n");
+        await until(
+          async () => partial.destroyed && true,
+          "the server to drop the half-sent headers",
+          20_000,
+        );
+        return answer;
+      })();
       // A stream that outlives the body timeout is not cut by it.
-      const res = await fetch(`${node.url}/v1/messages`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-api-key": key,
-          "anthropic-version": "2023-06-01",
-        },
-        body: JSON.stringify({
-          ...JSON.parse(BODY),
-          stream: true,
-          messages: [{ role: "user", content: 'long [[fake:{"deltas":30,"deltaIntervalMs":60}]]' }],
-        }),
-      });
-      expect(res.status).toBe(200);
-      expect(await res.text()).toContain("event: message_stop");
+      const stream = (async () => {
+        const res = await fetch(`${node.url}/v1/messages`, {
+          method: "POST",
+          headers: {
+            "content-type": "application/json",
+            "x-api-key": key,
+            "anthropic-version": "2023-06-01",
+          },
+          body: JSON.stringify({
+            ...JSON.parse(BODY),
+            stream: true,
+            messages: [
+              { role: "user", content: 'long [[fake:{"deltas":30,"deltaIntervalMs":60}]]' },
+            ],
+          }),
+        });
+        return { status: res.status, text: await res.text() };
+      })();
+      expect(await slowBody).toMatch(/^HTTP\/1\.1 408/);
+      expect(await halfHeaders).toMatch(/^HTTP\/1\.1 408/);
+      const streamed = await stream;
+      expect(streamed.status).toBe(200);
+      expect(streamed.text).toContain("event: message_stop");
     } finally {
       await node.drain();
     }

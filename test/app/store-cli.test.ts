@@ -1,8 +1,12 @@
-/** The keys CLI end to end: a real process, through tsx, against a PGlite DATA_DIR. */
+/**
+ * The keys CLI against a PGlite DATA_DIR: its commands run in this process through `main` (what it
+ * prints, its exit codes), and once as a real process through tsx, as `npm run keys` runs it.
+ */
 import { execFile } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { main } from "../../app/entrypoints/keys-cli";
 import { openStore } from "../../app/src/store";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -11,13 +15,34 @@ const CLI = path.join(ROOT, "app/entrypoints/keys-cli.ts");
 
 let dataDir: string;
 
-function keys(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The CLI's environment: an empty DATABASE_URL counts as unset, so it must use PGlite in DATA_DIR. */
+const cliEnv = (): NodeJS.ProcessEnv => ({ ...process.env, DATA_DIR: dataDir, DATABASE_URL: "" });
+
+/** `npm run keys -- ...args` in this process. */
+async function keys(...args: string[]): Promise<Run> {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, {
+    stdout: { write: (chunk: string | Uint8Array) => ((stdout += String(chunk)), true) },
+    stderr: { write: (chunk: string | Uint8Array) => ((stderr += String(chunk)), true) },
+    env: cliEnv(),
+  });
+  return { code, stdout, stderr };
+}
+
+/** The same as a process of its own, through tsx like `npm run keys`. */
+function keysProcess(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
     execFile(
       TSX,
       [CLI, ...args],
-      // An empty DATABASE_URL counts as unset, so the CLI must use PGlite in DATA_DIR.
-      { cwd: ROOT, env: { ...process.env, DATA_DIR: dataDir, DATABASE_URL: "" }, timeout: 60_000 },
+      { cwd: ROOT, env: cliEnv(), timeout: 60_000 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
         resolve({ code, stdout, stderr });
@@ -32,7 +57,8 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dataDir, { recursive: true, force: true }));
 
 it("creates a key, prints it once, lists it without the secret, and revokes it", async () => {
-  const created = await keys("create", "alice", "--name", "laptop");
+  // The real entrypoint, once: it opens DATA_DIR, prints to stdout and exits 0.
+  const created = await keysProcess("create", "alice", "--name", "laptop");
   expect(created).toMatchObject({ code: 0, stderr: "" });
   const key = /\b(ak_[A-Za-z0-9_-]{43})\b/.exec(created.stdout)?.[1];
   const id = /created key ([0-9a-f-]{36}) for user alice \(laptop\)/.exec(created.stdout)?.[1];
@@ -74,25 +100,21 @@ it.each([
   [["frobnicate"]],
   [["list", "--name", "x"]],
   [["create", "alice", "--bogus"]],
-])(
-  "exits 2 with the usage for %j",
-  async (args) => {
-    const result = await keys(...args);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/usage:\n.*create <user>/);
-    expect(result.stdout).toBe("");
-  },
-  30_000,
-);
+])("exits 2 with the usage for %j", async (args) => {
+  const result = await keys(...args);
+  expect(result.code).toBe(2);
+  expect(result.stderr).toMatch(/usage:\n.*create <user>/);
+  expect(result.stdout).toBe("");
+});
 
 it("prints the usage and exits 0 for --help", async () => {
   const result = await keys("--help");
   expect(result).toMatchObject({ code: 0 });
   expect(result.stdout).toMatch(/list \[user\]/);
-}, 30_000);
+});
 
 it("rejects an invalid user id with a clear error", async () => {
   const result = await keys("create", "not valid");
   expect(result.code).toBe(1);
   expect(result.stderr).toMatch(/invalid user id/);
-}, 60_000);
+});

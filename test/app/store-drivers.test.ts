@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
-import { openStore, type StoreConfig } from "../../app/src/store";
+import { openStore, setMemoryImageSource, type StoreConfig } from "../../app/src/store";
 import { createPgliteClient } from "../../app/src/store/pglite";
 import { createPostgresClient, poolConfig } from "../../app/src/store/postgres";
 import { MIGRATIONS } from "../../app/src/store/migrations";
@@ -125,6 +125,47 @@ describe("PGlite in a directory", () => {
       await first.close();
       await second.close();
     }
+  });
+});
+
+describe("the image memory:// stores start from", () => {
+  const memory: StoreConfig = {
+    DATA_DIR: "memory://",
+    DATABASE_URL: undefined,
+    DATABASE_POOL_MAX: 1,
+  };
+  const usable = async (store: Awaited<ReturnType<typeof openStore>>) => {
+    const { key } = await store.createApiKey("carol");
+    expect(await store.findUserByApiKey(key)).toBe("carol");
+    await store.close();
+  };
+
+  it("comes from a source set beforehand, read once and only when a store opens", async () => {
+    // The run's image, which test/support/global-setup.ts made.
+    const file = process.env.AGENT_TEST_PGLITE_IMAGE;
+    expect(file).toBeTruthy();
+    let reads = 0;
+    setMemoryImageSource(async () => {
+      reads++;
+      return new Blob([await fs.promises.readFile(file!)]);
+    });
+    expect(reads).toBe(0);
+    const [first, second] = await Promise.all([openStore(memory), openStore(memory)]);
+    await usable(first);
+    await usable(second);
+    await usable(await openStore(memory));
+    expect(reads).toBe(1);
+  });
+
+  it("is made by the first store when the source fails", async () => {
+    let reads = 0;
+    setMemoryImageSource(async () => {
+      reads++;
+      throw new Error("no such image");
+    });
+    await usable(await openStore(memory));
+    await usable(await openStore(memory));
+    expect(reads).toBe(1);
   });
 });
 

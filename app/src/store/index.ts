@@ -7,7 +7,8 @@ import type { AppConfig } from "../config";
 import { createPostgresClient } from "./postgres";
 import { SqlStore } from "./sql-store";
 import { MEMORY_DATA_DIR, type SqlClient, type Store, type StoreLogger } from "./types";
-import type { PgliteClient, PgliteImage } from "./pglite";
+import type { PgliteClient } from "./pglite";
+import { memoryImage, rememberMemoryImage } from "./memory-image";
 
 export type StoreConfig = Pick<AppConfig, "DATABASE_URL" | "DATABASE_POOL_MAX" | "DATA_DIR"> &
   Partial<Pick<AppConfig, "DATABASE_PASSWORD">>;
@@ -30,20 +31,16 @@ function loadPglite(): typeof import("./pglite") {
   return require("./pglite") as typeof import("./pglite");
 }
 
-/**
- * A migrated, empty in-memory database, made by the first `memory://` store of the process: the
- * next ones start as copies of it rather than running initdb and every migration again (tests
- * open dozens). Only ever empty: it is taken right after migrating, before anything is written.
- */
-let memoryImage: Promise<PgliteImage | undefined> | undefined;
-
 /** Open and migrate. The store is closed again if migrating fails, so nothing leaks. */
 export async function openStore(
   config: StoreConfig,
   options: OpenStoreOptions = {},
 ): Promise<Store> {
   const inMemory = !config.DATABASE_URL && config.DATA_DIR.startsWith(MEMORY_DATA_DIR);
-  const image = inMemory ? await memoryImage : undefined;
+  // A migrated, empty database's files (memory-image.ts): made by the first `memory://` store of
+  // the process, the next ones start as copies of it rather than running initdb and every
+  // migration again (tests open dozens).
+  const image = inMemory ? await memoryImage() : undefined;
   let pglite: PgliteClient | undefined;
   let client: SqlClient;
   if (config.DATABASE_URL) {
@@ -59,11 +56,9 @@ export async function openStore(
   const store = new SqlStore(client, { logger: options.logger });
   try {
     await store.migrate();
-    if (inMemory && !image && pglite && !memoryImage) {
-      // Taken before the caller can write; a failed image only costs later stores their head start.
-      memoryImage = pglite.image().catch(() => undefined);
-      await memoryImage;
-    }
+    // Taken before the caller can write, so the image is only ever of an empty database.
+    const made = inMemory && !image ? pglite : undefined;
+    if (made) await rememberMemoryImage(() => made.image());
   } catch (err) {
     await store.close().catch(() => {});
     throw err;
@@ -74,4 +69,5 @@ export async function openStore(
 export { SqlStore, type SqlStoreOptions } from "./sql-store";
 export { createPostgresClient, poolConfig, type PostgresOptions } from "./postgres";
 export { migrate, MIGRATIONS, type Migration } from "./migrations";
+export { setMemoryImageSource } from "./memory-image";
 export * from "./types";
