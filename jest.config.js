@@ -27,9 +27,9 @@ module.exports = {
       { jsc: { parser: { syntax: "ecmascript" }, target: "es2022" }, module: { type: "commonjs" } },
     ],
   },
-  // PGlite loads its parts with dynamic import(), which jest's CommonJS sandbox refuses;
-  // compiling it with SWC turns those into require().
-  transformIgnorePatterns: ["/node_modules/(?!@electric-sql/pglite/)"],
+  // PGlite loads its parts with dynamic import(), which jest's CommonJS sandbox refuses, and
+  // jose is ECMAScript modules only: compiling them with SWC turns both into CommonJS.
+  transformIgnorePatterns: ["/node_modules/(?!(@electric-sql/pglite|jose)/)"],
   moduleFileExtensions: ["ts", "js", "cjs", "json"],
   // One migrated PGlite image per run (cached by PGlite version and migrations), which every
   // file's `memory://` stores start from, rather than each file running initdb; and Node's

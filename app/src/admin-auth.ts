@@ -3,6 +3,9 @@
  * Keys come from ADMIN_API_KEYS (local runs, tests) and from hashed keys in Postgres (`admin_keys`,
  * created through the admin API). A user's key is never an admin key: the two live apart, and an
  * admin route answers a valid user key with 403 (no key or an unknown one: 401).
+ *
+ * With OIDC sign-in (console/oidc.ts) the console's sessions are admin credentials too: "cs_"
+ * tokens, their hashes in `console_sessions`, named by the signed-in admin's e-mail.
  */
 import { createHash } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
@@ -14,12 +17,16 @@ import type { AdminStore } from "./store/types";
 
 /** The shape of the admin keys this service issues (`createAdminKey`): "adm_" and 32 random bytes. */
 export const ADMIN_KEY = /^adm_[A-Za-z0-9_-]{43}$/;
+/** The shape of the console sessions an OIDC sign-in issues: "cs_" and 32 random bytes. */
+export const CONSOLE_SESSION = /^cs_[A-Za-z0-9_-]{43}$/;
 
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 
 export interface AdminKeyResolverOptions {
   staticKeys?: ReadonlyArray<{ name: string; key: string }>;
   store?: Pick<AdminStore, "findAdminByKey">;
+  /** Console sessions (OIDC sign-in); absent: "cs_" tokens are not admin credentials. */
+  sessions?: Pick<AdminStore, "findConsoleSession">;
   /** How long a database lookup is remembered; revoking through the API forgets at once. @default 30000 */
   ttlMs?: number;
   now?: () => number;
@@ -43,14 +50,25 @@ export class AdminKeyResolver {
     const hash = sha256(key);
     const fixed = this.staticByHash.get(hash);
     if (fixed) return fixed;
-    const store = this.options.store;
-    if (!store || !ADMIN_KEY.test(key)) return null;
+    const { store, sessions } = this.options;
+    const session = sessions !== undefined && CONSOLE_SESSION.test(key);
+    if (!session && (!store || !ADMIN_KEY.test(key))) return null;
     const now = this.now();
     const hit = this.cached.get(hash);
     if (hit && hit.until > now) return hit.name;
-    const name = await store.findAdminByKey(key);
+    let name: string | null;
+    let until: number;
+    if (session) {
+      const found = await sessions.findConsoleSession(key);
+      name = found?.email ?? null;
+      // Never past the session's end.
+      until = found ? Math.min(now + this.ttlMs, Date.parse(found.expiresAt)) : now + 5000;
+    } else {
+      name = await store!.findAdminByKey(key);
+      until = now + (name ? this.ttlMs : 5000);
+    }
     // Unknown keys for a few seconds only; admin traffic is small, so the map stays small.
-    this.cached.set(hash, { name, until: now + (name ? this.ttlMs : 5000) });
+    this.cached.set(hash, { name, until });
     if (this.cached.size > 1000) this.cached.delete(this.cached.keys().next().value!);
     return name;
   }

@@ -69,7 +69,7 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
 
   registerHealthRoutes(app, deps);
   // The operator console's page and assets (public; its data comes from the admin API).
-  registerConsoleRoutes(app);
+  registerConsoleRoutes(app, deps);
   registerApiRoutes(app, deps, catalog);
 
   app.notFound((c) =>

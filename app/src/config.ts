@@ -75,6 +75,61 @@ const adminKeys = z.string().transform((raw, ctx) => {
   return admins;
 });
 
+/** OIDC_ISSUER: https, or http on the loopback only (a local fake issuer in tests, a dev IdP). */
+const issuerUrl = z.string().refine(
+  (v) => {
+    try {
+      const u = new URL(v);
+      if (u.search || u.hash || u.username || u.password) return false;
+      if (u.protocol === "https:") return true;
+      return u.protocol === "http:" && ["127.0.0.1", "localhost", "[::1]"].includes(u.hostname);
+    } catch {
+      return false;
+    }
+  },
+  {
+    message:
+      "must be the provider's issuer URL (https; http only on 127.0.0.1 or localhost), with no query or fragment",
+  },
+);
+
+const EMAIL = /^[^\s@,]+@[^\s@,]+$/;
+const GROUP = /^[^\s,]{1,256}$/;
+
+/**
+ * OIDC_ADMINS: who may administer through OIDC sign-in: e-mail addresses (matched case-insensitively
+ * against the ID token's verified `email`) and `group:<name>` entries (matched against `groups`).
+ */
+const oidcAdmins = z.string().transform((raw, ctx) => {
+  const emails: string[] = [];
+  const groups: string[] = [];
+  for (const part of raw
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    if (part.startsWith("group:")) {
+      const group = part.slice("group:".length).trim();
+      if (GROUP.test(group)) {
+        groups.push(group);
+        continue;
+      }
+    } else if (EMAIL.test(part)) {
+      emails.push(part.toLowerCase());
+      continue;
+    }
+    ctx.addIssue({
+      code: "custom",
+      message: `each entry must be an e-mail address or group:<name> (got ${JSON.stringify(part.slice(0, 64))})`,
+    });
+    return z.NEVER;
+  }
+  if (emails.length + groups.length === 0) {
+    ctx.addIssue({ code: "custom", message: "must name at least one e-mail address or group" });
+    return z.NEVER;
+  }
+  return { emails, groups };
+});
+
 export const envSchema = z.object({
   NODE_ENV: z.enum(["development", "test", "production"]).default("development"),
   PORT: z.coerce.number().int().min(0).max(65535).default(SERVICE_CONTRACT.port),
@@ -137,6 +192,27 @@ export const envSchema = z.object({
    * also be kept in Postgres (`admin_keys`, hashes only). Keep them apart from AGENT_API_KEYS.
    */
   ADMIN_API_KEYS: adminKeys.optional(),
+  // operator console sign-in (OIDC, console/oidc.ts): all of ISSUER, CLIENT_ID and ADMINS, or none
+  /** The OIDC provider's issuer URL (its /.well-known/openid-configuration is read at first sign-in). */
+  OIDC_ISSUER: issuerUrl.optional(),
+  /** The client id registered with the provider (the ID token's audience). */
+  OIDC_CLIENT_ID: z.string().min(1).max(512).optional(),
+  /** A confidential client's secret; without one the service is a public client (PKCE, always used). */
+  OIDC_CLIENT_SECRET: z.string().min(1).max(4096).optional(),
+  /** Who may administer: comma-separated e-mail addresses and group:<name> entries. */
+  OIDC_ADMINS: oidcAdmins.optional(),
+  /**
+   * The redirect URL registered with the provider. Default: the request's origin and
+   * /console/oidc/callback; set it behind a proxy that changes the scheme or host.
+   */
+  OIDC_REDIRECT_URL: url(["http", "https"]).optional(),
+  /** How long a console session from an OIDC sign-in lasts. */
+  OIDC_SESSION_TTL_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(300)
+    .max(7 * 86_400)
+    .default(8 * 3600),
   CACHE_TTL_SECONDS: z.coerce
     .number()
     .int()
@@ -301,6 +377,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     .refine((c) => c.HTTP_HEADERS_TIMEOUT_MS <= c.HTTP_BODY_TIMEOUT_MS, {
       path: ["HTTP_HEADERS_TIMEOUT_MS"],
       message: "must not exceed HTTP_BODY_TIMEOUT_MS (the whole request, headers included)",
+    })
+    .superRefine((c, ctx) => {
+      const need = (variable: "OIDC_ISSUER" | "OIDC_CLIENT_ID" | "OIDC_ADMINS", why: string) =>
+        ctx.addIssue({ code: "custom", path: [variable], message: why });
+      if (c.OIDC_ISSUER) {
+        if (!c.OIDC_CLIENT_ID)
+          need("OIDC_CLIENT_ID", "is required with OIDC_ISSUER: the client id registered there");
+        if (!c.OIDC_ADMINS)
+          need(
+            "OIDC_ADMINS",
+            "is required with OIDC_ISSUER: the e-mail addresses and group:<name> entries who may administer",
+          );
+      } else if (c.OIDC_CLIENT_ID || c.OIDC_CLIENT_SECRET || c.OIDC_ADMINS || c.OIDC_REDIRECT_URL) {
+        need("OIDC_ISSUER", "is required when any other OIDC_ variable is set");
+      }
     })
     .safeParse(input);
   if (!parsed.success) {

@@ -5,6 +5,12 @@
  * runs under CONSOLE_CSP (no inline script or style; the script sets bar widths through the CSSOM,
  * which style-src does not restrict).
  *
+ * With OIDC sign-in configured (console/oidc.ts) the sign-in form also links to
+ * /console/oidc/login; the sign-in ends on /console#session=<token> (a fragment: never sent to a
+ * server), which the script moves into sessionStorage and removes from the address bar, or on
+ * /console#oidc_error=<reason>, which it explains. Sign-out then also revokes the session
+ * (DELETE /v1/admin/session).
+ *
  * The shell is public and holds no data. Signing in keeps the admin key in the tab's
  * sessionStorage (gone when the tab closes; never in a URL, a cookie or a log line) and sends it
  * as `x-api-key` to the admin API; a 401 brings the sign-in form back, a 403 says the key is not an
@@ -24,6 +30,22 @@ export const CONSOLE_CSP = [
   "frame-ancestors 'none'",
   "base-uri 'none'",
 ].join("; ");
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+
+/** The OIDC part of the sign-in form: a link to the sign-in, named after the issuer's host. */
+function oidcSignin(issuerHost: string): string {
+  return `
+    <div id="oidc-signin">
+      <p><a class="button" id="oidc-link" href="/console/oidc/login">Sign in with ${escapeHtml(issuerHost)}</a></p>
+      <p class="muted">Single sign-on through your identity provider. Or use an admin API key:</p>
+    </div>`;
+}
+
+/** The page; with OIDC sign-in configured, its sign-in form offers it. */
+export function consoleHtml(oidc?: { issuerHost: string }): string {
+  return CONSOLE_HTML.replace("<!--oidc-signin-->", oidc ? oidcSignin(oidc.issuerHost) : "");
+}
 
 export const CONSOLE_HTML = `<!doctype html>
 <html lang="en">
@@ -46,7 +68,7 @@ export const CONSOLE_HTML = `<!doctype html>
 <main id="main" tabindex="-1">
   <section id="signin" aria-labelledby="signin-h">
     <h2 id="signin-h">Sign in</h2>
-    <p>Use an admin API key (ADMIN_API_KEYS, or one minted with POST /v1/admin/admin-keys). It is kept in this tab only (sessionStorage) and sent to the admin API as <code>x-api-key</code>.</p>
+    <p>Use an admin API key (ADMIN_API_KEYS, or one minted with POST /v1/admin/admin-keys). It is kept in this tab only (sessionStorage) and sent to the admin API as <code>x-api-key</code>.</p><!--oidc-signin-->
     <form id="signin-form" autocomplete="off">
       <label for="admin-key">Admin API key</label>
       <input id="admin-key" name="admin-key" type="password" required spellcheck="false" autocomplete="off">
@@ -180,6 +202,7 @@ button { font: inherit; padding: .35em .9em; border: 1px solid #1f2937; border-r
 input, select { font: inherit; padding: .3em .4em; border: 1px solid var(--line); border-radius: 4px; width: 100%; max-width: 22em; color: var(--fg); background: #fff; }
 label { display: block; margin: .5em 0 .15em; font-weight: 600; }
 form button { margin-top: .6em; }
+a.button { display: inline-block; padding: .35em .9em; border: 1px solid #1f2937; border-radius: 4px; background: #1f2937; color: #fff; text-decoration: none; }
 #signin-form { display: flex; flex-wrap: wrap; gap: .4em; align-items: end; }
 #signin-form label { flex-basis: 100%; }
 .kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(11em, 1fr)); gap: .6em; margin: 0; }
@@ -211,6 +234,16 @@ footer { text-align: center; padding: 0 1em 1em; font-size: .85em; }
 export const CONSOLE_JS = `"use strict";
 (function () {
   var KEY = "agent-console-admin-key";
+  var KIND = "agent-console-credential";
+  var OIDC_ERRORS = {
+    unavailable: "Single sign-on failed: the identity provider could not be reached. Try again later.",
+    busy: "Single sign-on failed: too many sign-ins are under way. Try again in a few minutes.",
+    provider: "Single sign-on failed: the identity provider did not sign you in.",
+    state: "Single sign-on failed: the sign-in expired, was already used or was started in another browser. Sign in again.",
+    token: "Single sign-on failed: the identity provider did not issue a token for this sign-in.",
+    id_token: "Single sign-on failed: the identity provider's ID token did not pass verification.",
+    email: "Single sign-on failed: the identity provider gave no verified e-mail address."
+  };
   var POLL_MS = ${POLL_MS};
   var timer = null;
   var inFlight = false;
@@ -219,6 +252,29 @@ export const CONSOLE_JS = `"use strict";
   var $ = function (id) { return document.getElementById(id); };
 
   function adminKey() { return sessionStorage.getItem(KEY); }
+  function isSession() { return sessionStorage.getItem(KIND) === "oidc"; }
+  function forget() { sessionStorage.removeItem(KEY); sessionStorage.removeItem(KIND); }
+
+  // The end of an OIDC sign-in: a session token, or why there is none, in the fragment. Taken out
+  // of the address bar at once (history and bookmarks never hold it). Returns a message or "".
+  function takeFragment() {
+    if (!location.hash || location.hash.length < 2) return "";
+    var params = new URLSearchParams(location.hash.slice(1));
+    var session = params.get("session");
+    var error = params.get("oidc_error");
+    if (session === null && error === null) return "";
+    history.replaceState(null, "", location.pathname + location.search);
+    if (session) {
+      sessionStorage.setItem(KEY, session);
+      sessionStorage.setItem(KIND, "oidc");
+      return "";
+    }
+    if (error === "not_admin") {
+      return "Single sign-on failed: " + (params.get("email") || "this account") +
+        " is not an admin of this service (OIDC_ADMINS). Ask an operator to add you.";
+    }
+    return Object.prototype.hasOwnProperty.call(OIDC_ERRORS, error) ? OIDC_ERRORS[error] : "Single sign-on failed.";
+  }
 
   function usd(n) {
     if (n === null || n === undefined) return "–";
@@ -265,12 +321,14 @@ export const CONSOLE_JS = `"use strict";
 
   function handleAuth(r) {
     if (r.status === 401) {
-      sessionStorage.removeItem(KEY);
-      showSignin("The admin API did not accept this key (401): sign in with an admin key.");
+      var session = isSession();
+      forget();
+      showSignin(session ? "Your single sign-on session has ended (401): sign in again." :
+        "The admin API did not accept this key (401): sign in with an admin key.");
       return true;
     }
     if (r.status === 403) {
-      sessionStorage.removeItem(KEY);
+      forget();
       showSignin("This key is not an admin key (403): it is a user's key. Sign in with an admin API key.");
       return true;
     }
@@ -458,6 +516,7 @@ export const CONSOLE_JS = `"use strict";
       ev.preventDefault();
       var input = $("admin-key");
       sessionStorage.setItem(KEY, input.value.trim());
+      sessionStorage.removeItem(KIND);
       input.value = "";
       setText($("signin-error"), "");
       refresh().then(function () {
@@ -465,9 +524,14 @@ export const CONSOLE_JS = `"use strict";
       });
     });
     $("signout").addEventListener("click", function () {
-      sessionStorage.removeItem(KEY);
-      showSignin("Signed out.");
-      $("admin-key").focus();
+      var done = function () {
+        forget();
+        showSignin("Signed out.");
+        $("admin-key").focus();
+      };
+      // A single sign-on session is revoked on the server too; an admin key stays valid.
+      if (isSession()) api("DELETE", "/v1/admin/session").then(done, done);
+      else done();
     });
 
     $("team-form").addEventListener("submit", function (ev) {
@@ -536,8 +600,9 @@ export const CONSOLE_JS = `"use strict";
       });
     });
 
+    var message = takeFragment();
     if (adminKey()) refresh().then(start);
-    else showSignin("");
+    else showSignin(message);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

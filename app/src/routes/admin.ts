@@ -15,13 +15,15 @@
  *   GET    /v1/admin/audit[?limit=]
  *   GET    /v1/admin/overview              the operator console's snapshot (console/overview.ts)
  *   POST   /v1/admin/admin-keys {"name"}   GET /v1/admin/admin-keys   DELETE /v1/admin/admin-keys/{id}
+ *   DELETE /v1/admin/session               sign-out: revokes the console session presented (OIDC)
  *
  * Caches: a revoked key, a changed team or override takes effect at once on the replica that
  * served the change; other replicas see it when their caches expire (keys 30 s, limits 30 s).
  */
 import type { Hono } from "hono";
 import * as z from "zod";
-import { AdminKeyResolver, adminAuthMiddleware } from "../admin-auth";
+import { AdminKeyResolver, CONSOLE_SESSION, adminAuthMiddleware } from "../admin-auth";
+import { presentedKey } from "../auth";
 import { isUserBudgetName, USER_BUDGET_NAMES } from "../budget/kinds";
 import { buildOverview } from "../console/overview";
 import type { AppDeps } from "../deps";
@@ -70,6 +72,8 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
   const admins = new AdminKeyResolver({
     staticKeys: deps.config.ADMIN_API_KEYS,
     store: deps.store.admin,
+    // Console sessions from an OIDC sign-in (console/oidc.ts) only when it is configured.
+    sessions: deps.config.OIDC_ISSUER ? deps.store.admin : undefined,
   });
   const store = deps.store.admin;
   app.use(`${ADMIN}/*`, adminAuthMiddleware(admins, deps.auth, deps.logger));
@@ -292,6 +296,18 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
     return c.json({ id, object: "admin_key", revoked: true });
   });
 
+  // ---- the console's sign-out: ends the OIDC session presented (console/oidc.ts) ----------------
+
+  app.delete(`${ADMIN}/session`, async (c) => {
+    const token = presentedKey({ get: (n) => c.req.header(n) }) ?? "";
+    if (!CONSOLE_SESSION.test(token))
+      throw badRequest("only a console session (OIDC sign-in) can be ended here, not an API key");
+    await store.revokeConsoleSession(token);
+    admins.forget();
+    await audit(c, "oidc.logout", c.get("admin") ?? null);
+    return c.json({ object: "console_session", revoked: true });
+  });
+
   // Before the user routes' guard: an admin path no route matches is a 404, not a user-key check.
   app.all(`${ADMIN}/*`, (c) => {
     throw notFound(`no route for ${c.req.method} ${c.req.path}`);
@@ -324,7 +340,7 @@ function timeParam(c: AppContext, name: "from" | "to"): string | undefined {
 const isGroupBy = (v: string): v is UsageGroupBy => v === "user" || v === "team" || v === "model";
 
 /** Behind a load balancer the client is the first X-Forwarded-For entry; else the socket's peer. */
-function clientIp(c: AppContext): string | null {
+export function clientIp(c: AppContext): string | null {
   const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
   if (forwarded) return forwarded.slice(0, 64);
   const env: unknown = c.env;

@@ -236,6 +236,36 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX admin_audit_at_idx ON admin_audit (at)`,
     ],
   },
+  {
+    version: 401,
+    name: "operator console OIDC sign-in",
+    statements: [
+      // A sign-in under way (console/oidc.ts): keyed by the state's hash, taken (deleted) by the
+      // callback, so a state works once and on any replica; ten minutes at most.
+      `CREATE TABLE oidc_logins (
+        state_hash text PRIMARY KEY CHECK (state_hash ~ '^[0-9a-f]{64}$'),
+        browser_hash text NOT NULL,
+        nonce text NOT NULL,
+        code_verifier text NOT NULL,
+        redirect_uri text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL
+      )`,
+      `CREATE INDEX oidc_logins_expires_idx ON oidc_logins (expires_at)`,
+      // Console sessions from an OIDC sign-in: the token's hash only, like admin keys; the admin's
+      // name (the audit log's) is the e-mail the ID token carried.
+      `CREATE TABLE console_sessions (
+        id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+        token_hash text NOT NULL UNIQUE CHECK (token_hash ~ '^[0-9a-f]{64}$'),
+        email text NOT NULL,
+        subject text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        revoked_at timestamptz
+      )`,
+      `CREATE INDEX console_sessions_expires_idx ON console_sessions (expires_at)`,
+    ],
+  },
 ];
 
 /** Arbitrary constant shared by every replica: the advisory lock that serialises migrations. */

@@ -13,6 +13,7 @@ import type {
   AuditEntry,
   NewAuditEntry,
   NewTeam,
+  OidcLogin,
   SqlClient,
   Team,
   UsageGroup,
@@ -171,6 +172,82 @@ export class SqlAdmin implements AdminStore {
     const { rows } = await this.db.query(
       `UPDATE admin_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id`,
       [id],
+    );
+    return rows.length > 0;
+  }
+
+  // ---- operator console sign-in (OIDC) ---------------------------------------------------------
+
+  async saveOidcLogin(login: OidcLogin, max: number): Promise<boolean> {
+    // Expired sign-ins go as new ones come; the cap bounds what an unauthenticated caller can add.
+    const { rows } = await this.db.query<Row>(
+      `WITH purged AS (DELETE FROM oidc_logins WHERE expires_at < now() RETURNING 1)
+       INSERT INTO oidc_logins (state_hash, browser_hash, nonce, code_verifier, redirect_uri, expires_at)
+       SELECT $1, $2, $3, $4, $5, $6::timestamptz
+       WHERE (SELECT count(*) FROM oidc_logins WHERE expires_at >= now()) < $7
+       RETURNING state_hash`,
+      [
+        sha256Hex(login.state),
+        login.browserHash,
+        login.nonce,
+        login.codeVerifier,
+        login.redirectUri,
+        login.expiresAt,
+        max,
+      ],
+    );
+    return rows.length > 0;
+  }
+
+  async takeOidcLogin(state: string): Promise<OidcLogin | null> {
+    const { rows } = await this.db.query<Row>(
+      `DELETE FROM oidc_logins WHERE state_hash = $1
+       RETURNING browser_hash, nonce, code_verifier, redirect_uri, expires_at, expires_at > now() AS live`,
+      [sha256Hex(state)],
+    );
+    const r = rows[0];
+    if (!r || r.live !== true) return null;
+    return {
+      state,
+      browserHash: String(r.browser_hash),
+      nonce: String(r.nonce),
+      codeVerifier: String(r.code_verifier),
+      redirectUri: String(r.redirect_uri),
+      expiresAt: iso(r.expires_at),
+    };
+  }
+
+  async createConsoleSession(input: {
+    email: string;
+    subject: string;
+    expiresAt: string;
+  }): Promise<{ token: string; expiresAt: string }> {
+    const { key: token, hash } = issueKey("cs_");
+    // Sessions a day past their end are of no use even to an investigation: the audit log has them.
+    await this.db.query(`DELETE FROM console_sessions WHERE expires_at < now() - interval '1 day'`);
+    const { rows } = await this.db.query<Row>(
+      `INSERT INTO console_sessions (token_hash, email, subject, expires_at)
+       VALUES ($1, $2, $3, $4::timestamptz) RETURNING expires_at`,
+      [hash, input.email, input.subject, input.expiresAt],
+    );
+    return { token, expiresAt: iso(single(rows).expires_at) };
+  }
+
+  async findConsoleSession(token: string): Promise<{ email: string; expiresAt: string } | null> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT email, expires_at FROM console_sessions
+       WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()`,
+      [sha256Hex(token)],
+    );
+    const r = rows[0];
+    return r ? { email: String(r.email), expiresAt: iso(r.expires_at) } : null;
+  }
+
+  async revokeConsoleSession(token: string): Promise<boolean> {
+    const { rows } = await this.db.query(
+      `UPDATE console_sessions SET revoked_at = now()
+       WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now() RETURNING id`,
+      [sha256Hex(token)],
     );
     return rows.length > 0;
   }

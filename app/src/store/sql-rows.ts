@@ -14,7 +14,11 @@ const SHOWN_RANDOM_CHARS = 8;
  * A new key as the service issues them: `prefix` and 32 random bytes in base64url (auth.ts
  * recognises the shape), with what is stored of it: its SHA-256 and the characters shown in lists.
  */
-export function issueKey(prefix: "ak_" | "adm_"): { key: string; hash: string; shown: string } {
+export function issueKey(prefix: "ak_" | "adm_" | "cs_"): {
+  key: string;
+  hash: string;
+  shown: string;
+} {
   const key = `${prefix}${randomBytes(32).toString("base64url")}`;
   return { key, hash: sha256Hex(key), shown: key.slice(0, prefix.length + SHOWN_RANDOM_CHARS) };
 }

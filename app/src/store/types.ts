@@ -153,6 +153,17 @@ export interface AuditEntry {
 
 export type NewAuditEntry = Omit<AuditEntry, "id" | "at">;
 
+/** An OIDC sign-in under way: what the callback needs (console/oidc.ts). */
+export interface OidcLogin {
+  state: string;
+  /** SHA-256 of the random value in the browser's sign-in cookie, binding the callback to it. */
+  browserHash: string;
+  nonce: string;
+  codeVerifier: string;
+  redirectUri: string;
+  expiresAt: string;
+}
+
 export type UsageGroupBy = "user" | "team" | "model";
 
 /** Ledger totals of one group (a user, a team, a model) over a time range. */
@@ -188,6 +199,24 @@ export interface AdminStore {
   findAdminByKey(key: string): Promise<string | null>;
   listAdminKeys(): Promise<AdminKeyRecord[]>;
   revokeAdminKey(id: string): Promise<boolean>;
+
+  /**
+   * A sign-in under way (OIDC): kept until `takeOidcLogin` or `expiresAt`. False, and nothing
+   * kept, when `max` sign-ins are already under way.
+   */
+  saveOidcLogin(login: OidcLogin, max: number): Promise<boolean>;
+  /** The sign-in of this state, removed so it is taken once; null if unknown or expired. */
+  takeOidcLogin(state: string): Promise<OidcLogin | null>;
+  /** A console session for an admin signed in through OIDC: the token, shown once; its hash kept. */
+  createConsoleSession(input: {
+    email: string;
+    subject: string;
+    expiresAt: string;
+  }): Promise<{ token: string; expiresAt: string }>;
+  /** The session's e-mail and expiry, or null when unknown, expired or revoked. */
+  findConsoleSession(token: string): Promise<{ email: string; expiresAt: string } | null>;
+  /** False when there was no live session of this token. */
+  revokeConsoleSession(token: string): Promise<boolean>;
 
   recordAudit(entry: NewAuditEntry): Promise<void>;
   /** Newest first. */
