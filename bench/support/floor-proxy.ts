@@ -50,7 +50,9 @@ async function main(): Promise<void> {
     redis.script("LOAD", ADMIT),
     redis.script("LOAD", SETTLE),
   ])) as [string, string];
-  const upstream = new Pool(cfg.upstreamUrl, { connections: 16, keepAliveTimeout: 60_000 });
+  // Enough connections for the peers scenario's 256 clients (the service's own upstream agent
+  // has no limit): with 16, a 20 ms upstream capped the floor at 16 / 0.02 s = 800 req/s.
+  const upstream = new Pool(cfg.upstreamUrl, { connections: 512, keepAliveTimeout: 60_000 });
   const upstreamHeaders = {
     "x-api-key": cfg.upstreamApiKey,
     "anthropic-version": cfg.anthropicVersion ?? "2023-06-01",
