@@ -20,7 +20,8 @@ import {
   OidcSignIn,
   oidcSettings,
 } from "../console/oidc";
-import { CONSOLE_CSP, CONSOLE_CSS, CONSOLE_JS, consoleHtml } from "../console/page";
+import { CONSOLE_CSP, CONSOLE_CSS, consoleHtml } from "../console/page";
+import { CONSOLE_JS } from "../console/page-script";
 import { clientIp } from "./admin";
 
 function asset(c: Context<AppEnv>, body: string, type: string) {
