@@ -12,7 +12,7 @@ import { SERVICE_CONTRACT } from "../app/src/contract";
 import type { AppEnvName } from "../app/src/config";
 
 export interface ServiceEnvOptions {
-  /** @default 8080 */
+  /** @default SERVICE_CONTRACT.port */
   port?: number;
   /** @default "info" */
   logLevel?: string;

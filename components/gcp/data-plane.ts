@@ -47,7 +47,7 @@ export interface GcpDataPlaneArgs {
   labels?: Record<string, string>;
   /**
    * Network ranges, compute tag and service port.
-   * @default { subnetCidr: "10.10.0.0/20", privateServiceCidr: "10.64.0.0/16", computeTag: "agent-compute", appPort: 8080 }
+   * @default { subnetCidr: "10.10.0.0/20", privateServiceCidr: "10.64.0.0/16", computeTag: "agent-compute", appPort: SERVICE_CONTRACT.port }
    */
   network?: Pick<GcpNetworkArgs, "subnetCidr" | "privateServiceCidr" | "computeTag" | "appPort">;
   /**

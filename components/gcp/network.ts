@@ -42,7 +42,7 @@ export interface GcpNetworkArgs {
   computeTag?: string;
   /**
    * Port the service listens on, opened to Google's health checkers.
-   * @default 8080
+   * @default SERVICE_CONTRACT.port (app/src/contract.ts)
    */
   appPort?: number;
   /**

@@ -52,7 +52,7 @@ export interface ContainerUserDataSpec {
    * Non-secret variables and `<NAME>_SECRET` references (`serviceEnv`). Never secret values.
    */
   env: Record<string, string>;
-  /** Container port, published on the same host port. @default 8080 */
+  /** Container port, published on the same host port. @default SERVICE_CONTRACT.port */
   port?: number;
   /** `uid[:gid]` the container runs as; never 0. @default "10001:10001" (the image's user) */
   user?: string;

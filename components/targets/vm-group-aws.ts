@@ -43,7 +43,7 @@ export * from "./vm-group-aws-settings";
  * Instances have no public IP and no SSH: they sit in private subnets (outbound through the data
  * plane's NAT), require IMDSv2 (hop limit 2, so the container reaches the instance role) and are
  * reached for debugging through SSM Session Manager. The ALB admits 80/443 from `allowedCidrs`;
- * instances admit 8080 from the ALB's security group only, and carry the data plane's compute
+ * instances admit the service port from the ALB's security group only, and carry the data plane's compute
  * group, which the stores admit.
  *
  * Without `domain` the ALB listens on plain HTTP (port 80): for dev only, since API keys would

@@ -53,7 +53,7 @@ export * from "./vm-group-gcp-settings";
  * VMs have no external IP (outbound through the data plane's Cloud NAT), run Shielded VM with
  * secure boot, vTPM and integrity monitoring, refuse project-wide SSH keys and use OS Login for
  * any access. They carry the data plane's compute tag (which the stores admit); a firewall rule
- * admits only Google's health checkers and load balancer proxies to port 8080 on that tag.
+ * admits only Google's health checkers and load balancer proxies to the service port on that tag.
  *
  * Without `domain` the load balancer listens on plain HTTP (port 80): for dev only, since API keys
  * would cross the internet unencrypted.

@@ -290,7 +290,7 @@ export interface NetworkPolicyInput {
 }
 
 /**
- * Default deny both ways, then: in on 8080 from anywhere (the load balancer reaches pods through
+ * Default deny both ways, then: in on the service port from anywhere (the load balancer reaches pods through
  * node IPs or directly, and probes come from the node); out to cluster DNS, to the stores inside
  * the VPC, and to 443 anywhere (the LLM API, Secrets Manager, STS for IRSA). Enforced by the VPC
  * CNI's network policy agent (`enableNetworkPolicy` on the vpc-cni add-on).
