@@ -9,20 +9,15 @@
  * Chromium is required under CI=true (.ci/run installs it); elsewhere that part skips without it.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
 import { Writable } from "node:stream";
 import pino from "pino";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { ConfigError, loadConfig } from "../../app/src/config";
 import { CONSOLE_CSP } from "../../app/src/console/page";
+import { haveChromium, launchChromium, watchPageProblems } from "../support/chromium";
 import { startFakeOidc, type FakeOidc, type Misbehaviour } from "../support/fake-oidc";
 import { startService, type RunningService } from "../support/service";
 import { serviceBackends } from "../support/services";
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI === "true")
-  throw new Error(`${CHROMIUM} is missing (required when CI=true: .ci/run installs chromium)`);
 
 const run = randomBytes(4).toString("hex");
 const CLIENT_ID = `console-${run}`;
@@ -489,16 +484,7 @@ describe("OIDC sign-in with a confidential client", () => {
         createdAt: new Date().toISOString(),
       },
     ]);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
@@ -509,15 +495,7 @@ describe("OIDC sign-in with a confidential client", () => {
 
   it("signs in with the provider, shows the console with no token in the URL, signs out; no CSP violations", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") problems.push(`${m.type()}: ${m.text()}`);
-    });
-    await page.addInitScript(
-      `document.addEventListener("securitypolicyviolation", (e) =>
-        console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI))`,
-    );
-    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
-    page.on("requestfailed", (r) => problems.push(`requestfailed: ${r.url()}`));
+    await watchPageProblems(page, problems);
 
     await page.goto(`${service.url}/console`);
     const host = new URL(fake.issuer).host;

@@ -8,18 +8,14 @@
  *
  * Chromium is required under CI=true (.ci/run installs it); elsewhere the test skips without it.
  */
-import { existsSync, mkdirSync, mkdtempSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { CONSOLE_CSP } from "../../app/src/console/page";
+import { haveChromium, launchChromium, watchPageProblems } from "../support/chromium";
 import { startService, type RunningService } from "../support/service";
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium && process.env.CI === "true")
-  throw new Error(`${CHROMIUM} is missing (required when CI=true: .ci/run installs chromium)`);
 
 const run = randomBytes(4).toString("hex");
 const ADMIN_KEY = `console-admin-${run}-0123456789`;
@@ -96,28 +92,9 @@ const SCREENSHOT =
       entry("grace", "claude-haiku-4-5", 6),
       entry("linus", "claude-haiku-4-5", 1.5),
     ]);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-      ],
-    });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    page.on("console", (m) => {
-      if (m.type() === "error" || m.type() === "warning") problems.push(`${m.type()}: ${m.text()}`);
-    });
-    // A CSP violation is also a console error; this names the directive.
-    // (Browser code as strings: the project's TypeScript has no DOM types.)
-    await page.addInitScript(
-      `document.addEventListener("securitypolicyviolation", (e) =>
-        console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI))`,
-    );
-    page.on("pageerror", (e) => problems.push(`pageerror: ${e.message}`));
-    page.on("requestfailed", (r) => problems.push(`requestfailed: ${r.url()}`));
+    await watchPageProblems(page, problems);
     page.on("request", (r) => {
       if (!r.url().startsWith(service.url)) problems.push(`third-party request: ${r.url()}`);
     });
