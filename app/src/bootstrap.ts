@@ -20,6 +20,7 @@ import { ModelCatalog } from "./llm/models";
 import { CachedKeyResolver } from "./auth";
 import { createLogger } from "./telemetry/logger";
 import { createTelemetry, type Telemetry } from "./telemetry/otel";
+import { overloadGuard } from "./overload";
 import { instrumentLlm, traceCache, traceStore } from "./telemetry/instrument";
 import { GEN_AI_PROVIDER_NAMES } from "./llm/upstream-kinds";
 import { BatchService } from "./batch/service";
@@ -235,6 +236,14 @@ function assemble({
   batches.budget = batchBudgetHooks(budgets);
   if (config.BATCH_POLLER_ENABLED) batches.start();
   const activity = new ActivityLog().observe({ budgets, rateLimiter });
+  const overload =
+    config.OVERLOAD_LAG_MS > 0
+      ? overloadGuard({
+          maxLagMs: config.OVERLOAD_LAG_MS,
+          minInFlight: config.OVERLOAD_MIN_IN_FLIGHT,
+        })
+      : undefined;
+  if (overload) telemetry.metrics.observeOverload(overload);
   const deps: AppDeps = {
     config,
     logger,
@@ -251,10 +260,12 @@ function assemble({
     usage,
     budgets,
     activity,
+    overload,
     auth: new CachedKeyResolver({ staticKeys: config.AGENT_API_KEYS, store }),
     lifecycle: new Lifecycle(),
     async close() {
       activity.close();
+      overload?.close();
       await batches.stop();
       if (!options.llm && llm instanceof ResilientProvider) llm.close();
       await budgets

@@ -4,9 +4,8 @@
  * request with 429 once it holds that many, instead of holding every connection the server has.
  * Per replica, in memory: it bounds what one replica spends on one user, whatever the others do.
  */
-import type { ServerResponse } from "node:http";
 import type { MiddlewareHandler } from "hono";
-import type { AppEnv } from "./http";
+import { holdWhileResponding, type AppEnv } from "./http";
 import { ApiError } from "./errors";
 
 export function concurrencyMiddleware(limit: number): MiddlewareHandler<AppEnv> {
@@ -28,20 +27,6 @@ export function concurrencyMiddleware(limit: number): MiddlewareHandler<AppEnv> 
       );
     }
     inFlight.set(user, n + 1);
-    // On Node the slot is held until the response has been sent to the end (a stream's last
-    // byte) or the connection is gone; elsewhere (Lambda) until the handler returns.
-    const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-    let released = false;
-    const done = () => {
-      if (released) return;
-      released = true;
-      release(user);
-    };
-    if (outgoing && !outgoing.closed) outgoing.once("close", done);
-    try {
-      await next();
-    } finally {
-      if (!outgoing || outgoing.closed) done();
-    }
+    await holdWhileResponding(c, next, () => release(user));
   };
 }

@@ -244,6 +244,13 @@ export const envSchema = z.object({
    */
   MAX_CONCURRENT_REQUESTS_PER_USER: z.coerce.number().int().min(0).max(100_000).default(64),
   /**
+   * Admission under overload (overload.ts): new API requests get 503 overloaded_error with
+   * retry-after while the event loop's smoothed lag is above this many ms and at least
+   * OVERLOAD_MIN_IN_FLIGHT requests are in flight on the process. 0: off.
+   */
+  OVERLOAD_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(500),
+  OVERLOAD_MIN_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000_000).default(64),
+  /**
    * A stream the client has not read any of for this long is ended (its usage settled): the
    * service writes only as fast as the client reads, so the upstream is not read meanwhile.
    */

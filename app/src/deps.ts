@@ -18,6 +18,7 @@ import type { ResilientProvider } from "./llm/resilient";
 import type { BudgetService } from "./budget/budgets";
 import type { LifecycleState } from "./lifecycle";
 import type { ActivityLog } from "./console/activity";
+import type { OverloadGuard } from "./overload";
 
 export interface AppDeps {
   config: AppConfig;
@@ -52,6 +53,11 @@ export interface AppDeps {
    * console (console/activity.ts). Absent in tests that build deps by hand: the console shows none.
    */
   activity?: ActivityLog;
+  /**
+   * Refuses new API requests with 503 while the process is overloaded (overload.ts:
+   * OVERLOAD_LAG_MS). Absent when off, and in tests that build deps by hand.
+   */
+  overload?: OverloadGuard;
   /** Release everything: flush the ledger, close pools and connections. */
   close(): Promise<void>;
 }

@@ -1,4 +1,5 @@
 /** Types and helpers shared by every route module. */
+import type { ServerResponse } from "node:http";
 import type { Context } from "hono";
 import type { Logger } from "pino";
 import type { z } from "zod";
@@ -49,4 +50,30 @@ export function describeIssues(
     .slice(0, 5)
     .map((i) => (i.path.length ? `${i.path.map(String).join(".")}: ${i.message}` : i.message))
     .join("; ");
+}
+
+/**
+ * Runs the rest of the chain, then `release` once: on Node when the response has been sent to its
+ * end (a stream's last byte) or the connection is gone, elsewhere (Lambda) when the handler
+ * returns. What a request holds for as long as it occupies the process (a slot of its user's
+ * concurrency, a place among the requests in flight) is given back with it.
+ */
+export async function holdWhileResponding(
+  c: AppContext,
+  next: () => Promise<void>,
+  release: () => void,
+): Promise<void> {
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  let released = false;
+  const done = () => {
+    if (released) return;
+    released = true;
+    release();
+  };
+  if (outgoing && !outgoing.closed) outgoing.once("close", done);
+  try {
+    await next();
+  } finally {
+    if (!outgoing || outgoing.closed) done();
+  }
 }

@@ -31,6 +31,8 @@ export function registerApiRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: Mod
   // Admin routes take admin keys and answer every /v1/admin path themselves: the user guard
   // registered after them never runs there.
   registerAdminRoutes(app, deps, catalog);
+  // Refused under overload before any work is spent on the request (overload.ts).
+  if (deps.overload) app.use(API, deps.overload.middleware);
   app.use(API, authMiddleware(deps.auth, deps.logger));
   app.use(API, versionGuard);
   if (deps.config.MAX_CONCURRENT_REQUESTS_PER_USER > 0)

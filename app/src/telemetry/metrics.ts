@@ -18,6 +18,8 @@
  *   agent.ratelimit.refusals            counter        scope (hook: rateLimitRefused)
  *   agent.breaker.state                 gauge          model; 0 closed, 1 half-open, 2 open (hook: observeBreakers)
  *   agent.budget.utilisation            gauge          budget, ...; spent / limit (hook: observeBudgetUtilisation)
+ *   agent.overload.lag                  gauge, ms      the event loop's smoothed lag (hook: observeOverload)
+ *   agent.overload.refusals             gauge          requests refused as overloaded since start (503)
  *   agent.batches.created               counter        mode = upstream | local
  *   agent.batch.results                 counter        type = succeeded | errored | canceled | expired
  *
@@ -234,6 +236,27 @@ export class AgentMetrics {
     };
     gauge.addCallback(observe);
     return () => gauge.removeCallback(observe);
+  }
+
+  /** Hook for the overload guard (overload.ts): the lag it judges by, and what it refused. */
+  observeOverload(guard: { lag: { lagMs: number }; refused: number }): () => void {
+    const lag = this.registerGauge(
+      "agent.overload.lag",
+      {
+        description: "The event loop's smoothed lag (what OVERLOAD_LAG_MS is compared with).",
+        unit: "ms",
+      },
+      () => [{ value: guard.lag.lagMs }],
+    );
+    const refused = this.registerGauge(
+      "agent.overload.refusals",
+      { description: "API requests refused with 503 as overloaded since the process started." },
+      () => [{ value: guard.refused }],
+    );
+    return () => {
+      lag();
+      refused();
+    };
   }
 
   /** Hook for circuit breakers: their states, read at each collection. */

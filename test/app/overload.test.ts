@@ -1,0 +1,162 @@
+/**
+ * Admission under overload (app/src/overload.ts, issue 17 item 3): past what a process can serve,
+ * new requests get a quick 503 with retry-after instead of queueing for seconds behind the
+ * event loop, and what was admitted finishes. The lag is set by hand here (its sampler stopped),
+ * so nothing depends on how busy this machine is.
+ */
+import Anthropic from "@anthropic-ai/sdk";
+import { loadConfig } from "../../app/src/config";
+import { LoopLag, overloadGuard } from "../../app/src/overload";
+import { openRig, QUIET, until, type AbuseRig } from "../support/abuse";
+import { serviceBackends } from "../support/services";
+
+const message = (text: string) => ({
+  model: "claude-haiku-4-5",
+  max_tokens: 32,
+  messages: [{ role: "user", content: text }],
+});
+
+describe("LoopLag", () => {
+  it("takes a jam at once and lets it go over a few samples", () => {
+    const lag = new LoopLag(20);
+    lag.sample(20); // on time (the clock starts at 0 when not started)
+    expect(lag.lagMs).toBe(0);
+    lag.sample(20 + 20 + 500); // this timer ran 500 ms late
+    expect(lag.lagMs).toBe(500);
+    expect(lag.maxMs).toBe(500);
+    let now = 540;
+    const seen: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      now += 20;
+      lag.sample(now);
+      seen.push(lag.lagMs);
+    }
+    // Decays monotonically, and not to zero in one on-time sample.
+    expect(seen[0]).toBe(400);
+    for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeLessThan(seen[i - 1]!);
+    expect(seen.at(-1)!).toBeGreaterThan(100);
+  });
+});
+
+describe("OVERLOAD_LAG_MS", () => {
+  it("defaults to on (500 ms, 64 in flight) and 0 turns the guard off", () => {
+    const config = loadConfig({});
+    expect(config.OVERLOAD_LAG_MS).toBe(500);
+    expect(config.OVERLOAD_MIN_IN_FLIGHT).toBe(64);
+    expect(loadConfig({ OVERLOAD_LAG_MS: "0" }).OVERLOAD_LAG_MS).toBe(0);
+    expect(() => loadConfig({ OVERLOAD_LAG_MS: "-1" })).toThrow(/OVERLOAD_LAG_MS/);
+  });
+
+  it("a refusing guard keeps refusing between half the limit and the limit (no flapping)", async () => {
+    const lag = new LoopLag();
+    const guard = overloadGuard({ maxLagMs: 200, minInFlight: 0 }, lag);
+    lag.stop();
+    const run = async () => {
+      let admitted = false;
+      try {
+        await guard.middleware({ env: {} } as never, async () => {
+          admitted = true;
+        });
+      } catch {
+        // refused
+      }
+      return admitted;
+    };
+    lag.lagMs = 150; // under the limit, not yet refusing: admitted
+    expect(await run()).toBe(true);
+    lag.lagMs = 250; // over: refused
+    expect(await run()).toBe(false);
+    lag.lagMs = 150; // back under the limit but over half of it: still refused
+    expect(await run()).toBe(false);
+    expect(guard.refusing).toBe(true);
+    lag.lagMs = 90; // under half: admitted again
+    expect(await run()).toBe(true);
+    expect(guard.refused).toBe(2);
+    guard.close();
+  });
+});
+
+describe.each(serviceBackends())("overload guard, with $name", (backend) => {
+  let rig: AbuseRig;
+  beforeAll(async () => {
+    // Every answer takes 0.8 s upstream, so two requests can be held in flight while the test looks.
+    rig = await openRig(
+      backend,
+      { ...QUIET, OVERLOAD_MIN_IN_FLIGHT: "2", CACHE_TTL_SECONDS: "0" },
+      { fake: { behavior: { latencyMs: 800 } } },
+    );
+  });
+  afterAll(async () => {
+    await rig?.close();
+  });
+
+  const guard = () => rig.service.deps.overload!;
+
+  it("refuses new requests with a quick 503 while the loop lags, lets the admitted finish, and admits again once it catches up", async () => {
+    const g = guard();
+    g.lag.stop(); // the test sets the lag
+    g.lag.lagMs = 0;
+    const held = [
+      rig.post("/v1/messages", message("one")),
+      rig.post("/v1/messages", message("two")),
+    ];
+    await until(async () => g.inFlight >= 2, "two requests in flight");
+    g.lag.lagMs = 2000;
+
+    const refused = await rig.post("/v1/messages", message("three"));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(refused.headers.get("x-should-retry")).toBe("true");
+    const body = (await refused.json()) as {
+      type: string;
+      error: { type: string; message: string };
+      request_id: string;
+    };
+    expect(body.type).toBe("error");
+    expect(body.error.type).toBe("overloaded_error");
+    expect(body.error.message).toMatch(/OVERLOAD_LAG_MS/);
+    expect(body.request_id).toMatch(/^req_/);
+
+    // The probes and the admin API still answer an operator.
+    expect((await fetch(`${rig.service.url}/health`)).status).toBe(200);
+
+    // What was admitted completes, and is in the ledger; the refused request cost nothing.
+    const answers = await Promise.all(held);
+    expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    const rows = await until(async () => {
+      const r = await rig.ledger();
+      return r.length >= 2 && r;
+    }, "two ledger rows");
+    expect(rows).toHaveLength(2);
+    expect(g.refused).toBeGreaterThanOrEqual(1);
+
+    g.lag.lagMs = 0;
+    expect((await rig.post("/v1/messages", message("four"))).status).toBe(200);
+  });
+
+  it("a lag with fewer requests in flight than OVERLOAD_MIN_IN_FLIGHT refuses nothing (a pause, not load)", async () => {
+    const g = guard();
+    g.lag.stop();
+    g.lag.lagMs = 5000;
+    const res = await rig.post("/v1/messages", message("alone"));
+    expect(res.status).toBe(200);
+    g.lag.lagMs = 0;
+  });
+
+  it("the official SDK takes the 503 as retryable and gets its answer once the process catches up", async () => {
+    const g = guard();
+    g.lag.stop();
+    g.lag.lagMs = 0;
+    const held = [rig.post("/v1/messages", message("a")), rig.post("/v1/messages", message("b"))];
+    await until(async () => g.inFlight >= 2, "two requests in flight");
+    g.lag.lagMs = 2000;
+    const before = g.refused;
+    const client = new Anthropic({ apiKey: rig.key, baseURL: rig.service.url, maxRetries: 2 });
+    const answer = client.messages.create(message("sdk") as never);
+    await until(async () => g.refused > before, "the SDK's first attempt refused");
+    g.lag.lagMs = 0; // the retry after retry-after (1 s) is admitted
+    const msg = (await answer) as { type: string };
+    expect(msg.type).toBe("message");
+    await Promise.all(held);
+  });
+});
