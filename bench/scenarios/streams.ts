@@ -6,6 +6,12 @@
  * two delta-carrying chunks of one stream (12.5 times the upstream's pacing; a reader notices
  * text freezing at about this point). A step passes with no stalls, no errors and every stream
  * complete (64 deltas, message_stop). N goes 256, 512, 1024, ... until a step fails.
+ *
+ * Past what one process can hold, the service refuses new streams (503 overloaded_error with
+ * retry-after: app/src/overload.ts) rather than queue them for seconds. A refused slot waits what
+ * retry-after says, as the official SDK does, then tries again. Refusals are counted apart from
+ * errors, with how long they took to arrive; a step with refusals did not hold its N streams, so
+ * the ladder ends there. 256 and 1,024 streams are always measured (the issue's two load points).
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -18,6 +24,13 @@ import { fmtMs, fmtNum, type Scenario } from "../lib/types";
 export const DELTAS = 64;
 export const DELTA_INTERVAL_MS = 20;
 export const STALL_MS = 250;
+/** Issue 17: time to first token p99 at 256 concurrent streams. */
+const TTFT_P99_MS = 250;
+/**
+ * At 1,024 streams (past one process): a first token or a refusal within a second. Before the
+ * overload guard the first token p99 there was 12.9 s, which users take for a hang.
+ */
+const OVERLOAD_ANSWER_MS = 1000;
 
 interface Step {
   streams: number;
@@ -26,6 +39,9 @@ interface Step {
   completed: number;
   errors: number;
   incomplete: number;
+  /** 503/429 answers with retry-after: the service refusing a stream it cannot hold. */
+  refused: number;
+  refusalP99Ms: number | null;
   stalls: number;
   maxGapMs: number | null;
   gapP99Ms: number | null;
@@ -51,6 +67,7 @@ async function holdStreams(
 ): Promise<Step> {
   const gaps: number[] = [];
   const ttfts: number[] = [];
+  const refusals: number[] = [];
   const errorKinds: Record<string, number> = {};
   let completed = 0;
   let errors = 0;
@@ -83,6 +100,12 @@ async function holdStreams(
       });
       active--;
       deltas += r.deltas;
+      const retryAfter = Number(r.headers?.["retry-after"]);
+      if ((r.status === 503 || r.status === 429) && Number.isFinite(retryAfter)) {
+        refusals.push(r.totalMs);
+        await sleep(retryAfter * 1000);
+        continue;
+      }
       if (r.error || r.status !== 200) {
         errors++;
         const key = r.error ?? `HTTP ${r.status}`;
@@ -106,15 +129,19 @@ async function holdStreams(
   const wall = performance.now() - t0;
   const g = summarize(gaps);
   const t = summarize(ttfts);
+  const refusal = summarize(refusals);
   const svc1 = throughService ? stack.service.stats() : null;
   const cpu = process.cpuUsage(cpu0);
   return {
     streams: n,
     holdSeconds,
-    pass: stalls === 0 && errors === 0 && incomplete === 0 && completed > 0,
+    pass:
+      stalls === 0 && errors === 0 && incomplete === 0 && refusals.length === 0 && completed > 0,
     completed,
     errors,
     incomplete,
+    refused: refusals.length,
+    refusalP99Ms: refusals.length ? round(refusal.p99) : null,
     stalls,
     maxGapMs: round(maxGap),
     gapP99Ms: round(g.p99),
@@ -134,6 +161,7 @@ async function holdStreams(
 
 const describeStep = (s: Step) =>
   `${s.pass ? "pass" : "FAIL"} ${fmtNum(s.streams)} streams × ${s.holdSeconds} s: ${s.completed} completed, ${s.errors} errors, ${s.incomplete} incomplete, ` +
+  `${s.refused} refused${s.refused ? ` (p99 ${fmtMs(s.refusalP99Ms ?? NaN, 0)})` : ""}, ` +
   `${s.stalls} stalls, max gap ${fmtMs(s.maxGapMs ?? NaN, 0)}, gap p99 ${fmtMs(s.gapP99Ms ?? NaN, 1)}, TTFT p99 ${fmtMs(s.ttftP99Ms ?? NaN, 0)}, ` +
   `min open ${s.minConcurrent}, CPU service ${s.serviceCpu ?? "-"} / fake ${s.upstreamCpu} / generator ${s.generatorCpu}`;
 
@@ -142,13 +170,16 @@ export const streamsScenario: Scenario = {
   title: `Concurrent streams without stalls (${DELTAS} deltas, ${DELTA_INTERVAL_MS} ms apart)`,
   async run({ opts, id }) {
     const ladder = opts.quick ? [32, 64] : [256, 512, 1024, 1536, 2048, 3072, 4096];
+    const loadPoints = opts.quick ? [32, 128] : [256, 1024];
     const holdSeconds = opts.quick ? 2 : 10;
     return withStack(
       opts,
       id,
       "streams",
       { behavior: { deltas: DELTAS, deltaIntervalMs: DELTA_INTERVAL_MS } },
-      {},
+      // The per-user cap on requests in flight stays on, sized above the ladder: at its default
+      // (64) one user's N streams would mostly be 429s, which is not what this step measures.
+      { MAX_CONCURRENT_REQUESTS_PER_USER: String(2 * Math.max(...ladder, ...loadPoints)) },
       async (stack) => {
         const steps: Step[] = [];
         let best = 0;
@@ -156,19 +187,26 @@ export const streamsScenario: Scenario = {
         let directAtFail: Step | undefined;
         // Warm-up: a few streams, so JIT and connection set-up are not in the first step.
         await holdStreams(stack, stack.viaService(16, 30_000), 16, 1, true);
-        for (const n of ladder) {
+        const measure = async (n: number) => {
           const target = stack.viaService(n + 8, 30_000);
           const step = await holdStreams(stack, target, n, holdSeconds, true);
           await target.close();
-          steps.push(step);
           progress(opts, `  ${describeStep(step)}`);
+          await sleep(1000);
+          return step;
+        };
+        for (const n of ladder) {
+          const step = await measure(n);
+          steps.push(step);
           if (!step.pass) {
             firstFail = step;
             break;
           }
           best = n;
-          await sleep(1000);
         }
+        // The issue's two load points are measured whether or not the ladder reached them.
+        for (const n of loadPoints)
+          if (!steps.some((s) => s.streams === n)) steps.push(await measure(n));
         if (firstFail && !opts.quick) {
           // Same load straight at the fake: if it stalls too, the rig (2 cores shared by generator,
           // fake and service) is the limit rather than the service.
@@ -178,6 +216,10 @@ export const streamsScenario: Scenario = {
           await direct.close();
           progress(opts, `  direct to the fake: ${describeStep(directAtFail)}`);
         }
+        const [low, high] = loadPoints.map((n) => steps.find((s) => s.streams === n)!) as [
+          Step,
+          Step,
+        ];
         const bestStep = steps.find((s) => s.streams === best);
         const notes: string[] = [];
         if (firstFail && directAtFail && !directAtFail.pass) {
@@ -192,6 +234,7 @@ export const streamsScenario: Scenario = {
             `Fake upstream streams ${DELTAS} deltas ${DELTA_INTERVAL_MS} ms apart (~${((DELTAS * DELTA_INTERVAL_MS) / 1000).toFixed(1)} s per stream). Streams are cache MISSes (fresh prompts) with the whole request path on.`,
             `N slots each keep one stream open for ${holdSeconds} s (a finished stream is replaced at once), slots starting spread over 1 s; one connection per stream.`,
             `Stall: a gap > ${STALL_MS} ms between two delta-carrying chunks of one stream, measured at the client. A step passes with 0 stalls, 0 errors, every stream complete. Ladder: ${ladder.join(", ")}.`,
+            `A 503 or 429 with retry-after is a refusal (the service's overload guard, OVERLOAD_LAG_MS at its default), not an error: the slot waits what retry-after says, as the official SDK does, and tries again. A step with refusals did not hold its N streams, so the ladder ends there. ${loadPoints.map(fmtNum).join(" and ")} streams are always measured; TTFT figures are of the streams that were admitted.`,
           ],
           figures: {
             stallThresholdMs: STALL_MS,
@@ -224,6 +267,10 @@ export const streamsScenario: Scenario = {
                 : "n/a",
             ],
             ["at that step: service RSS", bestStep ? `${bestStep.serviceRssMb} MB` : "n/a"],
+            ...[low, high].map((p): [string, string] => [
+              `**${fmtNum(p.streams)} streams**: TTFT p50 / p99; stalls; refused (p99 to the 503)`,
+              `${fmtMs(p.ttftP50Ms ?? NaN, 0)} / ${fmtMs(p.ttftP99Ms ?? NaN, 0)}; ${p.stalls}; ${p.refused}${p.refused ? ` (${fmtMs(p.refusalP99Ms ?? NaN, 0)})` : ""}`,
+            ]),
             ["first failing step", firstFail ? describeStep(firstFail) : "none"],
             [
               "same load directly at the fake",
@@ -236,6 +283,28 @@ export const streamsScenario: Scenario = {
               target: "≥ 256",
               measured: fmtNum(best),
               pass: opts.quick ? null : best >= 256,
+            },
+            {
+              name: `${fmtNum(low.streams)} streams: time to first token p99, no stall, none refused`,
+              target: `≤ ${fmtMs(TTFT_P99_MS, 0)}`,
+              measured: `${fmtMs(low.ttftP99Ms ?? NaN, 0)} (${low.stalls} stalls, ${low.refused} refused, ${low.errors} errors)`,
+              pass: opts.quick
+                ? null
+                : (low.ttftP99Ms ?? Infinity) <= TTFT_P99_MS &&
+                  low.stalls === 0 &&
+                  low.refused === 0 &&
+                  low.errors === 0,
+            },
+            {
+              name: `${fmtNum(high.streams)} streams: every stream starts or is refused fast (TTFT p99 of admitted, 503 p99), no stall`,
+              target: `both ≤ ${fmtMs(OVERLOAD_ANSWER_MS, 0)}`,
+              measured: `${fmtMs(high.ttftP99Ms ?? NaN, 0)} / ${high.refused ? fmtMs(high.refusalP99Ms ?? NaN, 0) : "none refused"} (${high.stalls} stalls, ${high.errors} errors)`,
+              pass: opts.quick
+                ? null
+                : (high.ttftP99Ms ?? Infinity) <= OVERLOAD_ANSWER_MS &&
+                  (high.refusalP99Ms ?? 0) <= OVERLOAD_ANSWER_MS &&
+                  high.stalls === 0 &&
+                  high.errors === 0,
             },
           ],
           notes,
