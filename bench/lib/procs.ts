@@ -212,7 +212,8 @@ async function startHelper<T>(
       {
         cwd: REPO_ROOT,
         stdio: ["ignore", "pipe", "pipe"],
-        env: cleanEnv({ NODE_ENV: "production" }),
+        // Helpers started with the image's node flags (the floor proxy) get its tuning too.
+        env: cleanEnv({ ...(nodeFlags.length ? imageTuningEnv() : {}), NODE_ENV: "production" }),
       },
     ),
   );
@@ -280,6 +281,28 @@ export function imageNodeFlags(dockerfile = path.join(REPO_ROOT, "app", "Dockerf
   return argv.slice(1).filter((a) => a.startsWith("-"));
 }
 
+/**
+ * The process tuning the image's runtime stage sets with ENV (glibc's MALLOC_*, libuv's UV_*,
+ * NODE_OPTIONS), so the benchmark's processes run with it as the image's do. Other variables of
+ * the image (PORT, DATA_DIR, NODE_ENV) are the benchmark's own to set.
+ */
+export function imageTuningEnv(
+  dockerfile = path.join(REPO_ROOT, "app", "Dockerfile"),
+): Record<string, string> {
+  // Instructions with their continuation lines joined; only those of the last stage count.
+  const instructions = readFileSync(dockerfile, "utf8")
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((l) => l.trim());
+  const stage = instructions.slice(instructions.findLastIndex((l) => /^FROM\s/i.test(l)));
+  const env: Record<string, string> = {};
+  for (const line of stage.filter((l) => /^ENV\s/i.test(l))) {
+    for (const [, k, v] of line.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g))
+      if (/^(MALLOC_|UV_|NODE_OPTIONS$)/.test(k!)) env[k!] = v!.replace(/^"|"$/g, "");
+  }
+  return env;
+}
+
 export async function startService(options: ServiceOptions): Promise<Service> {
   const port = await freePort();
   // The image's node flags (production), then diagnostics from the environment (e.g. --trace-gc).
@@ -303,7 +326,12 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     spawn(process.execPath, [...nodeArgs, options.entry], {
       cwd: REPO_ROOT,
       stdio: ["ignore", "pipe", "pipe"],
-      env: cleanEnv({ ...options.env, PORT: String(port), HOST: "127.0.0.1" }),
+      env: cleanEnv({
+        ...imageTuningEnv(),
+        ...options.env,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+      }),
     }),
   );
   child.stdout?.pipe(log);
@@ -391,7 +419,7 @@ export async function startPortkey(): Promise<Portkey> {
       {
         cwd: REPO_ROOT,
         stdio: ["ignore", "ignore", "pipe"],
-        env: cleanEnv({ NODE_ENV: "production" }),
+        env: cleanEnv({ ...imageTuningEnv(), NODE_ENV: "production" }),
       },
     ),
   );
