@@ -48,6 +48,7 @@ import { lambdaScenario } from "./scenarios/lambda";
 import { spikeScenario } from "./scenarios/spike";
 import { costScenario } from "./scenarios/cost";
 import { peersScenario } from "./scenarios/peers";
+import { embeddedScenario } from "./scenarios/embedded";
 
 /** In running order: throughput runs before spike and memory, which size their load from it. */
 export const SCENARIOS: readonly Scenario[] = [
@@ -60,6 +61,7 @@ export const SCENARIOS: readonly Scenario[] = [
   memoryScenario,
   lambdaScenario,
   costScenario,
+  embeddedScenario,
 ];
 
 const USAGE = `Usage: npm run bench -- [options]

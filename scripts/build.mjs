@@ -143,6 +143,16 @@ function bundleOptions(entry, outfile, external, extra = {}) {
   };
 }
 
+/**
+ * The Node server bundle alone (`extra` is merged into the esbuild options, e.g. write: false):
+ * what build() writes to server/index.js, and what `npm start` builds and runs (scripts/start.mjs).
+ */
+export function buildServerBundle(outfile, extra = {}) {
+  return esbuild.build(
+    bundleOptions("app/entrypoints/server.ts", path.resolve(outfile), SERVER_EXTERNAL, extra),
+  );
+}
+
 export async function build({ outdir = path.join(root, "dist"), quiet = false } = {}) {
   const log = quiet ? () => {} : (line) => process.stdout.write(line + "\n");
   outdir = path.resolve(outdir);
@@ -150,13 +160,7 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
     fs.rmSync(path.join(outdir, stale), { recursive: true, force: true });
   }
 
-  const server = await esbuild.build(
-    bundleOptions(
-      "app/entrypoints/server.ts",
-      path.join(outdir, "server", "index.js"),
-      SERVER_EXTERNAL,
-    ),
-  );
+  const server = await buildServerBundle(path.join(outdir, "server", "index.js"));
   // Two entries in one zip, so that one artifact serves every stack and promotes as one: the
   // handler picks the build (app/src/contract.ts LAMBDA_HANDLERS).
   const lambdaBuilds = {};

@@ -12,19 +12,35 @@
  *     its hold) when it is aborted.
  *  4. Wait for those settlements (a few seconds at most), then close the dependencies: the ledger
  *     is flushed and budget settlements reach Redis before the process exits.
+ *
+ * Embedded mode (no DATABASE_URL) listens before its dependencies are open (`listenEarly`): the
+ * first start of an embedded database takes seconds (initdb), and a process that does not answer
+ * meanwhile looks dead. Until the app is ready, `/health` answers 200 (the process is alive),
+ * `/ready` 503 `starting`, and every other request waits for the app (at most STARTUP_WAIT_MS,
+ * then 503 `overloaded_error` with `retry-after`). A signal then refuses what waits (503) and the
+ * start-up is abandoned. Deployed targets open their dependencies first, then listen.
  */
 import { serve } from "@hono/node-server";
+import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import type { Hono } from "hono";
 import type { AppConfig } from "../src/config";
 import type { AppDeps } from "../src/deps";
 import type { AppEnv } from "../src/http";
+import { errorBody } from "../src/errors";
 import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
 import { SERVICE_CONTRACT } from "../src/contract";
 
 /** How long settlements of requests cut at the end of the grace period may take. */
 export const SETTLE_WAIT_MS = SERVICE_CONTRACT.drain.settleMs;
+/**
+ * How long a request that arrives while the embedded service starts waits for it (a first start,
+ * initdb included, takes ~8 s on a 2-core machine) before it is answered 503.
+ */
+export const STARTUP_WAIT_MS = 30_000;
+/** The `retry-after` (seconds) of the 503s answered while starting or stopping during start-up. */
+export const STARTUP_RETRY_AFTER_S = 5;
 
 export interface NodeServer {
   server: Server;
@@ -37,17 +53,23 @@ export interface NodeServer {
   drain(): Promise<void>;
 }
 
-export async function startNodeServer(
-  config: AppConfig,
-  deps: AppDeps,
-  app: Hono<AppEnv>,
-): Promise<NodeServer> {
-  const lifecycle = deps.lifecycle instanceof Lifecycle ? deps.lifecycle : undefined;
+type Fetch = (request: Request, env: object) => unknown;
+
+/** The HTTP server, listening, with its count of requests in flight. */
+interface Listener {
+  server: Server;
+  url: string;
+  readonly inflight: number;
+  /** Resolves true once no request is in flight, or with whether none is after `ms`. */
+  requestsDone(ms: number): Promise<boolean>;
+}
+
+async function listen(config: AppConfig, fetch: Fetch, draining: () => boolean): Promise<Listener> {
   // A client that sends its request slowly (a byte at a time) holds a connection and a slot of
   // its user's concurrency: headers and body get a deadline (408), idle connections one too.
   // requestTimeout bounds receiving the request only: a long stream back is not cut by it.
   const server = serve({
-    fetch: app.fetch,
+    fetch,
     port: config.PORT,
     hostname: config.HOST,
     serverOptions: {
@@ -62,12 +84,43 @@ export async function startNodeServer(
   let idleWake: (() => void) | undefined;
   server.on("request", (_req, res) => {
     inflight++;
-    if (deps.lifecycle.draining) res.setHeader("connection", "close");
+    if (draining()) res.setHeader("connection", "close");
     res.once("close", () => {
       if (--inflight === 0) idleWake?.();
     });
   });
   const url = await listening(server, config.HOST, config.PORT);
+  return {
+    server,
+    url,
+    get inflight() {
+      return inflight;
+    },
+    requestsDone: (ms: number) =>
+      new Promise<boolean>((resolve) => {
+        if (inflight === 0) return resolve(true);
+        const timer = setTimeout(() => resolve(inflight === 0), ms);
+        idleWake = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      }),
+  };
+}
+
+export async function startNodeServer(
+  config: AppConfig,
+  deps: AppDeps,
+  app: Hono<AppEnv>,
+): Promise<NodeServer> {
+  const listener = await listen(config, app.fetch, () => deps.lifecycle.draining);
+  return serveApp(config, deps, listener);
+}
+
+/** /metrics on its port, and the drain: for a listener whose app is ready. */
+async function serveApp(config: AppConfig, deps: AppDeps, listener: Listener): Promise<NodeServer> {
+  const { server, url, requestsDone } = listener;
+  const lifecycle = deps.lifecycle instanceof Lifecycle ? deps.lifecycle : undefined;
   // /metrics on a port of its own, which the deploy targets keep private.
   const metricsApp = buildMetricsApp(deps);
   const metricsServer = metricsApp
@@ -81,22 +134,12 @@ export async function startNodeServer(
     ? await listening(metricsServer, config.METRICS_HOST, config.METRICS_PORT)
     : undefined;
 
-  const requestsDone = (ms: number) =>
-    new Promise<boolean>((resolve) => {
-      if (inflight === 0) return resolve(true);
-      const timer = setTimeout(() => resolve(inflight === 0), ms);
-      idleWake = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-    });
-
   let draining: Promise<void> | undefined;
   const drain = async () => {
     const { logger } = deps;
     deps.lifecycle.draining = true;
     logger.info(
-      { graceMs: config.SHUTDOWN_GRACE_MS, inflight },
+      { graceMs: config.SHUTDOWN_GRACE_MS, inflight: listener.inflight },
       "draining: finishing in-flight requests and streams",
     );
     server.closeIdleConnections();
@@ -107,7 +150,10 @@ export async function startNodeServer(
         true));
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     if (!finished) {
-      logger.warn({ inflight }, "grace period over: cutting the remaining requests");
+      logger.warn(
+        { inflight: listener.inflight },
+        "grace period over: cutting the remaining requests",
+      );
       lifecycle?.stop();
       server.closeAllConnections();
     }
@@ -134,9 +180,123 @@ export async function startNodeServer(
     url,
     metricsUrl,
     get inflight() {
-      return inflight;
+      return listener.inflight;
     },
     drain: () => (draining ??= drain()),
+  };
+}
+
+/** Why requests are refused before the app is ready: a signal, or a start-up that failed. */
+export type StartEnd = "stopping" | "failed";
+
+/** A server listening while the embedded service starts (`listenEarly`). */
+export interface StartingServer {
+  url: string;
+  /** Requests received and not yet answered. */
+  readonly inflight: number;
+  /** The app is ready: it serves what waited and all that follows; /metrics starts too. */
+  ready(deps: AppDeps, app: Hono<AppEnv>): Promise<NodeServer>;
+  /**
+   * The app will not come: every waiting and later request is answered 503 (`/ready`: `draining`
+   * when stopping), with `connection: close`. The port stays open until `close()`. Does nothing
+   * once `ready()` has been called: that server drains.
+   */
+  refuse(why: StartEnd): void;
+  /** Stops listening once the refused requests are answered. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens before the dependencies exist (embedded mode, see the module comment): `/health` 200,
+ * `/ready` 503 `starting`, every other request held until `ready()`, for at most `waitMs`.
+ */
+export async function listenEarly(
+  config: AppConfig,
+  { waitMs = STARTUP_WAIT_MS }: { waitMs?: number } = {},
+): Promise<StartingServer> {
+  let app: Hono<AppEnv> | undefined;
+  let deps: AppDeps | undefined;
+  let ended: StartEnd | undefined;
+  const waiting = new Set<() => void>();
+  const wake = () => {
+    for (const w of [...waiting]) w();
+  };
+
+  /** Resolves once the app is ready, start-up has ended, the client left, or `waitMs` passed. */
+  const awaitApp = (signal: AbortSignal) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        waiting.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      signal.addEventListener("abort", done);
+      waiting.add(done);
+    });
+
+  const whileStarting = async (request: Request, env: object): Promise<Response> => {
+    const { pathname } = new URL(request.url);
+    const probe = request.method === "GET" || request.method === "HEAD";
+    if (probe && pathname === SERVICE_CONTRACT.probes.liveness)
+      return Response.json({ status: "ok" });
+    if (probe && pathname === SERVICE_CONTRACT.probes.readiness) {
+      const status =
+        ended === undefined ? "starting" : ended === "stopping" ? "draining" : "failed";
+      return Response.json({ status, down: [status] }, { status: 503 });
+    }
+    if (!ended && !request.signal.aborted) {
+      await awaitApp(request.signal);
+      if (app && !request.signal.aborted) return (await app.fetch(request, env)) as Response;
+    }
+    const [type, message] =
+      ended === "failed"
+        ? ["api_error", "the service failed to start"]
+        : ended === "stopping"
+          ? ["overloaded_error", "the service is shutting down"]
+          : ["overloaded_error", `the service is still starting (waited ${waitMs} ms); retry`];
+    const requestId = `req_${randomBytes(12).toString("base64url")}`;
+    return Response.json(errorBody(type, message, requestId), {
+      status: 503,
+      headers: {
+        "retry-after": String(STARTUP_RETRY_AFTER_S),
+        "request-id": requestId,
+        ...(ended ? { connection: "close" } : {}),
+      },
+    });
+  };
+
+  const listener = await listen(
+    config,
+    (request, env) => (app ? app.fetch(request, env) : whileStarting(request, env)),
+    () => (deps ? deps.lifecycle.draining : ended !== undefined),
+  );
+  return {
+    url: listener.url,
+    get inflight() {
+      return listener.inflight;
+    },
+    async ready(d, a) {
+      if (ended) throw new Error(`the server has stopped taking requests (${ended})`);
+      deps = d;
+      app = a;
+      wake();
+      return serveApp(config, d, listener);
+    },
+    refuse(why) {
+      if (app) return;
+      ended ??= why;
+      wake();
+      listener.server.closeIdleConnections();
+    },
+    async close() {
+      const closed = new Promise<void>((resolve) => listener.server.close(() => resolve()));
+      listener.server.closeIdleConnections();
+      await listener.requestsDone(SETTLE_WAIT_MS);
+      listener.server.closeAllConnections();
+      await closed;
+    },
   };
 }
 

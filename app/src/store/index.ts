@@ -22,13 +22,24 @@ export function pgliteDirectory(dataDir: string): string {
   return dataDir.startsWith(MEMORY_DATA_DIR) ? dataDir : path.join(dataDir, "pglite");
 }
 
+let pgliteModule: typeof import("./pglite") | undefined;
+
 /**
  * Loaded on demand: deployed targets always have DATABASE_URL, and the Lambda bundle omits
  * PGlite (a CommonJS require keeps it lazy in tsx, jest and the esbuild bundles alike).
  */
 function loadPglite(): typeof import("./pglite") {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require("./pglite") as typeof import("./pglite");
+  return (pgliteModule ??= require("./pglite") as typeof import("./pglite"));
+}
+
+/**
+ * For a process stopping during start-up: an embedded database's first initialisation (initdb,
+ * in a child process) under way is stopped, and the store being opened fails (pglite.ts
+ * cancelInitdb). Nothing to do when PGlite was never loaded.
+ */
+export function cancelStoreInit(): void {
+  pgliteModule?.cancelInitdb();
 }
 
 /** Open and migrate. The store is closed again if migrating fails, so nothing leaks. */
