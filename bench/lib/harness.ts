@@ -91,6 +91,9 @@ export function serviceEnv(
     BUDGET_DAILY_USD: "10000000",
     RATE_LIMIT_RPM: "10000000",
     RATE_LIMIT_TPM: "1000000000",
+    // The run's one key stands for the many users of a deployment: the per-user cap on requests
+    // in flight (default 64) stays on, above any load a scenario offers (at most 4,096 open).
+    MAX_CONCURRENT_REQUESTS_PER_USER: "8192",
     ...overrides,
   };
 }

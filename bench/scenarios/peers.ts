@@ -70,9 +70,7 @@ export const peersScenario: Scenario = {
       id,
       "peers",
       { behavior: { latencyMs: UPSTREAM_LATENCY_MS, minReplyChars: 400 } },
-      // The per-user cap on requests in flight stays on, sized above the load: at its default
-      // (64) one user's 256 connections are mostly 429s, measured as errors.
-      { MAX_CONCURRENT_REQUESTS_PER_USER: String(CONNECTIONS * 2) },
+      {},
       async (stack: Stack) => {
         const one: Record<PathName, Target> = {
           direct: stack.direct(1),

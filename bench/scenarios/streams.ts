@@ -177,9 +177,7 @@ export const streamsScenario: Scenario = {
       id,
       "streams",
       { behavior: { deltas: DELTAS, deltaIntervalMs: DELTA_INTERVAL_MS } },
-      // The per-user cap on requests in flight stays on, sized above the ladder: at its default
-      // (64) one user's N streams would mostly be 429s, which is not what this step measures.
-      { MAX_CONCURRENT_REQUESTS_PER_USER: String(2 * Math.max(...ladder, ...loadPoints)) },
+      {},
       async (stack) => {
         const steps: Step[] = [];
         let best = 0;
