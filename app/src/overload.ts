@@ -1,9 +1,15 @@
 /**
- * Admission under overload. A process past what its cores can serve does not fail: it queues.
- * Every request still gets its answer, seconds late, and a stream's first token waits behind
- * everybody else's deltas (measured before this guard: 1,024 streams on one process, time to first
- * token p99 12.9 s, which a user sees as a hang). The queue is the event loop's, so its length is
- * the event loop's lag: how late a timer due now actually runs.
+ * Admission when the event loop jams. A process whose loop runs far behind (a burst of work in
+ * each turn: thousands of requests arriving at once, big bodies to parse) answers everything late,
+ * and piling more requests on it only makes every turn longer. Its lag, how late a timer due now
+ * actually runs, says so directly.
+ *
+ * What it does not see (measured with `npm run bench`, 2026-12-06): a process past its capacity
+ * in many short turns. At 256 concurrent streams, or 1,500 JSON req/s offered, on the 2-core
+ * benchmark machine, first tokens waited seconds while the lag stayed under 150 ms: the wait is
+ * spread over the many turns each request needs, and in connections not yet read. A limit on
+ * time in the service (CoDel-style sojourn, or an adaptive concurrency limit) would catch that;
+ * this guard does not claim to.
  *
  * The guard refuses new API requests at once, with 503 `overloaded_error` and `retry-after`, while
  * the process is overloaded: the lag, smoothed, is above OVERLOAD_LAG_MS **and** at least

@@ -121,7 +121,9 @@ async function main(): Promise<void> {
       else res.destroy();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) =>
+    server.listen({ port: 0, host: "127.0.0.1", backlog: 4096 }, resolve),
+  );
   const port = (server.address() as { port: number }).port;
   process.stdout.write(`${JSON.stringify({ url: `http://127.0.0.1:${port}`, port })}\n`);
 

@@ -1,7 +1,6 @@
 /**
- * Admission under overload (app/src/overload.ts, issue 17 item 3): past what a process can serve,
- * new requests get a quick 503 with retry-after instead of queueing for seconds behind the
- * event loop, and what was admitted finishes. The lag is set by hand here (its sampler stopped),
+ * Admission when the event loop jams (app/src/overload.ts, issue 17 item 3): new requests get a
+ * quick 503 with retry-after instead of waiting behind the jam, and what was admitted finishes. The lag is set by hand here (its sampler stopped),
  * so nothing depends on how busy this machine is.
  */
 import Anthropic from "@anthropic-ai/sdk";

@@ -1154,7 +1154,10 @@ class FakeAnthropicServer implements FakeAnthropic {
     const host = this.options.host ?? "127.0.0.1";
     await new Promise<void>((resolve, reject) => {
       this.server.once("error", reject);
-      this.server.listen(this.options.port ?? 0, host, () => {
+      // A deep accept queue, as the service's (node-server.ts LISTEN_BACKLOG): at Node's default
+      // (511) the benchmark's bursts of new upstream connections overflowed it and each dropped
+      // SYN cost its stream a 1 s retransmit, charged to the path under test.
+      this.server.listen({ port: this.options.port ?? 0, host, backlog: 4096 }, () => {
         this.server.off("error", reject);
         resolve();
       });
