@@ -183,20 +183,24 @@ export class OidcSignIn {
     };
   }
 
-  /**
-   * Starts a sign-in: where to send the browser, and the cookie value to set (the browser binder).
-   * Throws OidcError("unavailable" | "busy").
-   */
-  async begin(requestUrl: string): Promise<{ location: string; binder: string }> {
-    let doc: Discovery;
+  /** The discovery document, or OidcError("unavailable") naming why it could not be read. */
+  private async discoveredOrUnavailable(): Promise<Discovery> {
     try {
-      doc = await this.discover();
+      return await this.discover();
     } catch (err) {
       throw new OidcError(
         "unavailable",
         `cannot read the provider's discovery document: ${msg(err)}`,
       );
     }
+  }
+
+  /**
+   * Starts a sign-in: where to send the browser, and the cookie value to set (the browser binder).
+   * Throws OidcError("unavailable" | "busy").
+   */
+  async begin(requestUrl: string): Promise<{ location: string; binder: string }> {
+    const doc = await this.discoveredOrUnavailable();
     const state = random();
     const nonce = random();
     const verifier = random(); // 43 characters of base64url: RFC 7636's minimum length
@@ -243,15 +247,7 @@ export class OidcSignIn {
     const code = query.code;
     if (!code || code.length > 4096) throw new OidcError("provider", "the callback has no code");
 
-    let doc: Discovery;
-    try {
-      doc = await this.discover();
-    } catch (err) {
-      throw new OidcError(
-        "unavailable",
-        `cannot read the provider's discovery document: ${msg(err)}`,
-      );
-    }
+    const doc = await this.discoveredOrUnavailable();
     const idToken = await this.exchange(doc, code, login.codeVerifier, login.redirectUri);
     const claims = await this.verify(doc, idToken, login.nonce);
 
