@@ -21,13 +21,13 @@
  * start-up is abandoned. Deployed targets open their dependencies first, then listen.
  */
 import { createAdaptorServer, serve } from "@hono/node-server";
-import { randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import type { Hono } from "hono";
 import type { AppConfig } from "../src/config";
 import type { AppDeps } from "../src/deps";
 import type { AppEnv } from "../src/http";
 import { errorBody } from "../src/errors";
+import { newRequestId } from "../src/app";
 import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
 import { SERVICE_CONTRACT } from "../src/contract";
@@ -264,7 +264,7 @@ export async function listenEarly(
         : ended === "stopping"
           ? ["overloaded_error", "the service is shutting down"]
           : ["overloaded_error", `the service is still starting (waited ${waitMs} ms); retry`];
-    const requestId = `req_${randomBytes(12).toString("base64url")}`;
+    const requestId = newRequestId();
     return Response.json(errorBody(type, message, requestId), {
       status: 503,
       headers: {

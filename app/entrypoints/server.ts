@@ -9,7 +9,7 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { ConfigError, loadConfig, type AppConfig } from "../src/config";
-import { createDeps } from "../src/bootstrap";
+import { createDeps, serviceLogger } from "../src/bootstrap";
 import type { AppDeps } from "../src/deps";
 import { buildApp } from "../src/app";
 import { ensureLocalAdminKey, ensureLocalApiKey } from "./local-key";
@@ -17,7 +17,6 @@ import { resolveSecretReferences } from "../src/secrets";
 import { listenEarly, startNodeServer } from "./node-server";
 import { isToolWorker } from "../src/agent/tool-worker";
 import { cancelStoreInit } from "../src/store";
-import { createLogger } from "../src/telemetry/logger";
 
 async function main() {
   await resolveSecretReferences(process.env); // <NAME>_SECRET refs -> <NAME>, before validation
@@ -37,7 +36,7 @@ async function main() {
   // through npm start: 2.5 ms per message either way). Set before PGlite compiles (createDeps).
   if (!config.DATABASE_URL) setFlagsFromString("--liftoff-only");
   // The logger createDeps would make, made here so that start-up can log before deps exist.
-  const logger = createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
+  const logger = serviceLogger(config);
   const starting = config.DATABASE_URL ? undefined : await listenEarly(config);
   if (starting)
     logger.info({ url: starting.url }, "starting: /health answers, /ready once started");

@@ -17,7 +17,7 @@ import { telemetryMiddleware } from "./telemetry/server-spans";
 const ID_BYTES = 12;
 let idPool = Buffer.alloc(0);
 let idAt = 0;
-function newRequestId(): string {
+export function newRequestId(): string {
   if (idAt + ID_BYTES > idPool.length) {
     idPool = randomBytes(ID_BYTES * 256);
     idAt = 0;

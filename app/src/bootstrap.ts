@@ -104,13 +104,16 @@ export function waitForRedis(redis: Redis, ms: number): Promise<boolean> {
   });
 }
 
+/** The service's logger as its configuration asks: LOG_LEVEL, written asynchronously in production. */
+export function serviceLogger(config: AppConfig): Logger {
+  return createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
+}
+
 export async function createDeps(
   config: AppConfig,
   options: CreateDepsOptions = {},
 ): Promise<AppDeps> {
-  const logger =
-    options.logger ??
-    createLogger({ level: config.LOG_LEVEL, async: config.NODE_ENV === "production" });
+  const logger = options.logger ?? serviceLogger(config);
   // One parse of the model table, shared: resilience, metrics, batches and budgets only read it.
   // Priced as the upstream's cloud charges (a regional premium on Bedrock and Vertex).
   const catalog = options.catalog ?? ModelCatalog.load(undefined, upstreamPricing(config));

@@ -101,8 +101,9 @@ export function overloadGuard(
   let refused = 0;
 
   const overloaded = (): boolean => {
-    if (refusing) refusing = lag.lagMs > options.maxLagMs / 2 && inFlight >= options.minInFlight;
-    else refusing = lag.lagMs > options.maxLagMs && inFlight >= options.minInFlight;
+    // Once refusing, it takes the lag back under half the limit to stop (hysteresis).
+    const limit = refusing ? options.maxLagMs / 2 : options.maxLagMs;
+    refusing = lag.lagMs > limit && inFlight >= options.minInFlight;
     return refusing;
   };
 

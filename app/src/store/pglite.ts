@@ -115,7 +115,7 @@ let initdbCancelled = false;
  */
 export function cancelInitdb(): void {
   initdbCancelled = true;
-  for (const child of initdbChildren) child.kill("SIGKILL");
+  killInitdbChildren();
 }
 
 /**
