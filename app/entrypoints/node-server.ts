@@ -31,6 +31,7 @@ import { newRequestId } from "../src/app";
 import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
 import { SERVICE_CONTRACT } from "../src/contract";
+import { directWrites } from "../src/routes/stream-out";
 
 /** How long settlements of requests cut at the end of the grace period may take. */
 export const SETTLE_WAIT_MS = SERVICE_CONTRACT.drain.settleMs;
@@ -72,7 +73,7 @@ async function listen(config: AppConfig, fetch: Fetch, draining: () => boolean):
   // its user's concurrency: headers and body get a deadline (408), idle connections one too.
   // requestTimeout bounds receiving the request only: a long stream back is not cut by it.
   const server = createAdaptorServer({
-    fetch,
+    fetch: directWrites(fetch),
     serverOptions: {
       headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
       requestTimeout: config.HTTP_BODY_TIMEOUT_MS,

@@ -20,6 +20,11 @@ export type AppEnv = {
     facts?: Promise<RequestFacts>;
     /** The rate limiter's state for this request (ratelimit/middleware.ts). */
     admission?: RequestAdmission;
+    /**
+     * A middleware reads the response body as it goes out (the idempotency layer recording a
+     * stream): the route must hand it a Response body rather than write to the socket itself.
+     */
+    tapsBody?: true;
     /** A health probe: logged only when it fails (routes/health.ts). */
     probe?: true;
   };

@@ -136,6 +136,8 @@ export function idempotencyMiddleware(options: IdempotencyOptions): MiddlewareHa
       await release();
     };
 
+    // A stream it answers is recorded as it goes out: the route must not bypass the Response body.
+    c.set("tapsBody", true);
     try {
       await next();
     } catch (err) {

@@ -3,6 +3,7 @@
  * port, for end-to-end tests through the official SDK.
  */
 import { serve } from "@hono/node-server";
+import { directWrites } from "../../app/src/routes/stream-out";
 import type { Server } from "node:http";
 import pino from "pino";
 import { loadConfig } from "../../app/src/config";
@@ -23,7 +24,11 @@ export async function startService(
   const config = loadConfig({ LOG_LEVEL: "silent", PORT: "0", HOST: "127.0.0.1", ...env });
   const deps = await createDeps(config, { logger: pino({ level: config.LOG_LEVEL }), ...options });
   const app = buildApp(deps);
-  const server = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }) as Server;
+  const server = serve({
+    fetch: directWrites(app.fetch),
+    port: 0,
+    hostname: "127.0.0.1",
+  }) as Server;
   await new Promise<void>((resolve) =>
     server.listening ? resolve() : server.once("listening", () => resolve()),
   );

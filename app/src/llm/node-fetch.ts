@@ -7,13 +7,16 @@
  * and ~250 µs with this adapter (streams: ~450 and ~300 µs). The SDK still
  * gets a real `Response`: a JSON answer is read into one buffer, a stream (`text/event-stream`, or
  * Bedrock's `application/vnd.amazon.eventstream`) is handed over as a web stream as it arrives, so
- * streaming keeps its pacing.
+ * streaming keeps its pacing. That web stream is made only when the body is first read: a reader
+ * that can take the Node stream itself (`takeNodeBody`: the SSE reader of sdk-provider.ts) reads
+ * the socket with no web stream between.
  *
  * Anything this adapter does not handle (a streamed request body, a non-HTTP URL) goes to the
  * global fetch unchanged.
  */
 import http from "node:http";
 import https from "node:https";
+import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 
 type FetchInput = string | URL | Request;
@@ -63,7 +66,10 @@ export function createNodeFetch(): typeof fetch {
             return;
           }
           if (isStream(res.headers["content-type"])) {
-            resolve(new Response(Readable.toWeb(res) as ReadableStream<Uint8Array>, init));
+            const body: NodeBody = { res, taken: null };
+            const response = new Response(lazyWebBody(body), init);
+            nodeBodies.set(response, body);
+            resolve(response);
             return;
           }
           const chunks: Buffer[] = [];
@@ -82,6 +88,56 @@ export function createNodeFetch(): typeof fetch {
     });
   };
   return nodeFetch as typeof fetch;
+}
+
+/** A streamed body, and who reads it: the web stream, a taker of the Node stream, or nobody yet. */
+interface NodeBody {
+  res: IncomingMessage;
+  taken: "web" | "node" | null;
+}
+
+const nodeBodies = new WeakMap<Response, NodeBody>();
+
+/**
+ * The Node stream under a streamed body this fetch answered, for a reader that takes it instead
+ * of the web stream; undefined once the web stream has been read (or for another fetch's response).
+ * Taking it leaves the Response's web body unusable (reading it fails).
+ */
+export function takeNodeBody(response: Response): IncomingMessage | undefined {
+  const body = nodeBodies.get(response);
+  if (!body || body.taken) return undefined;
+  body.taken = "node";
+  return body.res;
+}
+
+/**
+ * A web stream over the body that adapts it only when first pulled (highWaterMark 0: nothing is
+ * pulled ahead), so a reader that takes the Node stream pays for no web stream at all.
+ */
+function lazyWebBody(body: NodeBody): ReadableStream<Uint8Array> {
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const open = (): ReadableStreamDefaultReader<Uint8Array> => {
+    if (!reader) {
+      if (body.taken === "node") throw new Error("the body is being read as a Node stream");
+      body.taken = "web";
+      reader = (Readable.toWeb(body.res) as ReadableStream<Uint8Array>).getReader();
+    }
+    return reader;
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await open().read();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel(reason) {
+        if (reader) return reader.cancel(reason);
+        if (body.taken !== "node") body.res.destroy();
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /**

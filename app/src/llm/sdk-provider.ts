@@ -10,7 +10,9 @@
  *   the platform fixes the version (`platformVersion`: Bedrock and Vertex each accept one value).
  * - Streams are read as raw SSE events, not through the SDK's iterator, which drops `ping`
  *   (`Stream.fromSSEResponse` in @anthropic-ai/sdk/core/streaming.ts skips `sse.event === 'ping'`):
- *   the client gets every event the upstream sent, in its order.
+ *   the client gets every event the upstream sent, in its order. Over node-fetch.ts (the default)
+ *   they are read from the socket's Node stream (sse.ts `readSse`) and keep their `data:` text
+ *   for the client; over another fetch, through the SDK's `Stream.rawEvents`.
  * - Failures come out as UpstreamError (sdk-errors.ts).
  */
 import type { Messages } from "@anthropic-ai/sdk/resources/messages/messages";
@@ -25,6 +27,8 @@ import type {
 } from "./types";
 import { UpstreamError } from "./types";
 import { streamError, toUpstreamError } from "./sdk-errors";
+import { takeNodeBody } from "./node-fetch";
+import { keepWireData, readSse, type SseMessage } from "./sse";
 import type { UpstreamKind } from "./upstream-kinds";
 
 /** What a provider calls: the Messages resource (Bedrock's SDK removes `countTokens` from it). */
@@ -89,23 +93,33 @@ export class SdkProvider implements LlmProvider {
     }
     // Aborted when the consumer stops early: the SDK then cancels the body it is reading.
     const controller = new AbortController();
+    const node = takeNodeBody(response);
     let finished = false;
     try {
-      for await (const sse of Stream.rawEvents(response, controller)) {
-        if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
-        // As the SDK's own iterator: an event without a name or data carries nothing.
-        if (sse.event === null || !sse.data) continue;
-        const event = JSON.parse(sse.data) as StreamEvent;
-        if (event.type === "message_start" && this.o.modelId)
-          event.message = { ...event.message, model: request.model };
-        yield event;
+      const batches: AsyncIterable<SseMessage[]> = node
+        ? readSse(node)
+        : oneByOne(Stream.rawEvents(response, controller));
+      for await (const batch of batches) {
+        for (const sse of batch) {
+          if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
+          // As the SDK's own iterator: an event without a name or data carries nothing.
+          if (sse.event === null || !sse.data) continue;
+          const event = JSON.parse(sse.data) as StreamEvent;
+          if (event.type === "message_start" && this.o.modelId)
+            event.message = { ...event.message, model: request.model };
+          else if (node) keepWireData(event, sse.event, sse.data);
+          yield event;
+        }
       }
       finished = true;
     } catch (err) {
       finished = true;
       throw toUpstreamError(err);
     } finally {
-      if (!finished) controller.abort();
+      if (!finished) {
+        controller.abort();
+        node?.destroy();
+      }
     }
   }
 
@@ -154,4 +168,9 @@ export class SdkProvider implements LlmProvider {
       headers: this.headers(options),
     };
   }
+}
+
+/** The SDK's events, each as a batch of one. */
+async function* oneByOne(events: AsyncIterable<SseMessage>): AsyncGenerator<SseMessage[]> {
+  for await (const sse of events) yield [sse];
 }

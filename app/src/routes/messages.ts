@@ -6,7 +6,6 @@
  * routes/count-tokens.ts.
  */
 import type { Hono } from "hono";
-import { stream } from "hono/streaming";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
@@ -27,6 +26,8 @@ import { messageFacts } from "../request-facts";
 import { boundUsage } from "../llm/usage-bounds";
 import { requestFacts, type RouteChains } from "./chain";
 import { StallGuard } from "./stall";
+import { streamResponse } from "./stream-out";
+import { sseFrame } from "../llm/sse";
 import { completionText, logPrompt } from "../telemetry/prompt-log";
 import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
@@ -368,7 +369,7 @@ async function streamFromUpstream(
   // Fallback can change the model: say which one serves, from the stream's own first event.
   if (!first.done && first.value.type === "message_start")
     c.header("x-agent-model", first.value.message.model);
-  return stream(c, async (out) => {
+  return streamResponse(c, async (out) => {
     let status: UsageStatus = "ok";
     out.onAbort(() => {
       status = "aborted";
@@ -392,7 +393,7 @@ async function streamFromUpstream(
           if (delta.text) said += delta.text;
         }
         recorded?.push(next.value);
-        unsent += sse(next.value);
+        unsent += sseFrame(next.value);
         const pending = iterator.next();
         let ready = await withinThisTurn(pending);
         if (ready === LATER) {
@@ -463,10 +464,6 @@ function sseHeaders(c: AppContext, deps: AppDeps) {
   if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
 }
 
-function sse(event: StreamEvent): string {
-  return `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
-}
-
 async function replay(
   c: AppContext,
   deps: AppDeps,
@@ -492,7 +489,7 @@ async function replay(
   const start = hit.events[0];
   if (start?.type === "message_start") c.header("x-agent-model", start.message.model);
   // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
-  return c.body(hit.events.map(sse).join(""));
+  return c.body(hit.events.map(sseFrame).join(""));
 }
 
 /** The cost of the model call a cached answer stands for: its usage at the answering model's prices. */

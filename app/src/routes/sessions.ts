@@ -12,7 +12,7 @@
  * stores nothing.
  */
 import type { Hono } from "hono";
-import { stream } from "hono/streaming";
+import { streamResponse } from "./stream-out";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
@@ -296,7 +296,7 @@ export function registerSessionRoutes(
       c.header("x-accel-buffering", "no");
       if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
       releasedByStream = true;
-      return stream(c, async (out) => {
+      return streamResponse(c, async (out) => {
         out.onAbort(() => controller.abort());
         // A client that stops reading ends its turn after STREAM_STALL_TIMEOUT_MS (routes/stall.ts).
         const guard = new StallGuard(c, out, deps.config.STREAM_STALL_TIMEOUT_MS);

@@ -6,8 +6,8 @@
  * is closed, which aborts the stream, and the route settles the usage it saw.
  */
 import type { ServerResponse } from "node:http";
-import type { StreamingApi } from "hono/utils/stream";
 import type { AppContext } from "../http";
+import { outgoingOf, type StreamOut } from "./stream-out";
 
 export class StallGuard {
   /** The client stopped reading and the request was ended. */
@@ -20,11 +20,11 @@ export class StallGuard {
 
   constructor(
     c: AppContext,
-    private readonly out: StreamingApi,
+    private readonly out: StreamOut,
     private readonly stallMs: number,
   ) {
     // The Node response under the stream (absent on Lambda, whose runtime buffers on its own).
-    this.outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+    this.outgoing = outgoingOf(c);
     // One timer per stream, looking every stallMs at the write in progress (a timer per write
     // would cost more on every stream); a write is ended between stallMs and twice that.
     this.timer = setTimeout(() => this.check(), stallMs);
