@@ -170,7 +170,11 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
         "app/entrypoints/lambda.ts",
         path.join(outdir, "lambda", entry.file),
         LAMBDA_EXTERNAL,
-        { alias: LAMBDA_ALIAS, define: entry.define },
+        // AGENT_BUNDLE_LAMBDA: code only a long-running server needs is left out (sdk-provider.ts).
+        {
+          alias: LAMBDA_ALIAS,
+          define: { "process.env.AGENT_BUNDLE_LAMBDA": '"1"', ...entry.define },
+        },
       ),
     );
     const js = path.join(outdir, "lambda", entry.file);

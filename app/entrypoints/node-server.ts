@@ -32,6 +32,7 @@ import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
 import { SERVICE_CONTRACT } from "../src/contract";
 import { directWrites } from "../src/routes/stream-out";
+import { addAcceptors } from "./accept";
 
 /** How long settlements of requests cut at the end of the grace period may take. */
 export const SETTLE_WAIT_MS = SERVICE_CONTRACT.drain.settleMs;
@@ -99,6 +100,11 @@ async function listen(config: AppConfig, fetch: Fetch, draining: () => boolean):
     });
   });
   const url = await listening(server, config.HOST, config.PORT);
+  // Accepting one connection per loop turn, a busy process left new clients waiting seconds in
+  // the kernel's queue: more descriptors of the same socket accept more per turn (accept.ts).
+  await addAcceptors(server, config.LISTEN_ACCEPTORS - 1, (err) =>
+    process.stderr.write(`listening with one descriptor only: ${err.message}\n`),
+  );
   return {
     server,
     url,

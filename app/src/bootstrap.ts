@@ -240,10 +240,11 @@ function assemble({
   if (config.BATCH_POLLER_ENABLED) batches.start();
   const activity = new ActivityLog().observe({ budgets, rateLimiter });
   const overload =
-    config.OVERLOAD_LAG_MS > 0
+    config.OVERLOAD_LAG_MS > 0 || config.OVERLOAD_SOJOURN_MS > 0
       ? overloadGuard({
           maxLagMs: config.OVERLOAD_LAG_MS,
           minInFlight: config.OVERLOAD_MIN_IN_FLIGHT,
+          sojournMs: config.OVERLOAD_SOJOURN_MS,
         })
       : undefined;
   if (overload) telemetry.metrics.observeOverload(overload);

@@ -251,6 +251,19 @@ export const envSchema = z.object({
   OVERLOAD_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(500),
   OVERLOAD_MIN_IN_FLIGHT: z.coerce.number().int().min(1).max(1_000_000).default(64),
   /**
+   * Admission under overload, second signal (overload.ts, Sojourn): new API requests get 503 while
+   * even the quickest request of each half second waited more than this many ms in the process
+   * before its model call (a standing queue), with OVERLOAD_MIN_IN_FLIGHT in flight. 0: off.
+   */
+  OVERLOAD_SOJOURN_MS: z.coerce.number().int().min(0).max(60_000).default(100),
+  /**
+   * Descriptors of the listening socket the event loop watches (app/entrypoints/accept.ts). Node
+   * accepts one connection per descriptor per turn of its loop, so a busy process took new
+   * connections at tens a second and they waited in the kernel's queue for seconds. 1: the
+   * socket's own descriptor alone.
+   */
+  LISTEN_ACCEPTORS: z.coerce.number().int().min(1).max(256).default(16),
+  /**
    * A stream the client has not read any of for this long is ended (its usage settled): the
    * service writes only as fast as the client reads, so the upstream is not read meanwhile.
    */

@@ -25,6 +25,11 @@ export type AppEnv = {
      * stream): the route must hand it a Response body rather than write to the socket itself.
      */
     tapsBody?: true;
+    /**
+     * Called once as the request is about to call the model: the overload guard measures how long
+     * the request waited in the process before it got there (overload.ts, Sojourn).
+     */
+    dispatching?: () => void;
     /** A health probe: logged only when it fails (routes/health.ts). */
     probe?: true;
   };

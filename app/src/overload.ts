@@ -4,15 +4,17 @@
  * and piling more requests on it only makes every turn longer. Its lag, how late a timer due now
  * actually runs, says so directly.
  *
- * What it does not see (measured with `npm run bench`, 2026-12-06): a process past its capacity
- * in many short turns. At 256 concurrent streams, or 1,500 JSON req/s offered, on the 2-core
- * benchmark machine, first tokens waited seconds while the lag stayed under 150 ms: the wait is
- * spread over the many turns each request needs, and in connections not yet read. A limit on
- * time in the service (CoDel-style sojourn, or an adaptive concurrency limit) would catch that;
- * this guard does not claim to.
+ * The lag alone missed a process past its capacity in many short turns (measured with `npm run
+ * bench`, 2026-12-06: at 256 concurrent streams, or 1,500 JSON req/s offered, first tokens waited
+ * seconds while the lag stayed under 150 ms). Most of that wait turned out to be outside the
+ * process: connections queued in the kernel, accepted one per loop turn (fixed by more listening
+ * descriptors: app/entrypoints/accept.ts). Once they are taken in at once, the queue forms inside
+ * the process, and a second signal watches it: the time each request spends in the process before
+ * its model call, judged CoDel's way (Sojourn, below: OVERLOAD_SOJOURN_MS).
  *
  * The guard refuses new API requests at once, with 503 `overloaded_error` and `retry-after`, while
- * the process is overloaded: the lag, smoothed, is above OVERLOAD_LAG_MS **and** at least
+ * the process is overloaded: the lag, smoothed, is above OVERLOAD_LAG_MS (or a standing queue is
+ * seen, OVERLOAD_SOJOURN_MS) **and** at least
  * OVERLOAD_MIN_IN_FLIGHT requests are in flight on it. Requests already admitted (a stream mid-way)
  * are never cut: refusing the new ones is what lets them finish on time. The second condition
  * keeps a process with few requests from refusing for a pause that is not load (a long garbage
@@ -39,6 +41,64 @@ export interface OverloadOptions {
   retryAfterSeconds?: number;
   /** How often the lag is sampled (ms). @default 20 */
   sampleMs?: number;
+  /**
+   * Refuse while the shortest time a request spent in the process before its model call, over
+   * each interval, stays above this (ms): a standing queue. 0 or absent: not watched.
+   */
+  sojournMs?: number;
+  /** The interval over which the shortest sojourn is taken (ms). @default 500 */
+  intervalMs?: number;
+}
+
+/**
+ * A standing queue in the process, told from a passing burst the way CoDel tells it in network
+ * queues (Nichols and Jacobson, "Controlling Queue Delay", ACM Queue 2012): by the **shortest**
+ * wait over an interval. A burst makes some requests wait and drains within the interval, so some
+ * request in it still got through quickly; when even the quickest request of a whole interval
+ * waited longer than the target, the process holds more work than it gets through.
+ *
+ * The wait measured is a request's time from the guard to its model call (auth, admission, cache
+ * lookup, budget hold): the service's own work and its queueing, without the upstream's latency.
+ */
+export class Sojourn {
+  private windowStart: number;
+  private windowMin = Number.POSITIVE_INFINITY;
+  private over = false;
+  /** The shortest sojourn of the last full interval (ms; 0 when it had none). */
+  lastMinMs = 0;
+
+  constructor(
+    readonly targetMs: number,
+    readonly intervalMs = 500,
+    now = performance.now(),
+  ) {
+    this.windowStart = now;
+  }
+
+  /** One request's wait before its model call. */
+  record(ms: number, now = performance.now()): void {
+    this.roll(now);
+    if (ms < this.windowMin) this.windowMin = ms;
+  }
+
+  /**
+   * Whether the last full interval's quickest request waited longer than the target. An interval
+   * with no request reaching its model call (all refused, or none arrived) ends it: admitting
+   * again is how the guard learns whether the queue has drained.
+   */
+  standing(now = performance.now()): boolean {
+    this.roll(now);
+    return this.over;
+  }
+
+  private roll(now: number): void {
+    if (now - this.windowStart < this.intervalMs) return;
+    const min = this.windowMin;
+    this.over = min !== Number.POSITIVE_INFINITY && min > this.targetMs;
+    this.lastMinMs = min === Number.POSITIVE_INFINITY ? 0 : min;
+    this.windowMin = Number.POSITIVE_INFINITY;
+    this.windowStart = now;
+  }
 }
 
 /**
@@ -87,6 +147,8 @@ export interface OverloadGuard {
   /** Requests refused since start. */
   readonly refused: number;
   readonly lag: LoopLag;
+  /** The sojourn watch, when OVERLOAD_SOJOURN_MS is on. */
+  readonly sojourn: Sojourn | undefined;
   close(): void;
 }
 
@@ -100,22 +162,44 @@ export function overloadGuard(
   let refusing = false;
   let refused = 0;
 
-  const overloaded = (): boolean => {
+  const sojourn = options.sojournMs
+    ? new Sojourn(options.sojournMs, options.intervalMs)
+    : undefined;
+  /** Why the last refusal was made: the lag, or time queued in the process. */
+  let cause: "lag" | "sojourn" = "lag";
+
+  const overloaded = (now: number): boolean => {
+    if (inFlight < options.minInFlight) return (refusing = false);
     // Once refusing, it takes the lag back under half the limit to stop (hysteresis).
-    const limit = refusing ? options.maxLagMs / 2 : options.maxLagMs;
-    refusing = lag.lagMs > limit && inFlight >= options.minInFlight;
-    return refusing;
+    const limit = refusing && cause === "lag" ? options.maxLagMs / 2 : options.maxLagMs;
+    if (options.maxLagMs > 0 && lag.lagMs > limit) cause = "lag";
+    else if (sojourn?.standing(now)) cause = "sojourn";
+    else return (refusing = false);
+    return (refusing = true);
   };
 
+  const refusal = () =>
+    cause === "lag"
+      ? `this replica is overloaded (event loop ${Math.round(lag.lagMs)} ms behind with ${inFlight} requests in flight; OVERLOAD_LAG_MS): retry after retry-after`
+      : `this replica is overloaded (requests waited at least ${Math.round(sojourn?.lastMinMs ?? 0)} ms in it before their model call, with ${inFlight} in flight; OVERLOAD_SOJOURN_MS): retry after retry-after`;
+
   const middleware: MiddlewareHandler<AppEnv> = async (c, next) => {
-    if (overloaded()) {
+    const arrived = performance.now();
+    if (overloaded(arrived)) {
       refused++;
-      throw new ApiError(
-        503,
-        "overloaded_error",
-        `this replica is overloaded (event loop ${Math.round(lag.lagMs)} ms behind with ${inFlight} requests in flight; OVERLOAD_LAG_MS): retry after retry-after`,
-        { "retry-after": retryAfter, "x-should-retry": "true" },
-      );
+      throw new ApiError(503, "overloaded_error", refusal(), {
+        "retry-after": retryAfter,
+        "x-should-retry": "true",
+      });
+    }
+    // The wait from here to the model call is this request's time queued in the process.
+    if (sojourn) {
+      let sampled = false;
+      c.set("dispatching", () => {
+        if (sampled) return;
+        sampled = true;
+        sojourn.record(performance.now() - arrived);
+      });
     }
     inFlight++;
     await holdWhileResponding(c, next, () => inFlight--);
@@ -133,6 +217,7 @@ export function overloadGuard(
       return refused;
     },
     lag,
+    sojourn,
     close: () => lag.stop(),
   };
 }

@@ -54,6 +54,58 @@ export function procStats(pid: number): ProcStats | null {
   }
 }
 
+/** Every process's children, by parent pid (from /proc/<pid>/stat). */
+export function childrenOf(): Map<number, number[]> {
+  const map = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = map.get(ppid) ?? [];
+      list.push(Number(entry));
+      map.set(ppid, list);
+    } catch {
+      // gone
+    }
+  }
+  return map;
+}
+
+/**
+ * procStats of a process and all its descendants together: the service is a cluster primary and
+ * its worker (CLUSTER_WORKERS=1, as the image runs it), whose CPU and memory both count. RSS and
+ * peak RSS are summed; CPU adds the CPU of children that already exited (the root's cutime/cstime).
+ */
+export function procTreeStats(root: number): ProcStats | null {
+  const self = procStats(root);
+  if (!self) return null;
+  const total = { ...self, cpuSeconds: self.cpuSeconds + exitedChildrenCpu(root) };
+  const children = childrenOf();
+  const queue = [...(children.get(root) ?? [])];
+  while (queue.length) {
+    const pid = queue.shift()!;
+    const s = procStats(pid);
+    if (!s) continue;
+    total.rssMb += s.rssMb;
+    total.hwmMb += s.hwmMb;
+    total.cpuSeconds += s.cpuSeconds + exitedChildrenCpu(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return total;
+}
+
+/** CPU seconds of a process's children that have exited and been waited for (cutime + cstime). */
+function exitedChildrenCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU use of a process between two readings, as a share of one core (1.0 = one core busy). */
 export function cpuShare(
   before: ProcStats | null,
@@ -367,7 +419,7 @@ export async function startService(options: ServiceOptions): Promise<Service> {
     url,
     pid,
     logFile: options.logFile,
-    stats: () => procStats(pid),
+    stats: () => procTreeStats(pid),
     stop: async () => {
       // SIGTERM drains and exits 0; a CPU profile is written on that exit.
       const code = await stopChild(child, 30_000);

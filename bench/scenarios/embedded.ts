@@ -15,7 +15,6 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
 } from "node:fs";
@@ -23,7 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ANTHROPIC_VERSION, LOG_DIR, messageBody, nonce, progress } from "../lib/harness";
-import { cleanEnv, freePort, procStats, REPO_ROOT } from "../lib/procs";
+import { childrenOf, cleanEnv, freePort, procStats, REPO_ROOT } from "../lib/procs";
 import { median, round } from "../lib/stats";
 import { fmtMs, type Scenario } from "../lib/types";
 
@@ -45,24 +44,6 @@ interface StartRun {
   tree: string;
   /** The service drained and exited on SIGTERM, and released the database's lock. */
   cleanStop: boolean;
-}
-
-/** Children of each pid, from /proc (read-only). */
-function childrenOf(): Map<number, number[]> {
-  const map = new Map<number, number[]>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const list = map.get(ppid) ?? [];
-      list.push(Number(entry));
-      map.set(ppid, list);
-    } catch {
-      // gone
-    }
-  }
-  return map;
 }
 
 /** `root` and its descendants, each with its command name. */

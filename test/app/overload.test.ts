@@ -5,7 +5,7 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import { loadConfig } from "../../app/src/config";
-import { LoopLag, overloadGuard } from "../../app/src/overload";
+import { LoopLag, overloadGuard, Sojourn } from "../../app/src/overload";
 import { openRig, QUIET, until, type AbuseRig } from "../support/abuse";
 import { serviceBackends } from "../support/services";
 
@@ -75,13 +75,82 @@ describe("OVERLOAD_LAG_MS", () => {
   });
 });
 
+describe("Sojourn (a standing queue, told CoDel's way: by the quickest request of an interval)", () => {
+  it("a burst that drains within the interval is not a standing queue: one quick request is enough", () => {
+    const s = new Sojourn(100, 500, 0);
+    s.record(900, 10);
+    s.record(700, 20);
+    s.record(30, 400); // one request got through quickly
+    expect(s.standing(510)).toBe(false);
+    expect(s.lastMinMs).toBe(30);
+  });
+
+  it("an interval whose quickest request waited over the target is one, until an interval says otherwise", () => {
+    const s = new Sojourn(100, 500, 0);
+    s.record(150, 10);
+    s.record(300, 200);
+    expect(s.standing(499)).toBe(false); // the interval is not over yet
+    expect(s.standing(500)).toBe(true);
+    expect(s.lastMinMs).toBe(150);
+    s.record(120, 600);
+    expect(s.standing(1000)).toBe(true);
+    s.record(40, 1100);
+    expect(s.standing(1500)).toBe(false);
+  });
+
+  it("an interval in which no request reached its model call ends it (admitting is how to learn)", () => {
+    const s = new Sojourn(100, 500, 0);
+    s.record(400, 10);
+    expect(s.standing(500)).toBe(true);
+    expect(s.standing(1000)).toBe(false);
+  });
+
+  it("the guard refuses while there is one, with a message naming OVERLOAD_SOJOURN_MS, and not with fewer in flight than the minimum", async () => {
+    const guard = overloadGuard({ maxLagMs: 0, minInFlight: 0, sojournMs: 50, intervalMs: 100 });
+    guard.lag.stop();
+    const run = async () => {
+      try {
+        await guard.middleware({ env: {}, set: () => {} } as never, async () => {});
+        return "admitted";
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    guard.sojourn!.record(400);
+    await new Promise((r) => setTimeout(r, 150)); // the interval ends
+    expect(await run()).toMatch(/OVERLOAD_SOJOURN_MS/);
+    expect(guard.refusing).toBe(true);
+    await new Promise((r) => setTimeout(r, 150)); // an interval with no request through
+    expect(await run()).toBe("admitted");
+    guard.close();
+
+    const few = overloadGuard({ maxLagMs: 0, minInFlight: 5, sojournMs: 50, intervalMs: 100 });
+    few.lag.stop();
+    few.sojourn!.record(400);
+    await new Promise((r) => setTimeout(r, 150));
+    let admitted = false;
+    await few.middleware({ env: {}, set: () => {} } as never, async () => {
+      admitted = true;
+    });
+    expect(admitted).toBe(true);
+    few.close();
+  });
+
+  it("defaults to 100 ms; 0 turns it off", () => {
+    expect(loadConfig({}).OVERLOAD_SOJOURN_MS).toBe(100);
+    expect(loadConfig({ OVERLOAD_SOJOURN_MS: "0" }).OVERLOAD_SOJOURN_MS).toBe(0);
+    expect(() => loadConfig({ OVERLOAD_SOJOURN_MS: "-5" })).toThrow(/OVERLOAD_SOJOURN_MS/);
+  });
+});
+
 describe.each(serviceBackends())("overload guard, with $name", (backend) => {
   let rig: AbuseRig;
   beforeAll(async () => {
     // Every answer takes 0.8 s upstream, so two requests can be held in flight while the test looks.
     rig = await openRig(
       backend,
-      { ...QUIET, OVERLOAD_MIN_IN_FLIGHT: "2", CACHE_TTL_SECONDS: "0" },
+      // The sojourn watch is tested on its own below: here the lag alone decides.
+      { ...QUIET, OVERLOAD_MIN_IN_FLIGHT: "2", OVERLOAD_SOJOURN_MS: "0", CACHE_TTL_SECONDS: "0" },
       { fake: { behavior: { latencyMs: 800 } } },
     );
   });
@@ -131,6 +200,19 @@ describe.each(serviceBackends())("overload guard, with $name", (backend) => {
 
     g.lag.lagMs = 0;
     expect((await rig.post("/v1/messages", message("four"))).status).toBe(200);
+  });
+
+  it("each request that calls the model records once how long it waited in the process before the call", async () => {
+    const service = await openRig(backend, { ...QUIET, CACHE_TTL_SECONDS: "0" });
+    try {
+      const sojourn = service.service.deps.overload!.sojourn!;
+      const record = jest.spyOn(sojourn, "record");
+      expect((await service.post("/v1/messages", message("timed"))).status).toBe(200);
+      expect(record).toHaveBeenCalledTimes(1);
+      expect(record.mock.calls[0]![0]).toBeGreaterThanOrEqual(0);
+    } finally {
+      await service.close();
+    }
   });
 
   it("a lag with fewer requests in flight than OVERLOAD_MIN_IN_FLIGHT refuses nothing (a pause, not load)", async () => {

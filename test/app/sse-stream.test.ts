@@ -1,5 +1,5 @@
 /**
- * The stream hot path's pieces: the SSE reader over a Node stream (app/src/llm/sse.ts), the
+ * The stream hot path's pieces: the SSE reader over a Node stream (app/src/llm/sse-reader.ts), the
  * upstream text kept for the client's frames, node-fetch's Node body for that reader, and a route
  * writing its stream straight to the Node response (app/src/routes/stream-out.ts).
  */
@@ -9,7 +9,8 @@ import { PassThrough, Readable } from "node:stream";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
-import { keepWireData, readSse, sseFrame, type SseMessage } from "../../app/src/llm/sse";
+import { keepWireData, sseFrame } from "../../app/src/llm/sse";
+import { readSse, type SseMessage } from "../../app/src/llm/sse-reader";
 import { createNodeFetch, takeNodeBody } from "../../app/src/llm/node-fetch";
 import { directWrites, streamResponse } from "../../app/src/routes/stream-out";
 import type { StreamEvent } from "../../app/src/llm/types";

@@ -65,10 +65,12 @@ export function createNodeFetch(): typeof fetch {
             resolve(new Response(null, init));
             return;
           }
-          if (isStream(res.headers["content-type"])) {
+          const type = res.headers["content-type"];
+          if (isStream(type)) {
             const body: NodeBody = { res, taken: null };
             const response = new Response(lazyWebBody(body), init);
-            nodeBodies.set(response, body);
+            // Offered to a Node-stream reader only as SSE (Bedrock's binary event stream is not).
+            if (type?.startsWith("text/event-stream")) nodeBodies.set(response, body);
             resolve(response);
             return;
           }

@@ -28,7 +28,8 @@ import type {
 import { UpstreamError } from "./types";
 import { streamError, toUpstreamError } from "./sdk-errors";
 import { takeNodeBody } from "./node-fetch";
-import { keepWireData, readSse, type SseMessage } from "./sse";
+import { keepWireData } from "./sse";
+import { readSse, type SseMessage } from "./sse-reader";
 import type { UpstreamKind } from "./upstream-kinds";
 
 /** What a provider calls: the Messages resource (Bedrock's SDK removes `countTokens` from it). */
@@ -93,12 +94,15 @@ export class SdkProvider implements LlmProvider {
     }
     // Aborted when the consumer stops early: the SDK then cancels the body it is reading.
     const controller = new AbortController();
-    const node = takeNodeBody(response);
+    // The Lambda bundles read through the SDK (AGENT_BUNDLE_LAMBDA, scripts/build.mjs): a Lambda
+    // instance serves one request at a time, and the reader is code its size budget can spare.
+    const node = process.env.AGENT_BUNDLE_LAMBDA === "1" ? undefined : takeNodeBody(response);
     let finished = false;
     try {
-      const batches: AsyncIterable<SseMessage[]> = node
-        ? readSse(node)
-        : oneByOne(Stream.rawEvents(response, controller));
+      const batches: AsyncIterable<SseMessage[]> =
+        process.env.AGENT_BUNDLE_LAMBDA !== "1" && node
+          ? readSse(node)
+          : oneByOne(Stream.rawEvents(response, controller));
       for await (const batch of batches) {
         for (const sse of batch) {
           if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);

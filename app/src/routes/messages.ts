@@ -156,6 +156,7 @@ export function registerMessageRoutes(
       claimTokenReservation(c),
     );
     const admitModel = reservation && topUp(deps, reservation);
+    c.get("dispatching")?.();
     return wantsStream
       ? streamFromUpstream(c, deps, request, meter, storeAs, admitModel)
       : jsonFromUpstream(c, deps, request, meter, storeAs, admitModel);

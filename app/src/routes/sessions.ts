@@ -224,6 +224,7 @@ export function registerSessionRoutes(
         { maxTokens: body.max_tokens ?? DEFAULT_TURN_MAX_TOKENS, tools: tools.definitions() },
       );
       c.header("x-agent-route-reason", plan.reason);
+      c.get("dispatching")?.();
       const turn = runAgentTurn({
         llm: deps.llm,
         tools,
