@@ -136,9 +136,9 @@ describe("Sojourn (a standing queue, told CoDel's way: by the quickest request o
     few.close();
   });
 
-  it("defaults to 100 ms; 0 turns it off", () => {
-    expect(loadConfig({}).OVERLOAD_SOJOURN_MS).toBe(100);
-    expect(loadConfig({ OVERLOAD_SOJOURN_MS: "0" }).OVERLOAD_SOJOURN_MS).toBe(0);
+  it("is off by default (it cost refusals in the benchmark's spike) and takes a target in ms", () => {
+    expect(loadConfig({}).OVERLOAD_SOJOURN_MS).toBe(0);
+    expect(loadConfig({ OVERLOAD_SOJOURN_MS: "100" }).OVERLOAD_SOJOURN_MS).toBe(100);
     expect(() => loadConfig({ OVERLOAD_SOJOURN_MS: "-5" })).toThrow(/OVERLOAD_SOJOURN_MS/);
   });
 });
@@ -203,7 +203,11 @@ describe.each(serviceBackends())("overload guard, with $name", (backend) => {
   });
 
   it("each request that calls the model records once how long it waited in the process before the call", async () => {
-    const service = await openRig(backend, { ...QUIET, CACHE_TTL_SECONDS: "0" });
+    const service = await openRig(backend, {
+      ...QUIET,
+      CACHE_TTL_SECONDS: "0",
+      OVERLOAD_SOJOURN_MS: "100",
+    });
     try {
       const sojourn = service.service.deps.overload!.sojourn!;
       const record = jest.spyOn(sojourn, "record");
