@@ -77,7 +77,9 @@ export function addAcceptors(
     );
     timer.unref();
     child.on("error", (err) => done(err));
-    child.on("exit", () => done());
+    // The channel closes after every message sent on it has been read (not so the exit, which
+    // can be seen first): whatever the helper did or did not send has arrived by then.
+    child.on("disconnect", () => done());
     child.on("message", (message: { acceptor?: boolean }, handle: unknown) => {
       if (!message?.acceptor || !handle) return;
       const acceptor = handle as NetServer;
