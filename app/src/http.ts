@@ -68,12 +68,17 @@ export function describeIssues(
  * returns. What a request holds for as long as it occupies the process (a slot of its user's
  * concurrency, a place among the requests in flight) is given back with it.
  */
+/** The Node response under a request (absent on Lambda, whose adapter has none). */
+export function outgoingOf(c: AppContext): ServerResponse | undefined {
+  return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+}
+
 export async function holdWhileResponding(
   c: AppContext,
   next: () => Promise<void>,
   release: () => void,
 ): Promise<void> {
-  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  const outgoing = outgoingOf(c);
   let released = false;
   const done = () => {
     if (released) return;

@@ -16,7 +16,6 @@
  */
 import http from "node:http";
 import https from "node:https";
-import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 
 type FetchInput = string | URL | Request;
@@ -94,7 +93,7 @@ export function createNodeFetch(): typeof fetch {
 
 /** A streamed body, and who reads it: the web stream, a taker of the Node stream, or nobody yet. */
 interface NodeBody {
-  res: IncomingMessage;
+  res: http.IncomingMessage;
   taken: "web" | "node" | null;
 }
 
@@ -105,7 +104,7 @@ const nodeBodies = new WeakMap<Response, NodeBody>();
  * of the web stream; undefined once the web stream has been read (or for another fetch's response).
  * Taking it leaves the Response's web body unusable (reading it fails).
  */
-export function takeNodeBody(response: Response): IncomingMessage | undefined {
+export function takeNodeBody(response: Response): http.IncomingMessage | undefined {
   const body = nodeBodies.get(response);
   if (!body || body.taken) return undefined;
   body.taken = "node";

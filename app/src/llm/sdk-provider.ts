@@ -11,7 +11,7 @@
  * - Streams are read as raw SSE events, not through the SDK's iterator, which drops `ping`
  *   (`Stream.fromSSEResponse` in @anthropic-ai/sdk/core/streaming.ts skips `sse.event === 'ping'`):
  *   the client gets every event the upstream sent, in its order. Over node-fetch.ts (the default)
- *   they are read from the socket's Node stream (sse.ts `readSse`) and keep their `data:` text
+ *   they are read from the socket's Node stream (sse-reader.ts `readSse`) and keep their `data:` text
  *   for the client; over another fetch, through the SDK's `Stream.rawEvents`.
  * - Failures come out as UpstreamError (sdk-errors.ts).
  */
@@ -96,6 +96,8 @@ export class SdkProvider implements LlmProvider {
     const controller = new AbortController();
     // The Lambda bundles read through the SDK (AGENT_BUNDLE_LAMBDA, scripts/build.mjs): a Lambda
     // instance serves one request at a time, and the reader is code its size budget can spare.
+    // The define is tested again where readSse is called: esbuild drops the reader (and
+    // eventsource-parser) only when that call sits in a branch it can fold away.
     const node = process.env.AGENT_BUNDLE_LAMBDA === "1" ? undefined : takeNodeBody(response);
     let finished = false;
     try {

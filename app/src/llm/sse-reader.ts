@@ -1,6 +1,10 @@
 /**
- * The upstream's SSE body read from the socket's Node stream (see sse.ts). A module of its own so
- * that the Lambda bundles, which read through the SDK, leave it and eventsource-parser out.
+ * An upstream's SSE body read straight from the socket's Node stream, parsed by eventsource-parser
+ * (spec-conformant: CR, LF and CRLF line ends, multi-line data, comments, a BOM), one array of
+ * events per chunk read: events that arrived together cost one await. Against the SDK's reader
+ * over a web stream (`Readable.toWeb` + `Stream.rawEvents`) this spares a web stream, a
+ * TextDecoder stream and several promises per event. A module of its own so that the Lambda
+ * bundles, which read through the SDK, leave it and eventsource-parser out.
  */
 import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";

@@ -1,16 +1,10 @@
 /**
- * Server-sent events on the hot path of a stream, without web streams and without re-encoding:
- *
- * - `readSse` (sse-reader.ts) reads an upstream's SSE body straight from the Node socket stream, parsed by
- *   eventsource-parser (spec-conformant: CR, LF and CRLF line ends, multi-line data, comments,
- *   a BOM), one array of events per chunk read: events that arrived together cost one await.
- *   Against the SDK's reader over a web stream (`Readable.toWeb` + `Stream.rawEvents`) this
- *   spares a web stream, a TextDecoder stream and several promises per event.
- * - `sseFrame` writes an event for the client. An event parsed from the upstream keeps the text
- *   of its `data:` line (`keepWireData`), and its frame is that text again rather than
- *   `JSON.stringify` of the parsed object: the same JSON, without serialising it a second time.
- *   The text is kept in a WeakMap keyed by the event object, so a changed copy of an event
- *   (`{ ...event, ... }`) has none and is serialised; events are not changed in place.
+ * Server-sent events for the client, without re-encoding what the upstream sent (the upstream's
+ * are read by sse-reader.ts). `sseFrame` writes an event for the client. An event parsed from the
+ * upstream keeps the text of its `data:` line (`keepWireData`), and its frame is that text again
+ * rather than `JSON.stringify` of the parsed object: the same JSON, without serialising it a
+ * second time. The text is kept in a WeakMap keyed by the event object, so a changed copy of an
+ * event (`{ ...event, ... }`) has none and is serialised; events are not changed in place.
  */
 import type { StreamEvent } from "./types";
 

@@ -6,8 +6,8 @@
  * is closed, which aborts the stream, and the route settles the usage it saw.
  */
 import type { ServerResponse } from "node:http";
-import type { AppContext } from "../http";
-import { outgoingOf, type StreamOut } from "./stream-out";
+import { outgoingOf, type AppContext } from "../http";
+import type { StreamOut } from "./stream-out";
 
 export class StallGuard {
   /** The client stopped reading and the request was ended. */

@@ -15,7 +15,7 @@
 import type { ServerResponse } from "node:http";
 import { stream } from "hono/streaming";
 import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
-import type { AppContext } from "../http";
+import { outgoingOf, type AppContext } from "../http";
 
 /** What a stream writes to: Hono's StreamingApi or the Node response. */
 export interface StreamOut {
@@ -32,8 +32,6 @@ const writable = new WeakSet<ServerResponse>();
 /** Responses a route wrote to the socket itself: the adapter must not send another. */
 const sentDirectly = new WeakSet<ServerResponse>();
 
-type NodeEnv = { outgoing?: ServerResponse };
-
 /**
  * The app's fetch for @hono/node-server, letting stream routes write to the Node response: a
  * response a route sent itself is answered with the adapter's RESPONSE_ALREADY_SENT.
@@ -42,18 +40,13 @@ export function directWrites<E extends object>(
   fetch: (request: Request, env: E) => unknown,
 ): (request: Request, env: E) => unknown {
   return (request, env) => {
-    const outgoing = (env as NodeEnv).outgoing;
+    const outgoing = (env as { outgoing?: ServerResponse }).outgoing;
     if (outgoing) writable.add(outgoing);
     const settle = (answer: unknown) =>
       outgoing && sentDirectly.has(outgoing) ? RESPONSE_ALREADY_SENT : answer;
     const answer = fetch(request, env);
     return answer instanceof Promise ? answer.then(settle) : settle(answer);
   };
-}
-
-/** The Node response under a request (absent on Lambda). */
-export function outgoingOf(c: AppContext): ServerResponse | undefined {
-  return (c.env as NodeEnv | undefined)?.outgoing;
 }
 
 /**
