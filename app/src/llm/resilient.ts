@@ -35,6 +35,7 @@ import type {
   StreamEvent,
 } from "./types";
 import { UpstreamError } from "./types";
+import { linkSignals } from "./signals";
 import {
   ModelHealthRegistry,
   type BreakerOptions,
@@ -148,17 +149,24 @@ export class ResilientProvider implements LlmProvider {
     request: MessageRequest,
     options: CallOptions = {},
   ): AsyncIterable<StreamEvent> {
-    const { value, health } = await this.execute(request, options, async (model, call) => {
-      const it = this.inner
-        .streamMessage(model === request.model ? request : { ...request, model }, call)
-        [Symbol.asyncIterator]();
-      try {
-        return { it, first: await it.next() };
-      } catch (err) {
-        await it.return?.().catch(() => undefined);
-        throw err;
-      }
-    });
+    // The stream's signal must follow the caller's for as long as the stream is read: the link is
+    // cut when the stream ends (below), not when the first event arrives.
+    const { value, health, unlink } = await this.execute(
+      request,
+      options,
+      async (model, call) => {
+        const it = this.inner
+          .streamMessage(model === request.model ? request : { ...request, model }, call)
+          [Symbol.asyncIterator]();
+        try {
+          return { it, first: await it.next() };
+        } catch (err) {
+          await it.return?.().catch(() => undefined);
+          throw err;
+        }
+      },
+      true,
+    );
     // The first event exists: from here on no retry and no fallback, whatever happens.
     const { it, first } = value;
     let finished = first.done === true;
@@ -183,6 +191,7 @@ export class ResilientProvider implements LlmProvider {
     } finally {
       // The consumer stopped early: close the upstream stream so the call is not left running.
       if (!finished) await it.return?.().catch(() => undefined);
+      unlink();
     }
   }
 
@@ -202,16 +211,20 @@ export class ResilientProvider implements LlmProvider {
     request: MessageRequest,
     options: CallOptions,
     call: (model: string, options: CallOptions) => Promise<T>,
-  ): Promise<{ value: T; model: string; health: ModelHealth }> {
+    /** The caller goes on using the call's signal after this returns and calls `unlink` itself. */
+    keepLinked = false,
+  ): Promise<{ value: T; model: string; health: ModelHealth; unlink: () => void }> {
     const requested = request.model;
     const chain = this.modelChain(requested);
     const deadlineAt = Date.now() + this.deadlineMs;
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), this.deadlineMs);
     timer.unref?.();
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, deadline.signal])
-      : deadline.signal;
+    // Not AbortSignal.any(): the caller's signal may live as long as the process (signals.ts).
+    const linked = options.signal ? linkSignals([options.signal, deadline.signal]) : undefined;
+    const signal = linked?.signal ?? deadline.signal;
+    const unlink = linked ? linked.unlink : () => {};
+    let handedOver = false;
     const state: RequestState = { ownWait: new Map(), strikes: new Map() };
     const requestId = options.requestId;
     let previous: string | undefined;
@@ -294,7 +307,8 @@ export class ResilientProvider implements LlmProvider {
         };
         try {
           const value = await health.run(() => call(choice.model, attemptOptions));
-          return { value, model: choice.model, health };
+          handedOver = keepLinked;
+          return { value, model: choice.model, health, unlink };
         } catch (err) {
           if ((err as { code?: string }).code === "EOPENBREAKER") {
             // It opened (or a probe started) since we looked: not an attempt; skip the model.
@@ -322,6 +336,7 @@ export class ResilientProvider implements LlmProvider {
       }
     } finally {
       clearTimeout(timer);
+      if (!handedOver) unlink();
     }
   }
 
