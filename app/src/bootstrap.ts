@@ -240,11 +240,13 @@ function assemble({
   if (config.BATCH_POLLER_ENABLED) batches.start();
   const activity = new ActivityLog().observe({ budgets, rateLimiter });
   const overload =
-    config.OVERLOAD_LAG_MS > 0 || config.OVERLOAD_SOJOURN_MS > 0
+    config.OVERLOAD_LAG_MS > 0 || config.OVERLOAD_SOJOURN_MS > 0 || config.OVERLOAD_MAX_STREAMS > 0
       ? overloadGuard({
           maxLagMs: config.OVERLOAD_LAG_MS,
           minInFlight: config.OVERLOAD_MIN_IN_FLIGHT,
           sojournMs: config.OVERLOAD_SOJOURN_MS,
+          maxStreams: config.OVERLOAD_MAX_STREAMS,
+          streamLagMs: config.OVERLOAD_STREAM_LAG_MS,
         })
       : undefined;
   if (overload) telemetry.metrics.observeOverload(overload);

@@ -260,6 +260,20 @@ export const envSchema = z.object({
    */
   OVERLOAD_SOJOURN_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   /**
+   * Most streams (SSE responses) one process relays at once (overload.ts, StreamGate); the next
+   * gets 503 overloaded_error with retry-after. Past its capacity every stream a process holds
+   * stalls together, and the lag notices only once they are in. The default is what one process
+   * relayed without a stall on a vCPU of the benchmark's VM (npm run bench -- --only streams,
+   * 2026-12-06): raise it on faster cores, lower it where JSON traffic shares the process. 0: off.
+   */
+  OVERLOAD_MAX_STREAMS: z.coerce.number().int().min(0).max(1_000_000).default(384),
+  /**
+   * While the event loop's smoothed lag is above this many ms, the stream limit drops below the
+   * streams open (x0.8 every 250 ms); under half of it, it climbs back to OVERLOAD_MAX_STREAMS.
+   * 0: the ceiling alone.
+   */
+  OVERLOAD_STREAM_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(100),
+  /**
    * Descriptors of the listening socket the event loop watches (app/entrypoints/accept.ts). Node
    * accepts one connection per descriptor per turn of its loop, so a busy process took new
    * connections at tens a second and they waited in the kernel's queue for seconds. 1: the

@@ -33,7 +33,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors";
-import { holdWhileResponding, type AppEnv } from "./http";
+import { holdWhileResponding, outgoingOf, type AppContext, type AppEnv } from "./http";
 
 export interface OverloadOptions {
   /** Refuse while the smoothed event-loop lag is above this (ms). */
@@ -51,6 +51,10 @@ export interface OverloadOptions {
   sojournMs?: number;
   /** The interval over which the shortest sojourn is taken (ms). @default 500 */
   intervalMs?: number;
+  /** Most streams relayed at once (StreamGate). 0 or absent: streams are not counted. */
+  maxStreams?: number;
+  /** The lag above which the stream limit is lowered (ms). 0: the ceiling alone. @default 100 */
+  streamLagMs?: number;
 }
 
 /**
@@ -116,6 +120,8 @@ export class LoopLag {
   lagMs = 0;
   /** Largest single sample since start, ms (for the metrics and the benchmark). */
   maxMs = 0;
+  private sum = 0;
+  private count = 0;
 
   constructor(private readonly sampleMs = 20) {}
 
@@ -133,11 +139,103 @@ export class LoopLag {
     this.last = now;
     if (lag > this.maxMs) this.maxMs = lag;
     this.lagMs = lag >= this.lagMs ? lag : this.lagMs + (lag - this.lagMs) * 0.2;
+    this.sum += lag;
+    this.count++;
+  }
+
+  /**
+   * The mean of the samples since the last call (ms; undefined when none was taken): a lag that
+   * held over a span, where `lagMs` jumps with a single late timer. The stream gate's: each call
+   * starts a new span.
+   */
+  takeMean(): number | undefined {
+    if (this.count === 0) return undefined;
+    const mean = this.sum / this.count;
+    this.sum = 0;
+    this.count = 0;
+    return mean;
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+  }
+}
+
+/**
+ * How many streams the process relays at once. A stream costs the process for as long as it
+ * lasts (a write per delta), and past what the process can relay every stream it holds stalls at
+ * once: measured with `npm run bench -- --only streams` (2026-12-06, one process on this 2-core
+ * VM, 64 deltas 20 ms apart): 256 streams relayed with a first-token p99 of 165 ms and no stall,
+ * 512 stalled (gaps to 381 ms), and 1,024 admitted together stalled 3,519 times with first tokens
+ * after 4 s, although the lag guard refused 793 of them. The lag reacts after the streams are in:
+ * by then they are all stalling. So the gate counts streams, and refuses the next one (503,
+ * `retry-after`) at a limit:
+ *
+ * - never above `maxStreams` (OVERLOAD_MAX_STREAMS), a ceiling taken from that measurement, so
+ *   that a burst is refused before it is in;
+ * - lowered, multiplicatively, below the streams open while the lag's mean over a step is above `lagMs`
+ *   (OVERLOAD_STREAM_LAG_MS; a delta relayed that late is already a visible pause), and raised
+ *   back, a twentieth at a time, while the lag is under half of it: a slower machine, or JSON
+ *   traffic beside the streams, gets a lower limit without anyone measuring it (additive increase,
+ *   multiplicative decrease, as TCP and Netflix's concurrency-limits adjust theirs).
+ *
+ * The limit moves at most once per `stepMs`: a change shows in the lag only once the streams it
+ * admitted or refused have started or ended. It never goes below `minStreams`: a lag that so few
+ * streams did not cause is not cured by refusing them.
+ */
+export class StreamGate {
+  private open = 0;
+  private lastStep: number;
+  /** The limit now (at most maxStreams). */
+  limit: number;
+  /** Streams refused since start. */
+  refused = 0;
+
+  constructor(
+    readonly maxStreams: number,
+    readonly lagMs: number,
+    private readonly lag: Pick<LoopLag, "takeMean">,
+    readonly minStreams = 16,
+    readonly stepMs = 250,
+    now = performance.now(),
+  ) {
+    this.limit = maxStreams;
+    this.lastStep = now;
+  }
+
+  /** Streams being relayed now. */
+  get streams(): number {
+    return this.open;
+  }
+
+  /** Takes a place for one stream, or returns false: the caller refuses it. */
+  enter(now = performance.now()): boolean {
+    this.adjust(now);
+    if (this.open >= this.limit) {
+      this.refused++;
+      return false;
+    }
+    this.open++;
+    return true;
+  }
+
+  /** The stream has ended (or was never relayed). */
+  leave(): void {
+    if (this.open > 0) this.open--;
+  }
+
+  private adjust(now: number): void {
+    if (this.lagMs <= 0 || now - this.lastStep < this.stepMs) return;
+    // The lag's mean over the step, not its smoothed peak: one late timer is not a jam.
+    const lag = this.lag.takeMean();
+    this.lastStep = now;
+    if (lag === undefined) return;
+    if (lag > this.lagMs && this.open >= this.minStreams) {
+      this.limit = Math.max(this.minStreams, Math.floor(Math.min(this.limit, this.open) * 0.8));
+    } else if (lag < this.lagMs / 2 && this.limit < this.maxStreams) {
+      this.limit = Math.min(this.maxStreams, this.limit + Math.max(1, Math.ceil(this.limit / 20)));
+    }
   }
 }
 
@@ -152,6 +250,14 @@ export interface OverloadGuard {
   readonly lag: LoopLag;
   /** The sojourn watch, when OVERLOAD_SOJOURN_MS is on. */
   readonly sojourn: Sojourn | undefined;
+  /** The stream gate, when OVERLOAD_MAX_STREAMS is on. */
+  readonly streams: StreamGate | undefined;
+  /**
+   * Called by a route once it knows the request streams, before any work is spent on it: takes
+   * the stream's place until the response closes, or throws the 503. Where there is no Node
+   * response (Lambda: one request per instance) streams are not counted.
+   */
+  admitStream(c: AppContext): void;
   close(): void;
 }
 
@@ -167,6 +273,9 @@ export function overloadGuard(
 
   const sojourn = options.sojournMs
     ? new Sojourn(options.sojournMs, options.intervalMs)
+    : undefined;
+  const streams = options.maxStreams
+    ? new StreamGate(options.maxStreams, options.streamLagMs ?? 100, lag)
     : undefined;
   /** Why the last refusal was made: the lag, or time queued in the process. */
   let cause: "lag" | "sojourn" = "lag";
@@ -217,10 +326,28 @@ export function overloadGuard(
       return refusing;
     },
     get refused() {
-      return refused;
+      return refused + (streams?.refused ?? 0);
     },
     lag,
     sojourn,
+    streams,
+    admitStream(c) {
+      const outgoing = streams && outgoingOf(c);
+      if (!streams || !outgoing || outgoing.closed) return;
+      if (!streams.enter()) {
+        const lowered =
+          streams.limit < streams.maxStreams
+            ? `, lowered from OVERLOAD_MAX_STREAMS ${streams.maxStreams} while the event loop runs ${Math.round(lag.lagMs)} ms behind (OVERLOAD_STREAM_LAG_MS ${streams.lagMs})`
+            : " (OVERLOAD_MAX_STREAMS)";
+        throw new ApiError(
+          503,
+          "overloaded_error",
+          `this replica is relaying ${streams.streams} streams, its limit now${lowered}: retry after retry-after`,
+          { "retry-after": retryAfter, "x-should-retry": "true" },
+        );
+      }
+      outgoing.once("close", () => streams.leave());
+    },
     close: () => lag.stop(),
   };
 }

@@ -5,7 +5,7 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import { loadConfig } from "../../app/src/config";
-import { LoopLag, overloadGuard, Sojourn } from "../../app/src/overload";
+import { LoopLag, overloadGuard, Sojourn, StreamGate } from "../../app/src/overload";
 import { openRig, QUIET, until, type AbuseRig } from "../support/abuse";
 import { serviceBackends } from "../support/services";
 
@@ -34,6 +34,20 @@ describe("LoopLag", () => {
     expect(seen[0]).toBe(400);
     for (let i = 1; i < seen.length; i++) expect(seen[i]!).toBeLessThan(seen[i - 1]!);
     expect(seen.at(-1)!).toBeGreaterThan(100);
+  });
+});
+
+describe("LoopLag.takeMean", () => {
+  it("is the mean of the samples since the last call, undefined when none was taken", () => {
+    const lag = new LoopLag(20);
+    expect(lag.takeMean()).toBeUndefined();
+    lag.sample(20); // 0 late
+    lag.sample(20 + 20 + 300); // 300 late
+    lag.sample(340 + 20 + 30); // 30 late
+    expect(lag.takeMean()).toBe(110);
+    expect(lag.takeMean()).toBeUndefined();
+    lag.sample(390 + 20);
+    expect(lag.takeMean()).toBe(0);
   });
 });
 
@@ -243,5 +257,147 @@ describe.each(serviceBackends())("overload guard, with $name", (backend) => {
     const msg = (await answer) as { type: string };
     expect(msg.type).toBe("message");
     await Promise.all(held);
+  });
+});
+
+describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
+  // The lag's mean over each step, as the test sets it.
+  const lag = { lagMs: 0, takeMean: () => lag.lagMs };
+  beforeEach(() => (lag.lagMs = 0));
+
+  it("takes streams up to the ceiling, refuses the next, and takes one again when one leaves", () => {
+    const gate = new StreamGate(3, 100, lag, 1, 250, 0);
+    expect([gate.enter(1), gate.enter(2), gate.enter(3)]).toEqual([true, true, true]);
+    expect(gate.enter(4)).toBe(false);
+    expect(gate.refused).toBe(1);
+    gate.leave();
+    expect(gate.streams).toBe(2);
+    expect(gate.enter(5)).toBe(true);
+  });
+
+  it("lowers the limit below the streams open while the loop lags, at most once per step, never under the floor", () => {
+    const gate = new StreamGate(100, 100, lag, 10, 250, 0);
+    for (let i = 0; i < 50; i++) expect(gate.enter(1)).toBe(true);
+    lag.lagMs = 300;
+    // The first step: 0.8 x the 51 open... the 51st is the one asking, so 0.8 x 50.
+    expect(gate.enter(300)).toBe(false);
+    expect(gate.limit).toBe(40);
+    // Within the same step the limit holds, even with the lag still high.
+    gate.enter(400);
+    expect(gate.limit).toBe(40);
+    // The next step lowers the lower of the limit and the streams open.
+    gate.enter(560);
+    expect(gate.limit).toBe(32);
+    for (let t = 800; t < 5000; t += 250) gate.enter(t);
+    expect(gate.limit).toBe(10);
+  });
+
+  it("raises it back a twentieth at a time while the lag is under half its target, up to the ceiling", () => {
+    const gate = new StreamGate(100, 100, lag, 10, 250, 0);
+    for (let i = 0; i < 50; i++) gate.enter(1);
+    lag.lagMs = 300;
+    gate.enter(300);
+    expect(gate.limit).toBe(40);
+    // Between half the target and the target: held where it is.
+    lag.lagMs = 70;
+    gate.enter(600);
+    expect(gate.limit).toBe(40);
+    lag.lagMs = 10;
+    gate.enter(900);
+    expect(gate.limit).toBe(42);
+    for (let t = 1200; t < 20_000; t += 250) gate.enter(t);
+    expect(gate.limit).toBe(100);
+  });
+
+  it("a lag with fewer streams open than the floor leaves the limit alone (a pause, not streams)", () => {
+    const gate = new StreamGate(100, 100, lag, 16, 250, 0);
+    for (let i = 0; i < 5; i++) gate.enter(1);
+    lag.lagMs = 5000;
+    expect(gate.enter(1000)).toBe(true);
+    expect(gate.limit).toBe(100);
+  });
+
+  it("with OVERLOAD_STREAM_LAG_MS 0 only the ceiling applies", () => {
+    const gate = new StreamGate(10, 0, lag, 1, 250, 0);
+    for (let i = 0; i < 5; i++) gate.enter(1);
+    lag.lagMs = 5000;
+    gate.enter(1000);
+    expect(gate.limit).toBe(10);
+  });
+
+  it("config: defaults and bad values name the key", () => {
+    const config = loadConfig({});
+    expect(config.OVERLOAD_MAX_STREAMS).toBe(384);
+    expect(config.OVERLOAD_STREAM_LAG_MS).toBe(100);
+    expect(() => loadConfig({ OVERLOAD_MAX_STREAMS: "-1" })).toThrow(/OVERLOAD_MAX_STREAMS/);
+    expect(() => loadConfig({ OVERLOAD_STREAM_LAG_MS: "x" })).toThrow(/OVERLOAD_STREAM_LAG_MS/);
+  });
+});
+
+describe("the stream gate in the service", () => {
+  let rig: AbuseRig;
+  beforeAll(async () => {
+    rig = await openRig(serviceBackends()[0]!, {
+      ...QUIET,
+      OVERLOAD_MAX_STREAMS: "2",
+      OVERLOAD_STREAM_LAG_MS: "0",
+      CACHE_TTL_SECONDS: "0",
+    });
+  });
+  afterAll(async () => {
+    await rig?.close();
+  });
+
+  // 12 deltas 100 ms apart: each stream stays open for about 1.2 s.
+  const slow = (text: string) => ({
+    ...message(`${text} [[fake:{"deltas":12,"deltaIntervalMs":100}]]`),
+    stream: true,
+  });
+
+  it("refuses a stream past OVERLOAD_MAX_STREAMS with a quick 503 that costs nothing, serves JSON meanwhile, and takes streams again once one ends", async () => {
+    const gate = rig.service.deps.overload!.streams!;
+    const first = await rig.post("/v1/messages", slow("one"));
+    const second = await rig.post("/v1/messages", slow("two"));
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(gate.streams).toBe(2);
+
+    const refused = await rig.post("/v1/messages", slow("three"));
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(refused.headers.get("x-should-retry")).toBe("true");
+    const body = (await refused.json()) as { error: { type: string; message: string } };
+    expect(body.error.type).toBe("overloaded_error");
+    expect(body.error.message).toMatch(/relaying 2 streams.*OVERLOAD_MAX_STREAMS/);
+    expect(rig.service.deps.overload!.refused).toBeGreaterThanOrEqual(1);
+
+    // JSON is not a stream: it is served while the streams hold every place.
+    expect((await rig.post("/v1/messages", message("json meanwhile"))).status).toBe(200);
+
+    // The admitted streams run to their end; then their places are free again.
+    const texts = await Promise.all([first.text(), second.text()]);
+    for (const t of texts) expect(t).toContain("event: message_stop");
+    await until(async () => gate.streams === 0, "both streams closed");
+    const again = await rig.post("/v1/messages", slow("four"));
+    expect(again.status).toBe(200);
+    await again.text();
+    // Four answered (two streams, the JSON request, the fourth stream): four ledger lines and
+    // four model calls. The refused stream reached neither.
+    const rows = await until(async () => {
+      const r = await rig.ledger();
+      return r.length >= 4 && r;
+    }, "the ledger lines of the four answered requests");
+    expect(rows).toHaveLength(4);
+    expect(rig.fake.requests.filter((r) => r.path === "/v1/messages")).toHaveLength(4);
+  });
+
+  it("a client that leaves mid-stream gives its place back", async () => {
+    const gate = rig.service.deps.overload!.streams!;
+    await until(async () => gate.streams === 0, "no stream open");
+    const controller = new AbortController();
+    const res = await rig.post("/v1/messages", slow("leaving"), {}, controller.signal);
+    expect(res.status).toBe(200);
+    expect(gate.streams).toBe(1);
+    controller.abort();
+    await until(async () => gate.streams === 0, "the place given back");
   });
 });

@@ -193,6 +193,9 @@ describe("/metrics", () => {
     has(/^agent_breaker_state\{model="claude-sonnet-4-6"[^}]*\} 1$/m);
     has(/^agent_budget_utilisation\{budget="daily"[^}]*\} 0\.25$/m);
     has(/^agent_custom_queue_depth\{queue="q1"[^}]*\} 7$/m);
+    // The stream gate (OVERLOAD_MAX_STREAMS at its default): none open, the ceiling admitted.
+    has(/^agent_overload_streams\{state="open"[^}]*\} 0$/m);
+    has(/^agent_overload_streams\{state="limit"[^}]*\} 384$/m);
     has(/^process_memory_usage\{[^}]*\} \d+$/m);
     // Scrapes are not counted, and unmatched paths share one label.
     expect(text).not.toContain('http_route="/metrics"');

@@ -71,6 +71,8 @@ export function registerMessageRoutes(
   app.post("/v1/messages", chain, async (c) => {
     const body = await readJson(c, messagesRequestSchema);
     checkModel(catalog, body.model);
+    // Before any work: a stream past what the process relays is refused at once (overload.ts).
+    if (body.stream === true) deps.overload?.admitStream(c);
     // A feature the upstream lacks is a 400 naming it, before anything is held or sent.
     const forward = forwardedHeaders(c);
     refuseUnsupported(deps, body, forward);

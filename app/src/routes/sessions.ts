@@ -182,6 +182,8 @@ export function registerSessionRoutes(
   const turnChain = chains.model(turnFacts, { idempotent: true });
   app.post("/v1/sessions/:id/messages", turnChain, async (c) => {
     const body = await readJson(c, turnRequestSchema);
+    // Before any work: a stream past what the process relays is refused at once (overload.ts).
+    if (body.stream === true) deps.overload?.admitStream(c);
     const session = await findSession(c, deps);
     if (busy.has(session.id)) {
       throw new ApiError(

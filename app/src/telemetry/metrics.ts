@@ -20,6 +20,7 @@
  *   agent.budget.utilisation            gauge          budget, ...; spent / limit (hook: observeBudgetUtilisation)
  *   agent.overload.lag                  gauge, ms      the event loop's smoothed lag (hook: observeOverload)
  *   agent.overload.refusals             gauge          requests refused as overloaded since start (503)
+ *   agent.overload.streams              gauge          state = open | limit: streams relayed, and admitted at most
  *   agent.batches.created               counter        mode = upstream | local
  *   agent.batch.results                 counter        type = succeeded | errored | canceled | expired
  *
@@ -239,7 +240,11 @@ export class AgentMetrics {
   }
 
   /** Hook for the overload guard (overload.ts): the lag it judges by, and what it refused. */
-  observeOverload(guard: { lag: { lagMs: number }; refused: number }): () => void {
+  observeOverload(guard: {
+    lag: { lagMs: number };
+    refused: number;
+    streams?: { streams: number; limit: number };
+  }): () => void {
     const lag = this.registerGauge(
       "agent.overload.lag",
       {
@@ -253,9 +258,24 @@ export class AgentMetrics {
       { description: "API requests refused with 503 as overloaded since the process started." },
       () => [{ value: guard.refused }],
     );
+    const gate = guard.streams;
+    const streams = gate
+      ? this.registerGauge(
+          "agent.overload.streams",
+          {
+            description:
+              "Streams this process relays now (state=open), and how many it admits now (state=limit: OVERLOAD_MAX_STREAMS, lowered while the loop lags).",
+          },
+          () => [
+            { value: gate.streams, attributes: { state: "open" } },
+            { value: gate.limit, attributes: { state: "limit" } },
+          ],
+        )
+      : () => {};
     return () => {
       lag();
       refused();
+      streams();
     };
   }
 
