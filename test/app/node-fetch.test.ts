@@ -54,6 +54,38 @@ describe("createNodeFetch", () => {
     }
   });
 
+  it("serves a whole body as a Response does: url, text or JSON once, clone before reading, the same bytes as a stream", async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
+      res.end('{"text":"h\u00e9llo \ud83d\udc4b"}');
+    });
+    try {
+      const url = `${server.url}/v1/messages`;
+      const res = await nodeFetch(url, { method: "POST", body: "{}" });
+      expect(res.url).toBe(url);
+      expect(res.statusText).toBe("OK");
+      expect(res.bodyUsed).toBe(false);
+      const copy = res.clone();
+      expect(await res.json()).toEqual({ text: "héllo 👋" });
+      expect(res.bodyUsed).toBe(true);
+      // Read once, as fetch's bodies are: a second read is the TypeError the SDK tells apart.
+      await expect(res.text()).rejects.toThrow(TypeError);
+      expect(() => res.clone()).toThrow(TypeError);
+      // The clone's body, read as a web stream, holds the same bytes.
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of copy.body!) chunks.push(chunk);
+      expect(Buffer.concat(chunks).toString("utf8")).toBe('{"text":"héllo 👋"}');
+      await expect(copy.json()).rejects.toThrow(TypeError);
+      const blob = await (await nodeFetch(url, { method: "POST", body: "{}" })).blob();
+      expect(blob.type).toBe("application/json; charset=utf-8");
+      expect(await blob.text()).toBe('{"text":"héllo 👋"}');
+      const bytes = await (await nodeFetch(url, { method: "POST", body: "{}" })).arrayBuffer();
+      expect(Buffer.from(bytes).toString("utf8")).toBe('{"text":"héllo 👋"}');
+    } finally {
+      await server.close();
+    }
+  });
+
   it("keeps error statuses and their headers for the SDK's retry logic", async () => {
     const server = await serve((_req, res) => {
       res.writeHead(529, { "content-type": "application/json", "retry-after": "7" });

@@ -76,7 +76,13 @@ export function createNodeFetch(): typeof fetch {
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));
           res.on("end", () =>
-            resolve(new Response(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks), init)),
+            resolve(
+              new BufferedResponse(
+                url,
+                chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
+                init,
+              ) as unknown as Response,
+            ),
           );
           res.on("error", fail);
           res.on("close", () => {
@@ -89,6 +95,107 @@ export function createNodeFetch(): typeof fetch {
     });
   };
   return nodeFetch as typeof fetch;
+}
+
+/**
+ * A response whose body was read whole (JSON answers and errors): what the SDK reads of a Response
+ * (status, headers, url, the body as JSON or text), served from the buffer. Not the global
+ * Response: in the service @hono/node-server replaces it with a lightweight class that builds the
+ * real (undici) Response the moment `url` or `body` is read, and the SDK reads both on every
+ * call (`makeRequest`, `readBody`): profiled at 256 connections (`npm run bench -- --only peers
+ * --cpu-prof`, 2026-12-06), that conversion and undici's body reading took ~5 % of the service's
+ * CPU. A web stream is made only if `body` is read, over the same bytes.
+ */
+class BufferedResponse {
+  readonly ok: boolean;
+  readonly status: number;
+  readonly statusText: string;
+  readonly headers: Headers;
+  readonly redirected = false;
+  readonly type = "basic";
+  private used = false;
+  private stream: ReadableStream<Uint8Array> | undefined;
+
+  constructor(
+    readonly url: string,
+    private readonly data: Buffer,
+    init: { status: number; statusText?: string; headers: Headers },
+  ) {
+    this.status = init.status;
+    this.ok = init.status >= 200 && init.status < 300;
+    this.statusText = init.statusText ?? "";
+    this.headers = init.headers;
+  }
+
+  get bodyUsed(): boolean {
+    return this.used;
+  }
+
+  get body(): ReadableStream<Uint8Array> {
+    // Pulled only when read (highWaterMark 0): reading it uses the body up, as text() does.
+    this.stream ??= new ReadableStream<Uint8Array>(
+      {
+        pull: (controller) => {
+          const first = !this.used;
+          this.used = true;
+          if (first && this.data.length > 0) controller.enqueue(new Uint8Array(this.data));
+          controller.close();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return this.stream;
+  }
+
+  private take(): Buffer {
+    if (this.used || this.stream?.locked)
+      throw new TypeError("Body is unusable: Body has already been read");
+    this.used = true;
+    return this.data;
+  }
+
+  text(): Promise<string> {
+    try {
+      return Promise.resolve(this.take().toString("utf8"));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  json(): Promise<unknown> {
+    return this.text().then((text) => JSON.parse(text) as unknown);
+  }
+
+  arrayBuffer(): Promise<ArrayBuffer> {
+    try {
+      const b = this.take();
+      return Promise.resolve(
+        b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer,
+      );
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  bytes(): Promise<Uint8Array> {
+    return this.arrayBuffer().then((b) => new Uint8Array(b));
+  }
+
+  blob(): Promise<Blob> {
+    return this.arrayBuffer().then(
+      (b) => new Blob([b], { type: this.headers.get("content-type") ?? "" }),
+    );
+  }
+
+  clone(): BufferedResponse {
+    if (this.used || this.stream?.locked)
+      throw new TypeError("Response.clone: Body has already been consumed.");
+    return new BufferedResponse(this.url, this.data, {
+      status: this.status,
+      statusText: this.statusText,
+      headers: new Headers(this.headers),
+    });
+  }
 }
 
 /** A streamed body, and who reads it: the web stream, a taker of the Node stream, or nobody yet. */
