@@ -325,6 +325,23 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
     expect(gate.limit).toBe(10);
   });
 
+  it("in the guard, a lag seen by fewer streams than OVERLOAD_MIN_IN_FLIGHT lowers nothing (the memory soak's pauses refused streams with a floor of 16)", async () => {
+    const lag = new LoopLag(20);
+    const guard = overloadGuard({ maxLagMs: 500, minInFlight: 64, maxStreams: 384 }, lag);
+    try {
+      lag.stop();
+      const gate = guard.streams!;
+      for (let i = 0; i < 40; i++) expect(gate.enter()).toBe(true);
+      let t = 0;
+      for (let i = 0; i < 10; i++) lag.sample((t += 20 + 300)); // 300 ms late, ten times over
+      await new Promise((r) => setTimeout(r, 300)); // a step of the gate
+      expect(gate.enter()).toBe(true);
+      expect(gate.limit).toBe(384);
+    } finally {
+      guard.close();
+    }
+  });
+
   it("config: defaults and bad values name the key", () => {
     const config = loadConfig({});
     expect(config.OVERLOAD_MAX_STREAMS).toBe(384);
