@@ -276,9 +276,12 @@ export function overloadGuard(
   const sojourn = options.sojournMs
     ? new Sojourn(options.sojournMs, options.intervalMs)
     : undefined;
-  const streams = options.maxStreams
-    ? new StreamGate(options.maxStreams, options.streamLagMs ?? 100, lag, options.minInFlight)
-    : undefined;
+  // Not in the Lambda bundles (AGENT_BUNDLE_LAMBDA, scripts/build.mjs): an instance serves one
+  // request at a time, so there is nothing to count, and bedrock.js has no room for the class.
+  const streams =
+    process.env.AGENT_BUNDLE_LAMBDA !== "1" && options.maxStreams
+      ? new StreamGate(options.maxStreams, options.streamLagMs ?? 100, lag, options.minInFlight)
+      : undefined;
   /** Why the last refusal was made: the lag, or time queued in the process. */
   let cause: "lag" | "sojourn" = "lag";
 

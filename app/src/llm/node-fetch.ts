@@ -75,15 +75,16 @@ export function createNodeFetch(): typeof fetch {
           }
           const chunks: Buffer[] = [];
           res.on("data", (chunk: Buffer) => chunks.push(chunk));
-          res.on("end", () =>
+          res.on("end", () => {
+            const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+            // The Lambda bundles keep the global Response (AGENT_BUNDLE_LAMBDA, scripts/build.mjs):
+            // no adapter replaces it there, and bedrock.js has no room for the class.
             resolve(
-              new BufferedResponse(
-                url,
-                chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks),
-                init,
-              ) as unknown as Response,
-            ),
-          );
+              process.env.AGENT_BUNDLE_LAMBDA === "1"
+                ? new Response(whole, init)
+                : (new BufferedResponse(url, whole, init) as unknown as Response),
+            );
+          });
           res.on("error", fail);
           res.on("close", () => {
             if (!res.complete) fail(new Error("upstream closed the connection mid-response"));
