@@ -198,7 +198,7 @@ export class StreamGate {
     readonly maxStreams: number,
     readonly lagMs: number,
     private readonly lag: Pick<LoopLag, "takeMean">,
-    readonly minStreams = 16,
+    readonly minStreams: number,
     readonly stepMs = 250,
     now = performance.now(),
   ) {

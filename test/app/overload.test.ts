@@ -275,13 +275,19 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
     expect(gate.enter(5)).toBe(true);
   });
 
-  it("lowers the limit below the streams open while the loop lags, at most once per step, never under the floor", () => {
+  /** A gate (ceiling 100, floor 10) with 50 streams open, whose first step under a 300-ms lag refused the 51st. */
+  const lowered = () => {
     const gate = new StreamGate(100, 100, lag, 10, 250, 0);
     for (let i = 0; i < 50; i++) expect(gate.enter(1)).toBe(true);
     lag.lagMs = 300;
-    // The first step: 0.8 x the 51 open... the 51st is the one asking, so 0.8 x 50.
+    // The first step: 0.8 x the 50 open (the 51st is the one asking).
     expect(gate.enter(300)).toBe(false);
     expect(gate.limit).toBe(40);
+    return gate;
+  };
+
+  it("lowers the limit below the streams open while the loop lags, at most once per step, never under the floor", () => {
+    const gate = lowered();
     // Within the same step the limit holds, even with the lag still high.
     gate.enter(400);
     expect(gate.limit).toBe(40);
@@ -293,11 +299,7 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
   });
 
   it("raises it back a twentieth at a time while the lag is under half its target, up to the ceiling", () => {
-    const gate = new StreamGate(100, 100, lag, 10, 250, 0);
-    for (let i = 0; i < 50; i++) gate.enter(1);
-    lag.lagMs = 300;
-    gate.enter(300);
-    expect(gate.limit).toBe(40);
+    const gate = lowered();
     // Between half the target and the target: held where it is.
     lag.lagMs = 70;
     gate.enter(600);

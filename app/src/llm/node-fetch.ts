@@ -158,19 +158,25 @@ class BufferedResponse {
     return this.stream;
   }
 
-  private take(): Buffer {
-    if (this.used || this.stream?.locked)
-      throw new TypeError("Body is unusable: Body has already been read");
-    this.used = true;
-    return this.data;
+  /** Read once, as fetch's bodies are (a locked or pulled stream counts as read). */
+  private get unusable(): boolean {
+    return this.used || this.stream?.locked === true;
   }
 
-  text(): Promise<string> {
+  /** The body handed to `read`, or the TypeError fetch rejects a second read with. */
+  private consume<T>(read: (data: Buffer) => T): Promise<T> {
+    if (this.unusable)
+      return Promise.reject(new TypeError("Body is unusable: Body has already been read"));
+    this.used = true;
     try {
-      return Promise.resolve(this.take().toString("utf8"));
+      return Promise.resolve(read(this.data));
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  text(): Promise<string> {
+    return this.consume((data) => data.toString("utf8"));
   }
 
   json(): Promise<unknown> {
@@ -178,14 +184,9 @@ class BufferedResponse {
   }
 
   arrayBuffer(): Promise<ArrayBuffer> {
-    try {
-      const b = this.take();
-      return Promise.resolve(
-        b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer,
-      );
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+    return this.consume(
+      (b) => b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer,
+    );
   }
 
   bytes(): Promise<Uint8Array> {
@@ -199,8 +200,7 @@ class BufferedResponse {
   }
 
   clone(): BufferedResponse {
-    if (this.used || this.stream?.locked)
-      throw new TypeError("Response.clone: Body has already been consumed.");
+    if (this.unusable) throw new TypeError("Response.clone: Body has already been consumed.");
     return new BufferedResponse(this.url, this.data, {
       status: this.status,
       statusText: this.statusText,
