@@ -19,6 +19,12 @@ export type ApiErrorType =
   | "overloaded_error"
   | "service_unavailable";
 
+/**
+ * An answer for the client, not a fault of the service: thrown on every 4xx and every refusal
+ * (429, 503), whose stack nobody reads (app.ts logs stacks of other errors only). It is made
+ * without one: capturing it cost ~13 µs per error against ~1 µs without (node 20, 20 frames
+ * deep), paid by each request a spike or an overload refuses.
+ */
 export class ApiError extends Error {
   constructor(
     public readonly status: ContentfulStatusCode,
@@ -28,7 +34,10 @@ export class ApiError extends Error {
     /** Extra fields merged into `error` (e.g. which budget, its limit, when it resets). */
     public readonly details: Record<string, unknown> = {},
   ) {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = "ApiError";
   }
 }
