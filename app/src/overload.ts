@@ -31,6 +31,7 @@
  * Health probes are not under /v1 and the admin API answers before this guard: an operator can
  * still look at a process that refuses work. Per process, in memory.
  */
+import type { ServerResponse } from "node:http";
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors";
 import { holdWhileResponding, outgoingOf, type AppContext, type AppEnv } from "./http";
@@ -178,13 +179,25 @@ export class LoopLag {
  *   (OVERLOAD_STREAM_LAG_MS; a delta relayed that late is already a visible pause), and raised
  *   back, a twentieth at a time, while the lag is under half of it: a slower machine, or JSON
  *   traffic beside the streams, gets a lower limit without anyone measuring it (additive increase,
- *   multiplicative decrease, as TCP and Netflix's concurrency-limits adjust theirs).
+ *   multiplicative decrease, as TCP and Netflix's concurrency-limits adjust theirs). Lowered
+ *   again only once the streams open are back within it (those past it came in before, and the
+ *   lag is theirs), and raised only while streams ask for the places, so that a limit learnt
+ *   under load holds through a quiet spell.
  *
  * The limit moves at most once per `stepMs`: a change shows in the lag only once the streams it
  * admitted or refused have started or ended. It never goes below `minStreams` (the guard passes
  * OVERLOAD_MIN_IN_FLIGHT, 64): a lag so few streams saw is a pause (a collection, a busy
  * neighbour), not their load, and refusing them cures nothing. With a floor of 16 the memory soak
  * (500 req/s, a tenth of it streams, ~20 open) had streams refused during such pauses.
+ *
+ * A refusal's `retry-after` follows how full the gate stays (`retryAfterSeconds`). At one second,
+ * clients a full gate keeps waiting come back every second: 1,024 clients for ~200 places asked
+ * ~700 times a second (`npm run bench -- --only streams`, 2026-12-07), each refusal a request the
+ * process parses and answers while its streams wait. Each step, the gate compares the streams it
+ * refused with the places that came free: refusing more than twice as many, it stretches
+ * `retry-after` by that ratio (to `maxRetryAfterSeconds`, 30); refusing none, it shrinks it by a
+ * fifth (to 1 s). The waiting clients then ask about twice as often as a place comes free, as a
+ * queue would serve them, and the official SDK waits what `retry-after` says (up to 60 s).
  */
 export class StreamGate {
   private open = 0;
@@ -193,6 +206,16 @@ export class StreamGate {
   limit: number;
   /** Streams refused since start. */
   refused = 0;
+  /** The loop's mean lag over the step that last lowered the limit (ms). */
+  loweredAtLagMs = 0;
+  /** What a refusal asks the client to wait, in seconds (fractional; sent rounded up). */
+  retryAfter = 1;
+  /** Streams refused and places freed in the current step. */
+  private refusedInStep = 0;
+  private freedInStep = 0;
+  /** The same, of the step before. */
+  private refusedBefore = 0;
+  private freedBefore = 0;
 
   constructor(
     readonly maxStreams: number,
@@ -201,6 +224,7 @@ export class StreamGate {
     readonly minStreams: number,
     readonly stepMs = 250,
     now = performance.now(),
+    readonly maxRetryAfterSeconds = 30,
   ) {
     this.limit = maxStreams;
     this.lastStep = now;
@@ -211,11 +235,17 @@ export class StreamGate {
     return this.open;
   }
 
+  /** Whether the next stream would be refused now (no place taken, none counted as refused). */
+  full(now = performance.now()): boolean {
+    this.adjust(now);
+    return this.open >= this.limit;
+  }
+
   /** Takes a place for one stream, or returns false: the caller refuses it. */
   enter(now = performance.now()): boolean {
-    this.adjust(now);
-    if (this.open >= this.limit) {
+    if (this.full(now)) {
       this.refused++;
+      this.refusedInStep++;
       return false;
     }
     this.open++;
@@ -224,20 +254,64 @@ export class StreamGate {
 
   /** The stream has ended (or was never relayed). */
   leave(): void {
-    if (this.open > 0) this.open--;
+    if (this.open > 0) {
+      this.open--;
+      this.freedInStep++;
+    }
+  }
+
+  /** `retry-after` for a refusal now: whole seconds, at least 1. */
+  retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.retryAfter));
   }
 
   private adjust(now: number): void {
-    if (this.lagMs <= 0 || now - this.lastStep < this.stepMs) return;
+    if (now - this.lastStep < this.stepMs) return;
+    // The limit was put to the test: a stream was refused, or nearly every place is taken.
+    const tested = this.refusedInStep > 0 || this.open >= this.limit * 0.9;
+    this.stretchRetryAfter(Math.floor((now - this.lastStep) / this.stepMs));
+    this.lastStep = now;
+    if (this.lagMs <= 0) return;
     // The lag's mean over the step, not its smoothed peak: one late timer is not a jam.
     const lag = this.lag.takeMean();
-    this.lastStep = now;
     if (lag === undefined) return;
     if (lag > this.lagMs && this.open >= this.minStreams) {
-      this.limit = Math.max(this.minStreams, Math.floor(Math.min(this.limit, this.open) * 0.8));
-    } else if (lag < this.lagMs / 2 && this.limit < this.maxStreams) {
+      // Streams open past the limit came in before it was lowered: the lag is still theirs, and no
+      // new one gets in until they end. Lowering it again for the same lag would compound (it fell
+      // from 374 to 67 within 1.5 s at 1,024 streams, where ~170 keep the lag under 55 ms):
+      // the limit drops again once the streams open are back within it.
+      if (this.open <= this.limit) {
+        this.limit = Math.max(this.minStreams, Math.floor(this.open * 0.8));
+        this.loweredAtLagMs = lag;
+      }
+    } else if (lag < this.lagMs / 2 && this.limit < this.maxStreams && tested) {
+      // Raised only while in use (as TCP validates its window, RFC 7661): a limit learnt under
+      // load holds through a quiet spell, and the next burst is refused there, not at the ceiling.
       this.limit = Math.min(this.maxStreams, this.limit + Math.max(1, Math.ceil(this.limit / 20)));
     }
+  }
+
+  /**
+   * The step's refusals against the places it freed (each averaged with the step before: a step
+   * is short), as the class's doc says; stretched at most twofold per step. `steps` have passed
+   * since the last adjustment: those after the first saw no stream asked for, none refused.
+   */
+  private stretchRetryAfter(steps: number): void {
+    if (steps > 1) {
+      this.retryAfter = Math.max(1, this.retryAfter * 0.8 ** (steps - 1));
+      this.refusedBefore = this.freedBefore = 0;
+    }
+    const refused = (this.refusedInStep + this.refusedBefore) / 2;
+    const freed = (this.freedInStep + this.freedBefore) / 2;
+    this.refusedBefore = this.refusedInStep;
+    this.freedBefore = this.freedInStep;
+    this.refusedInStep = this.freedInStep = 0;
+    if (this.refusedBefore === 0) this.retryAfter = Math.max(1, this.retryAfter * 0.8);
+    else if (refused > 2 * freed)
+      this.retryAfter = Math.min(
+        this.maxRetryAfterSeconds,
+        this.retryAfter * Math.min(2, refused / (2 * Math.max(freed, 0.5))),
+      );
   }
 }
 
@@ -260,6 +334,12 @@ export interface OverloadGuard {
    * response (Lambda: one request per instance) streams are not counted.
    */
   admitStream(c: AppContext): void;
+  /**
+   * The next stream would be refused now: a route chain then reads the body before its rate-limit
+   * admission, so that a stream it cannot relay is refused with no Redis round trip spent on it
+   * (routes/chain.ts). False without a stream gate.
+   */
+  streamsFull(): boolean;
   close(): void;
 }
 
@@ -282,6 +362,8 @@ export function overloadGuard(
     process.env.AGENT_BUNDLE_LAMBDA !== "1" && options.maxStreams
       ? new StreamGate(options.maxStreams, options.streamLagMs ?? 100, lag, options.minInFlight)
       : undefined;
+  /** Responses holding a place of the stream gate. */
+  const relaying = new WeakSet<ServerResponse>();
   /** Why the last refusal was made: the lag, or time queued in the process. */
   let cause: "lag" | "sojourn" = "lag";
 
@@ -338,21 +420,25 @@ export function overloadGuard(
     streams,
     admitStream(c) {
       const outgoing = streams && outgoingOf(c);
-      if (!streams || !outgoing || outgoing.closed) return;
+      // Admitted once per response: the chain's early check and the route may both ask.
+      if (!streams || !outgoing || outgoing.closed || relaying.has(outgoing)) return;
       if (!streams.enter()) {
+        // The figure the gate decided on: the loop's mean lag over a step, not the smoothed one.
         const lowered =
           streams.limit < streams.maxStreams
-            ? `, lowered from OVERLOAD_MAX_STREAMS ${streams.maxStreams} while the event loop runs ${Math.round(lag.lagMs)} ms behind (OVERLOAD_STREAM_LAG_MS ${streams.lagMs})`
+            ? `, lowered from OVERLOAD_MAX_STREAMS ${streams.maxStreams} after the event loop ran ${Math.round(streams.loweredAtLagMs)} ms behind on average (OVERLOAD_STREAM_LAG_MS ${streams.lagMs})`
             : " (OVERLOAD_MAX_STREAMS)";
         throw new ApiError(
           503,
           "overloaded_error",
           `this replica is relaying ${streams.streams} streams, its limit now${lowered}: retry after retry-after`,
-          { "retry-after": retryAfter, "x-should-retry": "true" },
+          { "retry-after": String(streams.retryAfterSeconds()), "x-should-retry": "true" },
         );
       }
+      relaying.add(outgoing);
       outgoing.once("close", () => streams.leave());
     },
+    streamsFull: () => streams?.full() ?? false,
     close: () => lag.stop(),
   };
 }

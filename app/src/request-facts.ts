@@ -24,6 +24,11 @@ export interface RequestFacts {
   longCacheWrites: boolean;
   /** A batch: the facts of each of its requests, in order (the totals above are their sums). */
   requests?: readonly RequestFacts[];
+  /**
+   * The answer is asked for as a stream (`"stream": true`): the route chain refuses it before any
+   * other work while the process relays all the streams it can (overload.ts, StreamGate).
+   */
+  stream?: boolean;
 }
 
 /** The facts of a body that could not be read: nothing to reserve. */
@@ -51,6 +56,7 @@ export function messageFacts(body: unknown): RequestFacts {
     model: typeof body.model === "string" ? body.model : null,
     promptCaching: estimate.promptCaching,
     longCacheWrites: estimate.longCacheWrites,
+    stream: body.stream === true,
   };
 }
 

@@ -268,6 +268,9 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
   it("takes streams up to the ceiling, refuses the next, and takes one again when one leaves", () => {
     const gate = new StreamGate(3, 100, lag, 1, 250, 0);
     expect([gate.enter(1), gate.enter(2), gate.enter(3)]).toEqual([true, true, true]);
+    // Asking whether it is full takes no place and counts no refusal.
+    expect(gate.full(4)).toBe(true);
+    expect(gate.refused).toBe(0);
     expect(gate.enter(4)).toBe(false);
     expect(gate.refused).toBe(1);
     gate.leave();
@@ -283,22 +286,33 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
     // The first step: 0.8 x the 50 open (the 51st is the one asking).
     expect(gate.enter(300)).toBe(false);
     expect(gate.limit).toBe(40);
+    // The refusal names the mean lag the gate decided on.
+    expect(gate.loweredAtLagMs).toBe(300);
     return gate;
   };
 
-  it("lowers the limit below the streams open while the loop lags, at most once per step, never under the floor", () => {
+  it("lowers the limit below the streams open while the loop lags, at most once per step, again only once the streams open are within it, never under the floor", () => {
     const gate = lowered();
     // Within the same step the limit holds, even with the lag still high.
     gate.enter(400);
     expect(gate.limit).toBe(40);
-    // The next step lowers the lower of the limit and the streams open.
+    // The next step, still lagging: the 50 streams open came in before the limit fell, and the
+    // lag is theirs; lowering it again would compound (it fell 374 -> 67 in 1.5 s in the bench).
     gate.enter(560);
+    expect(gate.limit).toBe(40);
+    // Ten of them end and the lag stays: 0.8 x the 40 open.
+    for (let i = 0; i < 10; i++) gate.leave();
+    expect(gate.enter(810)).toBe(false);
     expect(gate.limit).toBe(32);
-    for (let t = 800; t < 5000; t += 250) gate.enter(t);
+    // Streams keep ending down to each new limit, the lag stays: down to the floor.
+    for (let t = 1060; t < 8000; t += 250) {
+      while (gate.streams > gate.limit) gate.leave();
+      gate.enter(t);
+    }
     expect(gate.limit).toBe(10);
   });
 
-  it("raises it back a twentieth at a time while the lag is under half its target, up to the ceiling", () => {
+  it("raises it back a twentieth at a time while the lag is under half its target and streams keep asking, up to the ceiling", () => {
     const gate = lowered();
     // Between half the target and the target: held where it is.
     lag.lagMs = 70;
@@ -307,8 +321,24 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
     lag.lagMs = 10;
     gate.enter(900);
     expect(gate.limit).toBe(42);
-    for (let t = 1200; t < 20_000; t += 250) gate.enter(t);
+    // Each step, streams ask until one is refused.
+    for (let t = 1200; t < 20_000; t += 250) while (gate.enter(t));
     expect(gate.limit).toBe(100);
+  });
+
+  it("holds a limit learnt under load through a quiet spell: the next burst is refused there, not at the ceiling", () => {
+    const gate = lowered();
+    lag.lagMs = 0;
+    while (gate.streams > 0) gate.leave();
+    // The step after the refusal still counts it (42); then a minute of a stream now and then.
+    if (gate.enter(600)) gate.leave();
+    const learnt = gate.limit;
+    expect(learnt).toBe(42);
+    for (let t = 850; t < 60_000; t += 250) if (gate.enter(t)) gate.leave();
+    expect(gate.limit).toBe(learnt);
+    let admitted = 0;
+    for (let i = 0; i < 100; i++) if (gate.enter(60_000)) admitted++;
+    expect(admitted).toBe(learnt);
   });
 
   it("a lag with fewer streams open than the floor leaves the limit alone (a pause, not streams)", () => {
@@ -317,6 +347,48 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
     lag.lagMs = 5000;
     expect(gate.enter(1000)).toBe(true);
     expect(gate.limit).toBe(100);
+  });
+
+  it("stretches retry-after while it refuses far more streams than places come free (to 30 s), and shrinks it back once it refuses none", () => {
+    const gate = new StreamGate(10, 0, lag, 1, 250, 0);
+    for (let i = 0; i < 10; i++) expect(gate.enter(1)).toBe(true);
+    expect(gate.retryAfterSeconds()).toBe(1);
+    // 20 refusals a step, no place freed: twofold a step, at most.
+    const seen: number[] = [];
+    let t = 0;
+    for (let step = 0; step < 7; step++) {
+      t += 250;
+      for (let i = 0; i < 20; i++) expect(gate.enter(t)).toBe(false);
+      seen.push(gate.retryAfterSeconds());
+    }
+    expect(seen).toEqual([1, 2, 4, 8, 16, 30, 30]);
+    // A place comes free each step and the one asking takes it: nobody refused, 30 s shrinks by
+    // a fifth a step.
+    const after: number[] = [];
+    for (let step = 0; step < 3; step++) {
+      t += 250;
+      gate.leave();
+      expect(gate.enter(t)).toBe(true);
+      after.push(gate.retryAfterSeconds());
+    }
+    expect(after).toEqual([30, 24, 20]);
+    // A minute with nobody asking: back to 1 s for the next refusal.
+    t += 60_000;
+    expect(gate.enter(t)).toBe(false);
+    expect(gate.retryAfterSeconds()).toBe(1);
+  });
+
+  it("keeps retry-after at 1 s while refusals stay within twice the places freed", () => {
+    const gate = new StreamGate(10, 0, lag, 1, 250, 0);
+    for (let i = 0; i < 10; i++) gate.enter(1);
+    let t = 0;
+    for (let step = 0; step < 20; step++) {
+      t += 250;
+      for (let i = 0; i < 5; i++) gate.leave();
+      for (let i = 0; i < 5; i++) expect(gate.enter(t)).toBe(true);
+      for (let i = 0; i < 10; i++) expect(gate.enter(t)).toBe(false);
+    }
+    expect(gate.retryAfterSeconds()).toBe(1);
   });
 
   it("with OVERLOAD_STREAM_LAG_MS 0 only the ceiling applies", () => {
@@ -418,5 +490,46 @@ describe("the stream gate in the service", () => {
     expect(gate.streams).toBe(1);
     controller.abort();
     await until(async () => gate.streams === 0, "the place given back");
+  });
+});
+
+describe("the stream gate before the rate limiter", () => {
+  let rig: AbuseRig;
+  beforeAll(async () => {
+    rig = await openRig(serviceBackends()[0]!, {
+      ...QUIET,
+      OVERLOAD_MAX_STREAMS: "1",
+      OVERLOAD_STREAM_LAG_MS: "0",
+      CACHE_TTL_SECONDS: "0",
+      RATE_LIMIT_RPM: "4",
+    });
+  });
+  afterAll(async () => {
+    await rig?.close();
+  });
+
+  it("a stream refused while every place is taken is not counted against RATE_LIMIT_RPM (no Redis round trip is spent on it)", async () => {
+    const gate = rig.service.deps.overload!.streams!;
+    const open = await rig.post("/v1/messages", {
+      ...message(`held [[fake:{"deltas":8,"deltaIntervalMs":100}]]`),
+      stream: true,
+    });
+    expect(open.status).toBe(200);
+    expect(gate.streams).toBe(1);
+    // Five refusals: past RATE_LIMIT_RPM 4 had they been counted.
+    for (let i = 0; i < 5; i++) {
+      const refused = await rig.post("/v1/messages", { ...message(`refused ${i}`), stream: true });
+      expect(refused.status).toBe(503);
+      expect(((await refused.json()) as { error: { type: string } }).error.type).toBe(
+        "overloaded_error",
+      );
+    }
+    expect(await open.text()).toContain("event: message_stop");
+    await until(async () => gate.streams === 0, "the stream closed");
+    // Two of the four requests of the minute used: the next stream is served.
+    const next = await rig.post("/v1/messages", { ...message("served"), stream: true });
+    expect(next.status).toBe(200);
+    expect(next.headers.get("anthropic-ratelimit-requests-remaining")).toBe("2");
+    await next.text();
   });
 });

@@ -137,7 +137,12 @@ export function turnFacts(body: unknown): RequestFacts {
   if (typeof body !== "object" || body === null) return NO_FACTS;
   const content = "content" in body ? body.content : undefined;
   const maxTokens = "max_tokens" in body ? body.max_tokens : undefined;
-  const facts = messageFacts({ messages: [{ role: "user", content }], max_tokens: maxTokens });
+  const stream = "stream" in body ? body.stream : undefined;
+  const facts = messageFacts({
+    messages: [{ role: "user", content }],
+    max_tokens: maxTokens,
+    stream,
+  });
   return { ...facts, maxTokens: facts.maxTokens || DEFAULT_TURN_MAX_TOKENS };
 }
 
