@@ -167,6 +167,15 @@ describe("npm run build", () => {
     expect(artifact("server/index.js").bytes).toBeLessThan(4 * 1024 * 1024);
   });
 
+  it("writes ASCII bundles (V8 keeps a source holding any other character as UTF-16: twice its size in memory)", () => {
+    for (const file of ["server/index.js", "lambda/index.js", "lambda/bedrock.js"]) {
+      const bytes = fs.readFileSync(path.join(outA, file));
+      const at = bytes.findIndex((b) => b > 0x7f);
+      if (at >= 0)
+        throw new Error(`${file}: non-ASCII at byte ${at}: ${bytes.subarray(at - 40, at + 8)}`);
+    }
+  });
+
   it("zips the Lambda bundle validly, with fixed timestamps and readable permissions", async () => {
     const zip = fs.readFileSync(path.join(outA, "lambda.zip"));
     const bundle = fs.readFileSync(path.join(outA, "lambda/index.js"));
