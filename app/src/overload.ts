@@ -419,6 +419,8 @@ export function overloadGuard(
     sojourn,
     streams,
     admitStream(c) {
+      // Folded away in the Lambda bundles (no stream gate there): esbuild drops the rest.
+      if (process.env.AGENT_BUNDLE_LAMBDA === "1") return;
       const outgoing = streams && outgoingOf(c);
       // Admitted once per response: the chain's early check and the route may both ask.
       if (!streams || !outgoing || outgoing.closed || relaying.has(outgoing)) return;
@@ -438,7 +440,7 @@ export function overloadGuard(
       relaying.add(outgoing);
       outgoing.once("close", () => streams.leave());
     },
-    streamsFull: () => streams?.full() ?? false,
+    streamsFull: () => process.env.AGENT_BUNDLE_LAMBDA !== "1" && (streams?.full() ?? false),
     close: () => lag.stop(),
   };
 }

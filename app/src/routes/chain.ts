@@ -93,7 +93,10 @@ export class RouteChains {
   ): MiddlewareHandler<AppEnv> {
     const chain = [
       analyse(facts),
-      ...(this.deps.overload?.streams ? [streamGate(this.deps)] : []),
+      // No stream gate in the Lambda bundles (one request per instance): the define drops it.
+      ...(process.env.AGENT_BUNDLE_LAMBDA !== "1" && this.deps.overload?.streams
+        ? [streamGate(this.deps)]
+        : []),
       this.rateLimit(options.lazy ? withoutIdempotencyKey : undefined),
     ];
     if (options.idempotent) chain.push(this.idempotency);
