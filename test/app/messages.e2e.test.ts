@@ -135,6 +135,38 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
     expect(fake.requestCount - before).toBe(1);
   });
 
+  it("replays a cached stream byte for byte, naming the model that answered, and keeps it apart from the JSON answer to the same prompt", async () => {
+    const body = JSON.stringify({
+      model: MODEL,
+      max_tokens: 200,
+      stream: true,
+      messages: [{ role: "user", content: unique("bytes") }],
+    });
+    const post = (b: string) =>
+      fetch(`${service.url}/v1/messages`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "x-api-key": ALICE.key,
+          "anthropic-version": "2023-06-01",
+        },
+        body: b,
+      });
+    const first = await post(body);
+    const firstText = await first.text();
+    const second = await post(body);
+    const secondText = await second.text();
+    expect([first.headers.get("x-cache"), second.headers.get("x-cache")]).toEqual(["MISS", "HIT"]);
+    expect(secondText).toBe(firstText);
+    expect(second.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(second.headers.get("x-agent-model")).toBe(first.headers.get("x-agent-model"));
+    expect(second.headers.get("x-agent-model")).toBeTruthy();
+    // The same request without "stream" is another answer (JSON), not this one.
+    const json = await post(JSON.stringify({ ...JSON.parse(body), stream: false }));
+    expect(json.headers.get("x-cache")).toBe("MISS");
+    expect(((await json.json()) as { type: string }).type).toBe("message");
+  });
+
   it("records usage, including prompt-cache tokens, in the ledger", async () => {
     const user = `carol-${run}-${randomBytes(3).toString("hex")}`;
     const key = await service.deps.store.createApiKey(user);

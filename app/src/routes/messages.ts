@@ -92,6 +92,9 @@ export function registerMessageRoutes(
     const cacheKey = responseCacheKey(userId, request.model, {
       ...request,
       stream: wantsStream === true,
+      // Streams are cached as text since 2026-12 (cache/types.ts): a key of their own, so that a
+      // replica still running the version before never reads an entry it cannot replay.
+      ...(wantsStream === true ? { cached_as: "sse-text" } : {}),
       ...(forward.beta ? { anthropic_beta: forward.beta } : {}),
       ...(forward.version ? { anthropic_version: forward.version } : {}),
     });
@@ -367,7 +370,8 @@ async function streamFromUpstream(
     throw asApiError(err, failureLog(c, deps));
   }
   const tracker = new StreamTracker();
-  const recorded: StreamEvent[] | null = cacheKey ? [] : null;
+  // The frames as sent, for the cache (cache/types.ts says why not the events).
+  const recorded: string[] | null = cacheKey ? [] : null;
   sseHeaders(c, deps);
   // Fallback can change the model: say which one serves, from the stream's own first event.
   if (!first.done && first.value.type === "message_start")
@@ -395,8 +399,9 @@ async function streamFromUpstream(
           const delta = next.value.delta as { text?: string };
           if (delta.text) said += delta.text;
         }
-        recorded?.push(next.value);
-        unsent += sseFrame(next.value);
+        const frame = sseFrame(next.value);
+        recorded?.push(frame);
+        unsent += frame;
         const pending = iterator.next();
         let ready = await withinThisTurn(pending);
         if (ready === LATER) {
@@ -433,7 +438,12 @@ async function streamFromUpstream(
       if (recorded && status === "ok" && tracker.completed) {
         void deps.cache.set(
           cacheKey!,
-          { kind: "sse", events: recorded },
+          {
+            kind: "sse-text",
+            text: recorded.join(""),
+            model: tracker.model ?? request.model,
+            usage: tracker.usage,
+          },
           deps.config.CACHE_TTL_SECONDS,
         );
       }
@@ -489,19 +499,16 @@ async function replay(
     return c.json(hit.message);
   }
   sseHeaders(c, deps);
-  const start = hit.events[0];
-  if (start?.type === "message_start") c.header("x-agent-model", start.message.model);
+  c.header("x-agent-model", hit.model);
   // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
-  return c.body(hit.events.map(sseFrame).join(""));
+  return c.body(hit.text);
 }
 
 /** The cost of the model call a cached answer stands for: its usage at the answering model's prices. */
 function cachedCostUsd(catalog: ModelCatalog, hit: CachedResponse, model: string): number {
   if (hit.kind === "json")
     return catalog.costUsd(hit.message.model || model, fullUsage(hit.message.usage));
-  const tracker = new StreamTracker();
-  for (const event of hit.events) tracker.observe(event);
-  return catalog.costUsd(tracker.model ?? model, tracker.usage);
+  return catalog.costUsd(hit.model || model, hit.usage);
 }
 
 function toEntryTokens(u: FullUsage) {
