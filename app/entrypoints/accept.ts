@@ -25,13 +25,38 @@
 import { spawn } from "node:child_process";
 import type { Server as NetServer, Socket } from "node:net";
 
-/** The helper: takes one listening handle, sends it back as many times as asked, then exits. */
+/**
+ * The helper: takes one listening handle, sends it back as many times as asked, then exits. While
+ * it holds the handle it listens on the socket too (Node listens on a server handle it receives),
+ * so it takes its share of the connections arriving meanwhile: each goes back to the service,
+ * unread (pauseOnConnect), before the helper closes its descriptor and the channel. Before
+ * 2026-12-07 it kept them: a client connecting in those few milliseconds of start-up (the service
+ * already answers /ready) waited on a connection nobody would ever read (seen once in the cache
+ * benchmark: its first request, HTTP 0 after 30 s, none in flight in the service).
+ */
 const HELPER = `
+// The channel stays referenced after the first message: with no listener left the process would
+// exit with handles still queued on it (Node sends them one at a time, each acknowledged).
+process.channel.ref();
 process.once("message", (m, server) => {
   let left = m.count;
   if (!server || left <= 0) process.exit(0);
+  let handing = 0;
+  let closed = false;
+  const finish = () => { if (closed && handing === 0) process.disconnect(); };
+  server.pauseOnConnect = true;
+  server.on("connection", (socket) => {
+    handing++;
+    process.send({ connection: true }, socket, () => { handing--; finish(); });
+  });
   for (let i = 0; i < m.count; i++)
-    process.send({ acceptor: true }, server, () => { if (--left === 0) { server.close(); process.disconnect(); } });
+    process.send({ acceptor: true }, server, () => {
+      if (--left > 0) return;
+      // Its descriptor closes now (its "close" event waits for the service's connections).
+      server.close();
+      closed = true;
+      finish();
+    });
 });`;
 
 /** How long start-up waits for the helper before listening with the one descriptor alone. */
@@ -63,8 +88,20 @@ export function addAcceptors(
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (child.connected) child.disconnect();
-      if (err) onError(err);
+      // Done, the helper closes the channel itself once it has handed back every connection it
+      // took; failed, it is stopped.
+      if (err) {
+        if (child.connected) child.disconnect();
+        child.kill();
+        onError(err);
+      } else {
+        // It never holds the service open, and is stopped should it linger.
+        child.unref();
+        child.channel?.unref();
+        setTimeout(() => {
+          if (child.connected) child.kill();
+        }, HELPER_TIMEOUT_MS).unref();
+      }
       resolve(extra.length);
     };
     const child = spawn(process.execPath, ["-e", HELPER], {
@@ -80,18 +117,26 @@ export function addAcceptors(
     // The channel closes after every message sent on it has been read (not so the exit, which
     // can be seen first): whatever the helper did or did not send has arrived by then.
     child.on("disconnect", () => done());
-    child.on("message", (message: { acceptor?: boolean }, handle: unknown) => {
-      if (!message?.acceptor || !handle) return;
-      const acceptor = handle as NetServer;
-      if (!server.listening) {
-        acceptor.close();
-        return;
-      }
-      acceptor.on("connection", (socket: Socket) => server.emit("connection", socket));
-      acceptor.on("error", (err) => onError(err));
-      extra.push(acceptor);
-      if (extra.length === count) done();
-    });
+    child.on(
+      "message",
+      (message: { acceptor?: boolean; connection?: boolean }, handle: unknown) => {
+        // A connection the helper accepted while it held the socket: served here like any other.
+        if (message?.connection && handle) {
+          server.emit("connection", handle as Socket);
+          return;
+        }
+        if (!message?.acceptor || !handle) return;
+        const acceptor = handle as NetServer;
+        if (!server.listening) {
+          acceptor.close();
+          return;
+        }
+        acceptor.on("connection", (socket: Socket) => server.emit("connection", socket));
+        acceptor.on("error", (err) => onError(err));
+        extra.push(acceptor);
+        if (extra.length === count) done();
+      },
+    );
     child.send({ count }, server, (err) => {
       if (err) done(err);
     });

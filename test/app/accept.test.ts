@@ -101,3 +101,45 @@ describe("LISTEN_ACCEPTORS", () => {
     expect(() => loadConfig({ LISTEN_ACCEPTORS: "257" })).toThrow(/LISTEN_ACCEPTORS/);
   });
 });
+
+describe("connections that arrive while the helper holds the socket", () => {
+  it("are all served: the helper hands back each one it accepts (it kept them, unread, before 2026-12-07)", async () => {
+    const server = net.createServer((socket) => socket.end("hello"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const answer = () =>
+      new Promise<string>((resolve) => {
+        let text = "";
+        const socket = net.connect(port, "127.0.0.1");
+        socket.setTimeout(5000, () => {
+          socket.destroy();
+          resolve(`no answer within 5 s`);
+        });
+        socket
+          .on("data", (d) => (text += String(d)))
+          .on("end", () => resolve(text))
+          .on("error", (err) => resolve(err.message));
+      });
+    // Clients keep connecting while the helper starts, receives the socket and hands it back
+    // (many times over, so that it holds it a while): it is listening on it all that time.
+    let adding = true;
+    const answers: Array<Promise<string>> = [];
+    const clients = (async () => {
+      while (adding) {
+        answers.push(answer(), answer(), answer(), answer());
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    try {
+      expect(await addAcceptors(server, 200)).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      adding = false;
+      await clients;
+    }
+    const got = await Promise.all(answers);
+    expect(got.length).toBeGreaterThan(100);
+    expect(got.filter((t) => t !== "hello")).toEqual([]);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }, 30_000);
+});
