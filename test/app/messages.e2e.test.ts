@@ -135,6 +135,19 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
     expect(fake.requestCount - before).toBe(1);
   });
 
+  /** POST /v1/messages as Alice, the body as given (raw bytes, headers added or overridden). */
+  const post = (body: string, headers: Record<string, string> = {}) =>
+    fetch(`${service.url}/v1/messages`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "x-api-key": ALICE.key,
+        "anthropic-version": "2023-06-01",
+        ...headers,
+      },
+      body,
+    });
+
   it("replays a cached stream byte for byte, naming the model that answered, and keeps it apart from the JSON answer to the same prompt", async () => {
     const body = JSON.stringify({
       model: MODEL,
@@ -142,16 +155,6 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
       stream: true,
       messages: [{ role: "user", content: unique("bytes") }],
     });
-    const post = (b: string) =>
-      fetch(`${service.url}/v1/messages`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-api-key": ALICE.key,
-          "anthropic-version": "2023-06-01",
-        },
-        body: b,
-      });
     const first = await post(body);
     const firstText = await first.text();
     const second = await post(body);
@@ -284,17 +287,6 @@ describe.each(serviceBackends())("/v1/messages with $name", ({ open }) => {
   });
 
   describe("bad input", () => {
-    const post = (body: string, headers: Record<string, string> = {}) =>
-      fetch(`${service.url}/v1/messages`, {
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "x-api-key": ALICE.key,
-          "anthropic-version": "2023-06-01",
-          ...headers,
-        },
-        body,
-      });
     const expectError = async (res: Response, status: number, type: string, message: RegExp) => {
       expect(res.status).toBe(status);
       const body = (await res.json()) as {

@@ -425,19 +425,29 @@ describe("StreamGate (OVERLOAD_MAX_STREAMS, OVERLOAD_STREAM_LAG_MS)", () => {
   });
 });
 
-describe("the stream gate in the service", () => {
-  let rig: AbuseRig;
+/**
+ * A service with a stream gate of `maxStreams` places (the lag rule off, no response cache) for
+ * the enclosing describe block; `env` adds to its environment.
+ */
+function gatedService(maxStreams: number, env: Record<string, string> = {}): () => AbuseRig {
+  let rig: AbuseRig | undefined;
   beforeAll(async () => {
     rig = await openRig(serviceBackends()[0]!, {
       ...QUIET,
-      OVERLOAD_MAX_STREAMS: "2",
+      OVERLOAD_MAX_STREAMS: String(maxStreams),
       OVERLOAD_STREAM_LAG_MS: "0",
       CACHE_TTL_SECONDS: "0",
+      ...env,
     });
   });
   afterAll(async () => {
     await rig?.close();
   });
+  return () => rig!;
+}
+
+describe("the stream gate in the service", () => {
+  const service = gatedService(2);
 
   // 12 deltas 100 ms apart: each stream stays open for about 1.2 s.
   const slow = (text: string) => ({
@@ -446,6 +456,7 @@ describe("the stream gate in the service", () => {
   });
 
   it("refuses a stream past OVERLOAD_MAX_STREAMS with a quick 503 that costs nothing, serves JSON meanwhile, and takes streams again once one ends", async () => {
+    const rig = service();
     const gate = rig.service.deps.overload!.streams!;
     const first = await rig.post("/v1/messages", slow("one"));
     const second = await rig.post("/v1/messages", slow("two"));
@@ -482,6 +493,7 @@ describe("the stream gate in the service", () => {
   });
 
   it("a client that leaves mid-stream gives its place back", async () => {
+    const rig = service();
     const gate = rig.service.deps.overload!.streams!;
     await until(async () => gate.streams === 0, "no stream open");
     const controller = new AbortController();
@@ -494,21 +506,10 @@ describe("the stream gate in the service", () => {
 });
 
 describe("the stream gate before the rate limiter", () => {
-  let rig: AbuseRig;
-  beforeAll(async () => {
-    rig = await openRig(serviceBackends()[0]!, {
-      ...QUIET,
-      OVERLOAD_MAX_STREAMS: "1",
-      OVERLOAD_STREAM_LAG_MS: "0",
-      CACHE_TTL_SECONDS: "0",
-      RATE_LIMIT_RPM: "4",
-    });
-  });
-  afterAll(async () => {
-    await rig?.close();
-  });
+  const service = gatedService(1, { RATE_LIMIT_RPM: "4" });
 
   it("a stream refused while every place is taken is not counted against RATE_LIMIT_RPM (no Redis round trip is spent on it)", async () => {
+    const rig = service();
     const gate = rig.service.deps.overload!.streams!;
     const open = await rig.post("/v1/messages", {
       ...message(`held [[fake:{"deltas":8,"deltaIntervalMs":100}]]`),
