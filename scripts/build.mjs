@@ -149,7 +149,13 @@ function bundleOptions(entry, outfile, external, extra = {}) {
  */
 export function buildServerBundle(outfile, extra = {}) {
   return esbuild.build(
-    bundleOptions("app/entrypoints/server.ts", path.resolve(outfile), SERVER_EXTERNAL, extra),
+    bundleOptions("app/entrypoints/server.ts", path.resolve(outfile), SERVER_EXTERNAL, {
+      // Folded here as in the Lambda builds: left to run time, each test of it reads the process
+      // environment, and some sit on hot paths (every JSON answer, every stream, every model
+      // request's chain).
+      define: { "process.env.AGENT_BUNDLE_LAMBDA": '"0"' },
+      ...extra,
+    }),
   );
 }
 
@@ -272,12 +278,6 @@ export async function build({ outdir = path.join(root, "dist"), quiet = false } 
 }
 
 /**
- * Lambda unpacks the zip into an otherwise empty /var/task: load the bundle from an empty
- * directory, so a package that is external but required at load time (say, a static import of
- * PGlite reaching the Lambda code path) fails the build here instead of every cold start.
- * @aws-sdk/* is external too, but only ever imported lazily, so it is not needed to load.
- */
-/**
  * A bundle must be ASCII. Node reads it as UTF-8, and one character past Latin-1 makes V8 keep the
  * whole source as UTF-16: twice its size on the heap for as long as the process runs (the server
  * bundle took 5.7 MB instead of 2.7 MB, the Lambda bundles' cold start decodes it), for one regular
@@ -298,6 +298,12 @@ export function checkAscii(file) {
   );
 }
 
+/**
+ * Lambda unpacks the zip into an otherwise empty /var/task: load the bundle from an empty
+ * directory, so a package that is external but required at load time (say, a static import of
+ * PGlite reaching the Lambda code path) fails the build here instead of every cold start.
+ * @aws-sdk/* is external too, but only ever imported lazily, so it is not needed to load.
+ */
 function checkLoadsAlone(bundle, metafile) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lambda-load-"));
   try {
