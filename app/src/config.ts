@@ -268,9 +268,10 @@ export const envSchema = z.object({
    */
   OVERLOAD_MAX_STREAMS: z.coerce.number().int().min(0).max(1_000_000).default(384),
   /**
-   * While the event loop's smoothed lag is above this many ms, the stream limit drops below the
-   * streams open (x0.8 every 250 ms, never under OVERLOAD_MIN_IN_FLIGHT); under half of it, it
-   * climbs back to OVERLOAD_MAX_STREAMS.
+   * While the event loop's mean lag over 250 ms is above this many ms, the stream limit drops
+   * below the streams open (to 0.8x them, at most once per 250 ms and again only once they are
+   * back within it, never under OVERLOAD_MIN_IN_FLIGHT); under half of it, it climbs back to
+   * OVERLOAD_MAX_STREAMS while streams ask for places.
    * 0: the ceiling alone.
    */
   OVERLOAD_STREAM_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(100),

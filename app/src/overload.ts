@@ -301,12 +301,13 @@ export class StreamGate {
       this.retryAfter = Math.max(1, this.retryAfter * 0.8 ** (steps - 1));
       this.refusedBefore = this.freedBefore = 0;
     }
-    const refused = (this.refusedInStep + this.refusedBefore) / 2;
+    const refusedNow = this.refusedInStep;
+    const refused = (refusedNow + this.refusedBefore) / 2;
     const freed = (this.freedInStep + this.freedBefore) / 2;
-    this.refusedBefore = this.refusedInStep;
+    this.refusedBefore = refusedNow;
     this.freedBefore = this.freedInStep;
     this.refusedInStep = this.freedInStep = 0;
-    if (this.refusedBefore === 0) this.retryAfter = Math.max(1, this.retryAfter * 0.8);
+    if (refusedNow === 0) this.retryAfter = Math.max(1, this.retryAfter * 0.8);
     else if (refused > 2 * freed)
       this.retryAfter = Math.min(
         this.maxRetryAfterSeconds,
@@ -440,7 +441,7 @@ export function overloadGuard(
       relaying.add(outgoing);
       outgoing.once("close", () => streams.leave());
     },
-    streamsFull: () => process.env.AGENT_BUNDLE_LAMBDA !== "1" && (streams?.full() ?? false),
+    streamsFull: () => streams?.full() ?? false,
     close: () => lag.stop(),
   };
 }
