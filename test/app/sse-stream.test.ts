@@ -9,7 +9,8 @@ import { PassThrough, Readable } from "node:stream";
 import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import pino from "pino";
-import { keepWireData, sseFrame } from "../../app/src/llm/sse";
+import { endsRead, keepWireData, sseFrame } from "../../app/src/llm/sse";
+import { AnthropicProvider } from "../../app/src/llm/anthropic";
 import { readSse, type SseMessage } from "../../app/src/llm/sse-reader";
 import { createNodeFetch, takeNodeBody } from "../../app/src/llm/node-fetch";
 import { directWrites, streamResponse } from "../../app/src/routes/stream-out";
@@ -137,6 +138,63 @@ describe("node-fetch's Node body", () => {
 
   it("hands out nothing for a response another fetch made", () => {
     expect(takeNodeBody(new Response("x"))).toBeUndefined();
+  });
+});
+
+describe("AnthropicProvider's stream: where each event sat in its upstream read", () => {
+  let server: http.Server;
+  let url: string;
+  const frame = (type: string, data: object = {}) =>
+    `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+  beforeAll(async () => {
+    // Three writes far enough apart to be three reads; an event with no data carries nothing.
+    server = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const delta = frame("content_block_delta", { index: 0, delta: { type: "text_delta" } });
+      const reads = [
+        frame("message_start", { message: { model: "m", usage: {} } }) +
+          frame("content_block_start", { index: 0 }) +
+          frame("ping") +
+          "event: ping\ndata:\n\n",
+        delta,
+        delta + frame("message_delta", { usage: { output_tokens: 2 } }) + frame("message_stop"),
+      ];
+      const next = () => {
+        res.write(reads.shift()!);
+        if (reads.length > 0) setTimeout(next, 60);
+        else res.end();
+      };
+      next();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+
+  it("marks the last event of each read, and those with more behind them, for the route's writes", async () => {
+    const llm = new AnthropicProvider({ apiKey: "sk-test", baseURL: url, timeoutMs: 5_000 });
+    const seen: Array<[string, boolean | undefined]> = [];
+    const request = { model: "m", max_tokens: 8, messages: [{ role: "user", content: "hi" }] };
+    for await (const event of llm.streamMessage(request as never)) {
+      seen.push([event.type, endsRead(event)]);
+    }
+    expect(seen).toEqual([
+      ["message_start", false],
+      ["content_block_start", false],
+      // The last event of its read that carries something: the empty ping after it is dropped.
+      ["ping", true],
+      ["content_block_delta", true],
+      ["content_block_delta", false],
+      ["message_delta", false],
+      ["message_stop", true],
+    ]);
+  });
+
+  it("leaves events it did not read itself unmarked", () => {
+    expect(endsRead({ type: "ping" } as StreamEvent)).toBeUndefined();
   });
 });
 

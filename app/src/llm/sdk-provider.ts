@@ -28,7 +28,7 @@ import type {
 import { UpstreamError } from "./types";
 import { streamError, toUpstreamError } from "./sdk-errors";
 import { takeNodeBody } from "./node-fetch";
-import { keepWireData } from "./sse";
+import { keepWireData, markReadPosition } from "./sse";
 import { readSse, type SseMessage } from "./sse-reader";
 import type { UpstreamKind } from "./upstream-kinds";
 
@@ -106,14 +106,19 @@ export class SdkProvider implements LlmProvider {
           ? readSse(node)
           : oneByOne(Stream.rawEvents(response, controller));
       for await (const batch of batches) {
-        for (const sse of batch) {
+        // Over the Node reader a batch is one read: its last event is marked as such (sse.ts),
+        // the others as having more behind them, so the route writes the read's events at once.
+        let last = batch.length - 1;
+        if (node) while (last > 0 && carriesNothing(batch[last]!)) last--;
+        for (let i = 0; i < batch.length; i++) {
+          const sse = batch[i]!;
           if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
-          // As the SDK's own iterator: an event without a name or data carries nothing.
-          if (sse.event === null || !sse.data) continue;
+          if (carriesNothing(sse)) continue;
           const event = JSON.parse(sse.data) as StreamEvent;
           if (event.type === "message_start" && this.o.modelId)
             event.message = { ...event.message, model: request.model };
           else if (node) keepWireData(event, sse.event, sse.data);
+          if (node) markReadPosition(event, i >= last);
           yield event;
         }
       }
@@ -174,6 +179,11 @@ export class SdkProvider implements LlmProvider {
       headers: this.headers(options),
     };
   }
+}
+
+/** As the SDK's own iterator: an event without a name or data carries nothing. */
+function carriesNothing(sse: SseMessage): boolean {
+  return sse.event === null || !sse.data;
 }
 
 /** The SDK's events, each as a batch of one. */

@@ -27,7 +27,7 @@ import { boundUsage } from "../llm/usage-bounds";
 import { requestFacts, type RouteChains } from "./chain";
 import { StallGuard } from "./stall";
 import { streamResponse } from "./stream-out";
-import { sseFrame } from "../llm/sse";
+import { endsRead, sseFrame } from "../llm/sse";
 import { completionText, logPrompt } from "../telemetry/prompt-log";
 import { checkModel } from "../llm/known-models";
 import { clientErrorFor, redactSecrets } from "../llm/upstream-errors";
@@ -402,8 +402,18 @@ async function streamFromUpstream(
         const frame = sseFrame(next.value);
         recorded?.push(frame);
         unsent += frame;
+        // The upstream reader says whether more of this read follows (sse.ts); where it cannot,
+        // an event that does not arrive within this turn of the event loop ends the write.
+        const ends = endsRead(next.value);
+        if (ends === true) {
+          const taken = await guard.write(unsent);
+          unsent = "";
+          if (!taken) break;
+          next = await iterator.next();
+          continue;
+        }
         const pending = iterator.next();
-        let ready = await withinThisTurn(pending);
+        let ready = ends === false ? await pending : await withinThisTurn(pending);
         if (ready === LATER) {
           const taken = await guard.write(unsent);
           unsent = "";
