@@ -108,8 +108,10 @@ export class SdkProvider implements LlmProvider {
       for await (const batch of batches) {
         // Over the Node reader a batch is one read: its last event is marked as such (sse.ts),
         // the others as having more behind them, so the route writes the read's events at once.
+        // (The Lambda bundles read through the SDK: the define drops the marking there.)
         let last = batch.length - 1;
-        if (node) while (last > 0 && carriesNothing(batch[last]!)) last--;
+        if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && node)
+          while (last > 0 && carriesNothing(batch[last]!)) last--;
         for (let i = 0; i < batch.length; i++) {
           const sse = batch[i]!;
           if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
@@ -118,7 +120,7 @@ export class SdkProvider implements LlmProvider {
           if (event.type === "message_start" && this.o.modelId)
             event.message = { ...event.message, model: request.model };
           else if (node) keepWireData(event, sse.event, sse.data);
-          if (node) markReadPosition(event, i >= last);
+          if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && node) markReadPosition(event, i >= last);
           yield event;
         }
       }
