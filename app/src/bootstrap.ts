@@ -138,7 +138,9 @@ export async function createDeps(
     // The upstream's provider; none only for LLM_UPSTREAM=anthropic without a key (offline model).
     const upstream = options.llm
       ? undefined
-      : await createUpstreamProvider(config, catalog, options.upstream);
+      : await createUpstreamProvider(config, catalog, options.upstream, {
+          traced: telemetry.tracer !== undefined,
+        });
     const provider =
       options.llm ??
       (upstream

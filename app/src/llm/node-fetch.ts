@@ -17,10 +17,12 @@
 import http from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
+import type { NodeAgents } from "./anthropic-wire";
 
 type FetchInput = string | URL | Request;
 
-export function createNodeFetch(): typeof fetch {
+/** Keep-alive agents for an upstream client: one per protocol. */
+export function nodeAgents(): NodeAgents {
   const agentOptions: http.AgentOptions = {
     keepAlive: true,
     // As the global fetch: no cap on sockets per upstream host; up to 256 idle ones kept.
@@ -29,8 +31,11 @@ export function createNodeFetch(): typeof fetch {
     // Reuse the most recently used socket: the others may idle out and be closed.
     scheduling: "lifo",
   };
-  const agents = { "http:": new http.Agent(agentOptions), "https:": new https.Agent(agentOptions) };
+  return { "http:": new http.Agent(agentOptions), "https:": new https.Agent(agentOptions) };
+}
 
+/** The fetch, over `agents` (shared with anthropic-wire.ts's calls, where the provider has both). */
+export function createNodeFetch(agents: NodeAgents = nodeAgents()): typeof fetch {
   const nodeFetch = (input: FetchInput, init: RequestInit = {}): Promise<Response> => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
     const protocol = url.startsWith("https:") ? "https:" : url.startsWith("http:") ? "http:" : null;

@@ -14,6 +14,8 @@
  *   they are read from the socket's Node stream (sse-reader.ts `readSse`) and keep their `data:` text
  *   for the client; over another fetch, through the SDK's `Stream.rawEvents`.
  * - Failures come out as UpstreamError (sdk-errors.ts).
+ * - Given a `wire` (anthropic-wire.ts: the Anthropic API while the service traces nothing), Messages
+ *   calls are sent by it, the same request without the SDK's per-call machinery; the rest is as above.
  */
 import type { Messages } from "@anthropic-ai/sdk/resources/messages/messages";
 import { Stream } from "@anthropic-ai/sdk/core/streaming";
@@ -28,6 +30,8 @@ import type {
 import { UpstreamError } from "./types";
 import { streamError, toUpstreamError } from "./sdk-errors";
 import { takeNodeBody } from "./node-fetch";
+import type { MessagesWire } from "./anthropic-wire";
+import type { IncomingMessage } from "node:http";
 import { keepWireData, markReadPosition } from "./sse";
 import { readSse, type SseMessage } from "./sse-reader";
 import type { UpstreamKind } from "./upstream-kinds";
@@ -51,6 +55,8 @@ export interface SdkProviderOptions {
   countTokens?: TokenCounter;
   /** The HTTP status of a stream's `event: error` by its type, where the type says more than 502. */
   streamErrorStatus?: (type: string) => number | undefined;
+  /** Sends Messages calls instead of `messages.create`: the same request (anthropic-wire.ts). */
+  wire?: MessagesWire;
 }
 
 export class SdkProvider implements LlmProvider {
@@ -66,11 +72,13 @@ export class SdkProvider implements LlmProvider {
     options: CallOptions = {},
   ): Promise<MessageResponse> {
     let message: MessageResponse;
+    const body = { ...request, model: this.wireModel(request.model), stream: false as const };
     try {
-      message = await this.o.messages.create(
-        { ...request, model: this.wireModel(request.model), stream: false },
-        this.requestOptions(options),
-      );
+      // The Lambda bundles call through the SDK: the define drops the wire there.
+      message =
+        process.env.AGENT_BUNDLE_LAMBDA !== "1" && this.o.wire
+          ? ((await this.o.wire.create(body, this.headers(options), options)) as MessageResponse)
+          : await this.o.messages.create(body, this.requestOptions(options));
     } catch (err) {
       throw toUpstreamError(err);
     }
@@ -81,14 +89,13 @@ export class SdkProvider implements LlmProvider {
     request: MessageRequest,
     options: CallOptions = {},
   ): AsyncIterable<StreamEvent> {
-    let response: Response;
+    let response: Response | undefined;
+    let node: IncomingMessage | undefined;
+    const body = { ...request, model: this.wireModel(request.model), stream: true as const };
     try {
-      response = await this.o.messages
-        .create(
-          { ...request, model: this.wireModel(request.model), stream: true },
-          this.requestOptions(options),
-        )
-        .asResponse();
+      if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && this.o.wire)
+        node = await this.o.wire.stream(body, this.headers(options), options);
+      else response = await this.o.messages.create(body, this.requestOptions(options)).asResponse();
     } catch (err) {
       throw toUpstreamError(err);
     }
@@ -98,13 +105,13 @@ export class SdkProvider implements LlmProvider {
     // instance serves one request at a time, and the reader is code its size budget can spare.
     // The define is tested again where readSse is called: esbuild drops the reader (and
     // eventsource-parser) only when that call sits in a branch it can fold away.
-    const node = process.env.AGENT_BUNDLE_LAMBDA === "1" ? undefined : takeNodeBody(response);
+    if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && response) node = takeNodeBody(response);
     let finished = false;
     try {
       const batches: AsyncIterable<SseMessage[]> =
         process.env.AGENT_BUNDLE_LAMBDA !== "1" && node
           ? readSse(node)
-          : oneByOne(Stream.rawEvents(response, controller));
+          : oneByOne(Stream.rawEvents(response!, controller));
       for await (const batch of batches) {
         // Over the Node reader a batch is one read: its last event is marked as such (sse.ts),
         // the others as having more behind them, so the route writes the read's events at once.

@@ -42,6 +42,15 @@ export interface UpstreamOverrides {
   vertexAuthClient?: AuthClient;
 }
 
+/** What the rest of the service has decided that changes how calls go out. */
+export interface UpstreamContext {
+  /**
+   * The service traces (telemetry/otel.ts): Anthropic API calls then go through the SDK's request
+   * path, whose call span and upstream trace context are part of the trace (anthropic.ts `calls`).
+   */
+  traced?: boolean;
+}
+
 type Issue = { variable: string; message: string };
 
 interface UpstreamModule {
@@ -54,6 +63,7 @@ interface UpstreamModule {
     config: UpstreamConfig,
     catalog: ModelCatalog,
     overrides: UpstreamOverrides,
+    context: UpstreamContext,
   ): Promise<LlmProvider | null>;
   /** Where its calls go, for the start-up log (no secrets). */
   describe(config: UpstreamConfig): Record<string, string | undefined>;
@@ -62,13 +72,14 @@ interface UpstreamModule {
 const anthropic: UpstreamModule = {
   check: () => [],
   pricing: () => ({ upstream: "anthropic", regional: false }),
-  async create(config) {
+  async create(config, _catalog, _overrides, context) {
     if (!config.ANTHROPIC_API_KEY) return null;
     return new AnthropicProvider({
       apiKey: config.ANTHROPIC_API_KEY,
       baseURL: config.ANTHROPIC_BASE_URL,
       timeoutMs: config.UPSTREAM_TIMEOUT_MS,
       maxRetries: 0,
+      calls: context.traced ? "sdk" : "wire",
     });
   },
   describe: (config) => ({ baseURL: config.ANTHROPIC_BASE_URL ?? "https://api.anthropic.com" }),
@@ -230,9 +241,10 @@ export async function createUpstreamProvider(
   config: UpstreamConfig,
   catalog: ModelCatalog,
   overrides: UpstreamOverrides = {},
+  context: UpstreamContext = {},
 ): Promise<LlmProvider | null> {
   checkUpstream(config, catalog);
-  return UPSTREAM_MODULES[config.LLM_UPSTREAM].create(config, catalog, overrides);
+  return UPSTREAM_MODULES[config.LLM_UPSTREAM].create(config, catalog, overrides, context);
 }
 
 /** Where model calls go, for the start-up log. */
