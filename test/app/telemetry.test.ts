@@ -268,10 +268,11 @@ describe("traces", () => {
       ANTHROPIC_BASE_URL: fake.url,
     });
     telemetry = await createTelemetry(config, { spanExporter: exporter });
+    // The upstream as the configuration makes it (upstream.ts): while tracing is on, its calls go
+    // through the SDK, whose call span the tests below look for.
     deps = await createDeps(config, {
       telemetry,
       logger: createLogger({ level: "info", destination: logs.stream }),
-      llm: new AnthropicProvider({ apiKey: FAKE_API_KEY, baseURL: fake.url, timeoutMs: 10_000 }),
     });
     app = buildApp(deps);
   });
