@@ -73,6 +73,17 @@ export function outgoingOf(c: AppContext): ServerResponse | undefined {
   return (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
 }
 
+/**
+ * The client left before its response was sent: its connection closed first. What
+ * @hono/node-server's request signal says, read from the Node response instead of making that
+ * signal (an AbortController and its listeners per request, ~1 % of the CPU at 256 connections).
+ */
+export function clientLeft(c: AppContext): boolean {
+  const outgoing = outgoingOf(c);
+  if (outgoing) return outgoing.destroyed && !outgoing.writableFinished;
+  return c.req.raw.signal.aborted;
+}
+
 export async function holdWhileResponding(
   c: AppContext,
   next: () => Promise<void>,

@@ -9,7 +9,7 @@ import type { Hono } from "hono";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
-import { readJson } from "../http";
+import { clientLeft, readJson } from "../http";
 import { ApiError, errorBody } from "../errors";
 import { responseCacheKey } from "../cache/key";
 import type { CachedResponse } from "../cache/types";
@@ -331,7 +331,7 @@ async function jsonFromUpstream(
       throw asApiError(err, failureLog(c, deps));
     });
   const usage = fullUsage(message.usage);
-  const left = c.req.raw.signal.aborted;
+  const left = clientLeft(c);
   meter.settle(message.model, usage, left ? "aborted" : "ok");
   if (deps.config.LOG_PROMPTS)
     logMessagePrompt(c, request, message.model, completionText(message.content as never));
