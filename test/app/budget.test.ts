@@ -17,6 +17,7 @@ import {
   type Reservation,
 } from "../../app/src/budget/budgets";
 import { ApiError, sendError } from "../../app/src/errors";
+import { utcMonth } from "../../app/src/budget/lines";
 import { ModelCatalog } from "../../app/src/llm/models";
 import { openStore } from "../../app/src/store";
 import type { Store, UsageEntry } from "../../app/src/store/types";
@@ -27,6 +28,35 @@ const catalog = ModelCatalog.load();
 const HAIKU = "claude-haiku-4-5"; // $1 in, $5 out per MTok: µ$ 1 and 5 per token
 const SONNET = "claude-sonnet-4-6"; // $3 in, $15 out, cache write $3.75
 const DAY = 86_400_000;
+
+describe("utcDay and utcMonth (the periods budget counters reset with)", () => {
+  it("gives each instant its own UTC day and month, whatever instant was asked before", () => {
+    const at = (iso: string) => Date.parse(iso);
+    // Back and forth across midnight and a month's end: the period kept from the last call is
+    // given again only for an instant inside it.
+    const asks = [
+      ["2026-12-31T23:59:59.999Z", "2026-12-31", "2026-12"],
+      ["2027-01-01T00:00:00.000Z", "2027-01-01", "2027-01"],
+      ["2026-12-31T12:00:00.000Z", "2026-12-31", "2026-12"],
+      ["2026-12-31T00:00:00.000Z", "2026-12-31", "2026-12"],
+      ["2026-12-30T23:59:59.999Z", "2026-12-30", "2026-12"],
+      ["2027-02-28T10:00:00.000Z", "2027-02-28", "2027-02"],
+    ] as const;
+    for (const [iso, day, month] of asks) {
+      const ms = at(iso);
+      const d = utcDay(ms);
+      expect([iso, d.id, d.start <= ms && ms < d.end, d.end - d.start]).toEqual([
+        iso,
+        day,
+        true,
+        DAY,
+      ]);
+      const m = utcMonth(ms);
+      expect([iso, m.id, m.start <= ms && ms < m.end]).toEqual([iso, month, true]);
+    }
+    expect(utcMonth(at("2027-02-01T00:00:00Z")).end).toBe(at("2027-03-01T00:00:00Z"));
+  });
+});
 
 describe("estimateInputTokens", () => {
   it("counts about four ASCII characters a token over system, messages and tools", () => {
