@@ -79,7 +79,8 @@ export function outgoingOf(c: AppContext): ServerResponse | undefined {
  * signal (an AbortController and its listeners per request, ~1 % of the CPU at 256 connections).
  */
 export function clientLeft(c: AppContext): boolean {
-  const outgoing = outgoingOf(c);
+  // No Node response on Lambda (the define drops the branch there).
+  const outgoing = process.env.AGENT_BUNDLE_LAMBDA !== "1" ? outgoingOf(c) : undefined;
   if (outgoing) return outgoing.destroyed && !outgoing.writableFinished;
   return c.req.raw.signal.aborted;
 }

@@ -33,7 +33,7 @@ import { takeNodeBody } from "./node-fetch";
 import type { MessagesWire } from "./anthropic-wire";
 import type { IncomingMessage } from "node:http";
 import { keepWireData, markReadPosition } from "./sse";
-import { readSse, type SseMessage } from "./sse-reader";
+import { lastCarrying, readSse, type SseMessage } from "./sse-reader";
 import type { UpstreamKind } from "./upstream-kinds";
 
 /** What a provider calls: the Messages resource (Bedrock's SDK removes `countTokens` from it). */
@@ -116,18 +116,18 @@ export class SdkProvider implements LlmProvider {
         // Over the Node reader a batch is one read: its last event is marked as such (sse.ts),
         // the others as having more behind them, so the route writes the read's events at once.
         // (The Lambda bundles read through the SDK: the define drops the marking there.)
-        let last = batch.length - 1;
-        if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && node)
-          while (last > 0 && carriesNothing(batch[last]!)) last--;
-        for (let i = 0; i < batch.length; i++) {
-          const sse = batch[i]!;
+        const last =
+          process.env.AGENT_BUNDLE_LAMBDA !== "1" && node ? lastCarrying(batch) : undefined;
+        for (const sse of batch) {
           if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
-          if (carriesNothing(sse)) continue;
+          // As the SDK's own iterator: an event without a name or data carries nothing.
+          if (sse.event === null || !sse.data) continue;
           const event = JSON.parse(sse.data) as StreamEvent;
           if (event.type === "message_start" && this.o.modelId)
             event.message = { ...event.message, model: request.model };
           else if (node) keepWireData(event, sse.event, sse.data);
-          if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && node) markReadPosition(event, i >= last);
+          if (process.env.AGENT_BUNDLE_LAMBDA !== "1" && node)
+            markReadPosition(event, sse === last);
           yield event;
         }
       }
@@ -188,11 +188,6 @@ export class SdkProvider implements LlmProvider {
       headers: this.headers(options),
     };
   }
-}
-
-/** As the SDK's own iterator: an event without a name or data carries nothing. */
-function carriesNothing(sse: SseMessage): boolean {
-  return sse.event === null || !sse.data;
 }
 
 /** The SDK's events, each as a batch of one. */

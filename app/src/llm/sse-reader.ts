@@ -59,3 +59,15 @@ export async function* readSse(body: Readable): AsyncGenerator<SseMessage[], voi
   // As a browser's EventSource: an event not ended by a blank line when the body ends is dropped.
   if (batch.length > 0) yield batch;
 }
+
+/**
+ * The last message of a batch that carries something (a name and data): the last event a reader
+ * yields from it. Undefined if none does.
+ */
+export function lastCarrying(batch: readonly SseMessage[]): SseMessage | undefined {
+  for (let i = batch.length - 1; i >= 0; i--) {
+    const sse = batch[i]!;
+    if (sse.event !== null && sse.data) return sse;
+  }
+  return undefined;
+}
