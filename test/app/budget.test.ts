@@ -51,6 +51,10 @@ describe("utcDay and utcMonth (the periods budget counters reset with)", () => {
         true,
         DAY,
       ]);
+      expect([d.startIso, d.endIso]).toEqual([
+        new Date(d.start).toISOString(),
+        new Date(d.end).toISOString(),
+      ]);
       const m = utcMonth(ms);
       expect([iso, m.id, m.start <= ms && ms < m.end]).toEqual([iso, month, true]);
     }

@@ -38,8 +38,22 @@ export interface Line extends EngineLine {
   seedFilter: SpendFilter;
 }
 
-/** A UTC day or month: its id (YYYY-MM-DD, YYYY-MM) and its bounds in ms, end excluded. */
-export type Period = Readonly<{ id: string; start: number; end: number }>;
+/**
+ * A UTC day or month: its id (YYYY-MM-DD, YYYY-MM), its bounds in ms (end excluded) and as ISO
+ * timestamps (the budget window of a line, and its seed query's range).
+ */
+export type Period = Readonly<{
+  id: string;
+  start: number;
+  end: number;
+  startIso: string;
+  endIso: string;
+}>;
+
+function makePeriod(id: string, start: number, end: number): Period {
+  const startIso = new Date(start).toISOString();
+  return Object.freeze({ id, start, end, startIso, endIso: new Date(end).toISOString() });
+}
 
 /**
  * The last period each function computed, returned again while `ms` falls in it: every hold and
@@ -54,7 +68,7 @@ export function utcDay(ms: number): Period {
   const d = new Date(ms);
   const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate());
   const id = new Date(start).toISOString().slice(0, 10);
-  return (lastDay = Object.freeze({ id, start, end: start + DAY_MS }));
+  return (lastDay = makePeriod(id, start, start + DAY_MS));
 }
 
 export function utcMonth(ms: number): Period {
@@ -62,7 +76,7 @@ export function utcMonth(ms: number): Period {
   const d = new Date(ms);
   const start = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
   const end = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
-  return (lastMonth = Object.freeze({ id: new Date(start).toISOString().slice(0, 7), start, end }));
+  return (lastMonth = makePeriod(new Date(start).toISOString().slice(0, 7), start, end));
 }
 
 /** The period a counter that resets covers at `ms`; null for one that never resets. */
@@ -116,10 +130,7 @@ export function budgetLines(
     const scope = limit && scopeOf(scopeKind, userId, sessionId, limit);
     if (!limit || !scope) continue;
     const period = periodOf(counter.resets, now);
-    const window: BudgetWindow | null = period && {
-      start: new Date(period.start).toISOString(),
-      end: new Date(period.end).toISOString(),
-    };
+    const window: BudgetWindow | null = period && { start: period.startIso, end: period.endIso };
     lines.push({
       budget,
       key: period
