@@ -31,7 +31,7 @@ export interface AnthropicProviderOptions {
   /**
    * How Messages calls go out over the "node" client: "sdk", through the SDK's request path (its
    * call span, and the trace context it sends upstream, while tracing is on), or "wire", the same
-   * request sent by anthropic-wire.ts at about a third of the CPU. upstream.ts picks "wire" while
+   * request sent by anthropic-wire.ts at under half the CPU. upstream.ts picks "wire" while
    * the service traces nothing. count_tokens always goes through the SDK. @default "sdk"
    */
   calls?: "sdk" | "wire";
