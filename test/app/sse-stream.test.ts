@@ -17,6 +17,22 @@ import { directWrites, streamResponse } from "../../app/src/routes/stream-out";
 import type { StreamEvent } from "../../app/src/llm/types";
 import type { AppEnv } from "../../app/src/http";
 
+/** A local HTTP server for the enclosing describe block: listening before its tests, closed after. */
+function serveLocally(handler: http.RequestListener): { url: () => string } {
+  let server: http.Server;
+  let url = "";
+  beforeAll(async () => {
+    server = http.createServer(handler);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return { url: () => url };
+}
+
 async function collect(chunks: Array<string | Buffer>): Promise<SseMessage[][]> {
   const batches: SseMessage[][] = [];
   for await (const batch of readSse(Readable.from(chunks))) batches.push(batch);
@@ -102,23 +118,13 @@ describe("sseFrame (an event for the client)", () => {
 });
 
 describe("node-fetch's Node body", () => {
-  let server: http.Server;
-  let url: string;
-  beforeAll(async () => {
-    server = http.createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/event-stream" });
-      res.end('event: ping\ndata: {"type":"ping"}\n\n');
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
+  const server = serveLocally((_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    res.end('event: ping\ndata: {"type":"ping"}\n\n');
   });
 
   it("hands a stream's Node body to one taker, who reads it; the web body is then unusable", async () => {
-    const res = await createNodeFetch()(url, { method: "POST", body: "{}" });
+    const res = await createNodeFetch()(server.url(), { method: "POST", body: "{}" });
     const node = takeNodeBody(res);
     expect(node).toBeDefined();
     expect(takeNodeBody(res)).toBeUndefined();
@@ -129,7 +135,7 @@ describe("node-fetch's Node body", () => {
   });
 
   it("keeps the web body working when it is read first: the Node body is then not handed out", async () => {
-    const res = await createNodeFetch()(url, { method: "POST", body: "{}" });
+    const res = await createNodeFetch()(server.url(), { method: "POST", body: "{}" });
     const text = res.text();
     await new Promise((r) => setImmediate(r));
     expect(takeNodeBody(res)).toBeUndefined();
@@ -142,40 +148,34 @@ describe("node-fetch's Node body", () => {
 });
 
 describe("AnthropicProvider's stream: where each event sat in its upstream read", () => {
-  let server: http.Server;
-  let url: string;
   const frame = (type: string, data: object = {}) =>
     `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
-  beforeAll(async () => {
-    // Three writes far enough apart to be three reads; an event with no data carries nothing.
-    server = http.createServer((_req, res) => {
-      res.writeHead(200, { "content-type": "text/event-stream" });
-      const delta = frame("content_block_delta", { index: 0, delta: { type: "text_delta" } });
-      const reads = [
-        frame("message_start", { message: { model: "m", usage: {} } }) +
-          frame("content_block_start", { index: 0 }) +
-          frame("ping") +
-          "event: ping\ndata:\n\n",
-        delta,
-        delta + frame("message_delta", { usage: { output_tokens: 2 } }) + frame("message_stop"),
-      ];
-      const next = () => {
-        res.write(reads.shift()!);
-        if (reads.length > 0) setTimeout(next, 60);
-        else res.end();
-      };
-      next();
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  });
-  afterAll(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
+  // Three writes far enough apart to be three reads; an event with no data carries nothing.
+  const server = serveLocally((_req, res) => {
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    const delta = frame("content_block_delta", { index: 0, delta: { type: "text_delta" } });
+    const reads = [
+      frame("message_start", { message: { model: "m", usage: {} } }) +
+        frame("content_block_start", { index: 0 }) +
+        frame("ping") +
+        "event: ping\ndata:\n\n",
+      delta,
+      delta + frame("message_delta", { usage: { output_tokens: 2 } }) + frame("message_stop"),
+    ];
+    const next = () => {
+      res.write(reads.shift()!);
+      if (reads.length > 0) setTimeout(next, 60);
+      else res.end();
+    };
+    next();
   });
 
   it("marks the last event of each read, and those with more behind them, for the route's writes", async () => {
-    const llm = new AnthropicProvider({ apiKey: "sk-test", baseURL: url, timeoutMs: 5_000 });
+    const llm = new AnthropicProvider({
+      apiKey: "sk-test",
+      baseURL: server.url(),
+      timeoutMs: 5_000,
+    });
     const seen: Array<[string, boolean | undefined]> = [];
     const request = { model: "m", max_tokens: 8, messages: [{ role: "user", content: "hi" }] };
     for await (const event of llm.streamMessage(request as never)) {
