@@ -54,6 +54,8 @@ export function directWrites<E extends object>(
  * `run` must not throw (a failure is an event in the stream); if it does, the stream ends.
  */
 export function streamResponse(c: AppContext, run: (out: StreamOut) => Promise<void>): Response {
+  // No Node response on Lambda: the define drops the direct path (and NodeOut) from its bundles.
+  if (process.env.AGENT_BUNDLE_LAMBDA === "1") return stream(c, run);
   const res = outgoingOf(c);
   if (!res || !writable.has(res) || c.get("tapsBody") || res.headersSent || res.destroyed)
     return stream(c, run);
