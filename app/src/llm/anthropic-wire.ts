@@ -35,12 +35,7 @@ import {
   APIError,
   APIUserAbortError,
 } from "@anthropic-ai/sdk/core/error";
-
-/** Keep-alive agents by protocol, shared with the SDK's fetch (node-fetch.ts). */
-export interface NodeAgents {
-  "http:": http.Agent;
-  "https:": https.Agent;
-}
+import { headersOf, readWhole, type NodeAgents } from "./node-fetch";
 
 export interface WireCall {
   signal?: AbortSignal;
@@ -60,9 +55,6 @@ interface Template {
   protocol: "http:" | "https:";
   headers: Record<string, string>;
 }
-
-/** What a connection failure says when the response ends before its last byte. */
-export const CLOSED_MID_RESPONSE = "upstream closed the connection mid-response";
 
 /** The SDK's body fields that go as headers (`messagesCreateHeaders` in its messages resource). */
 const HEADER_FIELDS = {
@@ -172,17 +164,14 @@ export class MessagesWire {
             finish(() => resolve({ res }));
             return;
           }
-          const chunks: Buffer[] = [];
-          res.on("data", (chunk: Buffer) => chunks.push(chunk));
-          res.on("error", fail);
-          res.on("close", () => {
-            if (!res.complete) fail(new Error(CLOSED_MID_RESPONSE));
-          });
-          res.on("end", () => {
-            const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            if (ok) finish(() => resolve({ res, data }));
-            else finish(() => reject(this.statusError(res, data, t)));
-          });
+          readWhole(
+            res,
+            (data) =>
+              ok
+                ? finish(() => resolve({ res, data }))
+                : finish(() => reject(this.statusError(res, data, t))),
+            fail,
+          );
         },
       );
       const timer = setTimeout(() => {
@@ -203,14 +192,11 @@ export class MessagesWire {
     } catch {
       json = undefined;
     }
-    const headers = new Headers();
-    const raw = res.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
     return APIError.generate(
       res.statusCode,
       json as object | undefined,
       json ? undefined : text,
-      headers,
+      headersOf(res),
       { request: { method: "post", url: t.requestUrl } },
     );
   }

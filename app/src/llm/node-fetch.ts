@@ -17,9 +17,14 @@
 import http from "node:http";
 import https from "node:https";
 import { Readable } from "node:stream";
-import type { NodeAgents } from "./anthropic-wire";
 
 type FetchInput = string | URL | Request;
+
+/** Keep-alive agents by protocol: the fetch's, shared with anthropic-wire.ts's calls. */
+export interface NodeAgents {
+  "http:": http.Agent;
+  "https:": https.Agent;
+}
 
 /** Keep-alive agents for an upstream client: one per protocol. */
 export function nodeAgents(): NodeAgents {
@@ -59,9 +64,7 @@ export function createNodeFetch(agents: NodeAgents = nodeAgents()): typeof fetch
           signal,
         },
         (res) => {
-          const headers = new Headers();
-          const raw = res.rawHeaders;
-          for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+          const headers = headersOf(res);
           const status = res.statusCode ?? 502;
           const init = { status, statusText: res.statusMessage, headers };
           if (status === 204 || status === 304) {
@@ -78,22 +81,18 @@ export function createNodeFetch(agents: NodeAgents = nodeAgents()): typeof fetch
             resolve(response);
             return;
           }
-          const chunks: Buffer[] = [];
-          res.on("data", (chunk: Buffer) => chunks.push(chunk));
-          res.on("end", () => {
-            const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            // The Lambda bundles keep the global Response (AGENT_BUNDLE_LAMBDA, scripts/build.mjs):
-            // no adapter replaces it there, and bedrock.js has no room for the class.
-            resolve(
-              process.env.AGENT_BUNDLE_LAMBDA === "1"
-                ? new Response(whole, init)
-                : (new BufferedResponse(url, whole, init) as unknown as Response),
-            );
-          });
-          res.on("error", fail);
-          res.on("close", () => {
-            if (!res.complete) fail(new Error("upstream closed the connection mid-response"));
-          });
+          readWhole(
+            res,
+            (whole) =>
+              // The Lambda bundles keep the global Response (AGENT_BUNDLE_LAMBDA, scripts/build.mjs):
+              // no adapter replaces it there, and bedrock.js has no room for the class.
+              resolve(
+                process.env.AGENT_BUNDLE_LAMBDA === "1"
+                  ? new Response(whole, init)
+                  : (new BufferedResponse(url, whole, init) as unknown as Response),
+              ),
+            fail,
+          );
         },
       );
       req.on("error", fail);
@@ -101,6 +100,32 @@ export function createNodeFetch(agents: NodeAgents = nodeAgents()): typeof fetch
     });
   };
   return nodeFetch as typeof fetch;
+}
+
+/** A response's headers as fetch gives them, in the order they came. */
+export function headersOf(res: http.IncomingMessage): Headers {
+  const headers = new Headers();
+  const raw = res.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!);
+  return headers;
+}
+
+/**
+ * Reads a body whole: `done` gets its bytes; `fail` gets a stream error, or a connection closed
+ * before the last byte.
+ */
+export function readWhole(
+  res: http.IncomingMessage,
+  done: (data: Buffer) => void,
+  fail: (err: Error) => void,
+): void {
+  const chunks: Buffer[] = [];
+  res.on("data", (chunk: Buffer) => chunks.push(chunk));
+  res.on("end", () => done(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+  res.on("error", fail);
+  res.on("close", () => {
+    if (!res.complete) fail(new Error("upstream closed the connection mid-response"));
+  });
 }
 
 /**
