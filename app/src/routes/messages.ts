@@ -402,23 +402,17 @@ async function streamFromUpstream(
         const frame = sseFrame(next.value);
         recorded?.push(frame);
         unsent += frame;
-        // The upstream reader says whether more of this read follows (sse.ts); where it cannot,
-        // an event that does not arrive within this turn of the event loop ends the write.
+        // The upstream reader says whether more of this read follows (sse.ts): the write waits for
+        // it, or goes now. Where the reader cannot tell, an event that does not arrive within this
+        // turn of the event loop ends the write.
         const ends = endsRead(next.value);
-        if (ends === true) {
+        const pending = ends === true ? undefined : iterator.next();
+        let ready = pending && (ends === false ? await pending : await withinThisTurn(pending));
+        if (ready === undefined || ready === LATER) {
           const taken = await guard.write(unsent);
           unsent = "";
           if (!taken) break;
-          next = await iterator.next();
-          continue;
-        }
-        const pending = iterator.next();
-        let ready = ends === false ? await pending : await withinThisTurn(pending);
-        if (ready === LATER) {
-          const taken = await guard.write(unsent);
-          unsent = "";
-          if (!taken) break;
-          ready = await pending;
+          ready = await (pending ?? iterator.next());
         }
         next = ready;
       }
