@@ -33,7 +33,7 @@ import { takeNodeBody } from "./node-fetch";
 import type { MessagesWire } from "./anthropic-wire";
 import type { IncomingMessage } from "node:http";
 import { keepWireData, markReadPosition } from "./sse";
-import { lastCarrying, readSse, type SseMessage } from "./sse-reader";
+import { carries, lastCarrying, readSse, type SseMessage } from "./sse-reader";
 import type { UpstreamKind } from "./upstream-kinds";
 
 /** What a provider calls: the Messages resource (Bedrock's SDK removes `countTokens` from it). */
@@ -120,8 +120,7 @@ export class SdkProvider implements LlmProvider {
           process.env.AGENT_BUNDLE_LAMBDA !== "1" && node ? lastCarrying(batch) : undefined;
         for (const sse of batch) {
           if (sse.event === "error") throw streamError(sse.data, this.o.streamErrorStatus);
-          // As the SDK's own iterator: an event without a name or data carries nothing.
-          if (sse.event === null || !sse.data) continue;
+          if (!carries(sse)) continue;
           const event = JSON.parse(sse.data) as StreamEvent;
           if (event.type === "message_start" && this.o.modelId)
             event.message = { ...event.message, model: request.model };

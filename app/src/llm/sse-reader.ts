@@ -60,14 +60,13 @@ export async function* readSse(body: Readable): AsyncGenerator<SseMessage[], voi
   if (batch.length > 0) yield batch;
 }
 
-/**
- * The last message of a batch that carries something (a name and data): the last event a reader
- * yields from it. Undefined if none does.
- */
+/** As the SDK's own iterator: a message without a name or data carries nothing. */
+export function carries(sse: SseMessage): boolean {
+  return sse.event !== null && Boolean(sse.data);
+}
+
+/** The last message of a batch that carries something: the last event a reader yields from it. */
 export function lastCarrying(batch: readonly SseMessage[]): SseMessage | undefined {
-  for (let i = batch.length - 1; i >= 0; i--) {
-    const sse = batch[i]!;
-    if (sse.event !== null && sse.data) return sse;
-  }
+  for (let i = batch.length - 1; i >= 0; i--) if (carries(batch[i]!)) return batch[i];
   return undefined;
 }
