@@ -3,7 +3,6 @@
  * what init has done by the first request (database checked, Redis handshaken), and that a start
  * that failed is retried by the next invocation rather than cached for the sandbox's life.
  */
-import net from "node:net";
 import { Writable } from "node:stream";
 import {
   createLambdaHandler,
@@ -20,6 +19,7 @@ import {
   requirePostgresSync,
   requireRedisSync,
 } from "../support/services";
+import { closedPort } from "../support/ports";
 
 const pgUrl = requirePostgresSync();
 const redisUp = requireRedisSync() !== null;
@@ -35,15 +35,6 @@ function captureLogs() {
     },
   });
   return { logger: createLogger({ level: "info", destination: destination as never }), lines };
-}
-
-/** A loopback port nothing listens on: connections to it are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {

@@ -17,6 +17,7 @@ import { usageTokens } from "../../app/src/ratelimit/middleware";
 import { startFakeAnthropic, FAKE_API_KEY, type FakeAnthropic } from "../support/fake-anthropic";
 import { startService, type RunningService } from "../support/service";
 import { requireRedisSync } from "../support/services";
+import { closedPort } from "../support/ports";
 
 const redisUrl = requireRedisSync();
 const silent = pino({ level: "silent" });
@@ -37,16 +38,6 @@ async function connect(url: string): Promise<Redis> {
   const r = createRedis(url, silent);
   if (r.status !== "ready") await once(r, "ready");
   return r;
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 describe("in-process limits (no Redis)", () => {

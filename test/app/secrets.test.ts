@@ -12,6 +12,7 @@ import {
   type ResolveSecretsOptions,
 } from "../../app/src/secrets";
 import { startFakeSecretsManager } from "../support/lambda-events";
+import { closedPort } from "../support/ports";
 
 const ANTHROPIC = "sk-ant-api03-this-is-a-test-value-not-a-real-key";
 const DB_PASSWORD = "pg p@ss: with spaces & symbols";
@@ -395,12 +396,7 @@ describe("resolveSecretReferences: GCP Secret Manager", () => {
 
   it("says when the metadata server cannot be reached", async () => {
     gcp = await startFakeGcp(secrets);
-    // A port that was just free: nothing listens there.
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((resolve) => probe.close(resolve));
-    const unreachable = `http://127.0.0.1:${port}`;
+    const unreachable = `http://127.0.0.1:${await closedPort()}`;
     const err = await errorOf(
       resolveSecretReferences(
         { REDIS_PASSWORD_SECRET: "gcp-sm://projects/agent-dev/secrets/redis-auth/versions/latest" },

@@ -9,6 +9,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { AnthropicProvider } from "../../app/src/llm/anthropic";
 import type { CallOptions, MessageRequest, StreamEvent } from "../../app/src/llm/types";
+import { closedPort } from "../support/ports";
 
 interface Seen {
   method: string;
@@ -289,10 +290,7 @@ describe("AnthropicProvider: the SDK's calls and the wire's are the same calls",
   });
 
   it("fails the same way when nothing listens (a connection error naming its code)", async () => {
-    const closed = http.createServer();
-    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise<void>((r) => closed.close(() => r()));
+    const port = await closedPort();
     const { results } = await bothWays(
       (p) => p.createMessage(request(), { requestId: "ok" }),
       `http://127.0.0.1:${port}`,
