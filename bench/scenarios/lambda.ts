@@ -40,15 +40,29 @@ interface ColdRun {
   statusCode: number;
 }
 
-function coldStart(env: NodeJS.ProcessEnv, cwd: string): Promise<ColdRun> {
+function coldStart(env: NodeJS.ProcessEnv, cwd: string, profileDir?: string): Promise<ColdRun> {
+  // --cpu-prof: the last run is profiled, sampling every 100 µs (the default 1 ms would give a
+  // cold start of ~150 ms only ~150 samples).
+  const profile = profileDir
+    ? [
+        "--cpu-prof",
+        `--cpu-prof-dir=${profileDir}`,
+        "--cpu-prof-name=lambda.cpuprofile",
+        "--cpu-prof-interval=100",
+      ]
+    : [];
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = track(
-      spawn(process.execPath, [path.join(REPO_ROOT, "bench", "support", "lambda-cold.cjs")], {
-        cwd,
-        env,
-        stdio: ["ignore", "pipe", "pipe"],
-      }),
+      spawn(
+        process.execPath,
+        [...profile, path.join(REPO_ROOT, "bench", "support", "lambda-cold.cjs")],
+        {
+          cwd,
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      ),
     );
     let out = "";
     let err = "";
@@ -112,6 +126,8 @@ export const lambdaScenario: Scenario = {
     const cold: ColdRun[] = [];
     try {
       copyFileSync(bundle, path.join(task, "index.js"));
+      // A profile's frames name the copy: its source map goes beside it, and the copy stays.
+      if (opts.cpuProf) copyFileSync(`${bundle}.map`, path.join(task, "index.js.map"));
       const base = serviceEnv(opts, upstream, id, {
         LAMBDA_INVOKE_MODE: "BUFFERED",
         AWS_LAMBDA_FUNCTION_NAME: "agent-bench",
@@ -138,7 +154,7 @@ export const lambdaScenario: Scenario = {
           BENCH_BUNDLE: path.join(task, "index.js"),
           BENCH_EVENT_FILE: eventFile,
         });
-        const r = await coldStart(env, task);
+        const r = await coldStart(env, task, opts.cpuProf && i === runs ? opts.outDir : undefined);
         if (i > 0) cold.push(r);
         progress(
           opts,
@@ -146,7 +162,7 @@ export const lambdaScenario: Scenario = {
         );
       }
     } finally {
-      rmSync(task, { recursive: true, force: true });
+      if (!opts.cpuProf) rmSync(task, { recursive: true, force: true });
       await upstream.stop();
     }
     const s = (k: keyof ColdRun) => summarize(cold.map((c) => c[k] as number));

@@ -6,7 +6,7 @@
 import Anthropic from "@anthropic-ai/sdk";
 import type { ModelInfo } from "@anthropic-ai/sdk/resources/models";
 import { ModelCatalog } from "../../app/src/llm/models";
-import { displayName } from "../../app/src/routes/models";
+import { displayName, listedModels } from "../../app/src/routes/models";
 import { startService, type RunningService } from "../support/service";
 
 const KEY = "alice-key-0001";
@@ -85,6 +85,26 @@ describe("the Models API", () => {
     expect(displayName(info("claude-haiku-4-5-20251001"))).toBe("Claude Haiku 4.5");
     expect(displayName(info("claude-3-5-haiku"))).toBe("Claude 3.5 Haiku");
     expect(displayName(info("claude-opus-4"))).toBe("Claude Opus 4");
+  });
+
+  it("lists newest first by the snapshot date, undated last, and equal dates in table order", () => {
+    const base = catalog.get("claude-haiku-4-5")!;
+    const ids = [
+      "claude-haiku-4-5-20240101",
+      "claude-undated",
+      "claude-sonnet-9-20250101",
+      "claude-haiku-9-20250101",
+      "claude-opus-9-20251231",
+    ];
+    const models = [...catalog.table.models, ...ids.map((id) => ({ ...base, id }))];
+    const listed = listedModels(new ModelCatalog({ ...catalog.table, models })).map((m) => m.id);
+    expect(listed.filter((id) => ids.includes(id))).toEqual([
+      "claude-opus-9-20251231",
+      "claude-sonnet-9-20250101",
+      "claude-haiku-9-20250101",
+      "claude-haiku-4-5-20240101",
+      "claude-undated",
+    ]);
   });
 
   it("pages with limit and after_id, then back with before_id, as the SDK's Page expects", async () => {

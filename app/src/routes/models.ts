@@ -122,12 +122,20 @@ function releasedAt(m: ModelInfo): string {
   return date ? `${date[1]}-${date[2]}-${date[3]}T00:00:00Z` : UNKNOWN_RELEASE;
 }
 
+function byDesc(a: string, b: string): number {
+  return a < b ? 1 : a > b ? -1 : 0;
+}
+
 /** The table's models, newest first (as the API lists them); table order among equal dates. */
 export function listedModels(catalog: ModelCatalog): SdkModelInfo[] {
-  return catalog.table.models
-    .map((m, i) => ({ view: modelView(m), i }))
-    .sort((a, b) => b.view.created_at.localeCompare(a.view.created_at) || a.i - b.i)
-    .map((x) => x.view);
+  return (
+    catalog.table.models
+      .map((m, i) => ({ view: modelView(m), i }))
+      // Ordinal, not localeCompare: ISO instants sort by code unit, and the first localeCompare
+      // of a process loads ICU's collator (~6 ms of a Lambda cold start, in its profile).
+      .sort((a, b) => byDesc(a.view.created_at, b.view.created_at) || a.i - b.i)
+      .map((x) => x.view)
+  );
 }
 
 export function registerModelRoutes(app: Hono<AppEnv>, catalog: ModelCatalog, chains: RouteChains) {
