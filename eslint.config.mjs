@@ -29,6 +29,12 @@ export default tseslint.config(
             "ImportDeclaration[source.value='zod'][importKind!='type'] > ImportSpecifier[imported.name='z']",
           message: 'Use `import * as z from "zod"` (tree-shakable).',
         },
+        {
+          // Hono keeps c.header's in undici's Headers, which a response made with respond()
+          // would not carry (app/src/http.ts setHeader says why the app keeps its own).
+          selector: "CallExpression[callee.property.name='header'][callee.object.name='c']",
+          message: "Use setHeader(c, name, value) from app/src/http.ts (and respond()).",
+        },
       ],
     },
   },

@@ -31,7 +31,7 @@ import { newRequestId } from "../src/app";
 import { Lifecycle } from "../src/lifecycle";
 import { buildMetricsApp } from "../src/routes/metrics";
 import { SERVICE_CONTRACT } from "../src/contract";
-import { directWrites } from "../src/routes/stream-out";
+import { directWrites } from "../src/routes/direct-writes";
 import { addAcceptors } from "./accept";
 
 /** How long settlements of requests cut at the end of the grace period may take. */

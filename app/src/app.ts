@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { Hono } from "hono";
 import type { AppDeps } from "./deps";
-import type { AppEnv } from "./http";
+import { applyOutHeaders, setHeader, type AppEnv } from "./http";
 import { ApiError, errorBody, sendError } from "./errors";
 import { ModelCatalog } from "./llm/models";
 import { registerApiRoutes } from "./routes/api";
@@ -45,9 +45,11 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     const requestId = newRequestId();
     c.set("requestId", requestId);
     c.set("logger", log);
-    c.header("request-id", requestId);
+    setHeader(c, "request-id", requestId);
     const started = performance.now();
     await next();
+    // Outermost of the app's layers: any response that lacks what they set gets it here.
+    applyOutHeaders(c);
     const status = c.res.status;
     // Probes answer many times a minute: log them only when they fail.
     if (c.get("probe") && status < 400) return;

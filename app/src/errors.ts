@@ -51,8 +51,11 @@ export function errorBody(type: string, message: string, requestId?: string, det
 }
 
 export function sendError(c: Context, err: ApiError): Response {
-  for (const [k, v] of Object.entries(err.headers)) c.header(k, v);
-  return c.json(errorBody(err.type, err.message, c.get("requestId"), err.details), err.status);
+  return c.json(
+    errorBody(err.type, err.message, c.get("requestId"), err.details),
+    err.status,
+    err.headers,
+  );
 }
 
 export const badRequest = (message: string) => new ApiError(400, "invalid_request_error", message);

@@ -32,10 +32,80 @@ export type AppEnv = {
     dispatching?: () => void;
     /** A health probe: logged only when it fails (routes/health.ts). */
     probe?: true;
+    /** The response headers the app's layers set, by lower-case name (setHeader). */
+    outHeaders?: Record<string, string>;
   };
 };
 
 export type AppContext = Context<AppEnv>;
+
+/**
+ * Response headers: the app's layers (request id, rate limits, the routes' own) put them here,
+ * in a plain record, rather than with Hono's `c.header`, which keeps them in undici's `Headers`:
+ * every set validates the name and value, and @hono/node-server then iterates them back into a
+ * record for `writeHead` (~4 % of the service's CPU at 256 connections, profiled). A response made
+ * with `respond` carries the record as its headers, which the adapter hands to `writeHead` as is;
+ * the app's outermost middleware copies the record onto any other response (`applyOutHeaders`).
+ * Every header the app sets goes through here: Hono's own would not reach a `respond` response.
+ */
+export function setHeader(c: AppContext, name: string, value: string): void {
+  const key = name.toLowerCase();
+  // A response's own: respond() and streamResponse() take it, so that a default of the adapter's
+  // (text/plain) can never stand in for it.
+  if (key === "content-type") throw new Error("content-type: pass it to respond()");
+  let out = c.get("outHeaders");
+  if (!out) c.set("outHeaders", (out = {}));
+  out[key] = value;
+}
+
+/** What `respond` made its responses with: their headers, unread (reading them builds `Headers`). */
+const carried = new WeakMap<Response, Record<string, string>>();
+
+/**
+ * A response with the headers set so far (setHeader), plus `contentType`. On Node the body goes
+ * straight to `writeHead` and `end`; elsewhere (Lambda) it is an ordinary Response.
+ */
+export function respond(
+  c: AppContext,
+  body: string | ReadableStream<Uint8Array> | null,
+  status: number,
+  contentType?: string,
+): Response {
+  const headers = { ...c.get("outHeaders") };
+  if (contentType) headers["content-type"] = contentType;
+  const res = new Response(body, { status, headers });
+  carried.set(res, headers);
+  return res;
+}
+
+/** One header of a response, without building its `Headers` when `respond` made it. */
+export function responseHeader(res: Response, name: string): string | null {
+  const record = carried.get(res);
+  return record ? (record[name] ?? null) : res.headers.get(name);
+}
+
+/**
+ * Sets headers on a response a middleware did not make; those already there stay. A response
+ * `respond` made loses its fast path (its headers become `Headers`), which only the rare
+ * response that misses a header set after it was made ever needs.
+ */
+export function addHeaders(res: Response, headers: Record<string, string>): void {
+  const record = carried.get(res);
+  if (record && Object.keys(headers).every((k) => k in record)) return;
+  carried.delete(res);
+  try {
+    const out = res.headers;
+    for (const k in headers) if (!out.has(k)) out.set(k, headers[k]!);
+  } catch {
+    // Immutable headers (a fetched Response): the body still goes out.
+  }
+}
+
+/** The app's outermost middleware, once the response exists: it gets what setHeader set. */
+export function applyOutHeaders(c: AppContext): void {
+  const out = c.get("outHeaders");
+  if (out) addHeaders(c.res, out);
+}
 
 /** Parse the JSON body and validate it; 400s say exactly which field is wrong. */
 export async function readJson<S extends z.ZodType>(c: AppContext, schema: S): Promise<z.infer<S>> {

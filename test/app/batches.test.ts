@@ -427,6 +427,7 @@ describe("batches without an API key (offline synthetic model)", () => {
     expect(ended.cost_usd).toBe(0);
     const results = await alice.results(created.id);
     expect(results.headers.get("x-agent-synthetic")).toBe("true");
+    expect(results.headers.get("content-type")).toBe("application/x-jsonl; charset=utf-8");
     const lines = (await results.text())
       .trim()
       .split("\n")

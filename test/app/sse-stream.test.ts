@@ -13,9 +13,10 @@ import { endsRead, keepWireData, sseFrame } from "../../app/src/llm/sse";
 import { AnthropicProvider } from "../../app/src/llm/anthropic";
 import { readSse, type SseMessage } from "../../app/src/llm/sse-reader";
 import { createNodeFetch, takeNodeBody } from "../../app/src/llm/node-fetch";
-import { directWrites, streamResponse } from "../../app/src/routes/stream-out";
+import { directWrites } from "../../app/src/routes/direct-writes";
+import { streamResponse } from "../../app/src/routes/stream-out";
 import type { StreamEvent } from "../../app/src/llm/types";
-import type { AppEnv } from "../../app/src/http";
+import { setHeader, type AppEnv } from "../../app/src/http";
 
 /** A local HTTP server for the enclosing describe block: listening before its tests, closed after. */
 function serveLocally(handler: http.RequestListener): { url: () => string } {
@@ -208,15 +209,18 @@ describe("streamResponse (a route writing its stream to the Node response)", () 
       seen.push({ status: c.res.status, marker: c.res.headers.get("x-marker") });
     });
     hono.get("/s", (c) => {
-      c.header("x-marker", "set-before");
-      c.header("content-type", "text/event-stream");
-      return streamResponse(c, async (out) => {
-        out.onAbort(() => void aborted.push(true));
-        for (const n of [1, 2, 3]) {
-          await out.write(`data: ${n}\n\n`);
-          await new Promise((r) => setTimeout(r, 5));
-        }
-      });
+      setHeader(c, "x-marker", "set-before");
+      return streamResponse(
+        c,
+        async (out) => {
+          out.onAbort(() => void aborted.push(true));
+          for (const n of [1, 2, 3]) {
+            await out.write(`data: ${n}\n\n`);
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        },
+        "text/event-stream",
+      );
     });
     return hono;
   }

@@ -3,7 +3,7 @@
  * port, for end-to-end tests through the official SDK.
  */
 import { serve } from "@hono/node-server";
-import { directWrites } from "../../app/src/routes/stream-out";
+import { directWrites } from "../../app/src/routes/direct-writes";
 import type { Server } from "node:http";
 import pino from "pino";
 import { loadConfig } from "../../app/src/config";

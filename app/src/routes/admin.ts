@@ -29,7 +29,7 @@ import { buildOverview } from "../console/overview";
 import type { AppDeps } from "../deps";
 import type { ModelCatalog } from "../llm/models";
 import { ApiError, badRequest, notFound } from "../errors";
-import { readJson, type AppContext, type AppEnv } from "../http";
+import { readJson, respond, setHeader, type AppContext, type AppEnv } from "../http";
 import { UUID } from "../store/sql-rows";
 import {
   TeamNameTakenError,
@@ -236,8 +236,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
     const groups = await store.usageBy(groupBy, { sinceIso: from, untilIso: to });
     await audit(c, "usage.export", null, { group_by: groupBy, from: from ?? null, to: to ?? null });
     if (/\btext\/csv\b/i.test(c.req.header("accept") ?? "")) {
-      c.header("content-type", "text/csv; charset=utf-8");
-      return c.body(usageCsv(groupBy, groups));
+      return respond(c, usageCsv(groupBy, groups), 200, "text/csv; charset=utf-8");
     }
     return c.json({
       object: "usage_report",
@@ -251,7 +250,7 @@ export function registerAdminRoutes(app: Hono<AppEnv>, deps: AppDeps, catalog: M
   // ---- the operator console's snapshot (GET /console polls it; reads are not audited) ----------
 
   app.get(`${ADMIN}/overview`, async (c) => {
-    c.header("cache-control", "no-store");
+    setHeader(c, "cache-control", "no-store");
     return c.json(await buildOverview(deps, catalog));
   });
 

@@ -15,11 +15,11 @@
  * user's batch and a malformed id all get the same 404, and a list shows only the caller's own.
  */
 import type { Hono } from "hono";
-import { stream } from "hono/streaming";
+import { streamThroughHono } from "./stream-out";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
-import { readJson } from "../http";
+import { readJson, setHeader } from "../http";
 import { ApiError, badRequest, notFound } from "../errors";
 import type { BatchService } from "../batch/service";
 import { batchView, deletedView } from "../batch/view";
@@ -164,20 +164,23 @@ export function registerBatchRoutes(
           `batch ${batch.id} has not ended yet; results are available once processing_status is "ended"`,
         );
       }
-      c.header("content-type", "application/x-jsonl; charset=utf-8");
-      if (batch.synthetic) c.header("x-agent-synthetic", "true");
-      return stream(c, async (out) => {
-        for await (const chunk of batches.resultLines(batch.id)) {
-          await out.write(chunk);
-          if (out.aborted) return;
-        }
-      });
+      if (batch.synthetic) setHeader(c, "x-agent-synthetic", "true");
+      return streamThroughHono(
+        c,
+        async (out) => {
+          for await (const chunk of batches.resultLines(batch.id)) {
+            await out.write(chunk);
+            if (out.aborted) return;
+          }
+        },
+        "application/x-jsonl; charset=utf-8",
+      );
     });
   }
 }
 
 function respond(c: AppContext, record: BatchRecord, prefix: string): Response {
-  if (record.synthetic) c.header("x-agent-synthetic", "true");
+  if (record.synthetic) setHeader(c, "x-agent-synthetic", "true");
   return c.json(batchView(record, prefix));
 }
 

@@ -11,7 +11,7 @@ import type { Context, Hono } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { AppDeps } from "../deps";
 import { errorMessage } from "../errors";
-import type { AppEnv } from "../http";
+import { respond, setHeader, type AppContext, type AppEnv } from "../http";
 import {
   OIDC_CALLBACK_PATH,
   OIDC_COOKIE,
@@ -24,15 +24,14 @@ import { CONSOLE_CSP, CONSOLE_CSS, consoleHtml } from "../console/page";
 import { CONSOLE_JS } from "../console/page-script";
 import { clientIp } from "./admin";
 
-function asset(c: Context<AppEnv>, body: string, type: string) {
-  c.header("content-type", type);
-  c.header("content-security-policy", CONSOLE_CSP);
-  c.header("x-content-type-options", "nosniff");
-  c.header("referrer-policy", "no-referrer");
-  c.header("x-frame-options", "DENY");
-  c.header("cross-origin-opener-policy", "same-origin");
-  c.header("cache-control", "no-cache");
-  return c.body(body);
+function asset(c: AppContext, body: string, type: string) {
+  setHeader(c, "content-security-policy", CONSOLE_CSP);
+  setHeader(c, "x-content-type-options", "nosniff");
+  setHeader(c, "referrer-policy", "no-referrer");
+  setHeader(c, "x-frame-options", "DENY");
+  setHeader(c, "cross-origin-opener-policy", "same-origin");
+  setHeader(c, "cache-control", "no-cache");
+  return respond(c, body, 200, type);
 }
 
 export function registerConsoleRoutes(
@@ -64,8 +63,8 @@ export function registerConsoleRoutes(
     return c.redirect(`/console#${fragment.toString()}`, 302);
   };
   const noStore = (c: Context<AppEnv>) => {
-    c.header("cache-control", "no-store");
-    c.header("referrer-policy", "no-referrer");
+    setHeader(c, "cache-control", "no-store");
+    setHeader(c, "referrer-policy", "no-referrer");
   };
 
   app.get(OIDC_LOGIN_PATH, async (c) => {

@@ -15,7 +15,7 @@
 import type { Hono } from "hono";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
-import { readJson } from "../http";
+import { readJson, setHeader } from "../http";
 import { badRequest } from "../errors";
 import { estimateInputTokens } from "../budget/estimate";
 import { checkModel } from "../llm/known-models";
@@ -68,7 +68,7 @@ export function registerCountTokensRoute(
     checkModel(catalog, body.model);
     const forward = forwardedHeaders(c);
     if (deps.llm.synthetic || !counter?.countTokens) {
-      if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+      if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
       return c.json({ input_tokens: estimateInputTokens(body) });
     }
     refuseUnsupported(deps, body, forward);

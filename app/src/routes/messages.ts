@@ -9,7 +9,7 @@ import type { Hono } from "hono";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
-import { clientLeft, readJson } from "../http";
+import { clientLeft, readJson, respond, setHeader } from "../http";
 import { ApiError, errorBody } from "../errors";
 import { responseCacheKey } from "../cache/key";
 import type { CachedResponse } from "../cache/types";
@@ -26,7 +26,7 @@ import { messageFacts } from "../request-facts";
 import { boundUsage } from "../llm/usage-bounds";
 import { requestFacts, type RouteChains } from "./chain";
 import { StallGuard } from "./stall";
-import { streamResponse } from "./stream-out";
+import { SSE_CONTENT_TYPE, streamResponse } from "./stream-out";
 import { endsRead, sseFrame } from "../llm/sse";
 import { completionText, logPrompt } from "../telemetry/prompt-log";
 import { checkModel } from "../llm/known-models";
@@ -84,7 +84,7 @@ export function registerMessageRoutes(
     let request = applyPromptCaching(routed, catalog, { enabled: deps.config.PROMPT_CACHING });
     // Breakpoints placed here may write to the cache too: the hold is priced at the write price.
     const facts = { ...asked, promptCaching: asked.promptCaching || request !== routed };
-    c.header("x-agent-route-reason", route.reason);
+    setHeader(c, "x-agent-route-reason", route.reason);
     const userId = c.get("userId");
     const requestId = c.get("requestId");
     const cacheable = deps.config.CACHE_TTL_SECONDS > 0 && !bypassesCache(c);
@@ -132,7 +132,7 @@ export function registerMessageRoutes(
       deps.activity?.cacheHit(cachedCostUsd(catalog, hit, request.model));
       return replay(c, deps, hit, request.model);
     }
-    c.header("x-cache", cacheable ? "MISS" : "BYPASS");
+    setHeader(c, "x-cache", cacheable ? "MISS" : "BYPASS");
 
     // The worst case is held against every budget before anything is spent (settled to the real cost).
     holding ??= hold(false);
@@ -170,8 +170,8 @@ export function registerMessageRoutes(
 
 /** Response headers saying max_tokens was lowered to fit a budget, and which one. */
 export function capped(c: AppContext, maxTokens: number, by: string | null) {
-  c.header("x-agent-max-tokens-capped", String(maxTokens));
-  if (by) c.header("x-agent-max-tokens-capped-by", by);
+  setHeader(c, "x-agent-max-tokens-capped", String(maxTokens));
+  if (by) setHeader(c, "x-agent-max-tokens-capped-by", by);
 }
 
 /** A fallback to a dearer model first raises the hold to its price, or is skipped. */
@@ -337,9 +337,9 @@ async function jsonFromUpstream(
     logMessagePrompt(c, request, message.model, completionText(message.content as never));
   if (cacheKey && !left)
     void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
-  c.header("x-agent-model", message.model);
-  if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
-  return c.json(message);
+  setHeader(c, "x-agent-model", message.model);
+  if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
+  return respond(c, JSON.stringify(message), 200, "application/json");
 }
 
 async function streamFromUpstream(
@@ -375,7 +375,7 @@ async function streamFromUpstream(
   sseHeaders(c, deps);
   // Fallback can change the model: say which one serves, from the stream's own first event.
   if (!first.done && first.value.type === "message_start")
-    c.header("x-agent-model", first.value.message.model);
+    setHeader(c, "x-agent-model", first.value.message.model);
   return streamResponse(c, async (out) => {
     let status: UsageStatus = "ok";
     out.onAbort(() => {
@@ -475,10 +475,9 @@ function withinThisTurn<T>(p: Promise<T>): Promise<T | typeof LATER> {
 }
 
 function sseHeaders(c: AppContext, deps: AppDeps) {
-  c.header("content-type", "text/event-stream; charset=utf-8");
-  c.header("cache-control", "no-cache");
-  c.header("x-accel-buffering", "no");
-  if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+  setHeader(c, "cache-control", "no-cache");
+  setHeader(c, "x-accel-buffering", "no");
+  if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
 }
 
 async function replay(
@@ -487,7 +486,7 @@ async function replay(
   hit: CachedResponse,
   model: string,
 ): Promise<Response> {
-  c.header("x-cache", "HIT");
+  setHeader(c, "x-cache", "HIT");
   deps.usage.record({
     requestId: c.get("requestId"),
     userId: c.get("userId"),
@@ -499,13 +498,13 @@ async function replay(
     latencyMs: 0,
   });
   if (hit.kind === "json") {
-    c.header("x-agent-model", hit.message.model);
-    return c.json(hit.message);
+    setHeader(c, "x-agent-model", hit.message.model);
+    return respond(c, JSON.stringify(hit.message), 200, "application/json");
   }
   sseHeaders(c, deps);
-  c.header("x-agent-model", hit.model);
+  setHeader(c, "x-agent-model", hit.model);
   // One write: a cached stream has no pacing to preserve, and one chunk is cheapest.
-  return c.body(hit.text);
+  return respond(c, hit.text, 200, SSE_CONTENT_TYPE);
 }
 
 /** The cost of the model call a cached answer stands for: its usage at the answering model's prices. */

@@ -16,7 +16,7 @@ import { streamResponse } from "./stream-out";
 import * as z from "zod";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
-import { describeIssues, readJson } from "../http";
+import { describeIssues, readJson, setHeader } from "../http";
 import { ApiError, badRequest, errorBody, errorMessage, notFound } from "../errors";
 import type { ModelCatalog } from "../llm/models";
 import { UpstreamError, type MessageRequest } from "../llm/types";
@@ -230,7 +230,7 @@ export function registerSessionRoutes(
         { config: deps.config, catalog, store: deps.store },
         { maxTokens: body.max_tokens ?? DEFAULT_TURN_MAX_TOKENS, tools: tools.definitions() },
       );
-      c.header("x-agent-route-reason", plan.reason);
+      setHeader(c, "x-agent-route-reason", plan.reason);
       c.get("dispatching")?.();
       const turn = runAgentTurn({
         llm: deps.llm,
@@ -286,8 +286,8 @@ export function registerSessionRoutes(
           throw turnError(c, deps, err);
         }
         await save(result);
-        c.header("x-agent-model", result.message.model);
-        if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+        setHeader(c, "x-agent-model", result.message.model);
+        if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
         return c.json(turnSummary(session.id, result));
       }
 
@@ -299,10 +299,9 @@ export function registerSessionRoutes(
       } catch (err) {
         throw turnError(c, deps, err);
       }
-      c.header("content-type", "text/event-stream; charset=utf-8");
-      c.header("cache-control", "no-cache");
-      c.header("x-accel-buffering", "no");
-      if (deps.llm.synthetic) c.header("x-agent-synthetic", "true");
+      setHeader(c, "cache-control", "no-cache");
+      setHeader(c, "x-accel-buffering", "no");
+      if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
       releasedByStream = true;
       return streamResponse(c, async (out) => {
         out.onAbort(() => controller.abort());

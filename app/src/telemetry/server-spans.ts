@@ -13,7 +13,7 @@ import {
   type TextMapGetter,
 } from "@opentelemetry/api";
 import type { Context, MiddlewareHandler } from "hono";
-import type { AppEnv } from "../http";
+import { responseHeader, type AppEnv } from "../http";
 import type { Telemetry } from "./otel";
 
 const HEADERS_GETTER: TextMapGetter<Headers> = {
@@ -78,7 +78,7 @@ export function telemetryMiddleware(telemetry: Telemetry): MiddlewareHandler<App
       }
       if (metrics) {
         metrics.recordRequest(method, route, status, (performance.now() - started) / 1000);
-        const xcache = c.res.headers.get("x-cache");
+        const xcache = responseHeader(c.res, "x-cache");
         if (xcache) metrics.recordCacheLookup(xcache);
       }
     }
