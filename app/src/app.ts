@@ -35,6 +35,10 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
   const app = new Hono<AppEnv>();
   const catalog = options.catalog ?? deps.catalog ?? ModelCatalog.load();
   const log = deps.logger;
+  // The access line carries only the app's own fields (ids, route, status, time, user and admin
+  // names): nothing the redaction paths could match, so its logger skips them (~1 % of the CPU
+  // at 256 connections went to redacting this one line). Every other line keeps them.
+  const access = log.child({}, { redact: [] });
 
   // routing, batches, telemetry: the server span and request metrics, outside the logger so its
   // lines carry trace ids. /metrics is not on this app: it has a port of its own (routes/metrics.ts).
@@ -53,8 +57,8 @@ export function buildApp(deps: AppDeps, options: BuildAppOptions = {}): Hono<App
     const status = c.res.status;
     // Probes answer many times a minute: log them only when they fail.
     if (c.get("probe") && status < 400) return;
-    if (log.isLevelEnabled("info")) {
-      log.info(
+    if (access.isLevelEnabled("info")) {
+      access.info(
         {
           requestId,
           method: c.req.method,

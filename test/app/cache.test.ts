@@ -3,7 +3,7 @@ import { Redis } from "ioredis";
 import { canonicalJson, responseCacheKey } from "../../app/src/cache/key";
 import { MemoryResponseCache } from "../../app/src/cache/memory";
 import { RedisResponseCache } from "../../app/src/cache/redis";
-import type { CachedResponse } from "../../app/src/cache/types";
+import { jsonEntryText, type CachedResponse } from "../../app/src/cache/types";
 import { requireRedis } from "../support/services";
 
 const message = (text: string): CachedResponse => ({
@@ -34,6 +34,17 @@ describe("response cache keys", () => {
     const body = { messages: [{ role: "user", content: "hi" }] };
     expect(responseCacheKey("alice", "m", body)).not.toBe(responseCacheKey("bob", "m", body));
     expect(responseCacheKey("alice", "m1", body)).not.toBe(responseCacheKey("alice", "m2", body));
+  });
+});
+
+describe("jsonEntryText (a JSON answer's entry from the message's own JSON)", () => {
+  it("is byte for byte the entry's JSON, which both caches read back as the entry", async () => {
+    const entry = message('quotes " and \\ and \u2028 and emoji \ud83d\ude00');
+    const messageText = JSON.stringify((entry as { message: unknown }).message);
+    expect(jsonEntryText(messageText)).toBe(JSON.stringify(entry));
+    const cache = new MemoryResponseCache();
+    await cache.set("k", entry, 30, jsonEntryText(messageText));
+    expect(await cache.get("k")).toEqual(entry);
   });
 });
 
@@ -90,6 +101,11 @@ describe("RedisResponseCache (real Redis)", () => {
     const cache = new RedisResponseCache(redis, logger);
     await cache.set(`${prefix}a`, message("hello"), 30);
     expect(await cache.get(`${prefix}a`)).toEqual(message("hello"));
+    // Given its text, the cache stores that instead of serializing the value again.
+    const text = jsonEntryText(JSON.stringify((message("again") as { message: unknown }).message));
+    await cache.set(`${prefix}t`, message("again"), 30, text);
+    expect(await redis.get(`${prefix}t`)).toBe(text);
+    expect(await cache.get(`${prefix}t`)).toEqual(message("again"));
     const ttl = await redis.ttl(`${prefix}a`);
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(30);

@@ -213,6 +213,17 @@ describe("/metrics", () => {
     const requests = logs.lines.filter((l) => l.msg === "request");
     expect(requests.some((l) => l.path === "/v1/messages")).toBe(true);
     expect(requests.some((l) => String(l.path).includes("metrics"))).toBe(false);
+    const line = requests.find((l) => l.path === "/v1/messages")!;
+    expect(line).toMatchObject({ level: "info", service: "agent", method: "POST", status: 200 });
+    expect(line.requestId).toMatch(/^req_/);
+    expect(typeof line.ms).toBe("number");
+    // The access line's logger skips the redaction paths (app.ts); the app's own logger keeps them.
+    deps.logger.warn(
+      { key: "sk-ant-secret", nested: { apiKey: "sk-ant-other" } },
+      "redaction probe",
+    );
+    const probe = logs.lines.find((l) => l.msg === "redaction probe")!;
+    expect(probe).toMatchObject({ key: "[redacted]", nested: { apiKey: "[redacted]" } });
   });
 
   it("labels requests no route matched as 'unmatched'", async () => {

@@ -27,11 +27,11 @@ export class MemoryResponseCache implements ResponseCache {
     return JSON.parse(hit.value) as CachedResponse;
   }
 
-  async set(key: string, value: CachedResponse, ttlSeconds: number): Promise<void> {
+  async set(key: string, value: CachedResponse, ttlSeconds: number, text?: string): Promise<void> {
     if (ttlSeconds <= 0) return;
     this.entries.delete(key);
     this.entries.set(key, {
-      value: JSON.stringify(value),
+      value: text ?? JSON.stringify(value),
       expiresAt: this.now() + ttlSeconds * 1000,
     });
     while (this.entries.size > this.maxEntries) {

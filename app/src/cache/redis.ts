@@ -42,10 +42,10 @@ export class RedisResponseCache implements ResponseCache {
     }
   }
 
-  async set(key: string, value: CachedResponse, ttlSeconds: number): Promise<void> {
+  async set(key: string, value: CachedResponse, ttlSeconds: number, text?: string): Promise<void> {
     if (ttlSeconds <= 0 || this.redis.status !== "ready") return;
     try {
-      await this.redis.set(key, JSON.stringify(value), "EX", ttlSeconds);
+      await this.redis.set(key, text ?? JSON.stringify(value), "EX", ttlSeconds);
     } catch (err) {
       this.warn("cache write failed", err);
     }

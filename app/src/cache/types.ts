@@ -19,5 +19,18 @@ export interface ResponseCache {
   readonly kind: "redis" | "memory";
   /** A miss, a Redis outage and a corrupt entry all return null: the cache never fails a request. */
   get(key: string): Promise<CachedResponse | null>;
-  set(key: string, value: CachedResponse, ttlSeconds: number): Promise<void>;
+  /**
+   * `text`, when the caller has it, is `value` as JSON (JSON.stringify(value)): stored as is
+   * instead of serializing the value again (jsonEntryText).
+   */
+  set(key: string, value: CachedResponse, ttlSeconds: number, text?: string): Promise<void>;
+}
+
+/**
+ * A JSON answer's cache entry as text, from the message's own JSON: the route has serialized the
+ * message for its client already, and this is what JSON.stringify({ kind: "json", message })
+ * gives (the same keys in the same order), without serializing the message a second time.
+ */
+export function jsonEntryText(messageText: string): string {
+  return `{"kind":"json","message":${messageText}}`;
 }

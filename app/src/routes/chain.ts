@@ -11,7 +11,6 @@
  * (request-facts.ts).
  */
 import type { MiddlewareHandler } from "hono";
-import { every } from "hono/combine";
 import type { AppDeps } from "../deps";
 import type { AppContext, AppEnv } from "../http";
 import { IDEMPOTENCY_HEADER, idempotencyMiddleware } from "../idempotency";
@@ -30,6 +29,27 @@ export interface ModelRouteOptions {
 }
 
 const passThrough: MiddlewareHandler<AppEnv> = (_c, next) => next();
+
+/**
+ * The middleware in order, as one: what hono/combine's `every` does for middleware (a middleware
+ * that answers without calling next ends the chain, and its Response is the answer; an error
+ * goes to the app's handler), in one call per middleware. `every` wraps each in two async
+ * functions of its own (its Hono compose and a wrapper): on every model request, seven async
+ * frames and their promises that live as long as the request (~1 % of the CPU at 256
+ * connections, with the garbage collector's share of copying them).
+ */
+export function sequence(middleware: MiddlewareHandler<AppEnv>[]): MiddlewareHandler<AppEnv> {
+  if (middleware.length === 1) return middleware[0]!;
+  return (c, next) => {
+    const step = (i: number): Promise<void> => {
+      if (i === middleware.length) return next();
+      return middleware[i]!(c, () => step(i + 1)).then((res) => {
+        if (res && !c.finalized) c.res = res;
+      });
+    };
+    return step(0);
+  };
+}
 
 const withoutIdempotencyKey = (c: AppContext) => c.req.header(IDEMPOTENCY_HEADER) === undefined;
 
@@ -100,7 +120,7 @@ export class RouteChains {
       this.rateLimit(options.lazy ? withoutIdempotencyKey : undefined),
     ];
     if (options.idempotent) chain.push(this.idempotency);
-    return every(...chain);
+    return sequence(chain);
   }
 
   private rateLimit(lazy?: (c: AppContext) => boolean): MiddlewareHandler<AppEnv> {

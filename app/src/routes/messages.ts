@@ -12,7 +12,7 @@ import type { AppContext, AppEnv } from "../http";
 import { clientLeft, readJson, respond, setHeader } from "../http";
 import { ApiError, errorBody } from "../errors";
 import { responseCacheKey } from "../cache/key";
-import type { CachedResponse } from "../cache/types";
+import { jsonEntryText, type CachedResponse } from "../cache/types";
 import { fullUsage, StreamTracker, type FullUsage } from "../llm/stream-usage";
 import type { MessageRequest, StreamEvent } from "../llm/types";
 import { UpstreamError } from "../llm/types";
@@ -335,11 +335,18 @@ async function jsonFromUpstream(
   meter.settle(message.model, usage, left ? "aborted" : "ok");
   if (deps.config.LOG_PROMPTS)
     logMessagePrompt(c, request, message.model, completionText(message.content as never));
+  // Serialized once: for the client, and inside the cache entry.
+  const text = JSON.stringify(message);
   if (cacheKey && !left)
-    void deps.cache.set(cacheKey, { kind: "json", message }, deps.config.CACHE_TTL_SECONDS);
+    void deps.cache.set(
+      cacheKey,
+      { kind: "json", message },
+      deps.config.CACHE_TTL_SECONDS,
+      jsonEntryText(text),
+    );
   setHeader(c, "x-agent-model", message.model);
   if (deps.llm.synthetic) setHeader(c, "x-agent-synthetic", "true");
-  return respond(c, JSON.stringify(message), 200, "application/json");
+  return respond(c, text, 200, "application/json");
 }
 
 async function streamFromUpstream(

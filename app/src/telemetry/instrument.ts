@@ -109,12 +109,12 @@ export function traceCache(
         },
         SpanKind.CLIENT,
       ),
-    set: (key, value, ttl) =>
+    set: (key, value, ttl, text) =>
       withSpan(
         tracer,
         "cache.set",
         { "db.system.name": system, "db.operation.name": "SET" },
-        () => cache.set(key, value, ttl),
+        () => cache.set(key, value, ttl, text),
         SpanKind.CLIENT,
       ),
   };
