@@ -5,7 +5,7 @@
  * (nodejs/node#55351, #64476): the memory soak's RSS rose ~7 MB a minute.
  */
 import { getEventListeners } from "node:events";
-import { linkSignals } from "../../app/src/llm/signals";
+import { follow, linkSignals } from "../../app/src/llm/signals";
 import { ResilientProvider } from "../../app/src/llm/resilient";
 import type {
   CallOptions,
@@ -82,6 +82,39 @@ describe("linkSignals", () => {
     expect(heldBy(a.signal)).toBe(0);
     a.abort();
     expect(linked.signal.aborted).toBe(false);
+  });
+});
+
+describe("follow", () => {
+  it("aborts the target with the source's reason, then holds nothing on the source", () => {
+    const source = new AbortController();
+    const target = new AbortController();
+    follow(source.signal, target);
+    expect(heldBy(source.signal)).toBe(1);
+    source.abort(new Error("shutting down"));
+    expect((target.signal.reason as Error).message).toBe("shutting down");
+    expect(heldBy(source.signal)).toBe(0);
+  });
+
+  it("lets go of the source when cut, the target aborting on its own terms", () => {
+    const source = new AbortController();
+    const target = new AbortController();
+    const cut = follow(source.signal, target);
+    cut();
+    cut();
+    expect(heldBy(source.signal)).toBe(0);
+    source.abort();
+    expect(target.signal.aborted).toBe(false);
+    target.abort("deadline");
+    expect(target.signal.reason).toBe("deadline");
+  });
+
+  it("aborts the target at once when the source already is", () => {
+    const source = new AbortController();
+    source.abort("gone");
+    const target = new AbortController();
+    follow(source.signal, target);
+    expect(target.signal.reason).toBe("gone");
   });
 });
 

@@ -35,7 +35,7 @@ import type {
   StreamEvent,
 } from "./types";
 import { UpstreamError } from "./types";
-import { linkSignals } from "./signals";
+import { follow } from "./signals";
 import {
   ModelHealthRegistry,
   type BreakerOptions,
@@ -217,13 +217,17 @@ export class ResilientProvider implements LlmProvider {
     const requested = request.model;
     const chain = this.modelChain(requested);
     const deadlineAt = Date.now() + this.deadlineMs;
-    const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), this.deadlineMs);
+    // The call's signal: it aborts at the deadline, or with the caller's signal, which it follows
+    // (not AbortSignal.any(): the caller's signal may live as long as the process, signals.ts).
+    const controller = new AbortController();
+    let expired = false;
+    const timer = setTimeout(() => {
+      expired = true;
+      controller.abort();
+    }, this.deadlineMs);
     timer.unref?.();
-    // Not AbortSignal.any(): the caller's signal may live as long as the process (signals.ts).
-    const linked = options.signal ? linkSignals([options.signal, deadline.signal]) : undefined;
-    const signal = linked?.signal ?? deadline.signal;
-    const unlink = linked ? linked.unlink : () => {};
+    const unlink = options.signal ? follow(options.signal, controller) : () => {};
+    const signal = controller.signal;
     let handedOver = false;
     const state: RequestState = { ownWait: new Map(), strikes: new Map() };
     const requestId = options.requestId;
@@ -292,7 +296,7 @@ export class ResilientProvider implements LlmProvider {
         if (choice.waitMs > 0) {
           await sleep(choice.waitMs, undefined, { signal }).catch(() => undefined);
           if (options.signal?.aborted) throw aborted();
-          if (deadline.signal.aborted) throw deadlineExceeded(this.deadlineMs, attempt, last);
+          if (expired) throw deadlineExceeded(this.deadlineMs, attempt, last);
         }
 
         attempt++;
@@ -320,7 +324,7 @@ export class ResilientProvider implements LlmProvider {
           const error = asUpstreamError(err);
           // An attempt given only the time left times out together with the deadline, and its
           // own timer may fire first: either way the deadline is what ended it.
-          if (deadline.signal.aborted || (boundByDeadline && error.type === "timeout_error"))
+          if (expired || (boundByDeadline && error.type === "timeout_error"))
             throw deadlineExceeded(this.deadlineMs, attempt, state.last);
           const kind = classify(error);
           if (kind === "fatal") throw error;

@@ -25,18 +25,34 @@ export function linkSignals(sources: readonly AbortSignal[]): LinkedSignal {
     controller.abort(aborted.reason);
     return { signal: controller.signal, unlink: () => {} };
   }
-  const links: Array<[AbortSignal, () => void]> = [];
+  const unlinks: Array<() => void> = [];
   const unlink = () => {
-    for (const [source, onAbort] of links) source.removeEventListener("abort", onAbort);
-    links.length = 0;
+    for (const cut of unlinks) cut();
+    unlinks.length = 0;
   };
-  for (const source of sources) {
-    const onAbort = () => {
-      unlink();
-      controller.abort(source.reason);
-    };
-    source.addEventListener("abort", onAbort, { once: true });
-    links.push([source, onAbort]);
-  }
+  for (const source of sources) unlinks.push(follow(source, controller, unlink));
   return { signal: controller.signal, unlink };
+}
+
+/**
+ * Aborts `target` when `source` aborts, with its reason, until the returned function is called
+ * (idempotent): one listener on the source, removed then. `onAbort` runs first when it aborts.
+ * A controller of the caller's own (say, a deadline's) can follow a long-lived signal this way
+ * without a second controller to join the two.
+ */
+export function follow(
+  source: AbortSignal,
+  target: AbortController,
+  onAbort?: () => void,
+): () => void {
+  if (source.aborted) {
+    target.abort(source.reason);
+    return () => {};
+  }
+  const listener = () => {
+    onAbort?.();
+    target.abort(source.reason);
+  };
+  source.addEventListener("abort", listener, { once: true });
+  return () => source.removeEventListener("abort", listener);
 }
