@@ -49,13 +49,16 @@ export type AppContext = Context<AppEnv>;
  * Every header the app sets goes through here: Hono's own would not reach a `respond` response.
  */
 export function setHeader(c: AppContext, name: string, value: string): void {
-  const key = name.toLowerCase();
   // A response's own: respond() and streamResponse() take it, so that a default of the adapter's
   // (text/plain) can never stand in for it.
-  if (key === "content-type") throw new Error("content-type: pass it to respond()");
+  if (name.toLowerCase() === "content-type")
+    throw new Error("content-type is set by respond() or streamResponse(), not setHeader()");
   let out = c.get("outHeaders");
-  if (!out) c.set("outHeaders", (out = {}));
-  out[key] = value;
+  if (!out) {
+    out = {};
+    c.set("outHeaders", out);
+  }
+  out[name.toLowerCase()] = value;
 }
 
 /** What `respond` made its responses with: their headers, unread (reading them builds `Headers`). */

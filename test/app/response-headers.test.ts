@@ -78,7 +78,9 @@ describe("response headers set with setHeader", () => {
   it("refuse a content type, which is respond()'s to set, naming it", async () => {
     const res = await app.request("/content-type");
     expect(res.status).toBe(500);
-    expect(await res.json()).toEqual({ message: "content-type: pass it to respond()" });
+    expect(await res.json()).toEqual({
+      message: "content-type is set by respond() or streamResponse(), not setHeader()",
+    });
   });
 });
 
