@@ -5,7 +5,7 @@
  * (nodejs/node#55351, #64476): the memory soak's RSS rose ~7 MB a minute.
  */
 import { getEventListeners } from "node:events";
-import { follow, linkSignals } from "../../app/src/llm/signals";
+import { follow } from "../../app/src/llm/signals";
 import { ResilientProvider } from "../../app/src/llm/resilient";
 import type {
   CallOptions,
@@ -53,37 +53,6 @@ class Recording implements LlmProvider {
     }
   }
 }
-
-describe("linkSignals", () => {
-  it("aborts with the reason of the first source to abort, and then lets go of the others", () => {
-    const a = new AbortController();
-    const b = new AbortController();
-    const linked = linkSignals([a.signal, b.signal]);
-    expect(heldBy(a.signal)).toBe(1);
-    b.abort(new Error("b went"));
-    expect(linked.signal.aborted).toBe(true);
-    expect((linked.signal.reason as Error).message).toBe("b went");
-    expect(heldBy(a.signal)).toBe(0);
-  });
-
-  it("is aborted at once when a source already is", () => {
-    const a = new AbortController();
-    a.abort("gone");
-    const linked = linkSignals([new AbortController().signal, a.signal]);
-    expect(linked.signal.aborted).toBe(true);
-    expect(linked.signal.reason).toBe("gone");
-  });
-
-  it("stops following its sources once unlinked", () => {
-    const a = new AbortController();
-    const linked = linkSignals([a.signal]);
-    linked.unlink();
-    linked.unlink();
-    expect(heldBy(a.signal)).toBe(0);
-    a.abort();
-    expect(linked.signal.aborted).toBe(false);
-  });
-});
 
 describe("follow", () => {
   it("aborts the target with the source's reason, then holds nothing on the source", () => {

@@ -1,6 +1,8 @@
 /**
- * A signal that aborts when any of its sources does, like `AbortSignal.any()`, but whose link to
- * the sources is cut by `unlink()` once the call it serves is over.
+ * Aborts `target` when `source` aborts, with its reason, until the returned function is called
+ * (idempotent): one listener on the source, removed then. A call's own controller (say, its
+ * deadline's) follows the caller's signal this way, like `AbortSignal.any()` would join them, but
+ * with a link that is cut once the call is over.
  *
  * Why not `AbortSignal.any()`: each signal it makes is recorded in every source's set of
  * dependants, and Node prunes that set only when a source aborts, or later by GC in some
@@ -12,47 +14,12 @@
  * WeakRefs, contexts and promises about 2 MB more live heap a minute), and the soak's RSS rose
  * 7.8 MB a minute. A listener removed when the call ends leaves nothing behind.
  */
-export interface LinkedSignal {
-  readonly signal: AbortSignal;
-  /** Stops following the sources (idempotent). The signal keeps its state. */
-  unlink(): void;
-}
-
-export function linkSignals(sources: readonly AbortSignal[]): LinkedSignal {
-  const controller = new AbortController();
-  const aborted = sources.find((s) => s.aborted);
-  if (aborted) {
-    controller.abort(aborted.reason);
-    return { signal: controller.signal, unlink: () => {} };
-  }
-  const unlinks: Array<() => void> = [];
-  const unlink = () => {
-    for (const cut of unlinks) cut();
-    unlinks.length = 0;
-  };
-  for (const source of sources) unlinks.push(follow(source, controller, unlink));
-  return { signal: controller.signal, unlink };
-}
-
-/**
- * Aborts `target` when `source` aborts, with its reason, until the returned function is called
- * (idempotent): one listener on the source, removed then. `onAbort` runs first when it aborts.
- * A controller of the caller's own (say, a deadline's) can follow a long-lived signal this way
- * without a second controller to join the two.
- */
-export function follow(
-  source: AbortSignal,
-  target: AbortController,
-  onAbort?: () => void,
-): () => void {
+export function follow(source: AbortSignal, target: AbortController): () => void {
   if (source.aborted) {
     target.abort(source.reason);
     return () => {};
   }
-  const listener = () => {
-    onAbort?.();
-    target.abort(source.reason);
-  };
+  const listener = () => target.abort(source.reason);
   source.addEventListener("abort", listener, { once: true });
   return () => source.removeEventListener("abort", listener);
 }
