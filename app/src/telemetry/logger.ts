@@ -3,6 +3,7 @@
  * fields are redacted, and prompts are logged only with LOG_PROMPTS=true.
  */
 import pino, { type Logger } from "pino";
+import type SonicBoom from "sonic-boom";
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 
 export interface LoggerOptions {
@@ -15,11 +16,34 @@ export interface LoggerOptions {
 /** How long a buffered log line may wait before it is written, on a quiet service. */
 const FLUSH_INTERVAL_MS = 1000;
 
-function asyncStdout(): pino.DestinationStream {
-  const dest = pino.destination({ sync: false, minLength: 4096 });
+/**
+ * Where production lines go: `fd` (stdout) written asynchronously, in writes of at least 4 KB
+ * and at least once a second.
+ *
+ * sonic-boom (pino's asynchronous destination) runs in its buffer mode, fed each line as UTF-8
+ * bytes. In its default string mode, `write` appends the line to the pending string and then
+ * takes that string's byte length, which makes V8 flatten it: up to 16 KB copied per line under
+ * load (sonic-boom 4.2.1 and 5.0.2 alike; 6.6 KB of garbage per request at 256 connections,
+ * allocation profile of 2026-12-07). In buffer mode it keeps the buffers and their lengths, and
+ * joins them once per write(2).
+ */
+export function asyncDestination(fd = 1): pino.DestinationStream & Pick<SonicBoom, "flush"> {
+  const boom = pino.destination({ dest: fd, sync: false, minLength: 4096, contentMode: "buffer" });
   // Without this, a quiet service would hold lines (even "listening") until 4 KB build up.
-  setInterval(() => dest.flush(), FLUSH_INTERVAL_MS).unref();
-  return dest;
+  setInterval(() => boom.flush(), FLUSH_INTERVAL_MS).unref();
+  return utf8Into(boom);
+}
+
+/**
+ * The destination pino writes its lines (strings) to, over a sonic-boom in buffer mode, which
+ * counts `data.length` as bytes and so must be given bytes. Calls go through `boom` each time:
+ * pino replaces its methods with no-ops once stdout is gone (EPIPE).
+ */
+export function utf8Into(boom: SonicBoom): pino.DestinationStream & Pick<SonicBoom, "flush"> {
+  return {
+    write: (line: string) => boom.write(Buffer.from(line, "utf8") as unknown as string),
+    flush: (cb?: (err?: Error) => unknown) => boom.flush(cb),
+  };
 }
 
 /**
@@ -35,7 +59,8 @@ export function traceContextMixin(): Record<string, string> {
 }
 
 export function createLogger(options: LoggerOptions): Logger {
-  const destination = options.destination ?? (options.async ? asyncStdout() : pino.destination(1));
+  const destination =
+    options.destination ?? (options.async ? asyncDestination() : pino.destination(1));
   return pino(
     {
       level: options.level,

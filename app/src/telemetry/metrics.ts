@@ -39,6 +39,7 @@ import {
   type Meter,
   type MetricOptions,
 } from "@opentelemetry/api";
+import { SummedCounter } from "./summed-counter";
 
 /** Both spellings of half-open are accepted (opossum-style "halfOpen" too). */
 export type BreakerState = "closed" | "half_open" | "halfOpen" | "open";
@@ -71,10 +72,10 @@ const SECONDS_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10
 
 export class AgentMetrics {
   private readonly requestDuration: Histogram;
-  private readonly cacheRequests: Counter;
+  private readonly cacheRequests: SummedCounter;
   private readonly upstreamDuration: Histogram;
-  private readonly tokens: Counter;
-  private readonly cost: Counter;
+  private readonly tokens: SummedCounter;
+  private readonly cost: SummedCounter;
   private readonly refusals: Counter;
   private readonly batchesCreated: Counter;
   private readonly batchResults: Counter;
@@ -106,23 +107,35 @@ export class AgentMetrics {
       unit: "s",
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     });
-    this.cacheRequests = meter.createCounter("agent.response_cache.requests", {
-      description: "Requests by response-cache outcome (the x-cache header).",
-    });
+    // The counters recorded on every request keep their sums here (summed-counter.ts): the
+    // SDK's Counter would hash each call's attributes.
+    this.cacheRequests = new SummedCounter(
+      meter,
+      "agent.response_cache.requests",
+      { description: "Requests by response-cache outcome (the x-cache header)." },
+      ["result"],
+    );
     this.upstreamDuration = meter.createHistogram("gen_ai.client.operation.duration", {
       description: "Duration of model API calls (streams: until the last event).",
       unit: "s",
       advice: { explicitBucketBoundaries: SECONDS_BUCKETS },
     });
-    this.tokens = meter.createCounter("agent.llm.tokens", {
-      description: "Model tokens by kind.",
-      valueType: ValueType.INT,
-    });
-    this.cost = meter.createCounter("agent.llm.cost", {
-      description: "Model spend in USD, at list prices (batch results at the batch discount).",
-      unit: "USD",
-      valueType: ValueType.DOUBLE,
-    });
+    this.tokens = new SummedCounter(
+      meter,
+      "agent.llm.tokens",
+      { description: "Model tokens by kind.", valueType: ValueType.INT },
+      ["model", "kind", "source"],
+    );
+    this.cost = new SummedCounter(
+      meter,
+      "agent.llm.cost",
+      {
+        description: "Model spend in USD, at list prices (batch results at the batch discount).",
+        unit: "USD",
+        valueType: ValueType.DOUBLE,
+      },
+      ["model", "source"],
+    );
     this.refusals = meter.createCounter("agent.ratelimit.refusals", {
       description: "Requests refused by the rate limiter.",
     });
@@ -174,7 +187,7 @@ export class AgentMetrics {
     const r = result.toLowerCase();
     if (r === "hit") this.cacheHits++;
     else if (r === "miss") this.cacheMisses++;
-    this.cacheRequests.add(1, { result: r });
+    this.cacheRequests.add(1, r);
   }
 
   recordUpstreamCall(model: string, outcome: "ok" | "error" | "aborted", seconds: number): void {
@@ -197,13 +210,11 @@ export class AgentMetrics {
     const cacheWrite = usage.cache_creation_input_tokens ?? 0;
     this.inputTotal += usage.input_tokens + cacheRead + cacheWrite;
     this.cacheReadTotal += cacheRead;
-    if (usage.input_tokens > 0)
-      this.tokens.add(usage.input_tokens, { model, kind: "input", source });
-    if (usage.output_tokens > 0)
-      this.tokens.add(usage.output_tokens, { model, kind: "output", source });
-    if (cacheRead > 0) this.tokens.add(cacheRead, { model, kind: "cache_read", source });
-    if (cacheWrite > 0) this.tokens.add(cacheWrite, { model, kind: "cache_write", source });
-    if (costUsd > 0) this.cost.add(costUsd, { model, source });
+    if (usage.input_tokens > 0) this.tokens.add(usage.input_tokens, model, "input", source);
+    if (usage.output_tokens > 0) this.tokens.add(usage.output_tokens, model, "output", source);
+    if (cacheRead > 0) this.tokens.add(cacheRead, model, "cache_read", source);
+    if (cacheWrite > 0) this.tokens.add(cacheWrite, model, "cache_write", source);
+    if (costUsd > 0) this.cost.add(costUsd, model, source);
   }
 
   /** Hook for the rate limiter: one refused request. Keep `scope` low-cardinality (rpm, tpm, ...). */
