@@ -66,7 +66,8 @@ export const HELPER_TIMEOUT_MS = 5000;
  * Adds `count` more descriptors of `server`'s listening socket, each handing its connections to
  * `server` ('connection', as if `server` had accepted them). `server` must be listening. Closing
  * `server` closes them too. Resolves with how many were added (0 if the helper could not run: the
- * server then accepts as before, one connection per turn).
+ * server then accepts as before, one connection per turn), once the helper has let go of the
+ * socket: from then on, closing `server` closes every descriptor of it.
  */
 export function addAcceptors(
   server: NetServer,
@@ -133,8 +134,10 @@ export function addAcceptors(
         }
         acceptor.on("connection", (socket: Socket) => server.emit("connection", socket));
         acceptor.on("error", (err) => onError(err));
+        // Not done yet at `count`: the helper still holds its own descriptor, and listens on it,
+        // until it disconnects. Resolving before (until 2026-12-07) left a window in which a
+        // server closed at once still took connections on its port, then reset them.
         extra.push(acceptor);
-        if (extra.length === count) done();
       },
     );
     child.send({ count }, server, (err) => {

@@ -88,6 +88,24 @@ describe("addAcceptors", () => {
     await expect(read()).rejects.toMatchObject({ code: "ECONNREFUSED" });
   });
 
+  it("resolves once the helper holds no descriptor: a server closed at once refuses connections", async () => {
+    // The helper listens on the socket while it holds it. Resolving before it had closed its
+    // descriptor (before 2026-12-07) left a window in which a closed server's port still took
+    // connections, then reset them (ECONNRESET where the drain promises a refusal).
+    for (let i = 0; i < 8; i++) {
+      const server = net.createServer((socket) => socket.end("hello"));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as net.AddressInfo;
+      expect(await addAcceptors(server, 2)).toBe(2);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await expect(
+        new Promise((resolve, reject) =>
+          net.connect(port, "127.0.0.1").on("connect", resolve).on("error", reject),
+        ),
+      ).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    }
+  });
+
   it("adds nothing to a server that is not listening", async () => {
     expect(await addAcceptors(net.createServer(), 4)).toBe(0);
   });
