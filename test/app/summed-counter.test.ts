@@ -70,7 +70,7 @@ describe("SummedCounter", () => {
     await provider.shutdown();
   });
 
-  it("keeps counting across collections (cumulative), and reads its own sums", async () => {
+  it("keeps counting across collections (cumulative)", async () => {
     const { meter, read, provider } = setup();
     const summed = new SummedCounter(meter, "cache.requests", {}, ["result"]);
     summed.add(1, "miss");
@@ -83,8 +83,6 @@ describe("SummedCounter", () => {
       { attributes: { result: "hit" }, value: 1 },
       { attributes: { result: "miss" }, value: 2 },
     ]);
-    expect(summed.sum("miss")).toBe(2);
-    expect(summed.sum("bypass")).toBe(0);
     await provider.shutdown();
   });
 

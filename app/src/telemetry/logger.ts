@@ -27,21 +27,14 @@ const FLUSH_INTERVAL_MS = 1000;
  * allocation profile of 2026-12-07). In buffer mode it keeps the buffers and their lengths, and
  * joins them once per write(2).
  */
-export function asyncDestination(fd = 1): pino.DestinationStream & Pick<SonicBoom, "flush"> {
+export function asyncDestination(fd: number): pino.DestinationStream & Pick<SonicBoom, "flush"> {
   const boom = pino.destination({ dest: fd, sync: false, minLength: 4096, contentMode: "buffer" });
   // Without this, a quiet service would hold lines (even "listening") until 4 KB build up.
   setInterval(() => boom.flush(), FLUSH_INTERVAL_MS).unref();
-  return utf8Into(boom);
-}
-
-/**
- * The destination pino writes its lines (strings) to, over a sonic-boom in buffer mode, which
- * counts `data.length` as bytes and so must be given bytes. Calls go through `boom` each time:
- * pino replaces its methods with no-ops once stdout is gone (EPIPE).
- */
-export function utf8Into(boom: SonicBoom): pino.DestinationStream & Pick<SonicBoom, "flush"> {
+  // Buffer mode counts `data.length` as bytes: it must be given bytes. Calls go through `boom`
+  // each time: pino replaces its methods with no-ops once stdout is gone (EPIPE).
   return {
-    write: (line: string) => boom.write(Buffer.from(line, "utf8") as unknown as string),
+    write: (line: string) => boom.write(Buffer.from(line) as unknown as string),
     flush: (cb?: (err?: Error) => unknown) => boom.flush(cb),
   };
 }
@@ -60,7 +53,7 @@ export function traceContextMixin(): Record<string, string> {
 
 export function createLogger(options: LoggerOptions): Logger {
   const destination =
-    options.destination ?? (options.async ? asyncDestination() : pino.destination(1));
+    options.destination ?? (options.async ? asyncDestination(1) : pino.destination(1));
   return pino(
     {
       level: options.level,

@@ -24,7 +24,8 @@ export class SummedCounter {
     meter: Meter,
     name: string,
     options: MetricOptions,
-    private readonly labels: readonly [] | readonly [string, string?, string?],
+    /** One to three. */
+    private readonly labels: readonly [string, string?, string?],
   ) {
     meter
       .createObservableCounter(name, options)
@@ -36,12 +37,11 @@ export class SummedCounter {
    * Counter's `add`, a negative or non-finite value is ignored: the sum never goes down.
    */
   add(value: number, v0 = "", v1 = "", v2 = ""): void {
-    if (!(value >= 0) || value === Infinity) return;
+    if (!(value >= 0 && value < Infinity)) return;
     // A value beyond the labels names no label: one series per combination of labelled values.
     const arity = this.labels.length;
     if (arity < 3) v2 = "";
     if (arity < 2) v1 = "";
-    if (arity < 1) v0 = "";
     let byV1 = this.root.get(v0);
     if (!byV1) this.root.set(v0, (byV1 = new Map()));
     let byV2 = byV1.get(v1);
@@ -51,17 +51,10 @@ export class SummedCounter {
     s.value += value;
   }
 
-  /** The current sum of one series (0 for one never added to). */
-  sum(v0 = "", v1 = "", v2 = ""): number {
-    return this.root.get(v0)?.get(v1)?.get(v2)?.value ?? 0;
-  }
-
   private create(v0: string, v1: string, v2: string): Series {
     const attributes: Attributes = {};
     const values = [v0, v1, v2];
-    this.labels.forEach((label, i) => {
-      if (label !== undefined) attributes[label] = values[i];
-    });
+    this.labels.forEach((label, i) => (attributes[label!] = values[i]));
     const s: Series = { attributes, value: 0 };
     this.series.push(s);
     return s;
