@@ -85,10 +85,12 @@ export function addAcceptors(
 
   return new Promise<number>((resolve) => {
     let settled = false;
+    let lingering: NodeJS.Timeout | undefined;
     const done = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      clearTimeout(lingering);
       // Done, the helper closes the channel itself once it has handed back every connection it
       // took; failed, it is stopped.
       if (err) {
@@ -138,6 +140,12 @@ export function addAcceptors(
         // until it disconnects. Resolving before (until 2026-12-07) left a window in which a
         // server closed at once still took connections on its port, then reset them.
         extra.push(acceptor);
+        if (extra.length < count) return;
+        // It has sent everything asked: no longer a failure to stop (stopping it would drop the
+        // connections it is handing back), only one to stop waiting for, should it linger.
+        clearTimeout(timer);
+        lingering = setTimeout(() => done(), HELPER_TIMEOUT_MS);
+        lingering.unref();
       },
     );
     child.send({ count }, server, (err) => {
