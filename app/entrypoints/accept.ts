@@ -85,12 +85,10 @@ export function addAcceptors(
 
   return new Promise<number>((resolve) => {
     let settled = false;
-    let lingering: NodeJS.Timeout | undefined;
     const done = (err?: Error) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      clearTimeout(lingering);
       // Done, the helper closes the channel itself once it has handed back every connection it
       // took; failed, it is stopped.
       if (err) {
@@ -111,7 +109,9 @@ export function addAcceptors(
       stdio: ["ignore", "ignore", "ignore", "ipc"],
       env: {},
     });
-    const timer = setTimeout(
+    // Until the helper has sent every descriptor, a failure to stop it for; then, only a wait cut
+    // short should it linger (see below).
+    let timer = setTimeout(
       () => done(new Error(`the acceptor helper did not answer within ${HELPER_TIMEOUT_MS} ms`)),
       HELPER_TIMEOUT_MS,
     );
@@ -144,8 +144,8 @@ export function addAcceptors(
         // It has sent everything asked: no longer a failure to stop (stopping it would drop the
         // connections it is handing back), only one to stop waiting for, should it linger.
         clearTimeout(timer);
-        lingering = setTimeout(() => done(), HELPER_TIMEOUT_MS);
-        lingering.unref();
+        timer = setTimeout(() => done(), HELPER_TIMEOUT_MS);
+        timer.unref();
       },
     );
     child.send({ count }, server, (err) => {
