@@ -51,14 +51,15 @@ export type AppContext = Context<AppEnv>;
 export function setHeader(c: AppContext, name: string, value: string): void {
   // A response's own: respond() and streamResponse() take it, so that a default of the adapter's
   // (text/plain) can never stand in for it.
-  if (name.toLowerCase() === "content-type")
+  const key = name.toLowerCase();
+  if (key === "content-type")
     throw new Error("content-type is set by respond() or streamResponse(), not setHeader()");
   let out = c.get("outHeaders");
   if (!out) {
     out = {};
     c.set("outHeaders", out);
   }
-  out[name.toLowerCase()] = value;
+  out[key] = value;
 }
 
 /** What `respond` made its responses with: their headers, unread (reading them builds `Headers`). */
