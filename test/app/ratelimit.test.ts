@@ -161,6 +161,37 @@ describe("in-process limits (no Redis)", () => {
     await rejection(limiter.admit("carol", 1));
   });
 
+  it("keeps each window in one Redis counter, <prefix>:rpm:<user>, that expires with the window", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const redis = await open();
+    const limiter = new RequestRateLimiter({ rpm: 10, tpm: 1000, redis, keyPrefix });
+    const admission = await limiter.admit("gina", 300);
+    expect(await redis.get(`${keyPrefix}:rpm:gina`)).toBe("1");
+    expect(await redis.get(`${keyPrefix}:tpm:gina`)).toBe("300");
+    const ttl = await redis.pttl(`${keyPrefix}:rpm:gina`);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
+    await admission.settle(120);
+    expect(await redis.get(`${keyPrefix}:tpm:gina`)).toBe("120");
+    // A counter left without an expiry (written by hand) gets the window's on its next count.
+    await redis.set(`${keyPrefix}:rpm:hank`, "2");
+    await limiter.admit("hank", 0);
+    expect(await redis.get(`${keyPrefix}:rpm:hank`)).toBe("3");
+    expect(await redis.pttl(`${keyPrefix}:rpm:hank`)).toBeGreaterThan(50_000);
+  });
+
+  it("counts in Redis again after the server has forgotten its scripts (SCRIPT FLUSH, a failover)", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const redis = await open();
+    const limiter = new RequestRateLimiter({ rpm: 2, tpm: 0, redis, keyPrefix });
+    await limiter.admit("ivan", 0);
+    await redis.script("FLUSH");
+    await limiter.admit("ivan", 0);
+    // Counted in Redis, not by the in-memory insurance (which would still have room).
+    expect(await redis.get(`${keyPrefix}:rpm:ivan`)).toBe("2");
+    expect((await rejection(limiter.admit("ivan", 0))).status).toBe(429);
+  });
+
   it("with Redis unreachable, the in-memory insurance limiter still enforces the limit", async () => {
     const down = await connectRefused();
     const limiter = new RequestRateLimiter({

@@ -21,7 +21,6 @@
  * real cost, and the record's state makes every settlement count once. Deadlines are compared
  * with the calling replica's clock: skew of seconds is harmless against a TTL of minutes.
  */
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import {
   ALERT_THRESHOLDS,
@@ -33,6 +32,7 @@ import {
   type EngineSettleResult,
   type LineState,
 } from "./engine";
+import { Script } from "../store/redis-script";
 import { withTimeout } from "./timeout";
 
 /** Shared by the scripts: release a held reservation's amount from each window it names. */
@@ -203,22 +203,6 @@ end
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 return 1
 `;
-
-class Script {
-  readonly sha: string;
-  constructor(readonly lua: string) {
-    this.sha = createHash("sha1").update(lua).digest("hex");
-  }
-  async run(redis: Redis, keys: string[], args: Array<string | number>): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      // First use on this server, or its script cache was flushed: send the body once.
-      if (!String((err as Error).message).startsWith("NOSCRIPT")) throw err;
-      return redis.eval(this.lua, keys.length, ...keys, ...args);
-    }
-  }
-}
 
 const scripts = {
   reserve: new Script(RESERVE),

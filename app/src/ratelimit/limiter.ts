@@ -1,12 +1,12 @@
 /**
  * Requests per minute and tokens per minute per user, shared by every replica through Redis
- * (rate-limiter-flexible's atomic Lua counters), with an in-memory limiter per replica as
- * insurance while Redis cannot be reached or is too slow to answer.
+ * (one atomic Lua script per count), with an in-memory limiter per replica (rate-limiter-flexible's
+ * RateLimiterMemory) as insurance while Redis cannot be reached or is too slow to answer.
  *
  * - Keyed by the authenticated user id, not the raw key: every key of a user shares the limits,
  *   so minting more keys does not buy more throughput.
- * - Fixed one-minute windows that start at a user's first request (rate-limiter-flexible's
- *   model): at a window edge a user can briefly reach twice the rate.
+ * - Fixed one-minute windows that start at a user's first request: at a window edge a user can
+ *   briefly reach twice the rate.
  * - Tokens: a request reserves its estimated input tokens plus max_tokens before the call
  *   (capped at the whole per-minute limit, so one large request can still run in an empty
  *   window); `settle(actual)` then refunds what was not used or charges the overrun.
@@ -16,23 +16,20 @@
  */
 import type { Redis } from "ioredis";
 import type * as Flexible from "rate-limiter-flexible";
-// The package's index loads all of its ~25 store back-ends; requiring the four classes used here
-// keeps about 55 KiB out of the Lambda bundle. Types still come from the package's declarations.
+// The package's index loads all of its ~25 store back-ends; requiring the two classes used here
+// keeps them out of the Lambda bundle. Types still come from the package's declarations.
 /* eslint-disable @typescript-eslint/no-require-imports */
 const RateLimiterMemory =
   require("rate-limiter-flexible/lib/RateLimiterMemory") as typeof Flexible.RateLimiterMemory;
-const RateLimiterRedis =
-  require("rate-limiter-flexible/lib/RateLimiterRedis") as typeof Flexible.RateLimiterRedis;
 const RateLimiterRes =
   require("rate-limiter-flexible/lib/RateLimiterRes") as typeof Flexible.RateLimiterRes;
-const RLWrapperTimeouts =
-  require("rate-limiter-flexible/lib/RLWrapperTimeouts") as typeof Flexible.RLWrapperTimeouts;
 /* eslint-enable @typescript-eslint/no-require-imports */
-type RateLimiterAbstract = Flexible.RateLimiterAbstract;
-type RLWrapperTimeouts = Flexible.RLWrapperTimeouts;
+type RateLimiterMemory = Flexible.RateLimiterMemory;
 import type { Logger } from "pino";
+import { withTimeout } from "../budget/timeout";
 import { ApiError, errorMessage } from "../errors";
 import type { AppConfig } from "../config";
+import { Script } from "../store/redis-script";
 
 export interface RateLimiterOptions {
   /** Requests per minute per user; 0 disables. */
@@ -68,8 +65,6 @@ export interface Admission {
   settle(actualTokens: number): Promise<void>;
 }
 
-type Limiter = RateLimiterAbstract | RLWrapperTimeouts;
-
 /** One request the limiter refused (the hook for the operator console's recent refusals). */
 export interface RateLimitRefusal {
   userId: string;
@@ -77,8 +72,8 @@ export interface RateLimitRefusal {
 }
 
 export class RequestRateLimiter {
-  private readonly requests: Limiter | null;
-  private readonly tokens: Limiter | null;
+  private readonly requests: Window | null;
+  private readonly tokens: Window | null;
   private readonly refusalListeners = new Set<(e: RateLimitRefusal) => void>();
 
   constructor(private readonly options: RateLimiterOptions) {
@@ -106,36 +101,30 @@ export class RequestRateLimiter {
     }
   }
 
-  private build(kind: "rpm" | "tpm", points: number): Limiter {
+  private build(kind: "rpm" | "tpm", points: number): Window {
     const keyPrefix = `${this.options.keyPrefix ?? "rl"}:${kind}`;
     const share = this.options.degradedShare ?? 1;
-    const insurance = new RateLimiterMemory({
-      keyPrefix,
-      points: Math.max(1, Math.floor(points * share)),
-      duration: WINDOW_SECONDS,
-    });
+    const insurance = new MemoryWindow(
+      new RateLimiterMemory({
+        keyPrefix,
+        points: Math.max(1, Math.floor(points * share)),
+        duration: WINDOW_SECONDS,
+      }),
+    );
     if (!this.options.redis) return insurance;
-    const shared = new RateLimiterRedis({
-      storeClient: this.options.redis,
-      keyPrefix,
+    return new RedisWindow(
+      this.options.redis,
+      `${keyPrefix}:`,
       points,
-      duration: WINDOW_SECONDS,
-      // ioredis is built with enableOfflineQueue: false; fail over at once rather than wait.
-      rejectIfRedisNotReady: true,
-      insuranceLimiter: insurance,
-    });
-    // A Redis that accepts the connection but does not answer would stall every request.
-    return new RLWrapperTimeouts({
-      limiter: shared,
-      timeoutMs: this.options.redisTimeoutMs ?? 200,
-      insuranceLimiter: insurance,
-    });
+      // A Redis that accepts the connection but does not answer would stall every request.
+      this.options.redisTimeoutMs ?? 200,
+      insurance,
+    );
   }
 
   /** What `user` has consumed in the current windows, without consuming anything. */
   async usage(user: string): Promise<LimitUsage> {
-    const read = async (l: Limiter | null) =>
-      l ? ((await l.get(user).catch(() => null))?.consumedPoints ?? 0) : undefined;
+    const read = async (w: Window | null) => (w ? await w.get(user) : undefined);
     return { requests: await read(this.requests), tokens: await read(this.tokens) };
   }
 
@@ -150,19 +139,16 @@ export class RequestRateLimiter {
     // The request counts at once; its tokens once they are known (its body read). Known already,
     // both counters go in one round trip (the Redis client pipelines commands of the same tick).
     // A reservation made beside a refused request is given back below.
-    const counting = this.requests ? consume(this.requests, user, 1) : undefined;
+    const counting = this.requests?.consume(user, 1);
     const estimate = typeof estimatedTokens === "number" ? estimatedTokens : await estimatedTokens;
     const want = this.tokens ? Math.min(Math.max(0, Math.ceil(estimate)), this.options.tpm) : 0;
     const tokens = want > 0 ? this.tokens : null;
-    const [req, tok] = await Promise.all([
-      counting,
-      tokens ? consume(tokens, user, want) : undefined,
-    ]);
+    const [req, tok] = await Promise.all([counting, tokens?.consume(user, want)]);
     if (req) {
       setHeaders(headers, "requests", this.options.rpm, req, now);
       if (req.rejected) {
         // Redis counted the tokens, refused or not: nothing will run on them.
-        if (tok) void tokens!.reward(user, want).catch(() => undefined);
+        if (tok) void tokens!.adjust(user, -want);
         this.refused(user, "rpm");
         throw limited(
           headers,
@@ -175,7 +161,7 @@ export class RequestRateLimiter {
     setHeaders(headers, "tokens", this.options.tpm, tok, now);
     if (tok.rejected) {
       // Redis counted the refused reservation: give it back, nothing will run on it.
-      await tokens.reward(user, want).catch(() => undefined);
+      await tokens.adjust(user, -want);
       headers["anthropic-ratelimit-tokens-remaining"] = String(
         Math.max(0, this.options.tpm - (tok.consumedPoints - want)),
       );
@@ -207,7 +193,7 @@ class TokenAdmission implements Admission {
   private done = false;
   constructor(
     readonly headers: Record<string, string>,
-    private readonly limiter: Limiter | null,
+    private readonly limiter: Window | null,
     private readonly user: string,
     readonly reservedTokens: number,
     private readonly windowEndsAt: number,
@@ -226,14 +212,10 @@ class TokenAdmission implements Admission {
     const actual = Number.isFinite(actualTokens)
       ? Math.max(0, Math.ceil(actualTokens))
       : this.reservedTokens;
-    const diff = this.reservedTokens - actual;
-    try {
-      if (diff > 0 && Date.now() < this.windowEndsAt) await this.limiter.reward(this.user, diff);
-      // A refund into a later window would hand out tokens that window never spent.
-      else if (diff < 0) await this.limiter.penalty(this.user, -diff);
-    } catch (err) {
-      this.logger?.warn({ err: errorMessage(err) }, "could not settle a token reservation");
-    }
+    const overrun = actual - this.reservedTokens;
+    // A refund into a later window would hand out tokens that window never spent.
+    if (overrun > 0 || (overrun < 0 && Date.now() < this.windowEndsAt))
+      await this.limiter.adjust(this.user, overrun, this.logger);
   }
 }
 
@@ -244,32 +226,161 @@ interface Consumed {
   msBeforeNext: number;
 }
 
-async function consume(limiter: Limiter, key: string, points: number): Promise<Consumed> {
-  try {
-    const res = await limiter.consume(key, points);
-    return {
-      rejected: false,
-      consumedPoints: res.consumedPoints,
-      remainingPoints: res.remainingPoints,
-      msBeforeNext: res.msBeforeNext,
-    };
-  } catch (err) {
-    if (err instanceof RateLimiterRes) {
+/** One limit's counters: a fixed window per key that starts at the key's first point. */
+interface Window {
+  /** Adds `points`; refused (and still counted) past the limit. Never throws. */
+  consume(key: string, points: number): Promise<Consumed>;
+  /** Adds `points` (negative: gives them back) without a limit check. Never throws. */
+  adjust(key: string, points: number, logger?: Pick<Logger, "warn">): Promise<void>;
+  /** Points in the key's current window (0 when none is open). Never throws. */
+  get(key: string): Promise<number>;
+}
+
+/** A replica's own counters: the limit without Redis, and the insurance while Redis is out. */
+class MemoryWindow implements Window {
+  constructor(private readonly limiter: RateLimiterMemory) {}
+
+  async consume(key: string, points: number): Promise<Consumed> {
+    try {
+      const res = await this.limiter.consume(key, points);
       return {
-        rejected: true,
-        consumedPoints: err.consumedPoints,
+        rejected: false,
+        consumedPoints: res.consumedPoints,
+        remainingPoints: res.remainingPoints,
+        msBeforeNext: res.msBeforeNext,
+      };
+    } catch (err) {
+      if (err instanceof RateLimiterRes) {
+        return {
+          rejected: true,
+          consumedPoints: err.consumedPoints,
+          remainingPoints: 0,
+          msBeforeNext: err.msBeforeNext,
+        };
+      }
+      // The in-memory limiter failed (it does not, short of a bug): let the request through.
+      return {
+        rejected: false,
+        consumedPoints: 0,
         remainingPoints: 0,
-        msBeforeNext: err.msBeforeNext,
+        msBeforeNext: WINDOW_SECONDS * 1000,
       };
     }
-    // Neither Redis nor the insurance limiter answered: let the request through rather than fail it.
+  }
+
+  async adjust(key: string, points: number, logger?: Pick<Logger, "warn">): Promise<void> {
+    try {
+      if (points < 0) await this.limiter.reward(key, -points);
+      else if (points > 0) await this.limiter.penalty(key, points);
+    } catch (err) {
+      logger?.warn({ err: errorMessage(err) }, "could not settle a token reservation");
+    }
+  }
+
+  async get(key: string): Promise<number> {
+    return (await this.limiter.get(key).catch(() => null))?.consumedPoints ?? 0;
+  }
+}
+
+/**
+ * Opens the key's window (SET NX with its expiry) on its first point, then adds: one atomic
+ * script, so replicas counting at once neither lose points nor open two windows. A key left
+ * without expiry (written by hand) gets the window's. rate-limiter-flexible's RateLimiterRedis
+ * (v11) keeps its counters the same way, under the same keys: replicas of the last release and
+ * this one count together during a rolling update.
+ * KEYS: the counter. ARGV: points (negative gives back), window seconds. Returns {points, ms left}.
+ */
+const ADD_IN_WINDOW = new Script(`
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[2], 'NX')
+local points = redis.call('INCRBY', KEYS[1], ARGV[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  ttl = 1000 * ARGV[2]
+end
+return {points, ttl}
+`);
+
+/**
+ * Counters shared by every replica through Redis. While the client is not ready (down,
+ * reconnecting: it fails fast, having no offline queue), or a call takes longer than
+ * `timeoutMs`, the call goes to the replica's in-memory window instead.
+ */
+class RedisWindow implements Window {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly limit: number,
+    private readonly timeoutMs: number,
+    private readonly insurance: MemoryWindow,
+  ) {}
+
+  /**
+   * The window's points after adding `points`, and the ms it has left; null when Redis failed
+   * or did not answer within the timeout. On the path of every request: one promise, one timer
+   * and two callbacks (withTimeout's race and the script's async wrapper were ~5 % of the
+   * service's allocation).
+   */
+  private add(key: string, points: number): Promise<[number, number] | null> {
+    if (this.redis.status !== "ready") return Promise.resolve(null);
+    const redisKey = this.prefix + key;
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.timeoutMs, null);
+      const done = (reply: unknown) => {
+        clearTimeout(timer);
+        resolve(reply as [number, number]);
+      };
+      const failed = (err: unknown) => {
+        // First use on this server, or its scripts were flushed: send the body once.
+        if (String((err as Error)?.message).startsWith("NOSCRIPT"))
+          this.redis
+            .eval(ADD_IN_WINDOW.lua, 1, redisKey, points, WINDOW_SECONDS)
+            .then(done, failed);
+        else done(null);
+      };
+      this.redis.evalsha(ADD_IN_WINDOW.sha, 1, redisKey, points, WINDOW_SECONDS).then(done, failed);
+    });
+  }
+
+  async consume(key: string, points: number): Promise<Consumed> {
+    const reply = await this.add(key, points);
+    if (!reply) return this.insurance.consume(key, points);
+    const consumed = reply[0];
     return {
-      rejected: false,
-      consumedPoints: 0,
-      remainingPoints: 0,
-      msBeforeNext: WINDOW_SECONDS * 1000,
+      rejected: consumed > this.limit,
+      consumedPoints: consumed,
+      remainingPoints: Math.max(0, this.limit - consumed),
+      msBeforeNext: Math.max(0, reply[1]),
     };
   }
+
+  async adjust(key: string, points: number, logger?: Pick<Logger, "warn">): Promise<void> {
+    if (points !== 0 && !(await this.add(key, points)))
+      await this.insurance.adjust(key, points, logger);
+  }
+
+  async get(key: string): Promise<number> {
+    if (this.redis.status === "ready") {
+      try {
+        const call = this.redis.get(this.prefix + key);
+        return Number((await withTimeout(call, this.timeoutMs, "rate limit")) ?? 0);
+      } catch {
+        // fall through to the replica's own count
+      }
+    }
+    return this.insurance.get(key);
+  }
+}
+
+/** The Anthropic API's rate-limit header names, made once rather than per response. */
+const HEADER_NAMES = {
+  requests: headerNames("requests"),
+  tokens: headerNames("tokens"),
+};
+
+function headerNames(kind: string) {
+  const prefix = `anthropic-ratelimit-${kind}-`;
+  return { limit: `${prefix}limit`, remaining: `${prefix}remaining`, reset: `${prefix}reset` };
 }
 
 function setHeaders(
@@ -279,9 +390,10 @@ function setHeaders(
   res: Consumed,
   now: number,
 ) {
-  headers[`anthropic-ratelimit-${kind}-limit`] = String(limit);
-  headers[`anthropic-ratelimit-${kind}-remaining`] = String(Math.max(0, res.remainingPoints));
-  headers[`anthropic-ratelimit-${kind}-reset`] = new Date(now + Math.max(0, res.msBeforeNext))
+  const names = HEADER_NAMES[kind];
+  headers[names.limit] = String(limit);
+  headers[names.remaining] = String(Math.max(0, res.remainingPoints));
+  headers[names.reset] = new Date(now + Math.max(0, res.msBeforeNext))
     .toISOString()
     .replace(/\.\d{3}Z$/, "Z");
 }
