@@ -266,23 +266,22 @@ export class RedisBudgetEngine implements BudgetEngine {
     deadline: number,
     minAmount = amount,
   ): Promise<EngineReserveResult> {
-    const reply = (await this.timed(
+    const reply = (await scripts.reserve.run(
+      this.redis,
+      [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
+      [
+        now,
+        deadline,
+        amount,
+        minCost,
+        id,
+        this.recordPrefix,
+        this.reclaimBatch,
+        Math.min(minAmount, amount),
+        ...lines.flatMap((l) => [l.limit, l.expireAt]),
+      ],
+      this.timeoutMs,
       "budget reserve",
-      scripts.reserve.run(
-        this.redis,
-        [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
-        [
-          now,
-          deadline,
-          amount,
-          minCost,
-          id,
-          this.recordPrefix,
-          this.reclaimBatch,
-          Math.min(minAmount, amount),
-          ...lines.flatMap((l) => [l.limit, l.expireAt]),
-        ],
-      ),
     )) as unknown[];
     const kind = reply[0];
     const reclaimed = int(reply[1]);
@@ -311,13 +310,12 @@ export class RedisBudgetEngine implements BudgetEngine {
     actual: number,
     options: { quiet?: boolean } = {},
   ): Promise<EngineSettleResult> {
-    const reply = (await this.timed(
+    const reply = (await scripts.settle.run(
+      this.redis,
+      [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
+      [actual, id, this.tombstoneSeconds, options.quiet ? 1 : 0, ...lines.map((l) => l.limit)],
+      this.timeoutMs,
       "budget settle",
-      scripts.settle.run(
-        this.redis,
-        [this.deadlines, this.recordPrefix + id, ...lines.map((l) => l.key)],
-        [actual, id, this.tombstoneSeconds, options.quiet ? 1 : 0, ...lines.map((l) => l.limit)],
-      ),
     )) as unknown[];
     if (reply[0] === "already") return { already: true, crossings: [] };
     const n = int(reply[1]);
@@ -332,8 +330,14 @@ export class RedisBudgetEngine implements BudgetEngine {
   }
 
   async seed(line: EngineLine, spent: number): Promise<boolean> {
-    const seeded = scripts.seed.run(this.redis, [line.key], [spent, line.expireAt, line.limit]);
-    return int(await this.timed("budget seed", seeded)) === 1;
+    const seeded = scripts.seed.run(
+      this.redis,
+      [line.key],
+      [spent, line.expireAt, line.limit],
+      this.timeoutMs,
+      "budget seed",
+    );
+    return int(await seeded) === 1;
   }
 
   async peek(lines: readonly EngineLine[]): Promise<Array<LineState | null>> {

@@ -301,6 +301,11 @@ end
 return {points, ttl}
 `);
 
+/** ADD_IN_WINDOW's reply: the window's points, and the ms it has left. */
+type WindowReply = [number, number];
+const asWindowReply = (reply: unknown) => reply as WindowReply;
+const noReply = () => null;
+
 /**
  * Counters shared by every replica through Redis. While the client is not ready (down,
  * reconnecting: it fails fast, having no offline queue), or a call takes longer than
@@ -317,29 +322,17 @@ class RedisWindow implements Window {
 
   /**
    * The window's points after adding `points`, and the ms it has left; null when Redis failed
-   * or did not answer within the timeout. On the path of every request: one promise, one timer
-   * and two callbacks (withTimeout's race and the script's async wrapper were ~5 % of the
-   * service's allocation).
+   * or did not answer within the timeout.
    */
-  private add(key: string, points: number): Promise<[number, number] | null> {
+  private add(key: string, points: number): Promise<WindowReply | null> {
     if (this.redis.status !== "ready") return Promise.resolve(null);
-    const redisKey = this.prefix + key;
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, this.timeoutMs, null);
-      const done = (reply: unknown) => {
-        clearTimeout(timer);
-        resolve(reply as [number, number]);
-      };
-      const failed = (err: unknown) => {
-        // First use on this server, or its scripts were flushed: send the body once.
-        if (String((err as Error)?.message).startsWith("NOSCRIPT"))
-          this.redis
-            .eval(ADD_IN_WINDOW.lua, 1, redisKey, points, WINDOW_SECONDS)
-            .then(done, failed);
-        else done(null);
-      };
-      this.redis.evalsha(ADD_IN_WINDOW.sha, 1, redisKey, points, WINDOW_SECONDS).then(done, failed);
-    });
+    return ADD_IN_WINDOW.run(
+      this.redis,
+      [this.prefix + key],
+      [points, WINDOW_SECONDS],
+      this.timeoutMs,
+      "rate limit",
+    ).then(asWindowReply, noReply);
   }
 
   async consume(key: string, points: number): Promise<Consumed> {
