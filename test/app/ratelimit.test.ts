@@ -180,6 +180,46 @@ describe("in-process limits (no Redis)", () => {
     expect(await redis.pttl(`${keyPrefix}:rpm:hank`)).toBeGreaterThan(50_000);
   });
 
+  it("counts a request and its tokens with one script when its body is already parsed, and the request at once when it is not", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const redis = await open();
+    const limiter = new RequestRateLimiter({ rpm: 10, tpm: 10_000, redis, keyPrefix });
+    const scripts = jest.spyOn(redis, "evalsha");
+    await limiter.admit("jill", Promise.resolve(400));
+    expect(scripts).toHaveBeenCalledTimes(1);
+    expect(await limiter.usage("jill")).toEqual({ requests: 1, tokens: 400 });
+
+    // A body still arriving: the request is counted now, its tokens once the body is read.
+    scripts.mockClear();
+    let bodyRead!: (tokens: number) => void;
+    const admitting = limiter.admit("jill", new Promise<number>((r) => (bodyRead = r)));
+    const deadline = Date.now() + 2000;
+    while ((await limiter.usage("jill")).requests !== 2 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
+    expect(await limiter.usage("jill")).toEqual({ requests: 2, tokens: 400 });
+    bodyRead(600);
+    const admission = await admitting;
+    expect(admission.reservedTokens).toBe(600);
+    expect(scripts).toHaveBeenCalledTimes(2);
+    expect(await limiter.usage("jill")).toEqual({ requests: 2, tokens: 1000 });
+    scripts.mockRestore();
+  });
+
+  it("with one script for both, a request refused for RPM counts no tokens at all", async () => {
+    const keyPrefix = `rltest-${tag()}`;
+    const redis = await open();
+    const limiter = new RequestRateLimiter({ rpm: 1, tpm: 10_000, redis, keyPrefix });
+    await limiter.admit("kate", Promise.resolve(100));
+    const scripts = jest.spyOn(redis, "evalsha");
+    expect((await rejection(limiter.admit("kate", Promise.resolve(5000)))).message).toMatch(
+      /RATE_LIMIT_RPM/,
+    );
+    // Nothing to give back: the tokens counter never moved.
+    expect(scripts).toHaveBeenCalledTimes(1);
+    expect(await limiter.usage("kate")).toEqual({ requests: 2, tokens: 100 });
+    scripts.mockRestore();
+  });
+
   it("counts in Redis again after the server has forgotten its scripts (SCRIPT FLUSH, a failover)", async () => {
     const keyPrefix = `rltest-${tag()}`;
     const redis = await open();

@@ -122,6 +122,11 @@ export class RequestRateLimiter {
     );
   }
 
+  /** The tokens a request reserves: its estimate, capped at the whole minute (0 with TPM off). */
+  private wanted(estimate: number): number {
+    return this.tokens ? Math.min(Math.max(0, Math.ceil(estimate)), this.options.tpm) : 0;
+  }
+
   /** What `user` has consumed in the current windows, without consuming anything. */
   async usage(user: string): Promise<LimitUsage> {
     const read = async (w: Window | null) => (w ? await w.get(user) : undefined);
@@ -136,14 +141,34 @@ export class RequestRateLimiter {
   async admit(user: string, estimatedTokens: number | Promise<number>): Promise<Admission> {
     const headers: Record<string, string> = {};
     const now = Date.now();
-    // The request counts at once; its tokens once they are known (its body read). Known already,
-    // both counters go in one round trip (the Redis client pipelines commands of the same tick).
-    // A reservation made beside a refused request is given back below.
-    const counting = this.requests?.consume(user, 1);
-    const estimate = typeof estimatedTokens === "number" ? estimatedTokens : await estimatedTokens;
-    const want = this.tokens ? Math.min(Math.max(0, Math.ceil(estimate)), this.options.tpm) : 0;
-    const tokens = want > 0 ? this.tokens : null;
-    const [req, tok] = await Promise.all([counting, tokens?.consume(user, want)]);
+    // The request counts at once; its tokens once they are known (its body read). Known within
+    // this tick (a body that came in one packet), one script counts both; else both counters go
+    // in one round trip all the same (the Redis client pipelines commands of the same tick).
+    // A reservation made beside a refused request is not kept (given back below).
+    let req: Consumed | undefined;
+    let tok: Consumed | undefined;
+    let want = 0;
+    const tokens = this.tokens;
+    const pair = this.requests instanceof RedisWindow && tokens instanceof RedisWindow;
+    const early =
+      pair && typeof estimatedTokens !== "number"
+        ? await thisTick(estimatedTokens)
+        : estimatedTokens;
+    if (pair && typeof early === "number") {
+      want = this.wanted(early);
+      [req, tok] = await (this.requests as RedisWindow).consumeWith(
+        tokens as RedisWindow,
+        user,
+        want,
+      );
+    } else {
+      const counting = this.requests?.consume(user, 1);
+      want = this.wanted(typeof early === "number" ? early : await estimatedTokens);
+      [req, tok] = await Promise.all([
+        counting,
+        want > 0 ? tokens?.consume(user, want) : undefined,
+      ]);
+    }
     if (req) {
       setHeaders(headers, "requests", this.options.rpm, req, now);
       if (req.rejected) {
@@ -157,7 +182,7 @@ export class RequestRateLimiter {
         );
       }
     }
-    if (!tokens || !tok) return new TokenAdmission(headers, null, user, 0, 0);
+    if (!tokens || !tok || want === 0) return new TokenAdmission(headers, null, user, 0, 0);
     setHeaders(headers, "tokens", this.options.tpm, tok, now);
     if (tok.rejected) {
       // Redis counted the refused reservation: give it back, nothing will run on it.
@@ -301,9 +326,32 @@ end
 return {points, ttl}
 `);
 
+/**
+ * ADD_IN_WINDOW for a request and its tokens at once. KEYS: the requests counter, the tokens
+ * counter. ARGV: tokens, window seconds, requests limit. Returns {requests, ms left} when the
+ * request is refused (its tokens not counted), else {requests, ms left, tokens, ms left}.
+ */
+const ADD_REQUEST_AND_TOKENS = new Script(`
+local function add(key, points)
+  redis.call('SET', key, 0, 'EX', ARGV[2], 'NX')
+  local total = redis.call('INCRBY', key, points)
+  local ttl = redis.call('PTTL', key)
+  if ttl == -1 then
+    redis.call('EXPIRE', key, ARGV[2])
+    ttl = 1000 * ARGV[2]
+  end
+  return total, ttl
+end
+local requests, requestsTtl = add(KEYS[1], 1)
+if requests > tonumber(ARGV[3]) or tonumber(ARGV[1]) == 0 then return {requests, requestsTtl} end
+local tokens, tokensTtl = add(KEYS[2], ARGV[1])
+return {requests, requestsTtl, tokens, tokensTtl}
+`);
+
 /** ADD_IN_WINDOW's reply: the window's points, and the ms it has left. */
 type WindowReply = [number, number];
 const asWindowReply = (reply: unknown) => reply as WindowReply;
+const asNumbers = (reply: unknown) => reply as number[];
 const noReply = () => null;
 
 /**
@@ -335,16 +383,49 @@ class RedisWindow implements Window {
     ).then(asWindowReply, noReply);
   }
 
+  /**
+   * One request on this window and `tokens` on `other` (its tokens window), in one script; the
+   * tokens are not counted when the request is refused. Falls back to both windows' insurance.
+   */
+  async consumeWith(
+    other: RedisWindow,
+    key: string,
+    tokens: number,
+  ): Promise<[Consumed, Consumed | undefined]> {
+    const reply =
+      this.redis.status === "ready"
+        ? await ADD_REQUEST_AND_TOKENS.run(
+            this.redis,
+            [this.prefix + key, other.prefix + key],
+            [tokens, WINDOW_SECONDS, this.limit],
+            this.timeoutMs,
+            "rate limit",
+          ).then(asNumbers, noReply)
+        : null;
+    if (!reply) {
+      const req = await this.insurance.consume(key, 1);
+      return [
+        req,
+        req.rejected || tokens === 0 ? undefined : await other.insurance.consume(key, tokens),
+      ];
+    }
+    const req = this.consumed(reply[0]!, reply[1]!);
+    return [req, reply.length > 2 ? other.consumed(reply[2]!, reply[3]!) : undefined];
+  }
+
+  private consumed(points: number, msLeft: number): Consumed {
+    return {
+      rejected: points > this.limit,
+      consumedPoints: points,
+      remainingPoints: Math.max(0, this.limit - points),
+      msBeforeNext: Math.max(0, msLeft),
+    };
+  }
+
   async consume(key: string, points: number): Promise<Consumed> {
     const reply = await this.add(key, points);
     if (!reply) return this.insurance.consume(key, points);
-    const consumed = reply[0];
-    return {
-      rejected: consumed > this.limit,
-      consumedPoints: consumed,
-      remainingPoints: Math.max(0, this.limit - consumed),
-      msBeforeNext: Math.max(0, reply[1]),
-    };
+    return this.consumed(reply[0], reply[1]);
   }
 
   async adjust(key: string, points: number, logger?: Pick<Logger, "warn">): Promise<void> {
@@ -364,6 +445,18 @@ class RedisWindow implements Window {
     return this.insurance.get(key);
   }
 }
+
+/**
+ * `p`'s value if it settles within this tick (before the Redis client sends what this tick
+ * queued), else undefined. A body that arrived in one packet is parsed by then.
+ */
+function thisTick<T>(p: Promise<T>): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    p.then(resolve, noValue);
+    setImmediate(resolve, undefined);
+  });
+}
+const noValue = () => undefined;
 
 /** The Anthropic API's rate-limit header names, made once rather than per response. */
 const HEADER_NAMES = {
