@@ -330,6 +330,9 @@ return {points, ttl}
  * ADD_IN_WINDOW for a request and its tokens at once. KEYS: the requests counter, the tokens
  * counter. ARGV: tokens, window seconds, requests limit. Returns {requests, ms left} when the
  * request is refused (its tokens not counted), else {requests, ms left, tokens, ms left}.
+ * Two keys in one script need one keyspace: the stacks deploy Redis without cluster mode
+ * (ElastiCache replication group, Memorystore Basic/Standard), as the client (not Redis.Cluster)
+ * requires.
  */
 const ADD_REQUEST_AND_TOKENS = new Script(`
 local function add(key, points)
