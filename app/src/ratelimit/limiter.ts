@@ -308,33 +308,14 @@ class MemoryWindow implements Window {
 }
 
 /**
- * Opens the key's window (SET NX with its expiry) on its first point, then adds: one atomic
- * script, so replicas counting at once neither lose points nor open two windows. A key left
- * without expiry (written by hand) gets the window's. rate-limiter-flexible's RateLimiterRedis
- * (v11) keeps its counters the same way, under the same keys: replicas of the last release and
- * this one count together during a rolling update.
- * KEYS: the counter. ARGV: points (negative gives back), window seconds. Returns {points, ms left}.
+ * Lua shared by the scripts: `add(key, points)` opens the key's window (SET NX with its expiry)
+ * on its first point, then adds, and answers the window's points and the ms it has left. Atomic
+ * inside a script, so replicas counting at once neither lose points nor open two windows. A key
+ * left without expiry (written by hand) gets the window's. rate-limiter-flexible's
+ * RateLimiterRedis (v11) keeps its counters the same way, under the same keys: replicas of the
+ * last release and this one count together during a rolling update. ARGV[2]: window seconds.
  */
-const ADD_IN_WINDOW = new Script(`
-redis.call('SET', KEYS[1], 0, 'EX', ARGV[2], 'NX')
-local points = redis.call('INCRBY', KEYS[1], ARGV[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl == -1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-  ttl = 1000 * ARGV[2]
-end
-return {points, ttl}
-`);
-
-/**
- * ADD_IN_WINDOW for a request and its tokens at once. KEYS: the requests counter, the tokens
- * counter. ARGV: tokens, window seconds, requests limit. Returns {requests, ms left} when the
- * request is refused (its tokens not counted), else {requests, ms left, tokens, ms left}.
- * Two keys in one script need one keyspace: the stacks deploy Redis without cluster mode
- * (ElastiCache replication group, Memorystore Basic/Standard), as the client (not Redis.Cluster)
- * requires.
- */
-const ADD_REQUEST_AND_TOKENS = new Script(`
+const ADD = `
 local function add(key, points)
   redis.call('SET', key, 0, 'EX', ARGV[2], 'NX')
   local total = redis.call('INCRBY', key, points)
@@ -345,6 +326,23 @@ local function add(key, points)
   end
   return total, ttl
 end
+`;
+
+/** KEYS: the counter. ARGV: points (negative gives back), window seconds. Returns {points, ms left}. */
+const ADD_IN_WINDOW = new Script(`${ADD}
+local points, ttl = add(KEYS[1], ARGV[1])
+return {points, ttl}
+`);
+
+/**
+ * A request and its tokens at once. KEYS: the requests counter, the tokens counter. ARGV:
+ * tokens, window seconds, requests limit. Returns {requests, ms left} when the request is refused
+ * (its tokens not counted), else {requests, ms left, tokens, ms left}.
+ * Two keys in one script need one keyspace: the stacks deploy Redis without cluster mode
+ * (ElastiCache replication group, Memorystore Basic/Standard), as the client (not Redis.Cluster)
+ * requires.
+ */
+const ADD_REQUEST_AND_TOKENS = new Script(`${ADD}
 local requests, requestsTtl = add(KEYS[1], 1)
 if requests > tonumber(ARGV[3]) or tonumber(ARGV[1]) == 0 then return {requests, requestsTtl} end
 local tokens, tokensTtl = add(KEYS[2], ARGV[1])
