@@ -3,13 +3,20 @@
  * targets pass/fail, then each scenario's method and figures). Written to `<file>.tmp` first and
  * renamed, so a crashed run never leaves a half-written report behind.
  */
-import { imageNodeFlags } from "./lib/procs";
+import { imageNodeFlags, imageTuningEnv } from "./lib/procs";
 import { renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { BenchOptions } from "./lib/harness";
 import type { machineInfo } from "./lib/procs";
 import type { ProfileSummary } from "./lib/profile";
 import type { ScenarioResult } from "./lib/types";
+
+/** The image's process tuning as a shell prefix (`LD_PRELOAD=libmimalloc.so.2 `), or "". */
+function imageEnvPrefix(): string {
+  return Object.entries(imageTuningEnv())
+    .map(([k, v]) => `${k}=${v} `)
+    .join("");
+}
 
 export const REPORT_SCHEMA_VERSION = 1;
 
@@ -82,7 +89,7 @@ export function renderMarkdown(report: JsonReport, input: ReportInput): string {
       `load average at the end ${m.loadAverage.join(" / ")}. The service, the fake upstream and the load generator ` +
       `run as three processes on these cores, next to Redis and PostgreSQL` +
       (report.nice !== null ? `, at nice ${report.nice} (--nice)` : "") +
-      `. The service runs as the image runs it: \`node ${imageNodeFlags().join(" ")} <dist>/server/index.js\` (app/Dockerfile's CMD).`,
+      `. The service runs as the image runs it: \`${imageEnvPrefix()}node ${imageNodeFlags().join(" ")} <dist>/server/index.js\` (app/Dockerfile's CMD and its runtime stage's process tuning).`,
   );
   lines.push("");
   lines.push(`## Targets`);

@@ -29,6 +29,7 @@ import {
 } from "./lib/harness";
 import {
   REPO_ROOT,
+  checkImagePreload,
   cpuBreakdown,
   cpuSnapshot,
   killChildren,
@@ -185,6 +186,7 @@ export async function main(argv: string[]): Promise<number> {
   const serverBundle = path.join(opts.distDir, "server", "index.js");
   if (!existsSync(serverBundle))
     throw new Error(`${serverBundle} is missing: run npm run build (or drop --no-build)`);
+  checkImagePreload();
 
   const waitQuiet =
     values["wait-quiet"] === undefined ? 0 : positiveInt("wait-quiet", values["wait-quiet"], 0);

@@ -3,7 +3,7 @@
  * on loopback (so the load generator, the service and the upstream never share an event loop),
  * and what Linux tells us about them (/proc: resident memory, CPU time).
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import {
   createWriteStream,
   existsSync,
@@ -334,9 +334,10 @@ export function imageNodeFlags(dockerfile = path.join(REPO_ROOT, "app", "Dockerf
 }
 
 /**
- * The process tuning the image's runtime stage sets with ENV (glibc's MALLOC_*, libuv's UV_*,
- * NODE_OPTIONS), so the benchmark's processes run with it as the image's do. Other variables of
- * the image (PORT, DATA_DIR, NODE_ENV) are the benchmark's own to set.
+ * The process tuning the image's runtime stage sets with ENV (the allocator it preloads with
+ * LD_PRELOAD and mimalloc's MIMALLOC_*, glibc's MALLOC_*, libuv's UV_*, NODE_OPTIONS), so the
+ * benchmark's processes run with it as the image's do. Other variables of the image (PORT,
+ * DATA_DIR, NODE_ENV) are the benchmark's own to set.
  */
 export function imageTuningEnv(
   dockerfile = path.join(REPO_ROOT, "app", "Dockerfile"),
@@ -350,9 +351,38 @@ export function imageTuningEnv(
   const env: Record<string, string> = {};
   for (const line of stage.filter((l) => /^ENV\s/i.test(l))) {
     for (const [, k, v] of line.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g))
-      if (/^(MALLOC_|UV_|NODE_OPTIONS$)/.test(k!)) env[k!] = v!.replace(/^"|"$/g, "");
+      if (/^(LD_PRELOAD$|MIMALLOC_|MALLOC_|UV_|NODE_OPTIONS$)/.test(k!))
+        env[k!] = v!.replace(/^"|"$/g, "");
   }
   return env;
+}
+
+/** Debian's package for each library the image may preload (app/Dockerfile installs it). */
+const PRELOAD_PACKAGES: Record<string, string> = { "libmimalloc.so.2": "libmimalloc2.0" };
+
+/**
+ * Throws unless every library of the image's LD_PRELOAD loads into a `node` here. The dynamic
+ * loader only warns on stderr about one it cannot find and runs the process without it: the
+ * benchmark would then measure another allocator than the image's, quietly.
+ */
+export function checkImagePreload(env: Record<string, string> = imageTuningEnv()): void {
+  const libs = (env.LD_PRELOAD ?? "").split(/[\s:]+/).filter(Boolean);
+  if (libs.length === 0) return;
+  const r = spawnSync(
+    process.execPath,
+    ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/maps', 'utf8'))"],
+    { env: { PATH: process.env.PATH ?? "", LD_PRELOAD: env.LD_PRELOAD }, encoding: "utf8" },
+  );
+  const missing = libs.filter((lib) => !r.stdout.includes(`/${path.basename(lib)}`));
+  if (missing.length === 0) return;
+  const packages = missing.map((lib) => PRELOAD_PACKAGES[path.basename(lib)]);
+  const install = packages.every(Boolean)
+    ? `apt-get install ${packages.join(" ")}`
+    : "install the packages that provide them";
+  throw new Error(
+    `app/Dockerfile preloads ${missing.join(", ")} (LD_PRELOAD), which node does not load on this machine: ` +
+      `${install}, so that the benchmark runs the service with the image's allocator`,
+  );
 }
 
 export async function startService(options: ServiceOptions): Promise<Service> {
