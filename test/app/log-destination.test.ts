@@ -3,7 +3,8 @@
  * sonic-boom in buffer mode, fed UTF-8 bytes. What a user depends on: every line reaches the
  * file descriptor whole, in order, whatever its characters, across many writes.
  */
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import fs, { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { asyncDestination, createLogger } from "../../app/src/telemetry/logger";
@@ -21,9 +22,7 @@ describe("asyncDestination", () => {
     const dest = asyncDestination(fd);
     const log = createLogger({ level: "info", destination: dest });
     lines(log);
-    await new Promise<void>((resolve, reject) =>
-      dest.flush((err?: Error) => (err ? reject(err) : resolve())),
-    );
+    await dest.close();
     closeSync(fd);
     return readFileSync(file, "utf8");
   }
@@ -49,5 +48,51 @@ describe("asyncDestination", () => {
     const out = await written((log) => log.info({ apiKey: "sk-ant-secret-value" }, "hello"));
     expect(out).not.toContain("sk-ant-secret-value");
     expect(JSON.parse(out)).toMatchObject({ service: "agent", apiKey: "[redacted]", msg: "hello" });
+  });
+
+  it("close() writes what it holds and stops the flush timer: the descriptor's number, reused, is left alone", async () => {
+    // Only setInterval is faked, so the timer can be run at will; the writes stay real.
+    jest.useFakeTimers({ doNotFake: ["nextTick", "setImmediate", "setTimeout", "queueMicrotask"] });
+    const write = jest.spyOn(fs, "write");
+    try {
+      const first = openSync(path.join(dir, "first.log"), "w");
+      const dest = asyncDestination(first);
+      createLogger({ level: "info", destination: dest }).info("held below the 4 KB write size");
+      await dest.close();
+      closeSync(first);
+      expect(readFileSync(path.join(dir, "first.log"), "utf8")).toContain("held below");
+      // The lowest free number: the one the destination wrote to (asserted, or this proves nothing).
+      const next = openSync(path.join(dir, "next.log"), "w");
+      try {
+        expect(next).toBe(first);
+        write.mockClear();
+        jest.advanceTimersByTime(5000); // five of its once-a-second flushes, had it kept them
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(write.mock.calls.filter(([n]) => n === next)).toEqual([]);
+      } finally {
+        closeSync(next);
+      }
+    } finally {
+      write.mockRestore();
+      jest.useRealTimers();
+    }
+  });
+
+  it("close() on a pipe resolves once the lines are written: fsync(2)'s EINVAL there is not a failed write", async () => {
+    // stdout is a pipe when a platform collects the logs. Opened read-write, a FIFO needs no
+    // reader to open, and the same descriptor reads back what the pipe holds.
+    const fifo = path.join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const fd = openSync(fifo, fs.constants.O_RDWR);
+    try {
+      const dest = asyncDestination(fd);
+      createLogger({ level: "info", destination: dest }).info("through a pipe");
+      await expect(dest.close()).resolves.toBeUndefined();
+      const buf = Buffer.alloc(4096);
+      const n = fs.readSync(fd, buf);
+      expect(JSON.parse(buf.subarray(0, n).toString())).toMatchObject({ msg: "through a pipe" });
+    } finally {
+      closeSync(fd);
+    }
   });
 });

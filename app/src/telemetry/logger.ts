@@ -27,15 +27,35 @@ const FLUSH_INTERVAL_MS = 1000;
  * allocation profile of 2026-12-07). In buffer mode it keeps the buffers and their lengths, and
  * joins them once per write(2).
  */
-export function asyncDestination(fd: number): pino.DestinationStream & Pick<SonicBoom, "flush"> {
+export interface AsyncDestination extends pino.DestinationStream, Pick<SonicBoom, "flush"> {
+  /**
+   * Writes what it holds and stops its once-a-second flush; the descriptor stays open (it is the
+   * caller's). After it, the destination must not be written to. Until 2026-12-07 there was no way
+   * to stop the flush: a destination whose descriptor had been closed (the tests' files) kept
+   * writing to that number every second, into whatever file or socket got it next, and its EBADF
+   * was thrown into whatever test file ran next in the same jest worker.
+   */
+  close(): Promise<void>;
+}
+
+export function asyncDestination(fd: number): AsyncDestination {
   const boom = pino.destination({ dest: fd, sync: false, minLength: 4096, contentMode: "buffer" });
   // Without this, a quiet service would hold lines (even "listening") until 4 KB build up.
-  setInterval(() => boom.flush(), FLUSH_INTERVAL_MS).unref();
+  const timer = setInterval(() => boom.flush(), FLUSH_INTERVAL_MS).unref();
   // Buffer mode counts `data.length` as bytes: it must be given bytes. Calls go through `boom`
   // each time: pino replaces its methods with no-ops once stdout is gone (EPIPE).
   return {
     write: (line: string) => boom.write(Buffer.from(line) as unknown as string),
     flush: (cb?: (err?: Error) => unknown) => boom.flush(cb),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        clearInterval(timer);
+        // flush() ends with fsync(2), which a pipe or a socket (stdout, often) refuses with
+        // EINVAL once everything is written: not a failure to write.
+        boom.flush((err?: NodeJS.ErrnoException) =>
+          err && err.code !== "EINVAL" ? reject(err) : resolve(),
+        );
+      }),
   };
 }
 
