@@ -44,10 +44,16 @@ export interface Scenario {
   ): Promise<Omit<ScenarioResult, "name" | "title" | "durationSeconds" | "environment">>;
 }
 
-export const fmtMs = (v: number | null | undefined, digits = 2): string =>
+/**
+ * Decimal places for the formatters: a literal, so that passing one as an array callback
+ * (`xs.map(fmtNum)`, whose index would become the places: "1,024.0") does not type-check.
+ */
+export type Digits = 0 | 1 | 2 | 3;
+
+export const fmtMs = (v: number | null | undefined, digits: Digits = 2): string =>
   v === null || v === undefined || !Number.isFinite(v) ? "n/a" : `${v.toFixed(digits)} ms`;
 
-export const fmtNum = (v: number | null | undefined, digits = 0): string =>
+export const fmtNum = (v: number | null | undefined, digits: Digits = 0): string =>
   v === null || v === undefined || !Number.isFinite(v)
     ? "n/a"
     : v.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });

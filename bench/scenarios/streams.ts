@@ -232,7 +232,7 @@ export const streamsScenario: Scenario = {
             `Fake upstream streams ${DELTAS} deltas ${DELTA_INTERVAL_MS} ms apart (~${((DELTAS * DELTA_INTERVAL_MS) / 1000).toFixed(1)} s per stream). Streams are cache MISSes (fresh prompts) with the whole request path on.`,
             `N slots each keep one stream open for ${holdSeconds} s (a finished stream is replaced at once), slots starting spread over 1 s; one connection per stream.`,
             `Stall: a gap > ${STALL_MS} ms between two delta-carrying chunks of one stream, measured at the client. A step passes with 0 stalls, 0 errors, every stream complete. Ladder: ${ladder.join(", ")}.`,
-            `A 503 or 429 with retry-after is a refusal (the service's overload guard, OVERLOAD_LAG_MS at its default), not an error: the slot waits what retry-after says, as the official SDK does, and tries again. A step with refusals did not hold its N streams, so the ladder ends there. ${loadPoints.map(fmtNum).join(" and ")} streams are always measured; TTFT figures are of the streams that were admitted.`,
+            `A 503 or 429 with retry-after is a refusal (the service's overload guard, OVERLOAD_LAG_MS at its default), not an error: the slot waits what retry-after says, as the official SDK does, and tries again. A step with refusals did not hold its N streams, so the ladder ends there. ${loadPoints.map((n) => fmtNum(n)).join(" and ")} streams are always measured; TTFT figures are of the streams that were admitted.`,
           ],
           figures: {
             stallThresholdMs: STALL_MS,
