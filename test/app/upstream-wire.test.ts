@@ -100,7 +100,9 @@ const REPLIES: Record<string, Reply> = {
     setTimeout(() => res.destroy(), 20);
   },
   slow: (res) => {
-    setTimeout(() => json(200, MESSAGE)(res, undefined as never), 1_000);
+    const timer = setTimeout(() => json(200, MESSAGE)(res, undefined as never), 1_000);
+    // The client has given up by then: no timer left to hold the jest worker open after the file.
+    res.on("close", () => clearTimeout(timer));
   },
 };
 
