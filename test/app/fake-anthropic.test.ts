@@ -799,3 +799,43 @@ describe("recording and the CLI", () => {
     }
   }, 20_000);
 });
+
+describe("waits", () => {
+  it("a request still waiting out its latency when the fake closes does not keep its process alive (abuse-shutdown.test.ts left two 60 s timers, and jest force-exited its worker)", async () => {
+    // A process of its own, so that nothing else (jest, this file) keeps it alive: it starts a
+    // fake with a 60 s latency, sends a request, closes the fake once the request is in, and
+    // then has nothing left to do. It exits at once, or in 60 s if the fake's wait holds it.
+    const fakeModule = join(__dirname, "..", "support", "fake-anthropic.ts");
+    const code = `
+      const mod = await import(${JSON.stringify(fakeModule)});
+      const { startFakeAnthropic, FAKE_API_KEY } = mod.startFakeAnthropic ? mod : mod.default;
+      const fake = await startFakeAnthropic({ behavior: { latencyMs: 60000 } });
+      const call = fetch(fake.url + "/v1/messages", {
+        method: "POST",
+        headers: { "x-api-key": FAKE_API_KEY, "anthropic-version": "2023-06-01", "content-type": "application/json" },
+        body: JSON.stringify({ model: "${MODEL}", max_tokens: 16, messages: [{ role: "user", content: "hello" }] }),
+      }).then((r) => r.status, (err) => err.name);
+      while (fake.requestCount === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      await fake.close();
+      console.log(JSON.stringify({ call: await call }));`;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+      cwd: join(__dirname, "..", ".."),
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const exit = once(child, "exit").then(([status]) => status as number | null);
+      // The line, or the exit of a child that failed before printing it.
+      const line = await Promise.race([
+        once(createInterface({ input: child.stdout }), "line").then(([l]) => l as string),
+        exit.then((status) => `exited ${status} before closing the fake`),
+      ]);
+      expect(line).toBe(JSON.stringify({ call: "TypeError" })); // fetch failed: the socket was cut
+      const stillRunning = new Promise<"still running">((resolve) =>
+        setTimeout(() => resolve("still running"), 20_000).unref(),
+      );
+      expect(await Promise.race([exit, stillRunning])).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }, 40_000);
+});

@@ -61,9 +61,17 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
+import { setTimeout as setTimeoutPromise } from "node:timers/promises";
 import type Anthropic from "@anthropic-ai/sdk";
 import { z } from "zod";
+
+/**
+ * The fake's waits (latency, first token, delta pacing) do not hold the process open: a test
+ * that ends while a request still waits (a 60 s latency the service was cut from, say) leaves no
+ * timer that keeps its jest worker alive (before 2026-12-07, abuse-shutdown.test.ts left two
+ * 60 s timers, and jest force-exited the worker). The server's socket keeps a running fake alive.
+ */
+const sleep = (ms: number) => setTimeoutPromise(ms, undefined, { ref: false });
 
 // ---------------------------------------------------------------------------------------
 // Public types
