@@ -71,16 +71,12 @@ export const peersScenario: Scenario = {
         const rps = series();
         const cpu = series();
         const connectMs = series();
-        const connectErrors = Object.fromEntries(PATHS.map((p) => [p, 0])) as Record<
-          PathName,
-          number
-        >;
-        const errors = Object.fromEntries(PATHS.map((p) => [p, 0])) as Record<PathName, number>;
-        const notReady = Object.fromEntries(PATHS.map((p) => [p, 0])) as Record<PathName, number>;
-        const wrongStatus = Object.fromEntries(PATHS.map((p) => [p, 0])) as Record<
-          PathName,
-          number
-        >;
+        const counts = () =>
+          Object.fromEntries(PATHS.map((p) => [p, 0])) as Record<PathName, number>;
+        const connectErrors = counts();
+        const errors = counts();
+        const notReady = counts();
+        const wrongStatus = counts();
 
         // Warm-up: every path serves some requests before anything is measured.
         for (const path of PATHS) {
