@@ -16,13 +16,16 @@
  */
 import type { ProcStats } from "./procs";
 
+/** How long the window waits for every worker's first 200 by default. */
+export const CONNECT_TIMEOUT_MS = 60_000;
+
 export interface ClosedLoopOptions {
   workers: number;
   /** Length of the measured window. */
   seconds: number;
   /** CPU time of the path's process, read when the window opens and when it closes. */
   stats?: () => ProcStats | null;
-  /** The window opens at this point even if some worker has had no 200 yet. @default 60000 */
+  /** The window opens at this point even if some worker has had no 200 yet. @default CONNECT_TIMEOUT_MS */
   connectTimeoutMs?: number;
 }
 
@@ -49,7 +52,7 @@ export async function closedLoop(
   options: ClosedLoopOptions,
 ): Promise<ClosedLoopResult> {
   const { workers, seconds, stats } = options;
-  const connectTimeoutMs = options.connectTimeoutMs ?? 60_000;
+  const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const began = performance.now();
   let ready = 0;
   let connectErrors = 0;

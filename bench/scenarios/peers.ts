@@ -15,7 +15,7 @@
  */
 import { messageBody, nonce, progress, withStack, type Stack } from "../lib/harness";
 import type { Target } from "../lib/http";
-import { closedLoop } from "../lib/closed-loop";
+import { CONNECT_TIMEOUT_MS, closedLoop } from "../lib/closed-loop";
 import type { ProcStats } from "../lib/procs";
 import { overRounds, round, summarize } from "../lib/stats";
 import { fmtMs, fmtNum, type Scenario } from "../lib/types";
@@ -199,7 +199,7 @@ export const peersScenario: Scenario = {
             ),
             ...PATHS.filter((p) => notReady[p] > 0).map(
               (p) =>
-                `${p}: ${notReady[p]} connection(s) in all had not answered within 60 s when a loop's measurement began.`,
+                `${p}: ${notReady[p]} connection(s) in all had not answered within ${CONNECT_TIMEOUT_MS / 1000} s when a loop's measurement began.`,
             ),
           ],
         };
